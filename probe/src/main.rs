@@ -1,0 +1,260 @@
+//! spawnscope's kernel side: per-cgroup fork/exec/exit counters.
+//!
+//! Everything is aggregated here, in per-CPU maps keyed by cgroup v2 id, so
+//! the hot path is a hash lookup and a few increments with no wakeup of
+//! userspace. Kernel struct offsets are not compiled in: userspace reads them
+//! from the running kernel's BTF and overrides [`KERNEL_LAYOUT`] at load time.
+#![no_std]
+#![no_main]
+
+use core::ptr::{addr_of, read_volatile};
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_cgroup_id, bpf_probe_read_kernel},
+    macros::{btf_tracepoint, map},
+    maps::{PerCpuArray, PerCpuHashMap},
+    programs::BtfTracePointContext,
+};
+use spawnscope_common::{
+    Counters, DEFAULT_MAX_CGROUPS, ExitClass, KernelLayout, LAYOUT_MAGIC, SIGNAL_GROUP_EXIT,
+    classify_exit, stat,
+};
+
+/// Overridden by userspace before load; zero means "not provided".
+#[unsafe(no_mangle)]
+static KERNEL_LAYOUT: KernelLayout = KernelLayout {
+    magic: 0,
+    task_pid: 0,
+    task_tgid: 0,
+    task_exit_code: 0,
+    task_group_leader: 0,
+    task_signal: 0,
+    task_cgroups: 0,
+    signal_live: 0,
+    signal_flags: 0,
+    signal_group_exit_code: 0,
+    css_set_dfl_cgrp: 0,
+    cgroup_kn: 0,
+    kernfs_node_id: 0,
+    exit_has_group_dead: 0,
+};
+
+/// BPF_F_NO_PREALLOC: memory grows with the cgroups actually seen instead of
+/// max_entries x possible CPUs up front.
+const BPF_F_NO_PREALLOC: u32 = 1;
+/// BPF_NOEXIST
+const NOEXIST: u64 = 1;
+
+#[map(name = "COUNTERS")]
+static COUNTERS: PerCpuHashMap<u64, Counters> =
+    PerCpuHashMap::with_max_entries(DEFAULT_MAX_CGROUPS, BPF_F_NO_PREALLOC);
+
+/// Events whose cgroup did not fit in COUNTERS, still counted by class.
+#[map(name = "OVERFLOW")]
+static OVERFLOW: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);
+
+#[map(name = "PROBE_STATS")]
+static PROBE_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
+
+#[inline(always)]
+fn layout_field(f: &u32) -> u32 {
+    // SAFETY: `f` points into a static; the volatile read keeps the compiler
+    // from folding the pre-override zero into the code.
+    unsafe { read_volatile(f) }
+}
+
+macro_rules! off {
+    ($field:ident) => {
+        // SAFETY: addr_of! on a static never creates an invalid reference.
+        layout_field(unsafe { &*addr_of!(KERNEL_LAYOUT.$field) })
+    };
+}
+
+#[inline(always)]
+fn bump_stat(slot: u32) {
+    if let Some(p) = PROBE_STATS.get_ptr_mut(slot) {
+        // SAFETY: a per-CPU slot, only written from this CPU while the program
+        // runs with migration disabled.
+        unsafe { *p += 1 };
+    }
+}
+
+/// Reads a `T` at `base + off` in kernel memory.
+#[inline(always)]
+fn read<T>(base: u64, off: u32) -> Option<T> {
+    if base == 0 {
+        return None;
+    }
+    // SAFETY: bpf_probe_read_kernel validates the address and fails cleanly.
+    unsafe { bpf_probe_read_kernel((base + off as u64) as *const T).ok() }
+}
+
+/// Applies `f` to this CPU's counters for `cgid`, creating the entry on
+/// first sight. A full map routes the event to OVERFLOW, so nothing is lost.
+#[inline(always)]
+fn with_counters(cgid: u64, f: impl Fn(&mut Counters)) {
+    let mut p = COUNTERS.get_ptr_mut(cgid);
+    if p.is_none() {
+        // EEXIST from a racing CPU is fine: the lookup below then succeeds.
+        let _ = COUNTERS.insert(cgid, Counters::ZERO, NOEXIST);
+        p = COUNTERS.get_ptr_mut(cgid);
+    }
+    match p {
+        // SAFETY: per-CPU value of this CPU, see bump_stat.
+        Some(c) => f(unsafe { &mut *c }),
+        None => {
+            bump_stat(stat::MAP_FULL);
+            if let Some(o) = OVERFLOW.get_ptr_mut(0) {
+                // SAFETY: as above.
+                f(unsafe { &mut *o });
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn layout_ready() -> bool {
+    if off!(magic) == LAYOUT_MAGIC {
+        true
+    } else {
+        bump_stat(stat::NO_LAYOUT);
+        false
+    }
+}
+
+#[inline(always)]
+fn current_cgroup() -> u64 {
+    // SAFETY: helper without pointer arguments.
+    unsafe { bpf_get_current_cgroup_id() }
+}
+
+/// The child's cgroup, not the parent's: with CLONE_INTO_CGROUP (systemd,
+/// container runtimes) a child starts life elsewhere, and the fork belongs to
+/// the unit it was created for.
+#[inline(always)]
+fn task_cgroup(task: u64) -> Option<u64> {
+    let cset: u64 = read(task, off!(task_cgroups))?;
+    let cgrp: u64 = read(cset, off!(css_set_dfl_cgrp))?;
+    let kn: u64 = read(cgrp, off!(cgroup_kn))?;
+    read(kn, off!(kernfs_node_id))
+}
+
+#[btf_tracepoint(function = "sched_process_fork")]
+pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
+    if !layout_ready() {
+        return 0;
+    }
+    let child: u64 = ctx.arg(1);
+    let pid: Option<i32> = read(child, off!(task_pid));
+    let tgid: Option<i32> = read(child, off!(task_tgid));
+    let cgid = match task_cgroup(child) {
+        Some(id) if id != 0 => id,
+        _ => {
+            bump_stat(stat::READ_FAILED);
+            current_cgroup()
+        }
+    };
+    let thread = match (pid, tgid) {
+        (Some(p), Some(t)) => p != t,
+        _ => {
+            bump_stat(stat::READ_FAILED);
+            false
+        }
+    };
+    with_counters(cgid, |c| {
+        if thread {
+            c.threads += 1
+        } else {
+            c.forks += 1
+        }
+    });
+    0
+}
+
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn sched_process_exec(_ctx: BtfTracePointContext) -> i32 {
+    with_counters(current_cgroup(), |c| c.execs += 1);
+    0
+}
+
+/// The status wait(2) will report for the process whose last thread is
+/// `task`: the group exit code once the group is exiting, else the leader's
+/// own exit code (the rule of wait_task_zombie()).
+#[inline(always)]
+fn process_exit_code(task: u64) -> Option<u32> {
+    let signal: u64 = read(task, off!(task_signal))?;
+    let flags: u32 = read(signal, off!(signal_flags))?;
+    if flags & SIGNAL_GROUP_EXIT != 0 {
+        return read(signal, off!(signal_group_exit_code));
+    }
+    let leader: u64 = read(task, off!(task_group_leader))?;
+    read(leader, off!(task_exit_code))
+}
+
+#[inline(always)]
+fn count_exit(task: u64, group_dead: bool) {
+    let cgid = current_cgroup();
+    if !group_dead {
+        with_counters(cgid, |c| c.thread_exits += 1);
+        return;
+    }
+    let class = match process_exit_code(task) {
+        Some(code) => classify_exit(code),
+        None => {
+            bump_stat(stat::READ_FAILED);
+            // Unknown status: count the exit, as failed rather than clean.
+            ExitClass::Failed
+        }
+    };
+    with_counters(cgid, |c| match class {
+        ExitClass::Clean => c.exit_clean += 1,
+        ExitClass::Failed => c.exit_failed += 1,
+        ExitClass::Signaled => c.exit_signaled += 1,
+        ExitClass::CoreDumped => c.exit_core += 1,
+    });
+}
+
+/// Linux 6.16+: `sched_process_exit(struct task_struct *p, bool group_dead)`.
+#[btf_tracepoint(function = "sched_process_exit")]
+pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
+    if !layout_ready() {
+        return 0;
+    }
+    let task: u64 = ctx.arg(0);
+    let group_dead: u64 = ctx.arg(1);
+    count_exit(task, group_dead & 0xff != 0);
+    0
+}
+
+/// Older kernels pass only the task. do_exit() has already decremented
+/// `signal->live`, so zero means this is the last thread. Two threads exiting
+/// at the same instant can both read zero; the loader prefers the exact
+/// program above whenever the kernel offers it.
+#[btf_tracepoint(function = "sched_process_exit")]
+pub fn sched_process_exit_legacy(ctx: BtfTracePointContext) -> i32 {
+    if !layout_ready() {
+        return 0;
+    }
+    let task: u64 = ctx.arg(0);
+    let signal: Option<u64> = read(task, off!(task_signal));
+    let live: Option<i32> = signal.and_then(|s| read(s, off!(signal_live)));
+    let group_dead = match live {
+        Some(n) => n == 0,
+        None => {
+            bump_stat(stat::READ_FAILED);
+            true
+        }
+    };
+    count_exit(task, group_dead);
+    0
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,0 +1,105 @@
+//! Command-line interface.
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+
+/// Exit codes, documented in --help and the README.
+pub mod exit {
+    pub const OK: i32 = 0;
+    /// A runtime failure: a map could not be read, output failed, ...
+    pub const FAILURE: i32 = 1;
+    /// Bad command line (clap's own code).
+    pub const USAGE: i32 = 2;
+    /// Not root / missing CAP_BPF or CAP_PERFMON.
+    pub const PRIVILEGES: i32 = 3;
+    /// The kernel lacks BTF, a tracepoint, or has an unexpected layout.
+    pub const UNSUPPORTED: i32 = 4;
+}
+
+const EXIT_CODES: &str = "\
+Exit status:
+  0  success (also when stopped by Ctrl-C or SIGTERM, or when output is a closed pipe)
+  1  runtime failure
+  2  invalid command line
+  3  insufficient privileges (needs root, or CAP_BPF and CAP_PERFMON)
+  4  kernel not supported (no BTF, missing tracepoint, unexpected struct layout)";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "spawnscope",
+    version,
+    about = "Count process spawns (fork, exec, exit) per cgroup with eBPF",
+    long_about = "Count process spawns (fork, exec, exit) per cgroup with eBPF.\n\n\
+        Kernel probes on sched:sched_process_{fork,exec,exit} keep per-cgroup \
+        counters in the kernel; spawnscope reads them at each interval, so the \
+        cost per event is a few map updates and no wakeup.",
+    after_help = EXIT_CODES
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Trace spawns live and print per-cgroup counts and rates.
+    #[command(after_help = EXIT_CODES)]
+    Trace(TraceArgs),
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30s, 1m, 500ms)"))?;
+    if d.is_zero() {
+        return Err("must be greater than zero".into());
+    }
+    Ok(d)
+}
+
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// Stop after this long (e.g. 30s, 5m, 1h). Default: until Ctrl-C or SIGTERM.
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// How often to read the counters and print a report.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+
+    /// Print one JSON object per line (each interval, then a summary) instead of tables.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Cgroups shown per table (JSON always has all of them).
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub top: u32,
+
+    /// Capacity of the in-kernel per-cgroup map. Events from cgroups beyond it
+    /// are still counted, in an "overflow" bucket.
+    #[arg(long, value_name = "N", default_value_t = spawnscope_common::DEFAULT_MAX_CGROUPS,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_cgroups: u32,
+
+    /// Kernel type information (BTF) to read struct layouts from.
+    #[arg(long, value_name = "FILE", default_value = crate::btf::VMLINUX_BTF)]
+    pub btf: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1500ms").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("0s").unwrap_err().contains("greater than zero"));
+        assert!(parse_duration("soon").unwrap_err().contains("examples"));
+    }
+}

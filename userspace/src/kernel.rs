@@ -1,0 +1,164 @@
+//! Loading, attaching and reading the probe.
+
+use std::path::{Path, PathBuf};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{PerCpuArray, PerCpuHashMap},
+    programs::{BtfTracePoint, ProgramError},
+};
+use spawnscope_common::{
+    COUNTERS_MAP, Counters, KERNEL_LAYOUT_SYMBOL, OVERFLOW_MAP, PROBE_STATS_MAP, prog, stat,
+};
+use thiserror::Error;
+
+use crate::{
+    btf::{Btf, BtfError},
+    caps,
+    layout::{self, ExitFlavour, LayoutError},
+    report::{ProbeStats, Snapshot},
+};
+
+/// The probe object, built by build.rs with aya-build.
+static PROBE_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/spawnscope-probe"));
+
+#[derive(Debug, Error)]
+pub enum KernelError {
+    #[error("{0}")]
+    Privileges(String),
+    #[error("kernel BTF not found at {0}: spawnscope needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (or pass --btf FILE)")]
+    NoBtf(PathBuf),
+    #[error(transparent)]
+    Btf(#[from] BtfError),
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    #[error("cannot load the probe: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("cannot load program {name} into the kernel: {detail}")]
+    Program { name: &'static str, detail: String },
+    #[error("probe object lacks {0} (build mismatch)")]
+    Missing(&'static str),
+    #[error("cannot read map {map}: {source}")]
+    Map {
+        map: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+}
+
+impl KernelError {
+    /// Errors that mean "this host cannot run spawnscope" rather than "it
+    /// went wrong", so the exit code can tell them apart.
+    pub fn is_unsupported(&self) -> bool {
+        matches!(self, Self::NoBtf(_) | Self::Btf(_) | Self::Layout(_))
+    }
+}
+
+pub struct LoadOptions {
+    pub btf_path: PathBuf,
+    pub max_cgroups: u32,
+}
+
+pub struct Probe {
+    ebpf: Ebpf,
+    pub exit_flavour: ExitFlavour,
+}
+
+/// Condenses aya's program error into one line: the verifier's last words
+/// are the useful part of its log.
+fn program_error(name: &'static str, e: ProgramError) -> KernelError {
+    let detail = match &e {
+        ProgramError::LoadError { io_error, verifier_log } => {
+            let log = verifier_log.to_string();
+            let last = log.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+            format!("{io_error}; verifier: {last}")
+        }
+        other => other.to_string(),
+    };
+    KernelError::Program { name, detail }
+}
+
+fn raise_memlock() {
+    let lim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: setrlimit reads a valid, initialised struct.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) };
+    // Failure is expected without CAP_SYS_RESOURCE and harmless on Linux
+    // >= 5.11, which charges BPF memory to the cgroup instead.
+    let _ = rc;
+}
+
+impl Probe {
+    pub fn load(opts: &LoadOptions) -> Result<Self, KernelError> {
+        caps::check_bpf_privileges().map_err(KernelError::Privileges)?;
+        if !Path::new(&opts.btf_path).exists() {
+            return Err(KernelError::NoBtf(opts.btf_path.clone()));
+        }
+        let btf = Btf::from_file(&opts.btf_path)?;
+        let (kl, exit_flavour) = layout::from_btf(&btf)?;
+        raise_memlock();
+
+        let aya_btf = aya::Btf::parse_file(&opts.btf_path, aya::Endianness::default())
+            .map_err(|e| KernelError::Btf(BtfError::Malformed { what: format!("{}: {e}", opts.btf_path.display()) }))?;
+        let mut ebpf = EbpfLoader::new()
+            .btf(Some(&aya_btf))
+            .override_global(KERNEL_LAYOUT_SYMBOL, &kl, true)
+            .map_max_entries(COUNTERS_MAP, opts.max_cgroups)
+            .load(PROBE_OBJ)?;
+
+        let exit_prog = match exit_flavour {
+            ExitFlavour::GroupDeadArg => prog::EXIT,
+            ExitFlavour::Legacy => prog::EXIT_LEGACY,
+        };
+        for (name, tp) in [
+            (prog::FORK, "sched_process_fork"),
+            (prog::EXEC, "sched_process_exec"),
+            (exit_prog, "sched_process_exit"),
+        ] {
+            let p: &mut BtfTracePoint = ebpf
+                .program_mut(name)
+                .ok_or(KernelError::Missing(name))?
+                .try_into()
+                .map_err(|e| program_error(name, e))?;
+            p.load(tp, &aya_btf).map_err(|e| program_error(name, e))?;
+            p.attach().map_err(|e| program_error(name, e))?;
+        }
+        Ok(Self { ebpf, exit_flavour })
+    }
+
+    /// Reads every map once and sums the CPUs.
+    pub fn snapshot(&self) -> Result<Snapshot, KernelError> {
+        let map = |name: &'static str| self.ebpf.map(name).ok_or(KernelError::Missing(name));
+        let err = |map: &'static str| move |source| KernelError::Map { map, source };
+
+        let counters: PerCpuHashMap<_, u64, Counters> =
+            PerCpuHashMap::try_from(map(COUNTERS_MAP)?).map_err(err(COUNTERS_MAP))?;
+        let mut snap = Snapshot::default();
+        for entry in counters.iter() {
+            // An entry deleted between key and value lookups is not an error
+            // worth failing a trace over; nothing deletes entries today.
+            let Ok((id, per_cpu)) = entry else { continue };
+            let sum = per_cpu.iter().fold(Counters::ZERO, |a, c| a.saturating_add(c));
+            snap.per_cgroup.insert(id, sum);
+        }
+
+        let overflow: PerCpuArray<_, Counters> =
+            PerCpuArray::try_from(map(OVERFLOW_MAP)?).map_err(err(OVERFLOW_MAP))?;
+        snap.overflow = overflow
+            .get(&0, 0)
+            .map_err(err(OVERFLOW_MAP))?
+            .iter()
+            .fold(Counters::ZERO, |a, c| a.saturating_add(c));
+
+        let stats: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(map(PROBE_STATS_MAP)?).map_err(err(PROBE_STATS_MAP))?;
+        let slot = |i: u32| -> Result<u64, KernelError> {
+            Ok(stats.get(&i, 0).map_err(err(PROBE_STATS_MAP))?.iter().sum())
+        };
+        snap.probe = ProbeStats {
+            map_full: slot(stat::MAP_FULL)?,
+            read_failed: slot(stat::READ_FAILED)?,
+            no_layout: slot(stat::NO_LAYOUT)?,
+        };
+        Ok(snap)
+    }
+}

@@ -1,0 +1,211 @@
+//! The kernel struct layout the probe needs, read from BTF at load time.
+
+use spawnscope_common::{KernelLayout, LAYOUT_MAGIC};
+
+use crate::btf::{Btf, BtfError};
+
+/// Which exit program fits the running kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitFlavour {
+    /// `sched_process_exit(task, group_dead)`: exact process/thread split.
+    GroupDeadArg,
+    /// `sched_process_exit(task)`: derived from `signal_struct.live`.
+    Legacy,
+}
+
+/// (struct, field, expected size in bytes). Sizes are checked because the
+/// probe reads each field with a fixed width.
+const FIELDS: [(&str, &str, u32); 12] = [
+    ("task_struct", "pid", 4),
+    ("task_struct", "tgid", 4),
+    ("task_struct", "exit_code", 4),
+    ("task_struct", "group_leader", 8),
+    ("task_struct", "signal", 8),
+    ("task_struct", "cgroups", 8),
+    ("signal_struct", "live", 4),
+    ("signal_struct", "flags", 4),
+    ("signal_struct", "group_exit_code", 4),
+    ("css_set", "dfl_cgrp", 8),
+    ("cgroup", "kn", 8),
+    ("kernfs_node", "id", 8),
+];
+
+pub const TRACEPOINTS: [&str; 3] = ["sched_process_fork", "sched_process_exec", "sched_process_exit"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    #[error(transparent)]
+    Btf(#[from] BtfError),
+    #[error("unsupported kernel: {strukt}.{field} is {actual} bytes, the probe reads {expected}")]
+    Size { strukt: &'static str, field: &'static str, actual: u32, expected: u32 },
+}
+
+pub fn from_btf(btf: &Btf) -> Result<(KernelLayout, ExitFlavour), LayoutError> {
+    for tp in TRACEPOINTS {
+        btf.tracepoint_arg_count(tp)?;
+    }
+    let mut off = [0u32; FIELDS.len()];
+    for (slot, &(strukt, field, expected)) in off.iter_mut().zip(FIELDS.iter()) {
+        let f = btf.field(strukt, field)?;
+        if f.size != expected {
+            return Err(LayoutError::Size { strukt, field, actual: f.size, expected });
+        }
+        *slot = f.offset;
+    }
+    let flavour = if btf.tracepoint_arg_count("sched_process_exit")? >= 2 {
+        ExitFlavour::GroupDeadArg
+    } else {
+        ExitFlavour::Legacy
+    };
+    let [
+        task_pid,
+        task_tgid,
+        task_exit_code,
+        task_group_leader,
+        task_signal,
+        task_cgroups,
+        signal_live,
+        signal_flags,
+        signal_group_exit_code,
+        css_set_dfl_cgrp,
+        cgroup_kn,
+        kernfs_node_id,
+    ] = off;
+    Ok((
+        KernelLayout {
+            magic: LAYOUT_MAGIC,
+            task_pid,
+            task_tgid,
+            task_exit_code,
+            task_group_leader,
+            task_signal,
+            task_cgroups,
+            signal_live,
+            signal_flags,
+            signal_group_exit_code,
+            css_set_dfl_cgrp,
+            cgroup_kn,
+            kernfs_node_id,
+            exit_has_group_dead: (flavour == ExitFlavour::GroupDeadArg) as u32,
+        },
+        flavour,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::btf::{build::BtfBuilder, kind};
+
+    /// A miniature kernel: every struct the probe reads, at offsets chosen to
+    /// differ from any real kernel so a hard-coded value would show.
+    fn kernel(exit_args: &[u32], kn_id_size: u32) -> Vec<u8> {
+        let mut b = BtfBuilder::new();
+        let int = b.int("int", 4);
+        let uint = b.int("unsigned int", 4);
+        let u64t = b.int("u64", 8);
+        let small = b.int("u32", 4);
+        let atomic = b.composite(kind::STRUCT, "", 4, &[("counter", int, 0, 0)]);
+        let atomic_t = b.typedef("atomic_t", atomic);
+        let kn_id = if kn_id_size == 8 { u64t } else { small };
+        let kn = b.composite(kind::STRUCT, "kernfs_node", 200, &[("id", kn_id, 8 * 104, 0)]);
+        let pkn = b.ptr(kn);
+        let cg = b.composite(kind::STRUCT, "cgroup", 400, &[("kn", pkn, 8 * 296, 0)]);
+        let pcg = b.ptr(cg);
+        let cset = b.composite(kind::STRUCT, "css_set", 300, &[("dfl_cgrp", pcg, 8 * 136, 0)]);
+        let pcset = b.ptr(cset);
+        let sig = b.composite(
+            kind::STRUCT,
+            "signal_struct",
+            300,
+            &[("live", atomic_t, 8 * 4, 0), ("group_exit_code", int, 8 * 60, 0), ("flags", uint, 8 * 76, 0)],
+        );
+        let psig = b.ptr(sig);
+        let pid_t = b.typedef("pid_t", int);
+        b.fwd("task_struct");
+        let task_fwd_ptr = b.ptr(0);
+        let inner = b.composite(
+            kind::STRUCT,
+            "",
+            64,
+            &[("pid", pid_t, 8 * 8, 0), ("tgid", pid_t, 8 * 12, 0), ("group_leader", task_fwd_ptr, 8 * 16, 0)],
+        );
+        let task = b.composite(
+            kind::STRUCT,
+            "task_struct",
+            4000,
+            &[
+                ("exit_code", int, 8 * 1000, 0),
+                ("", inner, 8 * 2000, 0),
+                ("signal", psig, 8 * 3000, 0),
+                ("cgroups", pcset, 8 * 3008, 0),
+            ],
+        );
+        let ptask = b.ptr(task);
+        let vp = b.ptr(0);
+        for (name, args) in [
+            ("sched_process_fork", &[vp, ptask, ptask][..]),
+            ("sched_process_exec", &[vp, ptask, int, vp][..]),
+        ] {
+            let proto = b.func_proto(args);
+            let pp = b.ptr(proto);
+            b.typedef(&format!("btf_trace_{name}"), pp);
+        }
+        let mut exit = vec![vp];
+        exit.extend(exit_args.iter().map(|_| ptask));
+        let proto = b.func_proto(&exit);
+        let pp = b.ptr(proto);
+        b.typedef("btf_trace_sched_process_exit", pp);
+        b.finish()
+    }
+
+    #[test]
+    fn layout_comes_from_btf() {
+        let btf = Btf::parse(&kernel(&[1, 2], 8), "k").unwrap();
+        let (l, flavour) = from_btf(&btf).unwrap();
+        assert_eq!(flavour, ExitFlavour::GroupDeadArg);
+        assert_eq!(l.magic, LAYOUT_MAGIC);
+        assert_eq!(l.task_exit_code, 1000);
+        assert_eq!(l.task_pid, 2008);
+        assert_eq!(l.task_tgid, 2012);
+        assert_eq!(l.task_group_leader, 2016);
+        assert_eq!(l.task_signal, 3000);
+        assert_eq!(l.task_cgroups, 3008);
+        assert_eq!(l.signal_live, 4);
+        assert_eq!(l.signal_group_exit_code, 60);
+        assert_eq!(l.signal_flags, 76);
+        assert_eq!(l.css_set_dfl_cgrp, 136);
+        assert_eq!(l.cgroup_kn, 296);
+        assert_eq!(l.kernfs_node_id, 104);
+        assert_eq!(l.exit_has_group_dead, 1);
+    }
+
+    #[test]
+    fn older_exit_tracepoint_selects_legacy_program() {
+        let btf = Btf::parse(&kernel(&[1], 8), "k").unwrap();
+        let (l, flavour) = from_btf(&btf).unwrap();
+        assert_eq!(flavour, ExitFlavour::Legacy);
+        assert_eq!(l.exit_has_group_dead, 0);
+    }
+
+    #[test]
+    fn unexpected_field_width_is_refused() {
+        let btf = Btf::parse(&kernel(&[1, 2], 4), "k").unwrap();
+        let e = from_btf(&btf).unwrap_err().to_string();
+        assert_eq!(e, "unsupported kernel: kernfs_node.id is 4 bytes, the probe reads 8");
+    }
+
+    #[test]
+    fn running_kernel_layout_is_complete() {
+        let p = std::path::Path::new(crate::btf::VMLINUX_BTF);
+        if !p.exists() {
+            assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "no kernel BTF under CI");
+            eprintln!("SKIP: no kernel BTF");
+            return;
+        }
+        let (l, _) = from_btf(&Btf::from_file(p).unwrap()).unwrap();
+        // pid and tgid are adjacent pid_t fields in every kernel since 2.6.
+        assert_eq!(l.task_tgid, l.task_pid + 4);
+        assert_ne!(l.kernfs_node_id, 0);
+    }
+}

@@ -1,0 +1,10 @@
+//! spawnscope's userspace: loading the probe, naming cgroups, reporting.
+pub mod btf;
+pub mod caps;
+pub mod cgroupfs;
+pub mod cli;
+pub mod kernel;
+pub mod layout;
+pub mod output;
+pub mod report;
+pub mod trace;
