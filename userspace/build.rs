@@ -11,14 +11,23 @@ fn main() -> aya_build::Result<()> {
         println!("cargo:warning=bpf-linker not found in PATH: run `cargo xtask setup` first");
     }
     // Rebuild when the shared record types change too.
-    println!("cargo:rerun-if-changed={}", probe_dir.join("../common/src").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        probe_dir.join("../common/src").display()
+    );
     aya_build::build_ebpf(
-        [aya_build::Package { name: "spawnscope-probe", root_dir: root, ..Default::default() }],
+        [aya_build::Package {
+            name: "spawnscope-probe",
+            root_dir: root,
+            ..Default::default()
+        }],
         aya_build::Toolchain::default(),
     )
 }
 
 fn which_bpf_linker() -> Option<std::path::PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join("bpf-linker")).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join("bpf-linker"))
+        .find(|p| p.is_file())
 }

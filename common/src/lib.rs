@@ -216,8 +216,17 @@ mod tests {
 
     #[test]
     fn add_and_sub_are_inverse_and_saturate() {
-        let a = Counters { forks: 3, execs: 2, exit_failed: 1, ..Counters::ZERO };
-        let b = Counters { forks: 1, execs: 5, ..Counters::ZERO };
+        let a = Counters {
+            forks: 3,
+            execs: 2,
+            exit_failed: 1,
+            ..Counters::ZERO
+        };
+        let b = Counters {
+            forks: 1,
+            execs: 5,
+            ..Counters::ZERO
+        };
         let s = a.saturating_add(&b);
         assert_eq!(s.forks, 4);
         assert_eq!(s.execs, 7);

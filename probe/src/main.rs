@@ -161,13 +161,7 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
             false
         }
     };
-    with_counters(cgid, |c| {
-        if thread {
-            c.threads += 1
-        } else {
-            c.forks += 1
-        }
-    });
+    with_counters(cgid, |c| if thread { c.threads += 1 } else { c.forks += 1 });
     0
 }
 

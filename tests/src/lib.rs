@@ -1,1 +1,265 @@
+//! Harness for the privileged tests: root checks that refuse to skip under
+//! CI, throwaway cgroups below our own, and a running `spawnscope trace`.
 
+use std::{
+    fs,
+    io::{BufRead, BufReader, Read},
+    os::unix::{fs::MetadataExt, process::CommandExt},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use spawnscope::cgroupfs;
+
+/// True when the test may run. Without root it skips loudly, except under
+/// CI=true, where a skip is a failure.
+pub fn require_root(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    let msg = format!("{test}: needs root (CAP_BPF, CAP_PERFMON, cgroup writes)");
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{msg}; CI=true forbids skipping");
+    }
+    eprintln!("\n*** SKIPPED {msg} ***\n");
+    false
+}
+
+/// A binary of this workspace, next to the running test executable in
+/// target/<profile>/ (`cargo xtask test` builds them all first).
+fn target_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test>-<hash>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps");
+    let bin = profile_dir.join(name);
+    assert!(
+        bin.exists(),
+        "{} not built; run `cargo build --workspace --exclude spawnscope-probe --bins` first (`cargo xtask test` does)",
+        bin.display()
+    );
+    bin
+}
+
+/// The spawnscope binary under test: $SPAWNSCOPE_BIN, else the workspace's.
+pub fn spawnscope_bin() -> PathBuf {
+    std::env::var_os("SPAWNSCOPE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_bin("spawnscope"))
+}
+
+pub fn workload_bin() -> PathBuf {
+    target_bin("spawn-workload")
+}
+
+/// A cgroup v2 directory created below this process's own cgroup, removed
+/// on drop after killing (by pid) any process of ours still inside.
+pub struct TestCgroup {
+    pub path: PathBuf,
+    /// Path relative to the cgroup2 mount, as spawnscope prints it.
+    pub rel: String,
+    pub id: u64,
+}
+
+impl TestCgroup {
+    pub fn new(tag: &str) -> Self {
+        let mount = cgroupfs::find_cgroup2(Path::new(cgroupfs::MOUNTINFO))
+            .expect("read mountinfo")
+            .expect("this test needs a cgroup2 mount");
+        let own = cgroupfs::own_cgroup_v2(Path::new(cgroupfs::SELF_CGROUP)).expect("own cgroup");
+        let parent_rel = own.trim_end_matches('/').to_string();
+        let name = format!("spawnscope-test-{tag}-{}", std::process::id());
+        let rel = format!("{parent_rel}/{name}");
+        let path = mount.mount_point.join(rel.trim_start_matches('/'));
+        fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        let id = fs::metadata(&path).unwrap().ino();
+        Self { path, rel, id }
+    }
+
+    /// A Command whose child moves itself into this cgroup before exec, so
+    /// everything it does from exec on is attributed here.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let procs = self.path.join("cgroup.procs");
+        let mut c = Command::new(program);
+        // SAFETY: the closure only makes raw syscalls through std::fs on a
+        // path prepared before the fork, as pre_exec requires.
+        unsafe {
+            c.pre_exec(move || fs::write(&procs, b"0"));
+        }
+        c
+    }
+
+    fn pids(&self) -> Vec<i32> {
+        fs::read_to_string(self.path.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let pids = self.pids();
+            if pids.is_empty() {
+                break;
+            }
+            for pid in pids {
+                // SAFETY: only processes this test placed in its own cgroup.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            if Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // rmdir can race the last exit's cgroup release; retry briefly.
+        for _ in 0..100 {
+            if fs::remove_dir(&self.path).is_ok() || !self.path.exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("warning: could not remove {}", self.path.display());
+    }
+}
+
+/// A running `spawnscope trace --json`.
+pub struct Tracer {
+    child: Child,
+    stdout: mpsc::Receiver<String>,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl Tracer {
+    /// Starts the tracer and returns once it reports that probes are attached.
+    pub fn start(extra: &[&str]) -> Self {
+        let mut child = Command::new(spawnscope_bin())
+            .args(["trace", "--json"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start spawnscope");
+        let out = child.stdout.take().unwrap();
+        let (tx, stdout) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let stderr = std::thread::spawn(move || {
+            let mut seen = String::new();
+            let mut line = String::new();
+            while err.read_line(&mut line).unwrap_or(0) > 0 {
+                if line.contains("spawnscope: tracing") {
+                    let _ = ready_tx.send(());
+                }
+                seen.push_str(&line);
+                line.clear();
+            }
+            let mut rest = String::new();
+            let _ = err.read_to_string(&mut rest);
+            seen + &rest
+        });
+        if ready_rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "spawnscope did not attach within 60 s; stderr:\n{}",
+                stderr.join().unwrap()
+            );
+        }
+        Self {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends `signal`, waits for the exit, and returns (exit code, stdout
+    /// JSON lines, stderr).
+    pub fn stop_with(self, signal: i32) -> (Option<i32>, Vec<Value>, String) {
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(self.pid(), signal) };
+        self.finish()
+    }
+
+    /// Waits for a self-terminating trace (`--for`).
+    pub fn finish(mut self) -> (Option<i32>, Vec<Value>, String) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("spawnscope did not exit within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let lines: Vec<Value> = self
+            .stdout
+            .iter()
+            .map(|l| {
+                serde_json::from_str(&l)
+                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}"))
+            })
+            .collect();
+        (status.code(), lines, self.stderr.join().unwrap())
+    }
+}
+
+/// The summary object (the last line) of a JSON trace.
+pub fn summary(lines: &[Value]) -> &Value {
+    let s = lines.last().expect("no output at all");
+    assert_eq!(s["type"], "summary", "last line is not the summary: {s}");
+    s
+}
+
+/// The summary row of one cgroup id.
+pub fn cgroup_total(summary: &Value, id: u64) -> &Value {
+    summary["cgroups"]
+        .as_array()
+        .expect("cgroups array")
+        .iter()
+        .find(|r| r["cgroup_id"] == id)
+        .map(|r| &r["total"])
+        .unwrap_or_else(|| panic!("cgroup id {id} absent from summary: {summary}"))
+}
+
+/// How many BPF programs named like ours are loaded system-wide.
+pub fn loaded_spawnscope_programs() -> usize {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        // The kernel keeps 15 characters of a program name.
+        .filter(|p| {
+            p.name_as_str()
+                .is_some_and(|n| n.starts_with("sched_process_"))
+        })
+        .count()
+}
+
+/// Runs `n` short commands in the calling process's own cgroup.
+pub fn spawn_true(n: usize) {
+    for _ in 0..n {
+        let s = Command::new("/bin/true").status().expect("/bin/true");
+        assert!(s.success());
+    }
+}

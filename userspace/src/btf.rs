@@ -95,7 +95,8 @@ pub struct Btf {
 }
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    b.get(at..at + 4).map(|s| u32::from_le_bytes(s.try_into().unwrap_or([0; 4])))
+    b.get(at..at + 4)
+        .map(|s| u32::from_le_bytes(s.try_into().unwrap_or([0; 4])))
 }
 
 impl Btf {
@@ -109,7 +110,9 @@ impl Btf {
 
     /// Parses a little-endian BTF blob; `what` names it in errors.
     pub fn parse(data: &[u8], what: &str) -> Result<Self, BtfError> {
-        let bad = || BtfError::Malformed { what: what.to_string() };
+        let bad = || BtfError::Malformed {
+            what: what.to_string(),
+        };
         if data.len() < 24 {
             return Err(BtfError::BadMagic(what.to_string()));
         }
@@ -202,7 +205,11 @@ impl Btf {
             types.push(t);
         }
 
-        let mut btf = Self { types, strings, by_name: HashMap::new() };
+        let mut btf = Self {
+            types,
+            strings,
+            by_name: HashMap::new(),
+        };
         for id in 1..btf.types.len() {
             let t = &btf.types[id];
             // A forward declaration or an empty duplicate must not shadow the
@@ -268,16 +275,31 @@ impl Btf {
         let id = self
             .type_id(kind::STRUCT, strukt)
             .ok_or_else(|| BtfError::NoStruct(strukt.to_string()))?;
-        let no_field = || BtfError::NoField { strukt: strukt.into(), field: field.into() };
+        let no_field = || BtfError::NoField {
+            strukt: strukt.into(),
+            field: field.into(),
+        };
         let (bits, bitfield, type_id) = self.find_member(id, field, 0, 0).ok_or_else(no_field)?;
         if bitfield != 0 || bits % 8 != 0 {
-            return Err(BtfError::Bitfield { strukt: strukt.into(), field: field.into() });
+            return Err(BtfError::Bitfield {
+                strukt: strukt.into(),
+                field: field.into(),
+            });
         }
         let size = self.size_of(type_id).ok_or_else(no_field)?;
-        Ok(Field { offset: bits / 8, size })
+        Ok(Field {
+            offset: bits / 8,
+            size,
+        })
     }
 
-    fn find_member(&self, id: u32, field: &str, base: u32, depth: usize) -> Option<(u32, u32, u32)> {
+    fn find_member(
+        &self,
+        id: u32,
+        field: &str,
+        base: u32,
+        depth: usize,
+    ) -> Option<(u32, u32, u32)> {
         if depth > MAX_DEPTH {
             return None;
         }
@@ -303,7 +325,10 @@ impl Btf {
         let td = self
             .type_id(kind::TYPEDEF, &format!("btf_trace_{tracepoint}"))
             .ok_or_else(missing)?;
-        let ptr = self.resolve(td).and_then(|id| self.ty(id)).ok_or_else(missing)?;
+        let ptr = self
+            .resolve(td)
+            .and_then(|id| self.ty(id))
+            .ok_or_else(missing)?;
         if ptr.kind != kind::PTR {
             return Err(missing());
         }
@@ -329,7 +354,11 @@ pub(crate) mod build {
 
     impl BtfBuilder {
         pub fn new() -> Self {
-            Self { types: Vec::new(), strings: vec![0], next_id: 1 }
+            Self {
+                types: Vec::new(),
+                strings: vec![0],
+                next_id: 1,
+            }
         }
 
         fn s(&mut self, name: &str) -> u32 {
@@ -404,7 +433,13 @@ pub(crate) mod build {
             out.extend_from_slice(&0xeb9fu16.to_le_bytes());
             out.push(1);
             out.push(0);
-            for v in [24u32, 0, self.types.len() as u32, self.types.len() as u32, self.strings.len() as u32] {
+            for v in [
+                24u32,
+                0,
+                self.types.len() as u32,
+                self.types.len() as u32,
+                self.strings.len() as u32,
+            ] {
                 out.extend_from_slice(&v.to_le_bytes());
             }
             out.extend_from_slice(&self.types);
@@ -428,7 +463,11 @@ mod tests {
             kind::STRUCT,
             "",
             16,
-            &[("pid", pid_t, 0, 0), ("tgid", pid_t, 32, 0), ("id", u64t, 64, 0)],
+            &[
+                ("pid", pid_t, 0, 0),
+                ("tgid", pid_t, 32, 0),
+                ("id", u64t, 64, 0),
+            ],
         );
         let flags = b.int("unsigned int", 4);
         let task = b.composite(
@@ -453,11 +492,38 @@ mod tests {
     #[test]
     fn finds_direct_and_anonymous_nested_fields() {
         let btf = Btf::parse(&sample(), "sample").unwrap();
-        assert_eq!(btf.field("task_struct", "state").unwrap(), Field { offset: 0, size: 4 });
-        assert_eq!(btf.field("task_struct", "pid").unwrap(), Field { offset: 16, size: 4 });
-        assert_eq!(btf.field("task_struct", "tgid").unwrap(), Field { offset: 20, size: 4 });
-        assert_eq!(btf.field("task_struct", "id").unwrap(), Field { offset: 24, size: 8 });
-        assert_eq!(btf.field("task_struct", "exit_code").unwrap(), Field { offset: 44, size: 4 });
+        assert_eq!(
+            btf.field("task_struct", "state").unwrap(),
+            Field { offset: 0, size: 4 }
+        );
+        assert_eq!(
+            btf.field("task_struct", "pid").unwrap(),
+            Field {
+                offset: 16,
+                size: 4
+            }
+        );
+        assert_eq!(
+            btf.field("task_struct", "tgid").unwrap(),
+            Field {
+                offset: 20,
+                size: 4
+            }
+        );
+        assert_eq!(
+            btf.field("task_struct", "id").unwrap(),
+            Field {
+                offset: 24,
+                size: 8
+            }
+        );
+        assert_eq!(
+            btf.field("task_struct", "exit_code").unwrap(),
+            Field {
+                offset: 44,
+                size: 4
+            }
+        );
     }
 
     #[test]
@@ -476,8 +542,14 @@ mod tests {
         assert_eq!(e, "kernel BTF has no struct css_set");
         let e = btf.field("task_struct", "bits").unwrap_err().to_string();
         assert!(e.contains("bitfield"), "{e}");
-        let e = btf.tracepoint_arg_count("sched_process_fork").unwrap_err().to_string();
-        assert!(e.contains("tracepoint sched:sched_process_fork is missing"), "{e}");
+        let e = btf
+            .tracepoint_arg_count("sched_process_fork")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("tracepoint sched:sched_process_fork is missing"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -489,7 +561,10 @@ mod tests {
     #[test]
     fn rejects_garbage_and_truncation_without_panicking() {
         assert!(matches!(Btf::parse(b"", "x"), Err(BtfError::BadMagic(_))));
-        assert!(matches!(Btf::parse(&[0u8; 64], "x"), Err(BtfError::BadMagic(_))));
+        assert!(matches!(
+            Btf::parse(&[0u8; 64], "x"),
+            Err(BtfError::BadMagic(_))
+        ));
         let good = sample();
         for cut in [25, 40, good.len() - 1] {
             let mut blob = good[..cut].to_vec();
@@ -507,7 +582,11 @@ mod tests {
     fn parses_running_kernel_btf_when_present() {
         let p = Path::new(VMLINUX_BTF);
         if !p.exists() {
-            assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "{VMLINUX_BTF} absent under CI");
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "{VMLINUX_BTF} absent under CI"
+            );
             eprintln!("SKIP: {VMLINUX_BTF} absent (kernel without CONFIG_DEBUG_INFO_BTF)");
             return;
         }

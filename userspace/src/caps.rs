@@ -9,7 +9,10 @@ const CAP_BPF: u32 = 39;
 
 /// Effective capability mask from a /proc/<pid>/status text.
 pub fn effective_caps(status: &str) -> Option<u64> {
-    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?.trim();
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))?
+        .trim();
     u64::from_str_radix(hex, 16).ok()
 }
 
@@ -55,10 +58,22 @@ mod tests {
 
     #[test]
     fn names_exactly_what_is_missing() {
-        assert_eq!(missing_for_tracing(0).as_deref(), Some("CAP_BPF and CAP_PERFMON"));
-        assert_eq!(missing_for_tracing(1 << CAP_BPF).as_deref(), Some("CAP_PERFMON"));
-        assert_eq!(missing_for_tracing(1 << CAP_PERFMON).as_deref(), Some("CAP_BPF"));
-        assert_eq!(missing_for_tracing((1 << CAP_BPF) | (1 << CAP_PERFMON)), None);
+        assert_eq!(
+            missing_for_tracing(0).as_deref(),
+            Some("CAP_BPF and CAP_PERFMON")
+        );
+        assert_eq!(
+            missing_for_tracing(1 << CAP_BPF).as_deref(),
+            Some("CAP_PERFMON")
+        );
+        assert_eq!(
+            missing_for_tracing(1 << CAP_PERFMON).as_deref(),
+            Some("CAP_BPF")
+        );
+        assert_eq!(
+            missing_for_tracing((1 << CAP_BPF) | (1 << CAP_PERFMON)),
+            None
+        );
         assert_eq!(missing_for_tracing(1 << CAP_SYS_ADMIN), None);
     }
 }

@@ -29,7 +29,10 @@ pub enum CgroupError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CgroupError + '_ {
-    move |source| CgroupError::Io { path: path.to_path_buf(), source }
+    move |source| CgroupError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// A mounted cgroup filesystem.
@@ -56,7 +59,9 @@ fn unescape_octal(s: &str) -> Vec<u8> {
             && i + 3 < b.len()
             && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
         {
-            let v = (b[i + 1] - b'0') as u32 * 64 + (b[i + 2] - b'0') as u32 * 8 + (b[i + 3] - b'0') as u32;
+            let v = (b[i + 1] - b'0') as u32 * 64
+                + (b[i + 2] - b'0') as u32 * 8
+                + (b[i + 3] - b'0') as u32;
             if let Ok(v) = u8::try_from(v) {
                 out.push(v);
                 i += 4;
@@ -78,7 +83,10 @@ pub fn cgroup_mounts(mountinfo: &Path) -> Result<Vec<CgroupMount>, CgroupError> 
         if line.trim().is_empty() {
             continue;
         }
-        let bad = || CgroupError::Mountinfo { path: mountinfo.to_path_buf(), line: n + 1 };
+        let bad = || CgroupError::Mountinfo {
+            path: mountinfo.to_path_buf(),
+            line: n + 1,
+        };
         let (pre, post) = line.split_once(" - ").ok_or_else(bad)?;
         let pre: Vec<&str> = pre.split(' ').collect();
         let post: Vec<&str> = post.split(' ').collect();
@@ -103,8 +111,10 @@ pub fn cgroup_mounts(mountinfo: &Path) -> Result<Vec<CgroupMount>, CgroupError> 
 /// The cgroup2 mount, if any. With several (bind mounts, nested container
 /// views), the one showing the hierarchy's root wins, then the first.
 pub fn find_cgroup2(mountinfo: &Path) -> Result<Option<CgroupMount>, CgroupError> {
-    let mut v2: Vec<CgroupMount> =
-        cgroup_mounts(mountinfo)?.into_iter().filter(|m| m.fstype == "cgroup2").collect();
+    let mut v2: Vec<CgroupMount> = cgroup_mounts(mountinfo)?
+        .into_iter()
+        .filter(|m| m.fstype == "cgroup2")
+        .collect();
     let root = v2.iter().position(|m| m.root == "/");
     Ok(match root {
         Some(i) => Some(v2.swap_remove(i)),
@@ -119,7 +129,9 @@ pub fn own_cgroup_v2(proc_cgroup: &Path) -> Result<String, CgroupError> {
     text.lines()
         .find_map(|l| l.strip_prefix("0::"))
         .map(str::to_string)
-        .ok_or_else(|| CgroupError::NoV2Membership { path: proc_cgroup.to_path_buf() })
+        .ok_or_else(|| CgroupError::NoV2Membership {
+            path: proc_cgroup.to_path_buf(),
+        })
 }
 
 /// Renders a path relative to the mount as "/a/b", escaping bytes that are
@@ -186,17 +198,20 @@ pub struct CgroupNames {
 
 impl CgroupNames {
     pub fn new(mount: Option<PathBuf>) -> Self {
-        Self { mount, known: HashMap::new() }
+        Self {
+            mount,
+            known: HashMap::new(),
+        }
     }
 
     /// Makes sure every id in `ids` has had a chance to be resolved, with at
     /// most one tree walk per call.
     pub fn refresh<'a>(&mut self, ids: impl IntoIterator<Item = &'a u64>) {
         let Some(mount) = &self.mount else { return };
-        if ids.into_iter().any(|id| !self.known.contains_key(id)) {
-            if let Ok(found) = scan_ids(mount) {
-                self.known.extend(found);
-            }
+        if ids.into_iter().any(|id| !self.known.contains_key(id))
+            && let Ok(found) = scan_ids(mount)
+        {
+            self.known.extend(found);
         }
     }
 
@@ -229,9 +244,13 @@ mod tests {
     #[test]
     fn finds_hybrid_and_pure_v2_mounts() {
         let d = tempfile::tempdir().unwrap();
-        let m = find_cgroup2(&write(d.path(), "hybrid", HYBRID)).unwrap().unwrap();
+        let m = find_cgroup2(&write(d.path(), "hybrid", HYBRID))
+            .unwrap()
+            .unwrap();
         assert_eq!(m.mount_point, Path::new("/sys/fs/cgroup/unified"));
-        let m = find_cgroup2(&write(d.path(), "v2", PURE_V2)).unwrap().unwrap();
+        let m = find_cgroup2(&write(d.path(), "v2", PURE_V2))
+            .unwrap()
+            .unwrap();
         assert_eq!(m.mount_point, Path::new("/sys/fs/cgroup"));
         assert_eq!(m.root, "/");
         let all = cgroup_mounts(&write(d.path(), "h2", HYBRID)).unwrap();
@@ -263,20 +282,36 @@ mod tests {
     #[test]
     fn malformed_mountinfo_names_file_and_line() {
         let d = tempfile::tempdir().unwrap();
-        let p = write(d.path(), "bad", "41 31 0:38 / /x rw - cgroup2 cgroup2 rw\ngarbage\n");
+        let p = write(
+            d.path(),
+            "bad",
+            "41 31 0:38 / /x rw - cgroup2 cgroup2 rw\ngarbage\n",
+        );
         let e = cgroup_mounts(&p).unwrap_err().to_string();
-        assert_eq!(e, format!("{}: line 2: malformed mountinfo entry", p.display()));
-        let e = cgroup_mounts(&d.path().join("absent")).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!("{}: line 2: malformed mountinfo entry", p.display())
+        );
+        let e = cgroup_mounts(&d.path().join("absent"))
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("cannot read ") && e.contains("absent"), "{e}");
     }
 
     #[test]
     fn own_cgroup_reads_the_v2_line() {
         let d = tempfile::tempdir().unwrap();
-        let p = write(d.path(), "c", "9:name=systemd:/\n4:memory:/x\n0::/user.slice/a b\n");
+        let p = write(
+            d.path(),
+            "c",
+            "9:name=systemd:/\n4:memory:/x\n0::/user.slice/a b\n",
+        );
         assert_eq!(own_cgroup_v2(&p).unwrap(), "/user.slice/a b");
         let p = write(d.path(), "c1", "4:memory:/x\n");
-        assert!(matches!(own_cgroup_v2(&p), Err(CgroupError::NoV2Membership { .. })));
+        assert!(matches!(
+            own_cgroup_v2(&p),
+            Err(CgroupError::NoV2Membership { .. })
+        ));
     }
 
     #[test]
@@ -291,9 +326,15 @@ mod tests {
         let ids = scan_ids(root).unwrap();
         let ino = |p: &str| fs::metadata(root.join(p)).unwrap().ino();
         assert_eq!(ids[&fs::metadata(root).unwrap().ino()], "/");
-        assert_eq!(ids[&ino("system.slice/foo.service")], "/system.slice/foo.service");
+        assert_eq!(
+            ids[&ino("system.slice/foo.service")],
+            "/system.slice/foo.service"
+        );
         assert_eq!(ids[&ino("user.slice")], "/user.slice");
-        assert_eq!(ids[&fs::metadata(root.join(odd)).unwrap().ino()], "/we\\xffird\\x0aname");
+        assert_eq!(
+            ids[&fs::metadata(root.join(odd)).unwrap().ino()],
+            "/we\\xffird\\x0aname"
+        );
         // Files are not cgroups.
         assert_eq!(ids.len(), 5);
     }

@@ -20,13 +20,16 @@ use crate::{
 };
 
 /// The probe object, built by build.rs with aya-build.
-static PROBE_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/spawnscope-probe"));
+static PROBE_OBJ: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/spawnscope-probe"));
 
 #[derive(Debug, Error)]
 pub enum KernelError {
     #[error("{0}")]
     Privileges(String),
-    #[error("kernel BTF not found at {0}: spawnscope needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (or pass --btf FILE)")]
+    #[error(
+        "kernel BTF not found at {0}: spawnscope needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (or pass --btf FILE)"
+    )]
     NoBtf(PathBuf),
     #[error(transparent)]
     Btf(#[from] BtfError),
@@ -68,9 +71,16 @@ pub struct Probe {
 /// are the useful part of its log.
 fn program_error(name: &'static str, e: ProgramError) -> KernelError {
     let detail = match &e {
-        ProgramError::LoadError { io_error, verifier_log } => {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
             let log = verifier_log.to_string();
-            let last = log.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+            let last = log
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
             format!("{io_error}; verifier: {last}")
         }
         other => other.to_string(),
@@ -79,7 +89,10 @@ fn program_error(name: &'static str, e: ProgramError) -> KernelError {
 }
 
 fn raise_memlock() {
-    let lim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    let lim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
     // SAFETY: setrlimit reads a valid, initialised struct.
     let rc = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) };
     // Failure is expected without CAP_SYS_RESOURCE and harmless on Linux
@@ -97,8 +110,12 @@ impl Probe {
         let (kl, exit_flavour) = layout::from_btf(&btf)?;
         raise_memlock();
 
-        let aya_btf = aya::Btf::parse_file(&opts.btf_path, aya::Endianness::default())
-            .map_err(|e| KernelError::Btf(BtfError::Malformed { what: format!("{}: {e}", opts.btf_path.display()) }))?;
+        let aya_btf =
+            aya::Btf::parse_file(&opts.btf_path, aya::Endianness::default()).map_err(|e| {
+                KernelError::Btf(BtfError::Malformed {
+                    what: format!("{}: {e}", opts.btf_path.display()),
+                })
+            })?;
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&aya_btf))
             .override_global(KERNEL_LAYOUT_SYMBOL, &kl, true)
@@ -137,7 +154,9 @@ impl Probe {
             // An entry deleted between key and value lookups is not an error
             // worth failing a trace over; nothing deletes entries today.
             let Ok((id, per_cpu)) = entry else { continue };
-            let sum = per_cpu.iter().fold(Counters::ZERO, |a, c| a.saturating_add(c));
+            let sum = per_cpu
+                .iter()
+                .fold(Counters::ZERO, |a, c| a.saturating_add(c));
             snap.per_cgroup.insert(id, sum);
         }
 

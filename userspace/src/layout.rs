@@ -30,14 +30,23 @@ const FIELDS: [(&str, &str, u32); 12] = [
     ("kernfs_node", "id", 8),
 ];
 
-pub const TRACEPOINTS: [&str; 3] = ["sched_process_fork", "sched_process_exec", "sched_process_exit"];
+pub const TRACEPOINTS: [&str; 3] = [
+    "sched_process_fork",
+    "sched_process_exec",
+    "sched_process_exit",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
     #[error(transparent)]
     Btf(#[from] BtfError),
     #[error("unsupported kernel: {strukt}.{field} is {actual} bytes, the probe reads {expected}")]
-    Size { strukt: &'static str, field: &'static str, actual: u32, expected: u32 },
+    Size {
+        strukt: &'static str,
+        field: &'static str,
+        actual: u32,
+        expected: u32,
+    },
 }
 
 pub fn from_btf(btf: &Btf) -> Result<(KernelLayout, ExitFlavour), LayoutError> {
@@ -48,7 +57,12 @@ pub fn from_btf(btf: &Btf) -> Result<(KernelLayout, ExitFlavour), LayoutError> {
     for (slot, &(strukt, field, expected)) in off.iter_mut().zip(FIELDS.iter()) {
         let f = btf.field(strukt, field)?;
         if f.size != expected {
-            return Err(LayoutError::Size { strukt, field, actual: f.size, expected });
+            return Err(LayoutError::Size {
+                strukt,
+                field,
+                actual: f.size,
+                expected,
+            });
         }
         *slot = f.offset;
     }
@@ -108,17 +122,31 @@ mod tests {
         let atomic = b.composite(kind::STRUCT, "", 4, &[("counter", int, 0, 0)]);
         let atomic_t = b.typedef("atomic_t", atomic);
         let kn_id = if kn_id_size == 8 { u64t } else { small };
-        let kn = b.composite(kind::STRUCT, "kernfs_node", 200, &[("id", kn_id, 8 * 104, 0)]);
+        let kn = b.composite(
+            kind::STRUCT,
+            "kernfs_node",
+            200,
+            &[("id", kn_id, 8 * 104, 0)],
+        );
         let pkn = b.ptr(kn);
         let cg = b.composite(kind::STRUCT, "cgroup", 400, &[("kn", pkn, 8 * 296, 0)]);
         let pcg = b.ptr(cg);
-        let cset = b.composite(kind::STRUCT, "css_set", 300, &[("dfl_cgrp", pcg, 8 * 136, 0)]);
+        let cset = b.composite(
+            kind::STRUCT,
+            "css_set",
+            300,
+            &[("dfl_cgrp", pcg, 8 * 136, 0)],
+        );
         let pcset = b.ptr(cset);
         let sig = b.composite(
             kind::STRUCT,
             "signal_struct",
             300,
-            &[("live", atomic_t, 8 * 4, 0), ("group_exit_code", int, 8 * 60, 0), ("flags", uint, 8 * 76, 0)],
+            &[
+                ("live", atomic_t, 8 * 4, 0),
+                ("group_exit_code", int, 8 * 60, 0),
+                ("flags", uint, 8 * 76, 0),
+            ],
         );
         let psig = b.ptr(sig);
         let pid_t = b.typedef("pid_t", int);
@@ -128,7 +156,11 @@ mod tests {
             kind::STRUCT,
             "",
             64,
-            &[("pid", pid_t, 8 * 8, 0), ("tgid", pid_t, 8 * 12, 0), ("group_leader", task_fwd_ptr, 8 * 16, 0)],
+            &[
+                ("pid", pid_t, 8 * 8, 0),
+                ("tgid", pid_t, 8 * 12, 0),
+                ("group_leader", task_fwd_ptr, 8 * 16, 0),
+            ],
         );
         let task = b.composite(
             kind::STRUCT,
@@ -192,14 +224,21 @@ mod tests {
     fn unexpected_field_width_is_refused() {
         let btf = Btf::parse(&kernel(&[1, 2], 4), "k").unwrap();
         let e = from_btf(&btf).unwrap_err().to_string();
-        assert_eq!(e, "unsupported kernel: kernfs_node.id is 4 bytes, the probe reads 8");
+        assert_eq!(
+            e,
+            "unsupported kernel: kernfs_node.id is 4 bytes, the probe reads 8"
+        );
     }
 
     #[test]
     fn running_kernel_layout_is_complete() {
         let p = std::path::Path::new(crate::btf::VMLINUX_BTF);
         if !p.exists() {
-            assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "no kernel BTF under CI");
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "no kernel BTF under CI"
+            );
             eprintln!("SKIP: no kernel BTF");
             return;
         }

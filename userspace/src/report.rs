@@ -170,7 +170,9 @@ pub fn summary_rows(cur: &Snapshot, name: impl Fn(u64) -> Option<String>) -> Vec
 }
 
 pub fn totals(cur: &Snapshot) -> Counters {
-    cur.per_cgroup.values().fold(cur.overflow, |acc, c| acc.saturating_add(c))
+    cur.per_cgroup
+        .values()
+        .fold(cur.overflow, |acc, c| acc.saturating_add(c))
 }
 
 #[cfg(test)]
@@ -178,11 +180,19 @@ mod tests {
     use super::*;
 
     fn snap(entries: &[(u64, Counters)]) -> Snapshot {
-        Snapshot { per_cgroup: entries.iter().copied().collect(), ..Default::default() }
+        Snapshot {
+            per_cgroup: entries.iter().copied().collect(),
+            ..Default::default()
+        }
     }
 
     fn c(forks: u64, execs: u64, clean: u64) -> Counters {
-        Counters { forks, execs, exit_clean: clean, ..Counters::ZERO }
+        Counters {
+            forks,
+            execs,
+            exit_clean: clean,
+            ..Counters::ZERO
+        }
     }
 
     #[test]
@@ -214,7 +224,10 @@ mod tests {
         let mut cur = snap(&[(1, c(1, 0, 0)), (2, c(0, 10, 0)), (3, c(0, 0, 0))]);
         cur.overflow = c(100, 0, 0);
         let rows = summary_rows(&cur, |_| None);
-        assert_eq!(rows.iter().map(|r| r.cgroup_id).collect::<Vec<_>>(), vec![2, 1, 3]);
+        assert_eq!(
+            rows.iter().map(|r| r.cgroup_id).collect::<Vec<_>>(),
+            vec![2, 1, 3]
+        );
         let t = totals(&cur);
         assert_eq!((t.forks, t.execs), (101, 10));
     }
@@ -224,7 +237,12 @@ mod tests {
         let row = CgroupRow {
             cgroup_id: 7,
             cgroup: None,
-            total: (&Counters { exit_core: 2, exit_signaled: 1, ..Counters::ZERO }).into(),
+            total: (&Counters {
+                exit_core: 2,
+                exit_signaled: 1,
+                ..Counters::ZERO
+            })
+                .into(),
             interval: None,
             rate: None,
         };

@@ -30,7 +30,10 @@ pub enum TraceError {
 }
 
 fn now_unix() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// Sleeps until `until`, waking early when `stop` is set.
@@ -50,7 +53,9 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(TraceError::Signals)?;
     }
 
-    let mount = cgroupfs::find_cgroup2(Path::new(cgroupfs::MOUNTINFO)).ok().flatten();
+    let mount = cgroupfs::find_cgroup2(Path::new(cgroupfs::MOUNTINFO))
+        .ok()
+        .flatten();
     if mount.is_none() {
         eprintln!(
             "spawnscope: warning: no cgroup2 mount in {}; counts are shown by cgroup id only",
@@ -59,7 +64,10 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
     }
     let mut names = CgroupNames::new(mount.map(|m| m.mount_point));
 
-    let probe = Probe::load(&LoadOptions { btf_path: args.btf.clone(), max_cgroups: args.max_cgroups })?;
+    let probe = Probe::load(&LoadOptions {
+        btf_path: args.btf.clone(),
+        max_cgroups: args.max_cgroups,
+    })?;
     let started = Instant::now();
     // Scripts and tests wait for this line before starting their workload.
     eprintln!(

@@ -1,1 +1,157 @@
-fn main(){}
+//! Project chores: `cargo xtask setup|build|run|test`.
+
+mod setup;
+mod util;
+
+use std::{env, path::PathBuf, process::ExitCode};
+
+use util::{Fail, cmd, run_checked, workspace_root};
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  setup           install what building and testing need (idempotent)
+  build           setup, then build spawnscope (release)
+  run -- ARGS     setup, build, then run `spawnscope ARGS` as root
+  test            setup, lint (fmt, clippy incl. the probe), then every test;
+                  privileged tests run only as root, and fail instead of
+                  skipping when CI=true";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("setup") => setup::run(),
+        Some("build") => setup::run().and_then(|()| build_release()).map(|_| ()),
+        Some("run") => run(&args[1..]),
+        Some("test") => test(),
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(Fail(format!("unknown command {other:?}\n{USAGE}"))),
+        None => Err(Fail(USAGE.to_string())),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Fail(msg)) => {
+            eprintln!("xtask: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn build_release() -> Result<PathBuf, Fail> {
+    run_checked(cmd("cargo").args(["build", "--release", "--package", "spawnscope"]))?;
+    Ok(workspace_root().join("target/release/spawnscope"))
+}
+
+fn run(args: &[String]) -> Result<(), Fail> {
+    let args = match args.first().map(String::as_str) {
+        Some("--") => &args[1..],
+        _ => args,
+    };
+    setup::run()?;
+    let bin = build_release()?;
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut c = if root {
+        cmd(&bin)
+    } else {
+        eprintln!("xtask: not root; running spawnscope through sudo");
+        let mut c = cmd("sudo");
+        c.arg("--").arg(&bin);
+        c
+    };
+    c.args(args);
+    // Ctrl-C reaches spawnscope directly (same process group); we only wait
+    // for its summary. A SIGTERM sent to us is passed on.
+    let term = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let int = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, term.clone())
+        .map_err(|e| Fail(format!("signal setup: {e}")))?;
+    signal_hook::flag::register(signal_hook::consts::SIGINT, int)
+        .map_err(|e| Fail(format!("signal setup: {e}")))?;
+    let mut child = c
+        .spawn()
+        .map_err(|e| Fail(format!("cannot start {}: {e}", bin.display())))?;
+    let mut forwarded = false;
+    loop {
+        if let Some(status) = child.try_wait().map_err(|e| Fail(format!("wait: {e}")))? {
+            return match status.code() {
+                Some(0) => Ok(()),
+                Some(code) => std::process::exit(code),
+                None => Err(Fail(format!("spawnscope ended by {status}"))),
+            };
+        }
+        if term.load(std::sync::atomic::Ordering::Relaxed) && !forwarded {
+            // SAFETY: kill with our own child's pid.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            forwarded = true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn test() -> Result<(), Fail> {
+    let t0 = std::time::Instant::now();
+    setup::run()?;
+    util::step("lint: cargo fmt --check");
+    run_checked(cmd("cargo").args(["fmt", "--all", "--check"]))?;
+    util::step("lint: clippy (host crates)");
+    run_checked(cmd("cargo").args([
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "spawnscope-probe",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    util::step("lint: clippy (probe, bpfel-unknown-none)");
+    run_checked(
+        cmd("cargo")
+            .args([
+                "+nightly",
+                "clippy",
+                "--package",
+                "spawnscope-probe",
+                "--release",
+                "--target",
+                "bpfel-unknown-none",
+                "-Z",
+                "build-std=core",
+                "--",
+                "-D",
+                "warnings",
+            ])
+            .env(
+                "CARGO_TARGET_DIR",
+                workspace_root().join("target/probe-clippy"),
+            ),
+    )?;
+    // The privileged tests run the real binary; build it first so they test
+    // this tree, not a stale copy.
+    util::step("build: spawnscope (debug) and test helpers");
+    run_checked(cmd("cargo").args([
+        "build",
+        "--workspace",
+        "--exclude",
+        "spawnscope-probe",
+        "--bins",
+    ]))?;
+    util::step("test: unit, CLI and privileged integration tests");
+    run_checked(cmd("cargo").args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "spawnscope-probe",
+        "--no-fail-fast",
+    ]))?;
+    util::step(&format!(
+        "all tests passed in {:.0}s",
+        t0.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! `trace --for … --json`: one valid JSON object per line, intervals then a
+//! summary, with the documented fields, and this machine's own activity.
+
+use std::path::Path;
+
+use serde_json::Value;
+use spawnscope::cgroupfs;
+use spawnscope_tests::{Tracer, require_root, spawn_true, summary};
+
+const COUNTER_FIELDS: [&str; 9] = [
+    "forks",
+    "threads",
+    "execs",
+    "exits",
+    "exit_clean",
+    "exit_failed",
+    "exit_signaled",
+    "exit_core_dumped",
+    "thread_exits",
+];
+
+fn assert_counters(v: &Value) {
+    for f in COUNTER_FIELDS {
+        assert!(v[f].is_u64(), "counter {f} missing in {v}");
+    }
+    let by_class: u64 = [
+        "exit_clean",
+        "exit_failed",
+        "exit_signaled",
+        "exit_core_dumped",
+    ]
+    .iter()
+    .map(|f| v[f].as_u64().unwrap())
+    .sum();
+    assert_eq!(
+        v["exits"].as_u64().unwrap(),
+        by_class,
+        "exits is the sum of its classes: {v}"
+    );
+}
+
+#[test]
+fn timed_json_trace_reports_own_activity() {
+    if !require_root("json_output") {
+        return;
+    }
+    let own = cgroupfs::own_cgroup_v2(Path::new(cgroupfs::SELF_CGROUP)).unwrap();
+    let mount = cgroupfs::find_cgroup2(Path::new(cgroupfs::MOUNTINFO))
+        .unwrap()
+        .unwrap();
+    let own_id = std::os::unix::fs::MetadataExt::ino(
+        &std::fs::metadata(mount.mount_point.join(own.trim_start_matches('/'))).unwrap(),
+    );
+
+    let tracer = Tracer::start(&["--for", "2s", "--interval", "500ms"]);
+    spawn_true(20);
+    let (code, lines, stderr) = tracer.finish();
+    assert_eq!(code, Some(0), "{stderr}");
+
+    let (intervals, rest) = lines.split_at(lines.len() - 1);
+    // 2 s at 500 ms: ticks at 0.5, 1.0, 1.5; the 2.0 s tick is the deadline.
+    assert!(
+        (2..=4).contains(&intervals.len()),
+        "interval count {}",
+        intervals.len()
+    );
+    for i in intervals {
+        assert_eq!(i["type"], "interval");
+        assert!(i["elapsed_s"].as_f64().unwrap() > 0.0);
+        assert!(i["interval_s"].as_f64().unwrap() > 0.0);
+        assert_counters(&i["overflow"]);
+        for row in i["cgroups"].as_array().unwrap() {
+            assert!(row["cgroup_id"].is_u64());
+            assert_counters(&row["total"]);
+            assert_counters(&row["interval"]);
+            for r in ["forks_per_s", "execs_per_s", "exits_per_s", "threads_per_s"] {
+                assert!(row["rate"][r].is_f64(), "{r} in {row}");
+            }
+        }
+    }
+    let s = summary(rest);
+    assert!(
+        (1.9..10.0).contains(&s["duration_s"].as_f64().unwrap()),
+        "{s}"
+    );
+    assert_counters(&s["totals"]);
+    assert_eq!(
+        s["exit_program"], "group_dead",
+        "this kernel (6.18) passes group_dead"
+    );
+    let mine = s["cgroups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["cgroup_id"] == own_id)
+        .unwrap_or_else(|| panic!("own cgroup {own} ({own_id}) not in summary"));
+    assert_eq!(mine["cgroup"], own.as_str());
+    assert!(mine["total"]["execs"].as_u64().unwrap() >= 20, "{mine}");
+    assert!(
+        mine["total"]["exit_clean"].as_u64().unwrap() >= 20,
+        "{mine}"
+    );
+    // Totals are the sum of all rows plus overflow.
+    let sum: u64 = s["cgroups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["total"]["execs"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        s["totals"]["execs"].as_u64().unwrap(),
+        sum + s["overflow"]["execs"].as_u64().unwrap()
+    );
+}

@@ -1,0 +1,72 @@
+//! Command-line behaviour that needs no privileges.
+
+use assert_cmd::Command;
+
+fn spawnscope() -> Command {
+    Command::cargo_bin("spawnscope").unwrap()
+}
+
+#[test]
+fn help_explains_options_and_exit_codes() {
+    let out = spawnscope()
+        .args(["trace", "--help"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let help = String::from_utf8(out).unwrap();
+    for needle in [
+        "--for <DURATION>",
+        "--interval <DURATION>",
+        "--json",
+        "--max-cgroups",
+        "Exit status:",
+        "3  insufficient privileges",
+    ] {
+        assert!(help.contains(needle), "help lacks {needle:?}:\n{help}");
+    }
+}
+
+#[test]
+fn bad_command_lines_are_usage_errors() {
+    for args in [
+        &["trace", "--for", "soon"][..],
+        &["trace", "--interval", "0s"],
+        &["trace", "--top", "0"],
+        &["trace", "--bogus"],
+        &["frobnicate"],
+        &[],
+    ] {
+        let out = spawnscope()
+            .args(args)
+            .assert()
+            .code(2)
+            .get_output()
+            .clone();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.starts_with("error:")
+                || stderr.starts_with("Usage:")
+                || stderr.contains("Usage:"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn invalid_duration_names_the_problem() {
+    let out = spawnscope()
+        .args(["trace", "--interval", "0s"])
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr
+            .contains("invalid value '0s' for '--interval <DURATION>': must be greater than zero"),
+        "{stderr}"
+    );
+}

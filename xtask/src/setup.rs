@@ -1,0 +1,235 @@
+//! `cargo xtask setup`: everything the build and the tests need, installed
+//! only when missing, so running it again costs a few version checks.
+
+use std::path::{Path, PathBuf};
+
+use crate::util::{Fail, cmd, output, run_with_retries, step};
+
+const NIGHTLY: &str = "nightly";
+/// Pinned for reproducible builds; bump deliberately.
+const BPF_LINKER_VERSION: &str = "0.13.0";
+/// Debian packages the tests use beyond the build itself.
+const TEST_PACKAGES: &[&str] = &["util-linux"];
+
+pub fn run() -> Result<(), Fail> {
+    let t0 = std::time::Instant::now();
+    ensure_nightly()?;
+    let major = nightly_llvm_major()?;
+    ensure_llvm(major)?;
+    ensure_bpf_linker(major)?;
+    ensure_packages(TEST_PACKAGES)?;
+    step(&format!(
+        "setup complete ({:.1}s)",
+        t0.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
+fn ensure_nightly() -> Result<(), Fail> {
+    if output(cmd("rustup").args(["run", NIGHTLY, "rustc", "-V"])).is_none() {
+        step("installing the nightly toolchain (builds the eBPF probe)");
+        run_with_retries(
+            cmd("rustup").args(["toolchain", "install", NIGHTLY, "--profile", "minimal"]),
+            3,
+        )?;
+    }
+    let sysroot = output(cmd("rustc").args([&format!("+{NIGHTLY}"), "--print", "sysroot"]))
+        .ok_or_else(|| Fail("cannot query the nightly sysroot".into()))?;
+    let src = Path::new(sysroot.trim()).join("lib/rustlib/src/rust/library/core");
+    if !src.exists() {
+        step("adding rust-src to nightly (needed for -Z build-std=core)");
+        run_with_retries(
+            cmd("rustup").args(["component", "add", "rust-src", "--toolchain", NIGHTLY]),
+            3,
+        )?;
+    }
+    Ok(())
+}
+
+/// The LLVM major version the nightly compiler uses: bpf-linker must link
+/// the same one, or it cannot read the bitcode rustc emits.
+fn nightly_llvm_major() -> Result<u32, Fail> {
+    let vv = output(cmd("rustc").args([&format!("+{NIGHTLY}"), "-vV"]))
+        .ok_or_else(|| Fail("cannot run `rustc +nightly -vV`".into()))?;
+    parse_llvm_major(&vv).ok_or_else(|| {
+        Fail(format!(
+            "no \"LLVM version\" in `rustc +nightly -vV`:\n{vv}"
+        ))
+    })
+}
+
+fn parse_llvm_major(vv: &str) -> Option<u32> {
+    let v = vv
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version:"))?
+        .trim();
+    v.split('.').next()?.parse().ok()
+}
+
+fn llvm_prefix(major: u32) -> PathBuf {
+    PathBuf::from(format!("/usr/lib/llvm-{major}"))
+}
+
+fn have_apt() -> bool {
+    Path::new("/usr/bin/apt-get").exists() && Path::new("/usr/bin/dpkg-query").exists()
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn dpkg_installed(pkg: &str) -> bool {
+    output(cmd("dpkg-query").args(["-W", "-f", "${Status}", pkg]))
+        .is_some_and(|s| s.contains("install ok installed"))
+}
+
+fn apt_install(pkgs: &[String]) -> Result<(), Fail> {
+    if !is_root() {
+        return Err(Fail(format!(
+            "missing packages {}; run as root: apt-get install {}",
+            pkgs.join(" "),
+            pkgs.join(" ")
+        )));
+    }
+    step(&format!("apt-get install {}", pkgs.join(" ")));
+    run_with_retries(cmd("apt-get").args(["update", "-q"]), 3)?;
+    run_with_retries(
+        cmd("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(pkgs)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+        3,
+    )
+}
+
+fn ensure_packages(pkgs: &[&str]) -> Result<(), Fail> {
+    if !have_apt() {
+        return Ok(());
+    }
+    let missing: Vec<String> = pkgs
+        .iter()
+        .filter(|p| !dpkg_installed(p))
+        .map(|p| p.to_string())
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        apt_install(&missing)
+    }
+}
+
+fn manual_steps(major: u32) -> String {
+    format!(
+        "this distribution cannot be provisioned automatically (no apt-get). Install by hand:\n\
+         \x20 1. LLVM {major} development files (llvm-config, libLLVM, headers, polly, zstd)\n\
+         \x20 2. rustup component add rust-src --toolchain {NIGHTLY}\n\
+         \x20 3. PATH=<llvm-{major}>/bin:$PATH LLVM_SYS_{major}1_PREFIX=<llvm-{major}> \\\n\
+         \x20    cargo install bpf-linker --version {BPF_LINKER_VERSION} --no-default-features --features llvm-{major}"
+    )
+}
+
+fn ensure_llvm(major: u32) -> Result<(), Fail> {
+    if llvm_prefix(major).join("bin/llvm-config").exists() {
+        return Ok(());
+    }
+    if !have_apt() {
+        return Err(Fail(manual_steps(major)));
+    }
+    let pkgs = vec![
+        format!("llvm-{major}-dev"),
+        format!("libpolly-{major}-dev"),
+        "libzstd-dev".to_string(),
+    ];
+    apt_install(&pkgs)?;
+    if !llvm_prefix(major).join("bin/llvm-config").exists() {
+        return Err(Fail(format!(
+            "installed {} but {} is still missing",
+            pkgs.join(" "),
+            llvm_prefix(major).join("bin/llvm-config").display()
+        )));
+    }
+    Ok(())
+}
+
+fn cargo_home() -> PathBuf {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from("/root/.cargo"))
+}
+
+/// True when cargo's install record shows bpf-linker built for `llvm-<major>`.
+fn bpf_linker_matches(major: u32) -> bool {
+    let Ok(text) = std::fs::read_to_string(cargo_home().join(".crates2.json")) else {
+        return false;
+    };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return false;
+    };
+    let want = format!("llvm-{major}");
+    v["installs"].as_object().is_some_and(|m| {
+        m.iter().any(|(k, i)| {
+            k.starts_with(&format!("bpf-linker {BPF_LINKER_VERSION} "))
+                && i["features"]
+                    .as_array()
+                    .is_some_and(|f| f.iter().any(|x| x == want.as_str()))
+        })
+    }) && cargo_home().join("bin/bpf-linker").exists()
+}
+
+fn ensure_bpf_linker(major: u32) -> Result<(), Fail> {
+    if bpf_linker_matches(major) {
+        return Ok(());
+    }
+    step(&format!(
+        "building bpf-linker {BPF_LINKER_VERSION} against LLVM {major}"
+    ));
+    let prefix = llvm_prefix(major);
+    let path = format!(
+        "{}:{}",
+        prefix.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    run_with_retries(
+        cmd("cargo")
+            .args([
+                "install",
+                "bpf-linker",
+                "--locked",
+                "--force",
+                "--version",
+                BPF_LINKER_VERSION,
+            ])
+            .args([
+                "--no-default-features",
+                "--features",
+                &format!("llvm-{major}"),
+            ])
+            .env("PATH", path)
+            // llvm-sys reads LLVM_SYS_<major><minor>_PREFIX; every minor of
+            // one major shares a prefix on Debian.
+            .env(format!("LLVM_SYS_{major}0_PREFIX"), &prefix)
+            .env(format!("LLVM_SYS_{major}1_PREFIX"), &prefix),
+        2,
+    )?;
+    if !bpf_linker_matches(major) {
+        return Err(Fail(
+            "bpf-linker installed but not recorded by cargo; check ~/.cargo/.crates2.json".into(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn llvm_major_from_rustc_vv() {
+        let vv =
+            "rustc 1.97.0-nightly (e50aa6fba 2026-05-19)\nbinary: rustc\nLLVM version: 22.1.4\n";
+        assert_eq!(parse_llvm_major(vv), Some(22));
+        assert_eq!(parse_llvm_major("rustc 1.0\n"), None);
+    }
+}
