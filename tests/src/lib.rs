@@ -133,10 +133,21 @@ impl Drop for TestCgroup {
 }
 
 /// A running `spawnscope trace --json`.
+/// Dropping it (say, when an assertion fails first) kills the tracer, so
+/// no probe outlives its test.
 pub struct Tracer {
     child: Child,
-    stdout: mpsc::Receiver<String>,
-    stderr: std::thread::JoinHandle<String>,
+    stdout: Option<mpsc::Receiver<String>>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 impl Tracer {
@@ -184,8 +195,8 @@ impl Tracer {
         }
         Self {
             child,
-            stdout,
-            stderr,
+            stdout: Some(stdout),
+            stderr: Some(stderr),
         }
     }
 
@@ -203,6 +214,8 @@ impl Tracer {
 
     /// Waits for a self-terminating trace (`--for`).
     pub fn finish(mut self) -> (Option<i32>, Vec<Value>, String) {
+        let stdout = self.stdout.take().expect("finished once");
+        let stderr = self.stderr.take().expect("finished once");
         let deadline = Instant::now() + Duration::from_secs(60);
         let status = loop {
             if let Some(s) = self.child.try_wait().expect("wait") {
@@ -214,15 +227,14 @@ impl Tracer {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        let lines: Vec<Value> = self
-            .stdout
+        let lines: Vec<Value> = stdout
             .iter()
             .map(|l| {
                 serde_json::from_str(&l)
                     .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}"))
             })
             .collect();
-        (status.code(), lines, self.stderr.join().unwrap())
+        (status.code(), lines, stderr.join().unwrap())
     }
 }
 
@@ -244,8 +256,10 @@ pub fn cgroup_total(summary: &Value, id: u64) -> &Value {
         .unwrap_or_else(|| panic!("cgroup id {id} absent from summary: {summary}"))
 }
 
-/// How many BPF programs named like ours are loaded system-wide.
-pub fn loaded_spawnscope_programs() -> usize {
+/// Ids of the loaded BPF programs named like ours. Ids are not reused
+/// soon, so they tell this run's programs from a previous run's, which the
+/// kernel frees only after an RCU grace period.
+pub fn loaded_spawnscope_programs() -> std::collections::BTreeSet<u32> {
     aya::programs::loaded_programs()
         .filter_map(Result::ok)
         // The kernel keeps 15 characters of a program name.
@@ -253,7 +267,8 @@ pub fn loaded_spawnscope_programs() -> usize {
             p.name_as_str()
                 .is_some_and(|n| n.starts_with("sched_process_"))
         })
-        .count()
+        .map(|p| p.id())
+        .collect()
 }
 
 /// Runs `n` short commands in the calling process's own cgroup.
