@@ -147,9 +147,6 @@ pub struct KernelLayout {
     pub cgroup_kn: u32,
     /// `kernfs_node.id`
     pub kernfs_node_id: u32,
-    /// Non-zero when `sched_process_exit` passes `group_dead` (Linux 6.16+).
-    /// Informational: userspace picks the matching exit program.
-    pub exit_has_group_dead: u32,
 }
 
 pub const KERNEL_LAYOUT_SYMBOL: &str = "KERNEL_LAYOUT";
@@ -196,7 +193,7 @@ mod pod {
 }
 
 const _: () = assert!(core::mem::size_of::<Counters>() == 8 * 8);
-const _: () = assert!(core::mem::size_of::<KernelLayout>() == 14 * 4);
+const _: () = assert!(core::mem::size_of::<KernelLayout>() == 13 * 4);
 
 #[cfg(test)]
 mod tests {

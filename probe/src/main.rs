@@ -36,7 +36,6 @@ static KERNEL_LAYOUT: KernelLayout = KernelLayout {
     css_set_dfl_cgrp: 0,
     cgroup_kn: 0,
     kernfs_node_id: 0,
-    exit_has_group_dead: 0,
 };
 
 /// BPF_F_NO_PREALLOC: memory grows with the cgroups actually seen instead of

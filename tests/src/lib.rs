@@ -278,3 +278,64 @@ pub fn spawn_true(n: usize) {
         assert!(s.success());
     }
 }
+
+/// The exact-count scenario: a workload of known shape in a fresh cgroup,
+/// traced with `extra` arguments; every counter of that cgroup must match.
+pub fn assert_exact_counts(tag: &str, extra: &[&str]) -> Value {
+    let cg = TestCgroup::new(tag);
+    let mut args = vec!["--interval", "500ms"];
+    args.extend_from_slice(extra);
+    let tracer = Tracer::start(&args);
+
+    let status = cg
+        .command(workload_bin())
+        .args(["--clean", "1000", "--failed", "500", "--killed", "300"])
+        .args(["--fork-only", "200", "--threads", "100"])
+        .status()
+        .expect("run workload");
+    assert!(
+        status.success(),
+        "workload reported a child that did not end as asked: {status}"
+    );
+
+    let (code, lines, stderr) = tracer.stop_with(libc::SIGINT);
+    assert_eq!(code, Some(0), "spawnscope failed: {stderr}");
+    let s = summary(&lines).clone();
+    let t = cgroup_total(&s, cg.id);
+
+    // The workload process itself was moved in before its exec: its exec
+    // and its clean exit belong here, its fork to the test's cgroup.
+    let expect = [
+        ("forks", 1000 + 500 + 300 + 200),
+        ("threads", 100),
+        ("execs", 1 + 1000 + 500),
+        ("exit_clean", 1000 + 200 + 1),
+        ("exit_failed", 500),
+        ("exit_signaled", 300),
+        ("exit_core_dumped", 0),
+        ("exits", 1000 + 500 + 300 + 200 + 1),
+        ("thread_exits", 100),
+    ];
+    for (field, want) in expect {
+        assert_eq!(
+            t[field], want,
+            "{field} for cgroup {} ({}): {t}",
+            cg.id, cg.rel
+        );
+    }
+    let row = s["cgroups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["cgroup_id"] == cg.id)
+        .unwrap();
+    assert_eq!(
+        row["cgroup"],
+        cg.rel.as_str(),
+        "cgroup path resolved from the id"
+    );
+    for stat in ["map_full", "read_failed", "no_layout"] {
+        assert_eq!(s["probe"][stat], 0, "probe.{stat}: {s}");
+    }
+    s
+}

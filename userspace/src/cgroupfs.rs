@@ -194,6 +194,9 @@ pub fn scan_ids(mount: &Path) -> Result<HashMap<u64, String>, CgroupError> {
 pub struct CgroupNames {
     mount: Option<PathBuf>,
     known: HashMap<u64, String>,
+    /// Ids a walk did not find (removed before we looked): not worth
+    /// another full walk every interval.
+    unresolvable: std::collections::HashSet<u64>,
 }
 
 impl CgroupNames {
@@ -201,6 +204,7 @@ impl CgroupNames {
         Self {
             mount,
             known: HashMap::new(),
+            unresolvable: Default::default(),
         }
     }
 
@@ -208,10 +212,21 @@ impl CgroupNames {
     /// most one tree walk per call.
     pub fn refresh<'a>(&mut self, ids: impl IntoIterator<Item = &'a u64>) {
         let Some(mount) = &self.mount else { return };
-        if ids.into_iter().any(|id| !self.known.contains_key(id))
-            && let Ok(found) = scan_ids(mount)
-        {
+        let unknown: Vec<u64> = ids
+            .into_iter()
+            .filter(|id| !self.known.contains_key(id) && !self.unresolvable.contains(id))
+            .copied()
+            .collect();
+        if unknown.is_empty() {
+            return;
+        }
+        if let Ok(found) = scan_ids(mount) {
             self.known.extend(found);
+            self.unresolvable.extend(
+                unknown
+                    .into_iter()
+                    .filter(|id| !self.known.contains_key(id)),
+            );
         }
     }
 
@@ -346,9 +361,27 @@ mod tests {
         let id = fs::metadata(d.path().join("gone.scope")).unwrap().ino();
         let mut names = CgroupNames::new(Some(d.path().to_path_buf()));
         names.refresh([&id]);
-        fs::remove_dir(d.path().join("gone.scope")).unwrap();
-        names.refresh([&id, &u64::MAX]);
         assert_eq!(names.name(id), Some("/gone.scope"));
+        // An id no walk finds is not looked for again every interval.
+        names.refresh([&u64::MAX]);
         assert_eq!(names.name(u64::MAX), None);
+        assert!(names.unresolvable.contains(&u64::MAX));
+        // gone.scope still exists here, so late.scope cannot reuse its inode.
+        fs::create_dir(d.path().join("late.scope")).unwrap();
+        let late = fs::metadata(d.path().join("late.scope")).unwrap().ino();
+        names.refresh([&u64::MAX]);
+        assert_eq!(
+            names.name(late),
+            None,
+            "walked again for an unresolvable id"
+        );
+        fs::remove_dir(d.path().join("gone.scope")).unwrap();
+        names.refresh([&id, &late]);
+        assert_eq!(names.name(late), Some("/late.scope"));
+        assert_eq!(
+            names.name(id),
+            Some("/gone.scope"),
+            "name kept after removal"
+        );
     }
 }

@@ -2,7 +2,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Exit codes, documented in --help and the README.
 pub mod exit {
@@ -48,6 +48,13 @@ pub enum Command {
     Trace(TraceArgs),
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExitProgram {
+    Auto,
+    GroupDead,
+    Legacy,
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30s, 1m, 500ms)"))?;
     if d.is_zero() {
@@ -83,6 +90,12 @@ pub struct TraceArgs {
     /// Kernel type information (BTF) to read struct layouts from.
     #[arg(long, value_name = "FILE", default_value = crate::btf::VMLINUX_BTF)]
     pub btf: PathBuf,
+
+    /// Which exit program to load. `auto` picks `group-dead` when the kernel's
+    /// sched_process_exit passes group_dead (6.16+), else `legacy`. Hidden:
+    /// it exists so the tests can prove the legacy program on a new kernel.
+    #[arg(long, value_enum, default_value = "auto", hide = true)]
+    pub exit_program: ExitProgram,
 }
 
 #[cfg(test)]

@@ -60,6 +60,8 @@ impl KernelError {
 pub struct LoadOptions {
     pub btf_path: PathBuf,
     pub max_cgroups: u32,
+    /// None: whichever the kernel's tracepoint signature calls for.
+    pub exit_flavour: Option<ExitFlavour>,
 }
 
 pub struct Probe {
@@ -122,6 +124,7 @@ impl Probe {
             .map_max_entries(COUNTERS_MAP, opts.max_cgroups)
             .load(PROBE_OBJ)?;
 
+        let exit_flavour = opts.exit_flavour.unwrap_or(exit_flavour);
         let exit_prog = match exit_flavour {
             ExitFlavour::GroupDeadArg => prog::EXIT,
             ExitFlavour::Legacy => prog::EXIT_LEGACY,

@@ -12,7 +12,7 @@ use std::{
 
 use crate::{
     cgroupfs::{self, CgroupNames},
-    cli::TraceArgs,
+    cli::{ExitProgram, TraceArgs},
     kernel::{KernelError, LoadOptions, Probe},
     layout::ExitFlavour,
     output::{Reporter, json::Json, table::Table},
@@ -67,6 +67,11 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
     let probe = Probe::load(&LoadOptions {
         btf_path: args.btf.clone(),
         max_cgroups: args.max_cgroups,
+        exit_flavour: match args.exit_program {
+            ExitProgram::Auto => None,
+            ExitProgram::GroupDead => Some(ExitFlavour::GroupDeadArg),
+            ExitProgram::Legacy => Some(ExitFlavour::Legacy),
+        },
     })?;
     let started = Instant::now();
     // Scripts and tests wait for this line before starting their workload.
