@@ -14,18 +14,24 @@ use std::{
 use serde_json::Value;
 use spawnscope::cgroupfs;
 
-/// True when the test may run. Without root it skips loudly, except under
-/// CI=true, where a skip is a failure.
+/// Skips the calling test loudly, or fails it under CI=true, where a skip
+/// is a failure. `why` names the missing feature.
+pub fn skip(why: &str) {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{why}; CI=true forbids skipping");
+    }
+    eprintln!("\n*** SKIPPED {why} ***\n");
+}
+
+/// True when the test may run; otherwise see [`skip`].
 pub fn require_root(test: &str) -> bool {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
         return true;
     }
-    let msg = format!("{test}: needs root (CAP_BPF, CAP_PERFMON, cgroup writes)");
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{msg}; CI=true forbids skipping");
-    }
-    eprintln!("\n*** SKIPPED {msg} ***\n");
+    skip(&format!(
+        "{test}: needs root (CAP_BPF, CAP_PERFMON, cgroup writes)"
+    ));
     false
 }
 
