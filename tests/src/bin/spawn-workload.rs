@@ -10,6 +10,9 @@
 //! --killed N     N × fork, child SIGKILLs itself    (no exec)
 //! --fork-only N  N × fork, child _exit(0)           (no exec)
 //! --threads N    N threads started and joined
+//! --into-cgroup DIR --into N
+//!                N × clone3(CLONE_INTO_CGROUP) into the cgroup2 directory
+//!                DIR, child _exit(0) (no exec)
 //! --core N       N × fork, child aborts with RLIMIT_CORE raised to its hard
 //!                limit (no exec);
 //!                run it in a scratch directory: the kernel writes the core
@@ -69,11 +72,33 @@ fn dump_core() -> ! {
     }
 }
 
+/// clone3 with CLONE_INTO_CGROUP: the child is born in `cgroup_fd`'s cgroup.
+fn clone_into(cgroup_fd: i32) -> i32 {
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    // struct clone_args up to and including `cgroup` (CLONE_ARGS_SIZE_VER2).
+    let mut args = [0u64; 11];
+    args[0] = CLONE_INTO_CGROUP;
+    args[4] = libc::SIGCHLD as u64;
+    args[10] = cgroup_fd as u64;
+    // SAFETY: clone3 without CLONE_VM is a fork; the child only calls _exit.
+    let pid = unsafe { libc::syscall(libc::SYS_clone3, args.as_mut_ptr(), size_of_val(&args)) };
+    assert!(pid >= 0, "clone3: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        exit_zero();
+    }
+    wait_status(pid as libc::pid_t)
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut n = std::collections::HashMap::new();
+    let mut into_dir = None;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
+        if flag == "--into-cgroup" {
+            into_dir = it.next().cloned();
+            continue;
+        }
         let Some(v) = it.next().and_then(|v| v.parse::<u32>().ok()) else {
             eprintln!("spawn-workload: {flag} needs a count");
             return ExitCode::from(2);
@@ -104,6 +129,15 @@ fn main() -> ExitCode {
     for _ in 0..count("core") {
         let s = fork_with(dump_core);
         wrong += !(libc::WIFSIGNALED(s) && libc::WCOREDUMP(s)) as u32;
+    }
+    if count("into") > 0 {
+        let dir = into_dir.expect("--into needs --into-cgroup DIR");
+        let f = std::fs::File::open(&dir).expect("open cgroup directory");
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+        for _ in 0..count("into") {
+            let s = clone_into(fd);
+            wrong += !(libc::WIFEXITED(s) && libc::WEXITSTATUS(s) == 0) as u32;
+        }
     }
     let threads: Vec<_> = (0..count("threads"))
         .map(|i| std::thread::spawn(move || i))
