@@ -95,11 +95,10 @@ fn raise_memlock() {
         rlim_cur: libc::RLIM_INFINITY,
         rlim_max: libc::RLIM_INFINITY,
     };
-    // SAFETY: setrlimit reads a valid, initialised struct.
-    let rc = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) };
     // Failure is expected without CAP_SYS_RESOURCE and harmless on Linux
     // >= 5.11, which charges BPF memory to the cgroup instead.
-    let _ = rc;
+    // SAFETY: setrlimit reads a valid, initialised struct.
+    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) };
 }
 
 impl Probe {
@@ -108,16 +107,24 @@ impl Probe {
         if !Path::new(&opts.btf_path).exists() {
             return Err(KernelError::NoBtf(opts.btf_path.clone()));
         }
-        let btf = Btf::from_file(&opts.btf_path)?;
+        // One read serves both parsers: ours for field offsets, aya's for
+        // the attach ids it resolves when loading the programs.
+        let what = opts.btf_path.display().to_string();
+        let data = std::fs::read(&opts.btf_path).map_err(|source| {
+            KernelError::Btf(BtfError::Read {
+                path: what.clone(),
+                source,
+            })
+        })?;
+        let btf = Btf::parse(&data, &what)?;
         let (kl, exit_flavour) = layout::from_btf(&btf)?;
         raise_memlock();
 
-        let aya_btf =
-            aya::Btf::parse_file(&opts.btf_path, aya::Endianness::default()).map_err(|e| {
-                KernelError::Btf(BtfError::Malformed {
-                    what: format!("{}: {e}", opts.btf_path.display()),
-                })
-            })?;
+        let aya_btf = aya::Btf::parse(&data, aya::Endianness::default()).map_err(|e| {
+            KernelError::Btf(BtfError::Malformed {
+                what: format!("{what}: {e}"),
+            })
+        })?;
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&aya_btf))
             .override_global(KERNEL_LAYOUT_SYMBOL, &kl, true)

@@ -28,6 +28,20 @@ fn help_explains_options_and_exit_codes() {
     }
 }
 
+/// Runs a command line that must be rejected with clap's exit code 2,
+/// and returns its stderr.
+fn usage_error(args: &[&str]) -> String {
+    let out = spawnscope()
+        .args(args)
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    stderr
+}
+
 #[test]
 fn bad_command_lines_are_usage_errors() {
     for args in [
@@ -38,32 +52,17 @@ fn bad_command_lines_are_usage_errors() {
         &["frobnicate"],
         &[],
     ] {
-        let out = spawnscope()
-            .args(args)
-            .assert()
-            .code(2)
-            .get_output()
-            .clone();
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = usage_error(args);
         assert!(
-            stderr.starts_with("error:")
-                || stderr.starts_with("Usage:")
-                || stderr.contains("Usage:"),
+            stderr.starts_with("error:") || stderr.contains("Usage:"),
             "{args:?}: {stderr}"
         );
-        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
 
 #[test]
 fn invalid_duration_names_the_problem() {
-    let out = spawnscope()
-        .args(["trace", "--interval", "0s"])
-        .assert()
-        .code(2)
-        .get_output()
-        .clone();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = usage_error(&["trace", "--interval", "0s"]);
     assert!(
         stderr
             .contains("invalid value '0s' for '--interval <DURATION>': must be greater than zero"),

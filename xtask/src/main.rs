@@ -93,22 +93,21 @@ fn run(args: &[String]) -> Result<(), Fail> {
     }
 }
 
+/// Every crate but the probe, which only builds for bpfel with nightly (it
+/// is built by userspace/build.rs and linted separately below).
+const HOST_CRATES: [&str; 3] = ["--workspace", "--exclude", "spawnscope-probe"];
+
+fn cargo_host(subcommand: &str, extra: &[&str]) -> Result<(), Fail> {
+    run_checked(cmd("cargo").arg(subcommand).args(HOST_CRATES).args(extra))
+}
+
 fn test() -> Result<(), Fail> {
     let t0 = std::time::Instant::now();
     setup::run()?;
     util::step("lint: cargo fmt --check");
     run_checked(cmd("cargo").args(["fmt", "--all", "--check"]))?;
     util::step("lint: clippy (host crates)");
-    run_checked(cmd("cargo").args([
-        "clippy",
-        "--workspace",
-        "--exclude",
-        "spawnscope-probe",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
+    cargo_host("clippy", &["--all-targets", "--", "-D", "warnings"])?;
     util::step("lint: clippy (probe, bpfel-unknown-none)");
     run_checked(
         cmd("cargo")
@@ -134,21 +133,9 @@ fn test() -> Result<(), Fail> {
     // The privileged tests run the real binary; build it first so they test
     // this tree, not a stale copy.
     util::step("build: spawnscope (debug) and test helpers");
-    run_checked(cmd("cargo").args([
-        "build",
-        "--workspace",
-        "--exclude",
-        "spawnscope-probe",
-        "--bins",
-    ]))?;
+    cargo_host("build", &["--bins"])?;
     util::step("test: unit, CLI and privileged integration tests");
-    run_checked(cmd("cargo").args([
-        "test",
-        "--workspace",
-        "--exclude",
-        "spawnscope-probe",
-        "--no-fail-fast",
-    ]))?;
+    cargo_host("test", &["--no-fail-fast"])?;
     util::step(&format!(
         "all tests passed in {:.0}s",
         t0.elapsed().as_secs_f64()
