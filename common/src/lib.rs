@@ -145,6 +145,10 @@ pub struct KernelLayout {
     pub css_set_dfl_cgrp: u32,
     /// `cgroup.kn`
     pub cgroup_kn: u32,
+    /// `cgroup.root`
+    pub cgroup_root: u32,
+    /// `cgroup_root.hierarchy_id`
+    pub cgroup_root_hierarchy_id: u32,
     /// `kernfs_node.id`
     pub kernfs_node_id: u32,
 }
@@ -155,6 +159,32 @@ pub const KERNEL_LAYOUT_SYMBOL: &str = "KERNEL_LAYOUT";
 pub const COUNTERS_MAP: &str = "COUNTERS";
 pub const OVERFLOW_MAP: &str = "OVERFLOW";
 pub const PROBE_STATS_MAP: &str = "PROBE_STATS";
+pub const MKDIR_EVENTS_MAP: &str = "MKDIR_EVENTS";
+
+/// Bytes of ring buffer for [`CgroupMkdir`] records: about a thousand
+/// cgroup creations between two drains before any is lost (and counted).
+pub const MKDIR_EVENTS_BYTES: u32 = 1 << 20;
+
+/// The kernel formats the path handed to the cgroup tracepoints into a
+/// buffer of this size (TRACE_CGROUP_PATH_LEN in kernel/cgroup/).
+pub const CGROUP_PATH_MAX: usize = 1024;
+
+/// A cgroup2 directory was created. Streamed so that a cgroup that lives
+/// shorter than one poll interval can still be named after it is gone.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct CgroupMkdir {
+    /// The new cgroup's id, as the counters are keyed.
+    pub id: u64,
+    /// Bytes of `path` in use, without the terminating NUL.
+    pub len: u32,
+    /// Explicit so the record has no hidden padding.
+    pub _pad: u32,
+    /// Path from the cgroup2 root ("/system.slice/foo.service"), as the
+    /// kernel's tracepoint formats it; possibly truncated when `len` is
+    /// `CGROUP_PATH_MAX - 1`.
+    pub path: [u8; CGROUP_PATH_MAX],
+}
 
 /// Default capacity of [`COUNTERS_MAP`], in cgroups.
 pub const DEFAULT_MAX_CGROUPS: u32 = 10_240;
@@ -170,7 +200,10 @@ pub mod stat {
     /// Events seen before userspace provided a kernel layout (cannot happen
     /// with the shipped loader, which refuses to attach without one).
     pub const NO_LAYOUT: u32 = 2;
-    pub const COUNT: u32 = 3;
+    /// cgroup creations whose record found the ring buffer full (or whose
+    /// path could not be read). Userspace falls back to walking the tree.
+    pub const NAMES_LOST: u32 = 3;
+    pub const COUNT: u32 = 4;
 }
 
 /// Program names in the probe object.
@@ -181,6 +214,7 @@ pub mod prog {
     pub const EXIT: &str = "sched_process_exit";
     /// For older kernels: `group_dead` is derived from `signal_struct.live`.
     pub const EXIT_LEGACY: &str = "sched_process_exit_legacy";
+    pub const MKDIR: &str = "cgroup_mkdir";
 }
 
 #[cfg(feature = "user")]
@@ -190,10 +224,14 @@ mod pod {
     unsafe impl aya::Pod for super::Counters {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::KernelLayout {}
+    // SAFETY: repr(C), u64 + two u32 + a byte array: no padding, and any bit
+    // pattern is valid.
+    unsafe impl aya::Pod for super::CgroupMkdir {}
 }
 
 const _: () = assert!(core::mem::size_of::<Counters>() == 8 * 8);
-const _: () = assert!(core::mem::size_of::<KernelLayout>() == 13 * 4);
+const _: () = assert!(core::mem::size_of::<KernelLayout>() == 15 * 4);
+const _: () = assert!(core::mem::size_of::<CgroupMkdir>() == 16 + CGROUP_PATH_MAX);
 
 #[cfg(test)]
 mod tests {

@@ -7,17 +7,20 @@
 #![no_std]
 #![no_main]
 
-use core::ptr::{addr_of, read_volatile};
+use core::{
+    ffi::c_void,
+    ptr::{addr_of, addr_of_mut, read_volatile},
+};
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_cgroup_id, bpf_probe_read_kernel},
+    helpers::{bpf_get_current_cgroup_id, bpf_probe_read_kernel, generated},
     macros::{btf_tracepoint, map},
-    maps::{PerCpuArray, PerCpuHashMap},
+    maps::{PerCpuArray, PerCpuHashMap, RingBuf},
     programs::BtfTracePointContext,
 };
 use spawnscope_common::{
-    Counters, DEFAULT_MAX_CGROUPS, ExitClass, KernelLayout, LAYOUT_MAGIC, SIGNAL_GROUP_EXIT,
-    classify_exit, stat,
+    CGROUP_PATH_MAX, CgroupMkdir, Counters, DEFAULT_MAX_CGROUPS, ExitClass, KernelLayout,
+    LAYOUT_MAGIC, MKDIR_EVENTS_BYTES, SIGNAL_GROUP_EXIT, classify_exit, stat,
 };
 
 /// Overridden by userspace before load; zero means "not provided".
@@ -36,6 +39,8 @@ static KERNEL_LAYOUT: KernelLayout = KernelLayout {
     css_set_dfl_cgrp: 0,
     cgroup_kn: 0,
     kernfs_node_id: 0,
+    cgroup_root: 0,
+    cgroup_root_hierarchy_id: 0,
 };
 
 /// BPF_F_NO_PREALLOC: memory grows with the cgroups actually seen instead of
@@ -54,6 +59,9 @@ static OVERFLOW: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);
 
 #[map(name = "PROBE_STATS")]
 static PROBE_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
+
+#[map(name = "MKDIR_EVENTS")]
+static MKDIR_EVENTS: RingBuf = RingBuf::with_byte_size(MKDIR_EVENTS_BYTES, 0);
 
 #[inline(always)]
 fn layout_field(f: &u32) -> u32 {
@@ -239,6 +247,62 @@ pub fn sched_process_exit_legacy(ctx: BtfTracePointContext) -> i32 {
         }
     };
     count_exit(task, group_dead);
+    0
+}
+
+/// `cgroup_mkdir(struct cgroup *cgrp, const char *path)`. Counters are read
+/// only once per interval, and a unit that starts and stops between two
+/// readings has no directory left to look up by then; its name is caught
+/// here, as it is created.
+#[btf_tracepoint(function = "cgroup_mkdir")]
+pub fn cgroup_mkdir(ctx: BtfTracePointContext) -> i32 {
+    if !layout_ready() {
+        return 0;
+    }
+    let cgrp: u64 = ctx.arg(0);
+    let path: u64 = ctx.arg(1);
+    // v1 hierarchies number their directories independently; only the
+    // default hierarchy (id 0) shares the counters' id space.
+    let root: Option<u64> = read(cgrp, off!(cgroup_root));
+    let kn: Option<u64> = read(cgrp, off!(cgroup_kn));
+    let (hierarchy, id) = match (
+        root.and_then(|r| read::<i32>(r, off!(cgroup_root_hierarchy_id))),
+        kn.and_then(|k| read::<u64>(k, off!(kernfs_node_id))),
+    ) {
+        (Some(h), Some(id)) => (h, id),
+        _ => {
+            bump_stat(stat::READ_FAILED);
+            bump_stat(stat::NAMES_LOST);
+            return 0;
+        }
+    };
+    if hierarchy != 0 {
+        return 0;
+    }
+    let Some(mut entry) = MKDIR_EVENTS.reserve::<CgroupMkdir>(0) else {
+        bump_stat(stat::NAMES_LOST);
+        return 0;
+    };
+    let rec = entry.as_mut_ptr();
+    // SAFETY: `rec` is a reserved ring buffer record of our type; fields are
+    // written through raw pointers because the memory is uninitialised.
+    let n = unsafe {
+        addr_of_mut!((*rec).id).write(id);
+        addr_of_mut!((*rec)._pad).write(0);
+        generated::bpf_probe_read_kernel_str(
+            addr_of_mut!((*rec).path) as *mut c_void,
+            CGROUP_PATH_MAX as u32,
+            path as *const c_void,
+        )
+    };
+    if n <= 0 {
+        entry.discard(0);
+        bump_stat(stat::NAMES_LOST);
+        return 0;
+    }
+    // SAFETY: as above; n counts the NUL, and is at most CGROUP_PATH_MAX.
+    unsafe { addr_of_mut!((*rec).len).write(n as u32 - 1) };
+    entry.submit(0);
     0
 }
 

@@ -14,6 +14,8 @@ use std::{
 use serde_json::Value;
 use spawnscope::cgroupfs;
 
+pub mod systemd;
+
 /// Skips the calling test loudly, or fails it under CI=true, where a skip
 /// is a failure. `why` names the missing feature.
 pub fn skip(why: &str) {
@@ -100,26 +102,43 @@ impl TestCgroup {
         }
         c
     }
+}
 
-    fn pids(&self) -> Vec<i32> {
-        fs::read_to_string(self.path.join("cgroup.procs"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect()
+/// Every cgroup directory at and below `dir`, deepest first.
+fn cgroup_dirs_bottom_up(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                out.extend(cgroup_dirs_bottom_up(&e.path()));
+            }
+        }
     }
+    out.push(dir.to_path_buf());
+    out
+}
+
+fn procs_in(dir: &Path) -> Vec<i32> {
+    fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
 }
 
 impl Drop for TestCgroup {
     fn drop(&mut self) {
+        // Subtrees (a container's systemd makes its own) go too, deepest
+        // first; every process in them was started by this test.
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let pids = self.pids();
+            let dirs = cgroup_dirs_bottom_up(&self.path);
+            let pids: Vec<i32> = dirs.iter().flat_map(|d| procs_in(d)).collect();
             if pids.is_empty() {
                 break;
             }
             for pid in pids {
-                // SAFETY: only processes this test placed in its own cgroup.
+                // SAFETY: only processes in this test's own cgroup tree.
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
             if Instant::now() > deadline {
@@ -129,7 +148,10 @@ impl Drop for TestCgroup {
         }
         // rmdir can race the last exit's cgroup release; retry briefly.
         for _ in 0..100 {
-            if fs::remove_dir(&self.path).is_ok() || !self.path.exists() {
+            for d in cgroup_dirs_bottom_up(&self.path) {
+                let _ = fs::remove_dir(&d);
+            }
+            if !self.path.exists() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -251,15 +273,41 @@ pub fn summary(lines: &[Value]) -> &Value {
     s
 }
 
-/// The summary row of one cgroup id.
-pub fn cgroup_total(summary: &Value, id: u64) -> &Value {
-    summary["cgroups"]
+/// The row (of an interval or the summary) holding cgroup `id`.
+pub fn row_with_id(report: &Value, id: u64) -> &Value {
+    report["rows"]
         .as_array()
-        .expect("cgroups array")
+        .expect("rows array")
         .iter()
-        .find(|r| r["cgroup_id"] == id)
-        .map(|r| &r["total"])
-        .unwrap_or_else(|| panic!("cgroup id {id} absent from summary: {summary}"))
+        .find(|r| {
+            r["cgroups"]
+                .as_array()
+                .expect("cgroups array")
+                .iter()
+                .any(|m| m["ids"].as_array().unwrap().iter().any(|i| *i == id))
+        })
+        .unwrap_or_else(|| panic!("cgroup id {id} absent from report: {report}"))
+}
+
+/// The summary total of the row holding cgroup `id`.
+pub fn cgroup_total(summary: &Value, id: u64) -> &Value {
+    &row_with_id(summary, id)["total"]
+}
+
+/// Rows whose `unit` is `unit`, in container `container` (None: the host).
+pub fn unit_rows<'a>(report: &'a Value, unit: &str, container: Option<&str>) -> Vec<&'a Value> {
+    report["rows"]
+        .as_array()
+        .expect("rows array")
+        .iter()
+        .filter(|r| {
+            r["unit"] == unit
+                && match container {
+                    Some(c) => r["container"]["name"] == c,
+                    None => r["container"].is_null(),
+                }
+        })
+        .collect()
 }
 
 /// Ids of the loaded BPF programs named like ours. Ids are not reused
@@ -329,18 +377,16 @@ pub fn assert_exact_counts(tag: &str, extra: &[&str]) -> Value {
             cg.id, cg.rel
         );
     }
-    let row = s["cgroups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["cgroup_id"] == cg.id)
-        .unwrap();
+    let row = row_with_id(&s, cg.id);
+    // Not a unit: the row is named by the raw path.
+    assert_eq!(row["group"], cg.rel.as_str(), "{row}");
+    assert_eq!(row["unit"], Value::Null, "{row}");
     assert_eq!(
-        row["cgroup"],
+        row["cgroups"][0]["path"],
         cg.rel.as_str(),
         "cgroup path resolved from the id"
     );
-    for stat in ["map_full", "read_failed", "no_layout"] {
+    for stat in ["map_full", "read_failed", "no_layout", "names_lost"] {
         assert_eq!(s["probe"][stat], 0, "probe.{stat}: {s}");
     }
     s

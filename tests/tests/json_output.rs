@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::Value;
 use spawnscope::cgroupfs;
-use spawnscope_tests::{Tracer, require_root, spawn_true, summary};
+use spawnscope_tests::{Tracer, require_root, row_with_id, spawn_true, summary};
 
 const COUNTER_FIELDS: [&str; 9] = [
     "forks",
@@ -69,9 +69,9 @@ fn timed_json_trace_reports_own_activity() {
         assert!(i["elapsed_s"].as_f64().unwrap() > 0.0);
         assert!(i["interval_s"].as_f64().unwrap() > 0.0);
         assert_counters(&i["overflow"]);
-        for row in i["cgroups"].as_array().unwrap() {
-            assert!(row["cgroup_id"].is_u64());
-            assert_counters(&row["total"]);
+        assert_eq!(i["by"], "unit");
+        for row in i["rows"].as_array().unwrap() {
+            assert_row_shape(row);
             assert_counters(&row["interval"]);
             for r in ["forks_per_s", "execs_per_s", "exits_per_s", "threads_per_s"] {
                 assert!(row["rate"][r].is_f64(), "{r} in {row}");
@@ -88,20 +88,33 @@ fn timed_json_trace_reports_own_activity() {
         s["exit_program"], "group_dead",
         "this kernel (6.18) passes group_dead"
     );
-    let mine = s["cgroups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["cgroup_id"] == own_id)
-        .unwrap_or_else(|| panic!("own cgroup {own} ({own_id}) not in summary"));
-    assert_eq!(mine["cgroup"], own.as_str());
+    assert_eq!(s["by"], "unit");
+    assert_eq!(s["matched"], Value::Null, "no filter given");
+    assert_eq!(
+        s["attribution_warning"],
+        Value::Null,
+        "this host has cgroup2"
+    );
+    for row in s["rows"].as_array().unwrap() {
+        assert_row_shape(row);
+        assert!(row.get("interval").is_none() && row.get("rate").is_none());
+    }
+    let mine = row_with_id(s, own_id);
+    assert!(
+        mine["cgroups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["path"] == own.as_str()),
+        "{mine}"
+    );
     assert!(mine["total"]["execs"].as_u64().unwrap() >= 20, "{mine}");
     assert!(
         mine["total"]["exit_clean"].as_u64().unwrap() >= 20,
         "{mine}"
     );
     // Totals are the sum of all rows plus overflow.
-    let sum: u64 = s["cgroups"]
+    let sum: u64 = s["rows"]
         .as_array()
         .unwrap()
         .iter()
@@ -111,4 +124,28 @@ fn timed_json_trace_reports_own_activity() {
         s["totals"]["execs"].as_u64().unwrap(),
         sum + s["overflow"]["execs"].as_u64().unwrap()
     );
+}
+
+/// Every row names its group, carries the owner fields (null where they do
+/// not apply) and the cgroups it is made of.
+fn assert_row_shape(row: &Value) {
+    assert!(row["group"].is_string(), "{row}");
+    for f in [
+        "unit",
+        "slice",
+        "template",
+        "instance",
+        "user",
+        "user_manager",
+        "container",
+    ] {
+        assert!(row.get(f).is_some(), "field {f} missing in {row}");
+    }
+    let members = row["cgroups"].as_array().unwrap();
+    assert!(!members.is_empty(), "{row}");
+    for m in members {
+        assert!(m["path"].is_string() || m["path"].is_null(), "{m}");
+        assert!(!m["ids"].as_array().unwrap().is_empty(), "{m}");
+    }
+    assert_counters(&row["total"]);
 }

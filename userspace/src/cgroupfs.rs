@@ -2,7 +2,7 @@
 //! takes its root path so tests run against a fixture directory.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     ffi::OsStr,
     fs,
     os::unix::{ffi::OsStrExt, fs::MetadataExt},
@@ -10,6 +10,11 @@ use std::{
 };
 
 use thiserror::Error;
+
+use crate::{
+    report::Resolved,
+    unit::{self, Owner},
+};
 
 pub const MOUNTINFO: &str = "/proc/self/mountinfo";
 pub const SELF_CGROUP: &str = "/proc/self/cgroup";
@@ -163,13 +168,13 @@ pub fn display_rel(rel: &Path) -> String {
 }
 
 /// Walks a cgroup2 tree and maps each cgroup id (the directory's inode
-/// number, which is what bpf_get_current_cgroup_id() returns) to its path
-/// relative to `mount`. Directories that vanish mid-walk are skipped: cgroups
-/// come and go while we look.
-pub fn scan_ids(mount: &Path) -> Result<HashMap<u64, String>, CgroupError> {
+/// number, which is what bpf_get_current_cgroup_id() returns) to its raw
+/// path relative to `mount` ("/a/b"). Directories that vanish mid-walk are
+/// skipped: cgroups come and go while we look.
+pub fn scan_ids(mount: &Path) -> Result<HashMap<u64, Vec<u8>>, CgroupError> {
     let mut out = HashMap::new();
     let meta = fs::metadata(mount).map_err(io(mount))?;
-    out.insert(meta.ino(), "/".to_string());
+    out.insert(meta.ino(), b"/".to_vec());
     let mut stack = vec![mount.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let Ok(rd) = fs::read_dir(&dir) else { continue };
@@ -181,7 +186,9 @@ pub fn scan_ids(mount: &Path) -> Result<HashMap<u64, String>, CgroupError> {
             let p = e.path();
             let Ok(m) = e.metadata() else { continue };
             if let Ok(rel) = p.strip_prefix(mount) {
-                out.insert(m.ino(), display_rel(rel));
+                let mut raw = b"/".to_vec();
+                raw.extend_from_slice(rel.as_os_str().as_bytes());
+                out.insert(m.ino(), raw);
             }
             stack.push(p);
         }
@@ -189,50 +196,183 @@ pub fn scan_ids(mount: &Path) -> Result<HashMap<u64, String>, CgroupError> {
     Ok(out)
 }
 
-/// Resolves cgroup ids to paths, rescanning the tree when an unknown id
-/// shows up. Paths stay known after their cgroup is removed.
+/// A cgroup's name: its path and what the path stands for.
+#[derive(Debug, Clone)]
+pub struct Named {
+    /// Path from the cgroup2 root, printable (see [`display_rel`]).
+    pub path: String,
+    pub owner: Owner,
+    /// [`CgroupNames`] clock value when the id was last needed.
+    last_used: u64,
+}
+
+/// Resolves cgroup ids to names. Names come from the probe's cgroup_mkdir
+/// records as cgroups are created ([`CgroupNames::learn`]), from one walk of
+/// the tree at start, and from a walk when an id shows up that neither
+/// named. Names outlive their cgroups; the cache is bounded by evicting the
+/// names not needed for the longest time.
 pub struct CgroupNames {
     mount: Option<PathBuf>,
-    known: HashMap<u64, String>,
+    /// The mount's root within the hierarchy ("" for a full view), so walked
+    /// paths and the kernel's paths agree.
+    root: Vec<u8>,
+    known: HashMap<u64, Named>,
     /// Ids a walk did not find (removed before we looked): not worth
     /// another full walk every interval.
-    unresolvable: std::collections::HashSet<u64>,
+    unresolvable: HashSet<u64>,
+    cap: usize,
+    clock: u64,
+    walks: u64,
+    evicted: u64,
 }
 
 impl CgroupNames {
-    pub fn new(mount: Option<PathBuf>) -> Self {
+    /// `cap`: names kept at most (ids still being counted excepted).
+    pub fn new(mount: Option<&CgroupMount>, cap: usize) -> Self {
+        let root = mount
+            .map(|m| m.root.trim_end_matches('/').as_bytes().to_vec())
+            .unwrap_or_default();
         Self {
-            mount,
+            mount: mount.map(|m| m.mount_point.clone()),
+            root,
             known: HashMap::new(),
-            unresolvable: Default::default(),
+            unresolvable: HashSet::new(),
+            cap: cap.max(1),
+            clock: 0,
+            walks: 0,
+            evicted: 0,
         }
     }
 
-    /// Makes sure every id in `ids` has had a chance to be resolved, with at
-    /// most one tree walk per call.
-    pub fn refresh<'a>(&mut self, ids: impl IntoIterator<Item = &'a u64>) {
+    /// Records the path (from the hierarchy root) of a new cgroup.
+    pub fn learn(&mut self, id: u64, path: &[u8]) {
+        let rel = path.strip_prefix(b"/").unwrap_or(path);
+        let named = Named {
+            path: display_rel(Path::new(OsStr::from_bytes(rel))),
+            owner: unit::parse(path),
+            last_used: self.clock,
+        };
+        self.unresolvable.remove(&id);
+        self.known.insert(id, named);
+    }
+
+    /// Walks the tree and learns every cgroup not yet known.
+    pub fn walk(&mut self) {
         let Some(mount) = &self.mount else { return };
-        let unknown: Vec<u64> = ids
-            .into_iter()
-            .filter(|id| !self.known.contains_key(id) && !self.unresolvable.contains(id))
-            .copied()
-            .collect();
-        if unknown.is_empty() {
+        self.walks += 1;
+        let Ok(found) = scan_ids(mount) else { return };
+        for (id, rel) in found {
+            if self.known.contains_key(&id) {
+                continue;
+            }
+            let abs = match (self.root.is_empty(), rel.as_slice()) {
+                (true, _) => rel,
+                (false, b"/") => self.root.clone(),
+                (false, _) => [self.root.as_slice(), &rel].concat(),
+            };
+            self.learn(id, &abs);
+        }
+    }
+
+    /// Marks `ids` as needed now and makes sure each has had its chance to
+    /// be named, with at most one tree walk per call; then trims the cache.
+    pub fn refresh<'a>(&mut self, ids: impl IntoIterator<Item = &'a u64>) {
+        self.clock += 1;
+        let mut unknown = Vec::new();
+        for id in ids {
+            match self.known.get_mut(id) {
+                Some(n) => n.last_used = self.clock,
+                None if !self.unresolvable.contains(id) => unknown.push(*id),
+                None => {}
+            }
+        }
+        if !unknown.is_empty() && self.mount.is_some() {
+            self.walk();
+            for id in unknown {
+                match self.known.get_mut(&id) {
+                    Some(n) => n.last_used = self.clock,
+                    None => {
+                        self.unresolvable.insert(id);
+                    }
+                }
+            }
+        }
+        if self.unresolvable.len() > self.cap {
+            // Forgetting that a walk failed only costs one more walk.
+            self.unresolvable.clear();
+        }
+        self.evict();
+    }
+
+    /// Drops the least recently needed names until an eighth of the cap is
+    /// free, never one needed by the latest refresh.
+    fn evict(&mut self) {
+        if self.known.len() <= self.cap {
             return;
         }
-        if let Ok(found) = scan_ids(mount) {
-            self.known.extend(found);
-            self.unresolvable.extend(
-                unknown
-                    .into_iter()
-                    .filter(|id| !self.known.contains_key(id)),
-            );
+        let target = self.cap - self.cap / 8;
+        let mut old: Vec<(u64, u64)> = self
+            .known
+            .iter()
+            .filter(|(_, n)| n.last_used < self.clock)
+            .map(|(&id, n)| (n.last_used, id))
+            .collect();
+        old.sort_unstable();
+        let excess = self.known.len().saturating_sub(target);
+        for (_, id) in old.into_iter().take(excess) {
+            self.known.remove(&id);
+            self.evicted += 1;
         }
     }
 
-    pub fn name(&self, id: u64) -> Option<&str> {
-        self.known.get(&id).map(String::as_str)
+    pub fn get(&self, id: u64) -> Option<&Named> {
+        self.known.get(&id)
     }
+
+    pub fn resolve(&self, id: u64) -> Resolved {
+        match self.known.get(&id) {
+            Some(n) => Resolved {
+                path: Some(n.path.clone()),
+                owner: Some(n.owner.clone()),
+            },
+            None => Resolved {
+                path: None,
+                owner: None,
+            },
+        }
+    }
+
+    /// Tree walks so far (the kernel's mkdir records should make them rare).
+    pub fn walks(&self) -> u64 {
+        self.walks
+    }
+
+    pub fn len(&self) -> usize {
+        self.known.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.known.is_empty()
+    }
+
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+}
+
+/// What can be attributed on a host with these cgroup mounts, when not
+/// everything can. None when a cgroup2 hierarchy is mounted.
+pub fn attribution_warning(mounts: &[CgroupMount]) -> Option<String> {
+    if mounts.iter().any(|m| m.fstype == "cgroup2") {
+        return None;
+    }
+    let v1 = mounts.iter().any(|m| m.fstype == "cgroup");
+    Some(format!(
+        "no cgroup2 hierarchy is mounted{}: the kernel files every task under the \
+         (unused) cgroup2 root, so counts cannot be split by unit, slice or container; \
+         the totals are exact, the per-unit attribution is not available",
+        if v1 { " (cgroup v1 only)" } else { "" }
+    ))
 }
 
 #[cfg(test)]
@@ -340,48 +480,117 @@ mod tests {
         fs::create_dir(root.join(odd)).unwrap();
         let ids = scan_ids(root).unwrap();
         let ino = |p: &str| fs::metadata(root.join(p)).unwrap().ino();
-        assert_eq!(ids[&fs::metadata(root).unwrap().ino()], "/");
+        assert_eq!(ids[&fs::metadata(root).unwrap().ino()], b"/");
         assert_eq!(
             ids[&ino("system.slice/foo.service")],
-            "/system.slice/foo.service"
+            b"/system.slice/foo.service"
         );
-        assert_eq!(ids[&ino("user.slice")], "/user.slice");
-        assert_eq!(
-            ids[&fs::metadata(root.join(odd)).unwrap().ino()],
-            "/we\\xffird\\x0aname"
-        );
+        assert_eq!(ids[&ino("user.slice")], b"/user.slice");
+        let odd_id = fs::metadata(root.join(odd)).unwrap().ino();
+        assert_eq!(ids[&odd_id], b"/we\xffird\nname");
         // Files are not cgroups.
         assert_eq!(ids.len(), 5);
+        let mut names = CgroupNames::new(Some(&mount_at(root)), 100);
+        names.walk();
+        assert_eq!(names.get(odd_id).unwrap().path, "/we\\xffird\\x0aname");
+        let foo = names.get(ino("system.slice/foo.service")).unwrap();
+        assert_eq!(foo.owner.unit.as_deref(), Some("foo.service"));
+    }
+
+    fn mount_at(p: &Path) -> CgroupMount {
+        CgroupMount {
+            mount_point: p.to_path_buf(),
+            root: "/".into(),
+            fstype: "cgroup2".into(),
+            super_options: vec![],
+        }
     }
 
     #[test]
-    fn names_survive_removal() {
+    fn names_survive_removal_and_unresolvable_ids_cost_one_walk() {
         let d = tempfile::tempdir().unwrap();
         fs::create_dir(d.path().join("gone.scope")).unwrap();
         let id = fs::metadata(d.path().join("gone.scope")).unwrap().ino();
-        let mut names = CgroupNames::new(Some(d.path().to_path_buf()));
+        let mut names = CgroupNames::new(Some(&mount_at(d.path())), 100);
         names.refresh([&id]);
-        assert_eq!(names.name(id), Some("/gone.scope"));
+        assert_eq!(names.get(id).unwrap().path, "/gone.scope");
+        assert_eq!(names.walks(), 1);
         // An id no walk finds is not looked for again every interval.
         names.refresh([&u64::MAX]);
-        assert_eq!(names.name(u64::MAX), None);
-        assert!(names.unresolvable.contains(&u64::MAX));
-        // gone.scope still exists here, so late.scope cannot reuse its inode.
-        fs::create_dir(d.path().join("late.scope")).unwrap();
-        let late = fs::metadata(d.path().join("late.scope")).unwrap().ino();
+        assert_eq!(names.walks(), 2);
         names.refresh([&u64::MAX]);
-        assert_eq!(
-            names.name(late),
-            None,
-            "walked again for an unresolvable id"
-        );
+        names.refresh([&u64::MAX, &id]);
+        assert_eq!(names.walks(), 2, "walked again for an unresolvable id");
         fs::remove_dir(d.path().join("gone.scope")).unwrap();
-        names.refresh([&id, &late]);
-        assert_eq!(names.name(late), Some("/late.scope"));
+        names.refresh([&id]);
         assert_eq!(
-            names.name(id),
+            names.get(id).map(|n| n.path.as_str()),
             Some("/gone.scope"),
             "name kept after removal"
         );
+        // A kernel record names an id the walk gave up on.
+        names.learn(u64::MAX, b"/system.slice/late.service");
+        assert_eq!(
+            names.resolve(u64::MAX).owner.unwrap().unit.as_deref(),
+            Some("late.service")
+        );
+    }
+
+    #[test]
+    fn learned_names_need_no_walk_and_respect_the_mount_root() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir_all(d.path().join("payload/x.service")).unwrap();
+        let x = fs::metadata(d.path().join("payload/x.service"))
+            .unwrap()
+            .ino();
+        // A mount showing /web of the hierarchy: walked paths get the prefix.
+        let mut m = mount_at(d.path());
+        m.root = "/web".into();
+        let mut names = CgroupNames::new(Some(&m), 100);
+        names.learn(7, b"/web/payload/system.slice/y.service");
+        names.refresh([&7]);
+        assert_eq!(names.walks(), 0);
+        names.walk();
+        assert_eq!(names.get(x).unwrap().path, "/web/payload/x.service");
+        let o = &names.get(7).unwrap().owner;
+        assert_eq!(o.container.as_ref().unwrap().label(), "web");
+        // No cgroup2 mount: ids stay unnamed, without errors.
+        let mut none = CgroupNames::new(None, 10);
+        none.refresh([&1]);
+        assert_eq!(none.resolve(1).path, None);
+        assert_eq!(none.walks(), 0);
+    }
+
+    #[test]
+    fn cache_is_bounded_and_keeps_what_is_in_use() {
+        let mut names = CgroupNames::new(None, 80);
+        for id in 0..100u64 {
+            names.learn(id, format!("/s{id}.scope").as_bytes());
+        }
+        // Ids 0..10 are being counted: they survive whatever their age.
+        let live: Vec<u64> = (0..10).collect();
+        names.refresh(&live);
+        assert_eq!(names.len(), 70, "trimmed to cap - cap/8");
+        assert_eq!(names.evicted(), 30);
+        for id in 0..10 {
+            assert!(names.get(id).is_some(), "live id {id} evicted");
+        }
+        // Under the cap nothing more goes.
+        names.refresh(&live);
+        assert_eq!(names.len(), 70);
+    }
+
+    #[test]
+    fn v1_only_hosts_are_told_what_cannot_be_attributed() {
+        let d = tempfile::tempdir().unwrap();
+        let v1 = "35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
+        let mounts = cgroup_mounts(&write(d.path(), "v1", v1)).unwrap();
+        let w = attribution_warning(&mounts).unwrap();
+        assert!(
+            w.starts_with("no cgroup2 hierarchy is mounted (cgroup v1 only)"),
+            "{w}"
+        );
+        let mounts = cgroup_mounts(&write(d.path(), "h", HYBRID)).unwrap();
+        assert_eq!(attribution_warning(&mounts), None);
     }
 }

@@ -4,6 +4,8 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::report::By;
+
 /// Exit codes, documented in --help and the README.
 pub mod exit {
     pub const OK: i32 = 0;
@@ -29,11 +31,13 @@ Exit status:
 #[command(
     name = "spawnscope",
     version,
-    about = "Count process spawns (fork, exec, exit) per cgroup with eBPF",
-    long_about = "Count process spawns (fork, exec, exit) per cgroup with eBPF.\n\n\
+    about = "Count process spawns (fork, exec, exit) per systemd unit with eBPF",
+    long_about = "Count process spawns (fork, exec, exit) per systemd unit with eBPF.\n\n\
         Kernel probes on sched:sched_process_{fork,exec,exit} keep per-cgroup \
         counters in the kernel; spawnscope reads them at each interval, so the \
-        cost per event is a few map updates and no wakeup.",
+        cost per event is a few map updates and no wakeup. A probe on \
+        cgroup:cgroup_mkdir names each cgroup as it is created, so units that \
+        come and go between two readings are still named.",
     after_help = EXIT_CODES
 )]
 pub struct Cli {
@@ -43,7 +47,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Trace spawns live and print per-cgroup counts and rates.
+    /// Trace spawns live and print counts and rates per unit, slice, cgroup or container.
     #[command(after_help = EXIT_CODES)]
     Trace(TraceArgs),
 }
@@ -77,9 +81,27 @@ pub struct TraceArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Cgroups shown per table (JSON always has all of them).
+    /// Rows shown per table (JSON always has all of them).
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub top: u32,
+
+    /// Group rows by systemd unit, slice, cgroup or container. Units are
+    /// kept apart per container and per user manager; a restarted unit's
+    /// successive cgroups add up in its one row.
+    #[arg(long, value_enum, value_name = "WHAT", default_value = "unit")]
+    pub by: By,
+
+    /// Only count units whose name matches GLOB (shell pattern as
+    /// `systemctl list-units` takes it: `serial-getty@*`, `*.scope`).
+    /// Repeatable; a cgroup matching any is kept.
+    #[arg(long = "unit", value_name = "GLOB", value_parser = non_empty)]
+    pub units: Vec<String>,
+
+    /// Only count cgroups of this container: a machine name (nspawn,
+    /// machined), a container id or a prefix of it of 12 or more characters,
+    /// or a pod uid. Repeatable.
+    #[arg(long = "container", value_name = "NAME", value_parser = non_empty)]
+    pub containers: Vec<String>,
 
     /// Capacity of the in-kernel per-cgroup map. Events from cgroups beyond it
     /// are still counted, in an "overflow" bucket.
@@ -96,6 +118,21 @@ pub struct TraceArgs {
     /// it exists so the tests can prove the legacy program on a new kernel.
     #[arg(long, value_enum, default_value = "auto", hide = true)]
     pub exit_program: ExitProgram,
+
+    /// Where to find the cgroup mounts. Hidden: the tests use it to show
+    /// what a cgroup-v1-only host gets.
+    #[arg(long, value_name = "FILE", default_value = crate::cgroupfs::MOUNTINFO, hide = true)]
+    pub mountinfo: PathBuf,
+}
+
+fn non_empty(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if s.contains('\0') {
+        return Err("must not contain a NUL byte".into());
+    }
+    Ok(s.to_string())
 }
 
 #[cfg(test)]

@@ -4,11 +4,12 @@ use std::path::{Path, PathBuf};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{PerCpuArray, PerCpuHashMap},
+    maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{BtfTracePoint, ProgramError},
 };
 use spawnscope_common::{
-    COUNTERS_MAP, Counters, KERNEL_LAYOUT_SYMBOL, OVERFLOW_MAP, PROBE_STATS_MAP, prog, stat,
+    CGROUP_PATH_MAX, COUNTERS_MAP, CgroupMkdir, Counters, KERNEL_LAYOUT_SYMBOL, MKDIR_EVENTS_MAP,
+    OVERFLOW_MAP, PROBE_STATS_MAP, prog, stat,
 };
 use thiserror::Error;
 
@@ -66,7 +67,37 @@ pub struct LoadOptions {
 
 pub struct Probe {
     ebpf: Ebpf,
+    mkdirs: RingBuf<MapData>,
     pub exit_flavour: ExitFlavour,
+}
+
+/// A cgroup creation reported by the probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mkdir {
+    pub id: u64,
+    /// Path from the cgroup2 root, raw bytes.
+    pub path: Vec<u8>,
+    /// The kernel's buffer was filled: the path may be cut short.
+    pub truncated: bool,
+}
+
+impl Mkdir {
+    /// Decodes one ring buffer record; None for a record of the wrong size
+    /// (a probe/loader mismatch, which the caller counts).
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() < std::mem::size_of::<CgroupMkdir>() {
+            return None;
+        }
+        // SAFETY: CgroupMkdir is Pod and the slice holds at least one; the
+        // ring buffer only guarantees 8-byte alignment, hence the unaligned read.
+        let rec: CgroupMkdir = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        let len = (rec.len as usize).min(CGROUP_PATH_MAX);
+        Some(Self {
+            id: rec.id,
+            path: rec.path[..len].to_vec(),
+            truncated: len >= CGROUP_PATH_MAX - 1,
+        })
+    }
 }
 
 /// Condenses aya's program error into one line: the verifier's last words
@@ -136,7 +167,10 @@ impl Probe {
             ExitFlavour::GroupDeadArg => prog::EXIT,
             ExitFlavour::Legacy => prog::EXIT_LEGACY,
         };
+        // The mkdir program goes first, so that no cgroup created after the
+        // counting starts can escape it.
         for (name, tp) in [
+            (prog::MKDIR, "cgroup_mkdir"),
             (prog::FORK, "sched_process_fork"),
             (prog::EXEC, "sched_process_exec"),
             (exit_prog, "sched_process_exit"),
@@ -149,7 +183,37 @@ impl Probe {
             p.load(tp, &aya_btf).map_err(|e| program_error(name, e))?;
             p.attach().map_err(|e| program_error(name, e))?;
         }
-        Ok(Self { ebpf, exit_flavour })
+        let mkdirs = ebpf
+            .take_map(MKDIR_EVENTS_MAP)
+            .ok_or(KernelError::Missing(MKDIR_EVENTS_MAP))?;
+        let mkdirs = RingBuf::try_from(mkdirs).map_err(|source| KernelError::Map {
+            map: MKDIR_EVENTS_MAP,
+            source,
+        })?;
+        Ok(Self {
+            ebpf,
+            mkdirs,
+            exit_flavour,
+        })
+    }
+
+    /// Becomes readable when cgroup creations are waiting in the ring buffer.
+    pub fn mkdir_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.mkdirs.as_fd()
+    }
+
+    /// Hands every waiting cgroup creation to `f`. Returns how many records
+    /// could not be decoded.
+    pub fn drain_mkdirs(&mut self, mut f: impl FnMut(Mkdir)) -> u64 {
+        let mut bad = 0;
+        while let Some(item) = self.mkdirs.next() {
+            match Mkdir::decode(&item) {
+                Some(m) => f(m),
+                None => bad += 1,
+            }
+        }
+        bad
     }
 
     /// Reads every map once and sums the CPUs.
@@ -187,6 +251,7 @@ impl Probe {
             map_full: slot(stat::MAP_FULL)?,
             read_failed: slot(stat::READ_FAILED)?,
             no_layout: slot(stat::NO_LAYOUT)?,
+            names_lost: slot(stat::NAMES_LOST)?,
         };
         Ok(snap)
     }

@@ -15,7 +15,7 @@ pub enum ExitFlavour {
 
 /// (struct, field, expected size in bytes). Sizes are checked because the
 /// probe reads each field with a fixed width.
-const FIELDS: [(&str, &str, u32); 12] = [
+const FIELDS: [(&str, &str, u32); 14] = [
     ("task_struct", "pid", 4),
     ("task_struct", "tgid", 4),
     ("task_struct", "exit_code", 4),
@@ -28,12 +28,15 @@ const FIELDS: [(&str, &str, u32); 12] = [
     ("css_set", "dfl_cgrp", 8),
     ("cgroup", "kn", 8),
     ("kernfs_node", "id", 8),
+    ("cgroup", "root", 8),
+    ("cgroup_root", "hierarchy_id", 4),
 ];
 
-pub const TRACEPOINTS: [&str; 3] = [
+pub const TRACEPOINTS: [&str; 4] = [
     "sched_process_fork",
     "sched_process_exec",
     "sched_process_exit",
+    "cgroup_mkdir",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +87,8 @@ pub fn from_btf(btf: &Btf) -> Result<(KernelLayout, ExitFlavour), LayoutError> {
         css_set_dfl_cgrp,
         cgroup_kn,
         kernfs_node_id,
+        cgroup_root,
+        cgroup_root_hierarchy_id,
     ] = off;
     Ok((
         KernelLayout {
@@ -100,6 +105,8 @@ pub fn from_btf(btf: &Btf) -> Result<(KernelLayout, ExitFlavour), LayoutError> {
             css_set_dfl_cgrp,
             cgroup_kn,
             kernfs_node_id,
+            cgroup_root,
+            cgroup_root_hierarchy_id,
         },
         flavour,
     ))
@@ -128,7 +135,19 @@ mod tests {
             &[("id", kn_id, 8 * 104, 0)],
         );
         let pkn = b.ptr(kn);
-        let cg = b.composite(kind::STRUCT, "cgroup", 400, &[("kn", pkn, 8 * 296, 0)]);
+        let croot = b.composite(
+            kind::STRUCT,
+            "cgroup_root",
+            100,
+            &[("hierarchy_id", int, 8 * 12, 0)],
+        );
+        let pcroot = b.ptr(croot);
+        let cg = b.composite(
+            kind::STRUCT,
+            "cgroup",
+            400,
+            &[("kn", pkn, 8 * 296, 0), ("root", pcroot, 8 * 312, 0)],
+        );
         let pcg = b.ptr(cg);
         let cset = b.composite(
             kind::STRUCT,
@@ -177,6 +196,7 @@ mod tests {
         for (name, args) in [
             ("sched_process_fork", &[vp, ptask, ptask][..]),
             ("sched_process_exec", &[vp, ptask, int, vp][..]),
+            ("cgroup_mkdir", &[vp, pcg, vp][..]),
         ] {
             let proto = b.func_proto(args);
             let pp = b.ptr(proto);
@@ -208,6 +228,8 @@ mod tests {
         assert_eq!(l.css_set_dfl_cgrp, 136);
         assert_eq!(l.cgroup_kn, 296);
         assert_eq!(l.kernfs_node_id, 104);
+        assert_eq!(l.cgroup_root, 312);
+        assert_eq!(l.cgroup_root_hierarchy_id, 12);
     }
 
     #[test]

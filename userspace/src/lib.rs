@@ -8,3 +8,4 @@ pub mod layout;
 pub mod output;
 pub mod report;
 pub mod trace;
+pub mod unit;

@@ -1,10 +1,12 @@
 //! What a trace reports: per-interval rows and the final summary, computed
 //! from counter snapshots. Pure, so it is tested without a kernel.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, ffi::CString};
 
 use serde::Serialize;
 use spawnscope_common::Counters;
+
+use crate::unit::{Container, Kind, Owner};
 
 /// One reading of the kernel maps, summed over CPUs.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -23,6 +25,9 @@ pub struct ProbeStats {
     pub read_failed: u64,
     /// Events seen with no kernel layout (always 0 with this loader).
     pub no_layout: u64,
+    /// cgroup creations the probe could not report (ring buffer full); those
+    /// cgroups are named by walking the tree instead, if they still exist.
+    pub names_lost: u64,
 }
 
 /// Counters as they appear in JSON: flat, with the process-exit total.
@@ -75,11 +80,93 @@ impl Rates {
     }
 }
 
+/// How rows are grouped (`--by`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum By {
+    /// One row per systemd unit (per container and user manager).
+    Unit,
+    /// One row per slice.
+    Slice,
+    /// One row per cgroup id.
+    Cgroup,
+    /// One row per container; the host is "host".
+    Container,
+}
+
+/// What is known about one cgroup id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    /// Path from the cgroup2 root, None when it could not be resolved.
+    pub path: Option<String>,
+    pub owner: Option<Owner>,
+}
+
+/// `--unit GLOB` and `--container NAME`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Filter {
+    pub units: Vec<String>,
+    pub containers: Vec<String>,
+}
+
+/// fnmatch(3) without escapes, as `systemctl list-units PATTERN` matches:
+/// backslashes in unit names (`\x2d`) are literal.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let (Ok(p), Ok(n)) = (CString::new(pattern), CString::new(name)) else {
+        return false;
+    };
+    // SAFETY: two valid NUL-terminated strings.
+    unsafe { libc::fnmatch(p.as_ptr(), n.as_ptr(), libc::FNM_NOESCAPE) == 0 }
+}
+
+impl Filter {
+    pub fn is_empty(&self) -> bool {
+        self.units.is_empty() && self.containers.is_empty()
+    }
+
+    pub fn accepts(&self, r: &Resolved) -> bool {
+        let owner = r.owner.as_ref();
+        let unit_ok = self.units.is_empty()
+            || owner
+                .and_then(|o| o.unit.as_deref())
+                .is_some_and(|u| self.units.iter().any(|g| glob_match(g, u)));
+        let container_ok = self.containers.is_empty()
+            || owner
+                .and_then(|o| o.container.as_ref())
+                .is_some_and(|c| self.containers.iter().any(|w| c.matches(w)));
+        unit_ok && container_ok
+    }
+}
+
+/// The cgroups a row is made of, by path.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CgroupRow {
-    pub cgroup_id: u64,
-    /// Path below the cgroup2 mount, or null when it could not be resolved.
-    pub cgroup: Option<String>,
+pub struct Member {
+    /// Path from the cgroup2 root, or null if unresolved.
+    pub path: Option<String>,
+    /// Every cgroup id seen at that path (a restarted unit gets a new one).
+    pub ids: Vec<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Row {
+    /// The row's name: the unit, slice, cgroup path or container label,
+    /// per `--by`; the raw path (or "cgroup-id:N") when there is none.
+    pub group: String,
+    /// Owner fields shared by every cgroup of the row; null where they
+    /// differ or do not apply to the grouping.
+    pub unit: Option<String>,
+    pub slice: Option<String>,
+    pub template: Option<String>,
+    pub instance: Option<String>,
+    pub user: Option<u32>,
+    pub user_manager: Option<bool>,
+    pub container: Option<Container>,
+    /// Only with `--by cgroup`: what the path was recognised as.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<Kind>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subpath: Option<String>,
+    pub cgroups: Vec<Member>,
     /// Since the trace started.
     pub total: CountersOut,
     /// During the last interval (absent in the summary).
@@ -89,6 +176,172 @@ pub struct CgroupRow {
     pub rate: Option<Rates>,
 }
 
+/// The grouping key: container, user manager, then the name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Key {
+    container: Option<String>,
+    user_manager: Option<u32>,
+    name: String,
+}
+
+fn id_label(id: u64) -> String {
+    format!("cgroup-id:{id}")
+}
+
+fn key_of(by: By, id: u64, r: &Resolved) -> Key {
+    let fallback = || r.path.clone().unwrap_or_else(|| id_label(id));
+    let o = r.owner.as_ref();
+    let container = o.and_then(|o| o.container.as_ref()).map(Container::label);
+    let user_manager = o.filter(|o| o.user_manager).and_then(|o| o.user);
+    match by {
+        By::Cgroup => Key {
+            container: None,
+            user_manager: None,
+            name: format!("{}\0{id}", fallback()),
+        },
+        By::Unit => Key {
+            container,
+            user_manager,
+            name: o.and_then(|o| o.unit.clone()).unwrap_or_else(fallback),
+        },
+        By::Slice => Key {
+            container,
+            user_manager,
+            name: o.and_then(|o| o.slice.clone()).unwrap_or_else(fallback),
+        },
+        By::Container => Key {
+            container: None,
+            user_manager: None,
+            name: container.unwrap_or_else(|| "host".to_string()),
+        },
+    }
+}
+
+/// The owner fields that mean something for a grouping.
+fn owner_view(by: By, r: &Resolved) -> Row {
+    let o = r.owner.clone();
+    let mut row = Row {
+        group: String::new(),
+        unit: None,
+        slice: None,
+        template: None,
+        instance: None,
+        user: None,
+        user_manager: None,
+        container: o.as_ref().and_then(|o| o.container.clone()),
+        kind: None,
+        subpath: None,
+        cgroups: Vec::new(),
+        total: (&Counters::ZERO).into(),
+        interval: None,
+        rate: None,
+    };
+    let Some(o) = o else { return row };
+    if by == By::Container {
+        return row;
+    }
+    row.slice = o.slice;
+    row.user = o.user;
+    row.user_manager = Some(o.user_manager);
+    if by == By::Slice {
+        return row;
+    }
+    row.unit = o.unit;
+    row.template = o.template;
+    row.instance = o.instance;
+    if by == By::Cgroup {
+        row.kind = Some(o.kind);
+        row.subpath = o.subpath;
+    }
+    row
+}
+
+/// Keeps a field only where both rows agree.
+fn keep_common(acc: &mut Row, other: &Row) {
+    fn k<T: PartialEq>(a: &mut Option<T>, b: &Option<T>) {
+        if a != b {
+            *a = None;
+        }
+    }
+    k(&mut acc.unit, &other.unit);
+    k(&mut acc.slice, &other.slice);
+    k(&mut acc.template, &other.template);
+    k(&mut acc.instance, &other.instance);
+    k(&mut acc.user, &other.user);
+    k(&mut acc.user_manager, &other.user_manager);
+    k(&mut acc.container, &other.container);
+    k(&mut acc.kind, &other.kind);
+    k(&mut acc.subpath, &other.subpath);
+}
+
+struct Acc {
+    row: Row,
+    total: Counters,
+    delta: Counters,
+}
+
+/// Groups per-cgroup (total, delta) pairs into rows, busiest first.
+fn group(
+    by: By,
+    filter: &Filter,
+    entries: impl Iterator<Item = (u64, Counters, Option<Counters>)>,
+    resolve: &dyn Fn(u64) -> Resolved,
+    secs: Option<f64>,
+) -> Vec<Row> {
+    let mut groups: BTreeMap<Key, Acc> = BTreeMap::new();
+    for (id, total, delta) in entries {
+        let r = resolve(id);
+        if !filter.accepts(&r) {
+            continue;
+        }
+        let key = key_of(by, id, &r);
+        let view = owner_view(by, &r);
+        let acc = groups.entry(key.clone()).or_insert_with(|| Acc {
+            row: Row {
+                group: match by {
+                    By::Cgroup => r.path.clone().unwrap_or_else(|| id_label(id)),
+                    _ => key.name.clone(),
+                },
+                ..view.clone()
+            },
+            total: Counters::ZERO,
+            delta: Counters::ZERO,
+        });
+        keep_common(&mut acc.row, &view);
+        acc.total = acc.total.saturating_add(&total);
+        if let Some(d) = delta {
+            acc.delta = acc.delta.saturating_add(&d);
+        }
+        match acc.row.cgroups.iter_mut().find(|m| m.path == r.path) {
+            Some(m) => m.ids.push(id),
+            None => acc.row.cgroups.push(Member {
+                path: r.path,
+                ids: vec![id],
+            }),
+        }
+    }
+    let mut rows: Vec<(u64, Row)> = groups
+        .into_values()
+        .map(|mut a| {
+            a.row.total = (&a.total).into();
+            if let Some(secs) = secs {
+                a.row.interval = Some((&a.delta).into());
+                a.row.rate = Some(Rates::of(&a.delta, secs));
+            }
+            a.row.cgroups.sort_by(|x, y| x.path.cmp(&y.path));
+            let busy = activity(if secs.is_some() { &a.delta } else { &a.total });
+            (busy, a.row)
+        })
+        .collect();
+    // Busiest first; ties in name order so output is stable.
+    rows.sort_by(|a, b| {
+        b.0.cmp(&a.0)
+            .then_with(|| a.1.group.cmp(&b.1.group))
+            .then_with(|| a.1.container.cmp(&b.1.container))
+    });
+    rows.into_iter().map(|(_, r)| r).collect()
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct IntervalReport {
     #[serde(rename = "type")]
@@ -96,8 +349,9 @@ pub struct IntervalReport {
     pub time_unix: f64,
     pub elapsed_s: f64,
     pub interval_s: f64,
-    /// Cgroups with any activity in this interval, busiest first.
-    pub cgroups: Vec<CgroupRow>,
+    pub by: By,
+    /// Groups with any activity in this interval, busiest first.
+    pub rows: Vec<Row>,
     pub overflow: CountersOut,
     pub probe: ProbeStats,
 }
@@ -108,65 +362,70 @@ pub struct Summary {
     pub kind: &'static str,
     pub time_unix: f64,
     pub duration_s: f64,
-    /// Sum over every cgroup, overflow included.
+    pub by: By,
+    pub filter: Filter,
+    /// Sum over every cgroup, overflow included, whatever the filter.
     pub totals: CountersOut,
-    /// Every cgroup seen, busiest first.
-    pub cgroups: Vec<CgroupRow>,
+    /// Sum over the rows that passed the filter; null without a filter.
+    pub matched: Option<CountersOut>,
+    /// Every group seen, busiest first.
+    pub rows: Vec<Row>,
     pub overflow: CountersOut,
     pub probe: ProbeStats,
     /// "group_dead" (exact) or "legacy" (signal_struct.live).
     pub exit_program: &'static str,
-}
-
-fn sort_busiest(rows: &mut [CgroupRow], key: impl Fn(&CgroupRow) -> u64) {
-    rows.sort_by(|a, b| key(b).cmp(&key(a)).then(a.cgroup_id.cmp(&b.cgroup_id)));
+    /// Null when cgroups can be named; otherwise why they cannot.
+    pub attribution_warning: Option<String>,
 }
 
 /// How busy a cgroup is, for ordering: every event counts once.
-fn activity_out(c: &CountersOut) -> u64 {
-    c.forks + c.threads + c.execs + c.exits + c.thread_exits
+fn activity(c: &Counters) -> u64 {
+    c.forks + c.threads + c.execs + c.process_exits() + c.thread_exits
 }
 
-/// Rows for the cgroups that changed between `prev` and `cur`.
+/// Rows for the groups that changed between `prev` and `cur`.
 pub fn interval_rows(
     prev: &Snapshot,
     cur: &Snapshot,
     secs: f64,
-    name: impl Fn(u64) -> Option<String>,
-) -> Vec<CgroupRow> {
-    let mut rows: Vec<CgroupRow> = cur
-        .per_cgroup
-        .iter()
-        .filter_map(|(&id, total)| {
-            let before = prev.per_cgroup.get(&id).copied().unwrap_or_default();
-            let delta = total.saturating_sub(&before);
-            (!delta.is_zero()).then(|| CgroupRow {
-                cgroup_id: id,
-                cgroup: name(id),
-                total: total.into(),
-                interval: Some((&delta).into()),
-                rate: Some(Rates::of(&delta, secs)),
-            })
-        })
-        .collect();
-    sort_busiest(&mut rows, |r| r.interval.as_ref().map_or(0, activity_out));
-    rows
+    by: By,
+    filter: &Filter,
+    resolve: &dyn Fn(u64) -> Resolved,
+) -> Vec<Row> {
+    let entries = cur.per_cgroup.iter().filter_map(|(&id, total)| {
+        let before = prev.per_cgroup.get(&id).copied().unwrap_or_default();
+        let delta = total.saturating_sub(&before);
+        (!delta.is_zero()).then_some((id, *total, Some(delta)))
+    });
+    group(by, filter, entries, resolve, Some(secs))
 }
 
-pub fn summary_rows(cur: &Snapshot, name: impl Fn(u64) -> Option<String>) -> Vec<CgroupRow> {
-    let mut rows: Vec<CgroupRow> = cur
-        .per_cgroup
-        .iter()
-        .map(|(&id, total)| CgroupRow {
-            cgroup_id: id,
-            cgroup: name(id),
-            total: total.into(),
-            interval: None,
-            rate: None,
-        })
-        .collect();
-    sort_busiest(&mut rows, |r| activity_out(&r.total));
-    rows
+pub fn summary_rows(
+    cur: &Snapshot,
+    by: By,
+    filter: &Filter,
+    resolve: &dyn Fn(u64) -> Resolved,
+) -> Vec<Row> {
+    let entries = cur.per_cgroup.iter().map(|(&id, t)| (id, *t, None));
+    group(by, filter, entries, resolve, None)
+}
+
+/// The sum of rows' totals (for `matched`).
+pub fn sum_rows(rows: &[Row]) -> CountersOut {
+    let mut c = CountersOut::from(&Counters::ZERO);
+    for r in rows {
+        let t = &r.total;
+        c.forks += t.forks;
+        c.threads += t.threads;
+        c.execs += t.execs;
+        c.exits += t.exits;
+        c.exit_clean += t.exit_clean;
+        c.exit_failed += t.exit_failed;
+        c.exit_signaled += t.exit_signaled;
+        c.exit_core_dumped += t.exit_core_dumped;
+        c.thread_exits += t.thread_exits;
+    }
+    c
 }
 
 pub fn totals(cur: &Snapshot) -> Counters {
@@ -178,6 +437,7 @@ pub fn totals(cur: &Snapshot) -> Counters {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::unit;
 
     fn snap(entries: &[(u64, Counters)]) -> Snapshot {
         Snapshot {
@@ -195,62 +455,199 @@ mod tests {
         }
     }
 
+    /// Ids 1..: a crash-looping unit that got two cgroups (restarted), a
+    /// delegated subtree, a unit in a container, a raw cgroup, an unknown id.
+    fn resolver(id: u64) -> Resolved {
+        let path = match id {
+            1 | 2 => "/system.slice/system-serial\\x2dgetty.slice/serial-getty@ttyS0.service",
+            3 => "/system.slice/cron.service",
+            4 => "/system.slice/cron.service/sub",
+            5 => "/web/payload/system.slice/cron.service",
+            6 => "/spawnscope-test-x",
+            _ => {
+                return Resolved {
+                    path: None,
+                    owner: None,
+                };
+            }
+        };
+        Resolved {
+            path: Some(path.to_string()),
+            owner: Some(unit::parse(path.as_bytes())),
+        }
+    }
+
+    fn all() -> Snapshot {
+        snap(&[
+            (1, c(1, 1, 0)),
+            (2, c(1, 1, 0)),
+            (3, c(5, 0, 0)),
+            (4, c(1, 0, 0)),
+            (5, c(0, 7, 0)),
+            (6, c(0, 0, 3)),
+            (99, c(0, 0, 1)),
+        ])
+    }
+
     #[test]
-    fn interval_rows_hold_deltas_rates_and_skip_idle_cgroups() {
-        let prev = snap(&[(10, c(5, 5, 5)), (20, c(1, 0, 0))]);
-        let cur = snap(&[(10, c(9, 7, 5)), (20, c(1, 0, 0)), (30, c(20, 0, 20))]);
-        let rows = interval_rows(&prev, &cur, 2.0, |id| Some(format!("/cg{id}")));
-        let ids: Vec<u64> = rows.iter().map(|r| r.cgroup_id).collect();
-        assert_eq!(ids, vec![30, 10], "busiest first, idle cgroup 20 left out");
-        let r10 = &rows[1];
-        assert_eq!(r10.cgroup.as_deref(), Some("/cg10"));
-        assert_eq!(r10.total.forks, 9);
-        assert_eq!(r10.interval.unwrap().forks, 4);
-        assert_eq!(r10.interval.unwrap().execs, 2);
-        assert_eq!(r10.rate.unwrap().forks_per_s, 2.0);
-        assert_eq!(r10.rate.unwrap().execs_per_s, 1.0);
+    fn by_unit_merges_restarts_and_delegated_cgroups_per_container() {
+        let rows = summary_rows(&all(), By::Unit, &Filter::default(), &resolver);
+        let names: Vec<(&str, Option<String>)> = rows
+            .iter()
+            .map(|r| (r.group.as_str(), r.container.as_ref().map(|c| c.label())))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("cron.service", Some("web".to_string())),
+                ("cron.service", None),
+                ("serial-getty@ttyS0.service", None),
+                ("/spawnscope-test-x", None),
+                ("cgroup-id:99", None),
+            ]
+        );
+        let getty = &rows[2];
+        assert_eq!(getty.total.forks, 2);
+        assert_eq!(getty.cgroups.len(), 1);
+        assert_eq!(getty.cgroups[0].ids, vec![1, 2]);
+        assert_eq!(getty.instance.as_deref(), Some("ttyS0"));
+        assert_eq!(
+            getty.slice.as_deref(),
+            Some("system-serial\\x2dgetty.slice")
+        );
+        let cron = &rows[1];
+        assert_eq!(cron.total.forks, 6);
+        assert_eq!(
+            cron.cgroups
+                .iter()
+                .map(|m| m.path.clone().unwrap())
+                .collect::<Vec<_>>(),
+            vec![
+                "/system.slice/cron.service",
+                "/system.slice/cron.service/sub"
+            ]
+        );
+        assert_eq!(cron.subpath, None, "subpath is per cgroup, not per unit");
+        assert_eq!(rows[3].unit, None);
+        assert_eq!(rows[4].cgroups[0].path, None);
+    }
+
+    #[test]
+    fn by_slice_container_and_cgroup() {
+        let f = Filter::default();
+        let rows = summary_rows(&all(), By::Slice, &f, &resolver);
+        let sys = rows
+            .iter()
+            .find(|r| r.group == "system.slice" && r.container.is_none())
+            .unwrap();
+        assert_eq!(sys.total.forks, 6);
+        assert_eq!(sys.unit, None);
+        let rows = summary_rows(&all(), By::Container, &f, &resolver);
+        let groups: Vec<&str> = rows.iter().map(|r| r.group.as_str()).collect();
+        assert_eq!(groups, vec!["host", "web"]);
+        assert_eq!(rows[0].total.forks, 8);
+        assert_eq!(rows[1].total.execs, 7);
+        let rows = summary_rows(&all(), By::Cgroup, &f, &resolver);
+        assert_eq!(rows.len(), 7);
+        let sub = rows.iter().find(|r| r.cgroups[0].ids == [4]).unwrap();
+        assert_eq!(sub.subpath.as_deref(), Some("/sub"));
+        assert_eq!(sub.unit.as_deref(), Some("cron.service"));
+        assert_eq!(sub.kind, Some(Kind::Unit));
+    }
+
+    #[test]
+    fn filters_select_units_by_glob_and_containers_by_name() {
+        let f = Filter {
+            units: vec!["serial-getty@*".into(), "nomatch".into()],
+            containers: vec![],
+        };
+        let rows = summary_rows(&all(), By::Unit, &f, &resolver);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].group, "serial-getty@ttyS0.service");
+        assert_eq!(sum_rows(&rows).forks, 2);
+        let f = Filter {
+            units: vec!["cron.*".into()],
+            containers: vec!["web".into()],
+        };
+        let rows = summary_rows(&all(), By::Unit, &f, &resolver);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].cgroups[0].ids, vec![5]);
+        // Backslashes are literal, as systemctl matches.
+        assert!(glob_match(
+            "system-serial\\x2d*.slice",
+            "system-serial\\x2dgetty.slice"
+        ));
+        assert!(!glob_match("a?c", "ac"));
+    }
+
+    #[test]
+    fn interval_rows_hold_deltas_rates_and_skip_idle_groups() {
+        let prev = snap(&[(3, c(5, 5, 5)), (6, c(1, 0, 0))]);
+        let cur = snap(&[(3, c(9, 7, 5)), (6, c(1, 0, 0)), (1, c(20, 0, 20))]);
+        let rows = interval_rows(&prev, &cur, 2.0, By::Unit, &Filter::default(), &resolver);
+        let groups: Vec<&str> = rows.iter().map(|r| r.group.as_str()).collect();
+        assert_eq!(
+            groups,
+            vec!["serial-getty@ttyS0.service", "cron.service"],
+            "busiest first, idle group left out"
+        );
+        let cron = &rows[1];
+        assert_eq!(cron.total.forks, 9);
+        assert_eq!(cron.interval.unwrap().forks, 4);
+        assert_eq!(cron.interval.unwrap().execs, 2);
+        assert_eq!(cron.rate.unwrap().forks_per_s, 2.0);
+        assert_eq!(cron.rate.unwrap().execs_per_s, 1.0);
         assert_eq!(rows[0].rate.unwrap().exits_per_s, 10.0);
     }
 
     #[test]
     fn zero_length_interval_has_zero_rates_not_nan() {
         let cur = snap(&[(1, c(3, 0, 0))]);
-        let rows = interval_rows(&Snapshot::default(), &cur, 0.0, |_| None);
+        let rows = interval_rows(
+            &Snapshot::default(),
+            &cur,
+            0.0,
+            By::Cgroup,
+            &Filter::default(),
+            &resolver,
+        );
         assert_eq!(rows[0].rate.unwrap().forks_per_s, 0.0);
     }
 
     #[test]
-    fn summary_orders_all_cgroups_and_totals_include_overflow() {
-        let mut cur = snap(&[(1, c(1, 0, 0)), (2, c(0, 10, 0)), (3, c(0, 0, 0))]);
+    fn totals_include_overflow() {
+        let mut cur = snap(&[(1, c(1, 0, 0)), (2, c(0, 10, 0))]);
         cur.overflow = c(100, 0, 0);
-        let rows = summary_rows(&cur, |_| None);
-        assert_eq!(
-            rows.iter().map(|r| r.cgroup_id).collect::<Vec<_>>(),
-            vec![2, 1, 3]
-        );
         let t = totals(&cur);
         assert_eq!((t.forks, t.execs), (101, 10));
     }
 
     #[test]
     fn json_field_names_are_stable() {
-        let row = CgroupRow {
-            cgroup_id: 7,
-            cgroup: None,
-            total: (&Counters {
-                exit_core: 2,
-                exit_signaled: 1,
-                ..Counters::ZERO
-            })
-                .into(),
-            interval: None,
-            rate: None,
-        };
-        let v = serde_json::to_value(&row).unwrap();
+        let rows = summary_rows(
+            &snap(&[(
+                1,
+                Counters {
+                    exit_core: 2,
+                    exit_signaled: 1,
+                    ..Counters::ZERO
+                },
+            )]),
+            By::Unit,
+            &Filter::default(),
+            &resolver,
+        );
+        let v = serde_json::to_value(&rows[0]).unwrap();
         assert_eq!(
             v,
             serde_json::json!({
-                "cgroup_id": 7, "cgroup": null,
+                "group": "serial-getty@ttyS0.service",
+                "unit": "serial-getty@ttyS0.service",
+                "slice": "system-serial\\x2dgetty.slice",
+                "template": "serial-getty@.service",
+                "instance": "ttyS0",
+                "user": null, "user_manager": false, "container": null,
+                "cgroups": [{"path": "/system.slice/system-serial\\x2dgetty.slice/serial-getty@ttyS0.service", "ids": [1]}],
                 "total": {"forks": 0, "threads": 0, "execs": 0, "exits": 3,
                           "exit_clean": 0, "exit_failed": 0, "exit_signaled": 1,
                           "exit_core_dumped": 2, "thread_exits": 0}

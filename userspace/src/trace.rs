@@ -2,7 +2,7 @@
 
 use std::{
     io,
-    path::Path,
+    os::fd::AsRawFd,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -16,7 +16,7 @@ use crate::{
     kernel::{KernelError, LoadOptions, Probe},
     layout::ExitFlavour,
     output::{Reporter, json::Json, table::Table},
-    report::{self, IntervalReport, Snapshot, Summary},
+    report::{self, By, Filter, IntervalReport, Snapshot, Summary},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +27,8 @@ pub enum TraceError {
     Output(#[source] io::Error),
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] io::Error),
+    #[error(transparent)]
+    Cgroups(#[from] cgroupfs::CgroupError),
 }
 
 fn now_unix() -> f64 {
@@ -36,15 +38,35 @@ fn now_unix() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Sleeps until `until`, waking early when `stop` is set.
-fn sleep_until(until: Instant, stop: &AtomicBool) {
-    while !stop.load(Ordering::Relaxed) {
+/// Waits until `until`, draining cgroup creations as they arrive so the
+/// ring buffer never fills while we sleep; wakes early when `stop` is set.
+fn wait_until(until: Instant, stop: &AtomicBool, probe: &mut Probe, names: &mut CgroupNames) {
+    loop {
+        drain(probe, names);
         let now = Instant::now();
-        if now >= until {
+        if stop.load(Ordering::Relaxed) || now >= until {
             return;
         }
-        std::thread::sleep((until - now).min(Duration::from_millis(50)));
+        let wait = (until - now).min(Duration::from_millis(100));
+        let mut pfd = libc::pollfd {
+            fd: probe.mkdir_fd().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call. EINTR (a
+        // signal) and errors just end this wait early; the loop re-checks.
+        unsafe { libc::poll(&mut pfd, 1, wait.as_millis() as libc::c_int) };
     }
+}
+
+fn drain(probe: &mut Probe, names: &mut CgroupNames) {
+    probe.drain_mkdirs(|m| {
+        // A path the kernel cut short would name the wrong cgroup; leave
+        // that id to the tree walk.
+        if !m.truncated {
+            names.learn(m.id, &m.path);
+        }
+    });
 }
 
 pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
@@ -53,18 +75,22 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(TraceError::Signals)?;
     }
 
-    let mount = cgroupfs::find_cgroup2(Path::new(cgroupfs::MOUNTINFO))
-        .ok()
-        .flatten();
-    if mount.is_none() {
-        eprintln!(
-            "spawnscope: warning: no cgroup2 mount in {}; counts are shown by cgroup id only",
-            cgroupfs::MOUNTINFO
-        );
+    let mounts = cgroupfs::cgroup_mounts(&args.mountinfo).map_err(TraceError::Cgroups)?;
+    let attribution_warning = cgroupfs::attribution_warning(&mounts);
+    if let Some(w) = &attribution_warning {
+        eprintln!("spawnscope: warning: {w}");
     }
-    let mut names = CgroupNames::new(mount.map(|m| m.mount_point));
+    let mount = cgroupfs::find_cgroup2(&args.mountinfo).map_err(TraceError::Cgroups)?;
+    // Names of cgroups still counted are never evicted; this bounds the
+    // ones kept only because they once existed.
+    let cap = (args.max_cgroups as usize).saturating_mul(2).max(4096);
+    let mut names = CgroupNames::new(mount.as_ref(), cap);
+    let filter = Filter {
+        units: args.units.clone(),
+        containers: args.containers.clone(),
+    };
 
-    let probe = Probe::load(&LoadOptions {
+    let mut probe = Probe::load(&LoadOptions {
         btf_path: args.btf.clone(),
         max_cgroups: args.max_cgroups,
         exit_flavour: match args.exit_program {
@@ -73,10 +99,19 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
             ExitProgram::Legacy => Some(ExitFlavour::Legacy),
         },
     })?;
+    // The mkdir probe is attached: every cgroup is either created from now
+    // on (and reported) or already there for this walk to find.
+    names.walk();
     let started = Instant::now();
     // Scripts and tests wait for this line before starting their workload.
     eprintln!(
-        "spawnscope: tracing fork/exec/exit per cgroup; interval {}, {}",
+        "spawnscope: tracing fork/exec/exit per {}; interval {}, {}",
+        match args.by {
+            By::Unit => "unit",
+            By::Slice => "slice",
+            By::Cgroup => "cgroup",
+            By::Container => "container",
+        },
         humantime::format_duration(args.interval),
         match args.duration {
             Some(d) => format!("for {}", humantime::format_duration(d)),
@@ -88,7 +123,7 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
     let mut out: Box<dyn Reporter> = if args.json {
         Box::new(Json::new(stdout))
     } else {
-        Box::new(Table::new(stdout, args.top as usize))
+        Box::new(Table::new(stdout, args.top as usize, args.by))
     };
     let deadline = args.duration.map(|d| started + d);
 
@@ -100,21 +135,26 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
             Some(d) if d < next_tick => d,
             _ => next_tick,
         };
-        sleep_until(wake, &stop);
+        wait_until(wake, &stop, &mut probe, &mut names);
         if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
         let cur = probe.snapshot()?;
         let at = Instant::now();
+        // Every id in `cur` had its mkdir record submitted before it was
+        // first counted, so this drain has them all (bar lost ones).
+        drain(&mut probe, &mut names);
         names.refresh(cur.per_cgroup.keys());
         let secs = (at - prev_at).as_secs_f64();
-        let name = |id| names.name(id).map(str::to_string);
         let rep = IntervalReport {
             kind: "interval",
             time_unix: now_unix(),
             elapsed_s: (at - started).as_secs_f64(),
             interval_s: secs,
-            cgroups: report::interval_rows(&prev, &cur, secs, name),
+            by: args.by,
+            rows: report::interval_rows(&prev, &cur, secs, args.by, &filter, &|id| {
+                names.resolve(id)
+            }),
             overflow: (&cur.overflow).into(),
             probe: cur.probe,
         };
@@ -126,19 +166,25 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
 
     // The final reading, after the stop, so nothing counted is left out.
     let cur = probe.snapshot()?;
+    drain(&mut probe, &mut names);
     names.refresh(cur.per_cgroup.keys());
+    let rows = report::summary_rows(&cur, args.by, &filter, &|id| names.resolve(id));
     let summary = Summary {
         kind: "summary",
         time_unix: now_unix(),
         duration_s: started.elapsed().as_secs_f64(),
+        by: args.by,
+        matched: (!filter.is_empty()).then(|| report::sum_rows(&rows)),
+        filter,
         totals: (&report::totals(&cur)).into(),
-        cgroups: report::summary_rows(&cur, |id| names.name(id).map(str::to_string)),
+        rows,
         overflow: (&cur.overflow).into(),
         probe: cur.probe,
         exit_program: match probe.exit_flavour {
             ExitFlavour::GroupDeadArg => "group_dead",
             ExitFlavour::Legacy => "legacy",
         },
+        attribution_warning,
     };
     out.summary(&summary).map_err(TraceError::Output)?;
     // Dropping the probe detaches every program.

@@ -21,6 +21,11 @@ fn help_explains_options_and_exit_codes() {
         "--interval <DURATION>",
         "--json",
         "--max-cgroups",
+        "--by <WHAT>",
+        "[default: unit]",
+        "- container: One row per container",
+        "--unit <GLOB>",
+        "--container <NAME>",
         "Exit status:",
         "3  insufficient privileges",
     ] {
@@ -49,6 +54,9 @@ fn bad_command_lines_are_usage_errors() {
         &["trace", "--interval", "0s"],
         &["trace", "--top", "0"],
         &["trace", "--bogus"],
+        &["trace", "--by", "pod"],
+        &["trace", "--unit", ""],
+        &["trace", "--container", ""],
         &["frobnicate"],
         &[],
     ] {
@@ -67,5 +75,35 @@ fn invalid_duration_names_the_problem() {
         stderr
             .contains("invalid value '0s' for '--interval <DURATION>': must be greater than zero"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn empty_filters_name_the_problem() {
+    let stderr = usage_error(&["trace", "--unit", ""]);
+    assert!(
+        stderr.contains("invalid value '' for '--unit <GLOB>': must not be empty"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn unreadable_mountinfo_is_one_line_and_exit_1() {
+    // Read before anything needs privileges, so this runs as any user.
+    let out = spawnscope()
+        .args([
+            "trace",
+            "--for",
+            "1s",
+            "--mountinfo",
+            "/nonexistent/mountinfo",
+        ])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "spawnscope: cannot read /nonexistent/mountinfo: No such file or directory (os error 2)\n"
     );
 }

@@ -8,8 +8,10 @@ use crate::util::{Fail, cmd, output, run_with_retries, step};
 const NIGHTLY: &str = "nightly";
 /// Pinned for reproducible builds; bump deliberately.
 const BPF_LINKER_VERSION: &str = "0.13.0";
-/// Debian packages the tests use beyond the build itself.
-const TEST_PACKAGES: &[&str] = &["util-linux"];
+/// Debian packages the tests use beyond the build itself: util-linux for
+/// setpriv and nsenter; debootstrap and systemd-container (systemd-nspawn)
+/// for the real systemd the scenario tests boot.
+const TEST_PACKAGES: &[&str] = &["util-linux", "debootstrap", "systemd-container"];
 
 pub fn run() -> Result<(), Fail> {
     let t0 = std::time::Instant::now();

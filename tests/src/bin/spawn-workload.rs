@@ -17,6 +17,9 @@
 //!                limit (no exec);
 //!                run it in a scratch directory: the kernel writes the core
 //!                files where core_pattern says.
+//! --fail-after MS
+//!                spawn nothing: sleep MS milliseconds, then exit 1 (a
+//!                service that crashes soon after it starts, in one exec)
 
 use std::process::{Command, ExitCode};
 
@@ -106,6 +109,10 @@ fn main() -> ExitCode {
         n.insert(flag.trim_start_matches("--").to_string(), v);
     }
     let count = |k: &str| n.get(k).copied().unwrap_or(0);
+    if let Some(&ms) = n.get("fail-after") {
+        std::thread::sleep(std::time::Duration::from_millis(ms.into()));
+        return ExitCode::from(1);
+    }
     let mut wrong = 0u32;
 
     for _ in 0..count("clean") {

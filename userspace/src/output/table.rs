@@ -3,23 +3,59 @@
 use std::io::{self, Write};
 
 use super::Reporter;
-use crate::report::{CgroupRow, CountersOut, IntervalReport, Summary};
+use crate::report::{By, CountersOut, IntervalReport, Row, Summary};
 
 pub struct Table<W: Write> {
     out: W,
     /// Rows shown per interval and in the summary's top list.
     top: usize,
+    by: By,
 }
 
-const PATH_WIDTH: usize = 48;
+const NAME_WIDTH: usize = 44;
+const CONTAINER_WIDTH: usize = 18;
 
 impl<W: Write> Table<W> {
-    pub fn new(out: W, top: usize) -> Self {
-        Self { out, top }
+    pub fn new(out: W, top: usize, by: By) -> Self {
+        Self { out, top, by }
+    }
+
+    fn head(&self) -> String {
+        let name = match self.by {
+            By::Unit => "UNIT",
+            By::Slice => "SLICE",
+            By::Cgroup => "CGROUP",
+            By::Container => return format!("{:<NAME_WIDTH$}", "CONTAINER"),
+        };
+        format!("{:<CONTAINER_WIDTH$} {name:<NAME_WIDTH$}", "CONTAINER")
+    }
+
+    fn label(&self, r: &Row) -> String {
+        let mut name = r.group.clone();
+        if let (Some(true), Some(uid)) = (r.user_manager, r.user) {
+            name = format!("{name} (uid {uid})");
+        }
+        if self.by == By::Container {
+            return format!("{:<NAME_WIDTH$}", fit(&name, NAME_WIDTH));
+        }
+        let container = r.container.as_ref().map_or("-".to_string(), |c| c.label());
+        format!(
+            "{:<CONTAINER_WIDTH$} {:<NAME_WIDTH$}",
+            fit(&container, CONTAINER_WIDTH),
+            fit(&name, NAME_WIDTH)
+        )
+    }
+
+    fn blank_label(&self, text: &str) -> String {
+        let width = match self.by {
+            By::Container => NAME_WIDTH,
+            _ => CONTAINER_WIDTH + 1 + NAME_WIDTH,
+        };
+        format!("{text:<width$}")
     }
 }
 
-/// Shortens long paths from the left: the leaf names the unit.
+/// Shortens long names from the left: the leaf names the unit.
 fn fit(path: &str, width: usize) -> String {
     let n = path.chars().count();
     if n <= width {
@@ -27,13 +63,6 @@ fn fit(path: &str, width: usize) -> String {
     }
     let tail: String = path.chars().skip(n - (width - 1)).collect();
     format!("…{tail}")
-}
-
-fn label(r: &CgroupRow) -> String {
-    match &r.cgroup {
-        Some(p) => p.clone(),
-        None => format!("cgroup-id:{}", r.cgroup_id),
-    }
 }
 
 fn counts(c: &CountersOut) -> String {
@@ -56,35 +85,35 @@ impl<W: Write> Reporter for Table<W> {
     fn interval(&mut self, r: &IntervalReport) -> io::Result<()> {
         writeln!(
             self.out,
-            "--- {:.1}s elapsed, interval {:.2}s, {} active cgroup(s)",
+            "--- {:.1}s elapsed, interval {:.2}s, {} active",
             r.elapsed_s,
             r.interval_s,
-            r.cgroups.len()
+            r.rows.len()
         )?;
-        if !r.cgroups.is_empty() {
+        if !r.rows.is_empty() {
             writeln!(
                 self.out,
-                "{:<PATH_WIDTH$} {COUNT_HEADS}   FORK/s   EXEC/s   EXIT/s",
-                "CGROUP"
+                "{} {COUNT_HEADS}   FORK/s   EXEC/s   EXIT/s",
+                self.head()
             )?;
         }
-        for row in r.cgroups.iter().take(self.top) {
+        for row in r.rows.iter().take(self.top) {
             let rate = row.rate.expect("interval rows carry rates");
             writeln!(
                 self.out,
-                "{:<PATH_WIDTH$} {} {:>8.1} {:>8.1} {:>8.1}",
-                fit(&label(row), PATH_WIDTH),
+                "{} {} {:>8.1} {:>8.1} {:>8.1}",
+                self.label(row),
                 counts(&row.total),
                 rate.forks_per_s,
                 rate.execs_per_s,
                 rate.exits_per_s
             )?;
         }
-        if r.cgroups.len() > self.top {
+        if r.rows.len() > self.top {
             writeln!(
                 self.out,
                 "  ... and {} more (see --top)",
-                r.cgroups.len() - self.top
+                r.rows.len() - self.top
             )?;
         }
         self.out.flush()
@@ -94,25 +123,39 @@ impl<W: Write> Reporter for Table<W> {
         writeln!(self.out)?;
         writeln!(
             self.out,
-            "=== summary: {:.1}s, {} cgroup(s) seen",
+            "=== summary: {:.1}s, {} row(s) by {}",
             s.duration_s,
-            s.cgroups.len()
+            s.rows.len(),
+            match s.by {
+                By::Unit => "unit",
+                By::Slice => "slice",
+                By::Cgroup => "cgroup",
+                By::Container => "container",
+            }
         )?;
-        writeln!(self.out, "{:<PATH_WIDTH$} {COUNT_HEADS}", "CGROUP")?;
-        writeln!(self.out, "{:<PATH_WIDTH$} {}", "TOTAL", counts(&s.totals))?;
-        for row in s.cgroups.iter().take(self.top) {
+        writeln!(self.out, "{} {COUNT_HEADS}", self.head())?;
+        writeln!(
+            self.out,
+            "{} {}",
+            self.blank_label("TOTAL (all cgroups)"),
+            counts(&s.totals)
+        )?;
+        if let Some(m) = &s.matched {
             writeln!(
                 self.out,
-                "{:<PATH_WIDTH$} {}",
-                fit(&label(row), PATH_WIDTH),
-                counts(&row.total)
+                "{} {}",
+                self.blank_label("MATCHED (--unit/--container)"),
+                counts(m)
             )?;
         }
-        if s.cgroups.len() > self.top {
+        for row in s.rows.iter().take(self.top) {
+            writeln!(self.out, "{} {}", self.label(row), counts(&row.total))?;
+        }
+        if s.rows.len() > self.top {
             writeln!(
                 self.out,
                 "  ... and {} more (see --top)",
-                s.cgroups.len() - self.top
+                s.rows.len() - self.top
             )?;
         }
         if s.probe.map_full > 0 {
@@ -130,6 +173,17 @@ impl<W: Write> Reporter for Table<W> {
                 s.probe.read_failed
             )?;
         }
+        if s.probe.names_lost > 0 {
+            writeln!(
+                self.out,
+                "warning: {} cgroup creation(s) were not reported by the kernel (ring buffer \
+                 full); short-lived ones among them may show as cgroup-id:N",
+                s.probe.names_lost
+            )?;
+        }
+        if let Some(w) = &s.attribution_warning {
+            writeln!(self.out, "warning: {w}")?;
+        }
         self.out.flush()
     }
 }
@@ -137,12 +191,9 @@ impl<W: Write> Reporter for Table<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{ProbeStats, Rates};
+    use crate::report::{Filter, ProbeStats, Resolved, summary_rows};
+    use crate::unit;
     use spawnscope_common::Counters;
-
-    fn out(c: Counters) -> CountersOut {
-        (&c).into()
-    }
 
     #[test]
     fn fit_keeps_the_leaf() {
@@ -158,37 +209,68 @@ mod tests {
         );
     }
 
+    fn resolve(id: u64) -> Resolved {
+        let path = match id {
+            1 => "/web/payload/system.slice/crashy.service",
+            2 => "/user.slice/user-1000.slice/user@1000.service/app.slice/a.service",
+            _ => {
+                return Resolved {
+                    path: None,
+                    owner: None,
+                };
+            }
+        };
+        Resolved {
+            path: Some(path.into()),
+            owner: Some(unit::parse(path.as_bytes())),
+        }
+    }
+
     #[test]
     fn interval_and_summary_render_rows_and_warnings() {
-        let row = CgroupRow {
-            cgroup_id: 42,
-            cgroup: None,
-            total: out(Counters {
-                forks: 3,
-                execs: 2,
-                exit_failed: 1,
-                ..Counters::ZERO
-            }),
-            interval: Some(out(Counters {
-                forks: 1,
-                ..Counters::ZERO
-            })),
-            rate: Some(Rates {
-                forks_per_s: 1.0,
-                execs_per_s: 0.0,
-                exits_per_s: 0.0,
-                threads_per_s: 0.0,
-            }),
+        let snap = crate::report::Snapshot {
+            per_cgroup: [
+                (
+                    1,
+                    Counters {
+                        forks: 3,
+                        execs: 2,
+                        exit_failed: 1,
+                        ..Counters::ZERO
+                    },
+                ),
+                (
+                    2,
+                    Counters {
+                        execs: 1,
+                        ..Counters::ZERO
+                    },
+                ),
+                (
+                    42,
+                    Counters {
+                        forks: 1,
+                        ..Counters::ZERO
+                    },
+                ),
+            ]
+            .into_iter()
+            .collect(),
+            ..Default::default()
         };
+        let f = Filter::default();
+        let rows =
+            crate::report::interval_rows(&Default::default(), &snap, 1.0, By::Unit, &f, &resolve);
         let mut buf = Vec::new();
-        let mut t = Table::new(&mut buf, 10);
+        let mut t = Table::new(&mut buf, 10, By::Unit);
         t.interval(&IntervalReport {
             kind: "interval",
             time_unix: 0.0,
             elapsed_s: 1.0,
             interval_s: 1.0,
-            cgroups: vec![row.clone()],
-            overflow: out(Counters::ZERO),
+            by: By::Unit,
+            rows,
+            overflow: (&Counters::ZERO).into(),
             probe: ProbeStats::default(),
         })
         .unwrap();
@@ -196,31 +278,30 @@ mod tests {
             kind: "summary",
             time_unix: 0.0,
             duration_s: 1.0,
-            totals: row.total,
-            cgroups: vec![CgroupRow {
-                interval: None,
-                rate: None,
-                ..row
-            }],
-            overflow: out(Counters::ZERO),
+            by: By::Unit,
+            filter: f.clone(),
+            totals: (&crate::report::totals(&snap)).into(),
+            matched: None,
+            rows: summary_rows(&snap, By::Unit, &f, &resolve),
+            overflow: (&Counters::ZERO).into(),
             probe: ProbeStats {
                 map_full: 5,
                 read_failed: 0,
                 no_layout: 0,
+                names_lost: 2,
             },
             exit_program: "group_dead",
+            attribution_warning: Some("no cgroup2".into()),
         })
         .unwrap();
         let text = String::from_utf8(buf).unwrap();
-        let line = text
-            .lines()
-            .find(|l| l.starts_with("cgroup-id:42"))
-            .unwrap();
+        let line = text.lines().find(|l| l.starts_with("web ")).unwrap();
         let cols: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(
             cols,
             [
-                "cgroup-id:42",
+                "web",
+                "crashy.service",
                 "3",
                 "2",
                 "0",
@@ -229,12 +310,19 @@ mod tests {
                 "0",
                 "0",
                 "0",
-                "1.0",
-                "0.0",
-                "0.0"
+                "3.0",
+                "2.0",
+                "1.0"
             ]
         );
-        assert!(text.contains("=== summary: 1.0s, 1 cgroup(s) seen"));
+        assert!(text.contains("a.service (uid 1000)"), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("-") && l.contains("cgroup-id:42"))
+        );
+        assert!(text.contains("=== summary: 1.0s, 3 row(s) by unit"));
         assert!(text.contains("warning: 5 event(s) found the cgroup map full"));
+        assert!(text.contains("warning: 2 cgroup creation(s) were not reported"));
+        assert!(text.contains("warning: no cgroup2"));
     }
 }

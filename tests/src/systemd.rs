@@ -1,0 +1,409 @@
+//! A real systemd to test against: a minimal Debian booted with
+//! systemd-nspawn inside a test cgroup.
+//!
+//! The rootfs is built once with debootstrap and cached outside the
+//! repository ($SPAWNSCOPE_ROOTFS_CACHE, default
+//! /var/cache/spawnscope-tests/bookworm). Each container boots it with
+//! `--volatile=overlay`, so units a test installs go to a tmpfs and the
+//! cache stays pristine. The container's units show up on the host under
+//! `<test cgroup>/payload/…`, where the host-side probe sees them.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    io::Write,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use crate::{TestCgroup, skip};
+
+const SUITE: &str = "bookworm";
+const PACKAGES: &str = "systemd,systemd-sysv,dbus";
+const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
+/// Written last: a rootfs without it is a half-built one.
+const STAMP: &str = ".spawnscope-rootfs-complete";
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("SPAWNSCOPE_ROOTFS_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/spawnscope-tests").join(SUITE))
+}
+
+fn have(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| {
+        std::env::split_paths(&p).any(|d| {
+            fs::metadata(d.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+/// Runs `c`, killing it after `limit`. Panics if it cannot start.
+pub fn run_with_timeout(c: &mut Command, limit: Duration) -> Output {
+    let what = format!("{c:?}");
+    let mut child = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    // Drain both pipes on threads so a chatty child cannot block on them.
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut out, &mut v);
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut err, &mut v);
+        v
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: t_out.join().unwrap(),
+        stderr: t_err.join().unwrap(),
+    }
+}
+
+/// An exclusive lock on a file, so that test binaries running at the same
+/// time build the rootfs once.
+struct Lock {
+    _held: fs::File,
+}
+
+impl Lock {
+    fn take(path: &Path) -> Self {
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        // SAFETY: flock on a descriptor we own.
+        let r = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX) };
+        assert_eq!(r, 0, "flock {}", path.display());
+        Self { _held: f }
+    }
+}
+
+/// The cached rootfs, built on first use. Returns the path and whether this
+/// call built it (and how long that took).
+pub fn rootfs() -> (PathBuf, Option<Duration>) {
+    let dir = cache_dir();
+    if dir.join(STAMP).exists() {
+        return (dir, None);
+    }
+    let parent = dir.parent().expect("cache dir has a parent");
+    fs::create_dir_all(parent).unwrap_or_else(|e| panic!("mkdir {}: {e}", parent.display()));
+    let _lock = Lock::take(&parent.join(".lock"));
+    if dir.join(STAMP).exists() {
+        return (dir, None);
+    }
+    let t0 = Instant::now();
+    let mirror =
+        std::env::var("SPAWNSCOPE_DEBIAN_MIRROR").unwrap_or_else(|_| DEFAULT_MIRROR.to_string());
+    let tmp = parent.join(format!(".{SUITE}.building"));
+    let mut last = String::new();
+    // The mirror is on the network: retry, starting clean each time.
+    for attempt in 1..=3 {
+        let _ = fs::remove_dir_all(&tmp);
+        eprintln!(
+            "systemd fixture: debootstrap {SUITE} into {} (attempt {attempt})",
+            tmp.display()
+        );
+        let out = run_with_timeout(
+            Command::new("debootstrap")
+                .args(["--variant=minbase", &format!("--include={PACKAGES}"), SUITE])
+                .arg(&tmp)
+                .arg(&mirror),
+            Duration::from_secs(900),
+        );
+        if out.status.success() {
+            fs::write(tmp.join(STAMP), b"").expect("write stamp");
+            let _ = fs::remove_dir_all(&dir);
+            fs::rename(&tmp, &dir).unwrap_or_else(|e| panic!("rename to {}: {e}", dir.display()));
+            return (dir, Some(t0.elapsed()));
+        }
+        let log = String::from_utf8_lossy(&out.stdout);
+        last = log.lines().rev().take(5).collect::<Vec<_>>().join("\n");
+        std::thread::sleep(Duration::from_secs(5 * attempt));
+    }
+    let _ = fs::remove_dir_all(&tmp);
+    panic!("debootstrap failed 3 times; last lines:\n{last}");
+}
+
+/// A booted container. Dropping it shuts it down (and the test cgroup's
+/// drop removes whatever is left).
+pub struct SystemdContainer {
+    /// Machine name; also the name of its cgroup below the test's own.
+    pub name: String,
+    /// The container's cgroup on the host (nspawn's, with payload/ and
+    /// supervisor/ below it).
+    pub cgroup: TestCgroup,
+    nspawn: Option<Child>,
+    /// PID (on the host) of the container's systemd.
+    pub leader: i32,
+    /// From starting nspawn to `systemctl is-system-running --wait`.
+    pub boot_time: Duration,
+    /// How long debootstrap took, if this boot had to build the rootfs.
+    pub rootfs_build_time: Option<Duration>,
+    log: PathBuf,
+    _logdir: tempfile::TempDir,
+}
+
+impl SystemdContainer {
+    /// Boots a container, or returns None after a loud skip when this host
+    /// cannot (not root, no systemd-nspawn/debootstrap). Skips fail under CI.
+    pub fn boot(tag: &str) -> Option<Self> {
+        if !crate::require_root(&format!("systemd fixture ({tag})")) {
+            return None;
+        }
+        for tool in ["systemd-nspawn", "debootstrap", "nsenter"] {
+            if !have(tool) {
+                skip(&format!(
+                    "systemd fixture ({tag}): {tool} not installed (cargo xtask setup installs it)"
+                ));
+                return None;
+            }
+        }
+        let (root, rootfs_build_time) = rootfs();
+        let cgroup = TestCgroup::new(&format!("sd-{tag}"));
+        let name = cgroup
+            .path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let logdir = tempfile::tempdir().expect("tempdir");
+        let log = logdir.path().join("console.log");
+        let logf = fs::File::create(&log).expect("console log");
+        let t0 = Instant::now();
+        let nspawn = cgroup
+            .command("systemd-nspawn")
+            .env("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", "1")
+            .arg("--directory")
+            .arg(&root)
+            .args([
+                "--register=no",
+                "--keep-unit",
+                "--boot",
+                "--volatile=overlay",
+                "--console=passive",
+                "--machine",
+                &name,
+            ])
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone().unwrap())
+            .stderr(logf)
+            .spawn()
+            .expect("start systemd-nspawn");
+        let mut c = Self {
+            name,
+            cgroup,
+            nspawn: Some(nspawn),
+            leader: 0,
+            boot_time: Duration::ZERO,
+            rootfs_build_time,
+            log,
+            _logdir: logdir,
+        };
+        c.leader = c.wait_for_init();
+        // Early on, the process in init.scope may still be nspawn's child
+        // setting up, or systemd before its private bus exists; retry
+        // until systemd answers, then wait for the boot to finish.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let state = loop {
+            let out = run_with_timeout(
+                &mut c.exec_cmd(&["systemctl", "is-system-running", "--wait"]),
+                Duration::from_secs(120),
+            );
+            let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if !state.is_empty() || Instant::now() > deadline {
+                break format!("{state} {}", String::from_utf8_lossy(&out.stderr).trim());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            if let Some(pid) = c.init_pid() {
+                c.leader = pid;
+            }
+        };
+        let state = state.trim();
+        assert!(
+            state == "running" || state == "degraded",
+            "container systemd did not come up: {state:?}; console:\n{}",
+            c.console()
+        );
+        c.boot_time = t0.elapsed();
+        eprintln!(
+            "systemd fixture: {} booted in {:.2}s{}",
+            c.name,
+            c.boot_time.as_secs_f64(),
+            match c.rootfs_build_time {
+                Some(d) => format!(" (rootfs built first, {:.1}s)", d.as_secs_f64()),
+                None => " (cached rootfs)".to_string(),
+            }
+        );
+        Some(c)
+    }
+
+    fn console(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn init_pid(&self) -> Option<i32> {
+        let procs = self.cgroup.path.join("payload/init.scope/cgroup.procs");
+        fs::read_to_string(procs)
+            .ok()
+            .and_then(|t| t.lines().next().and_then(|l| l.trim().parse().ok()))
+    }
+
+    /// The container's systemd, once it has moved itself into init.scope.
+    fn wait_for_init(&mut self) -> i32 {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(pid) = self.init_pid() {
+                return pid;
+            }
+            if let Some(Some(status)) = self.nspawn.as_mut().map(|c| c.try_wait().expect("wait")) {
+                panic!(
+                    "systemd-nspawn exited ({status}); console:\n{}",
+                    self.console()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "container init did not start within 60 s; console:\n{}",
+                self.console()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A command run inside the container (all its namespaces).
+    pub fn exec_cmd(&self, argv: &[&str]) -> Command {
+        let mut c = Command::new("nsenter");
+        c.args(["--target", &self.leader.to_string(), "--all", "--"])
+            .args(argv);
+        c
+    }
+
+    /// Runs a command inside and returns its stdout; panics unless it succeeds.
+    pub fn run(&self, argv: &[&str]) -> String {
+        let out = run_with_timeout(&mut self.exec_cmd(argv), Duration::from_secs(120));
+        assert!(
+            out.status.success(),
+            "in container {}: {argv:?} failed ({}): {}{}",
+            self.name,
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A path inside the container, reached from the host.
+    pub fn guest_path(&self, path: &str) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root", self.leader)).join(path.trim_start_matches('/'))
+    }
+
+    /// Writes a unit file into /etc/systemd/system and reloads systemd.
+    pub fn install_unit(&self, name: &str, text: &str) {
+        let p = self.guest_path(&format!("/etc/systemd/system/{name}"));
+        let mut f = fs::File::create(&p).unwrap_or_else(|e| panic!("create {}: {e}", p.display()));
+        f.write_all(text.as_bytes()).unwrap();
+        drop(f);
+        self.run(&["systemctl", "daemon-reload"]);
+    }
+
+    /// Copies a host file into the container, executable.
+    pub fn copy_in(&self, host: &Path, guest: &str) {
+        let p = self.guest_path(guest);
+        fs::copy(host, &p)
+            .unwrap_or_else(|e| panic!("copy {} to {}: {e}", host.display(), p.display()));
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// `systemctl show -p ...` as a map.
+    pub fn show(&self, unit: &str, props: &[&str]) -> BTreeMap<String, String> {
+        let mut argv = vec!["systemctl", "show", unit];
+        let joined = props.join(",");
+        argv.extend(["-p", &joined]);
+        self.run(&argv)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// Every unit systemd knows, loaded or not, by its exact name.
+    pub fn list_units(&self) -> Vec<String> {
+        self.run(&[
+            "systemctl",
+            "list-units",
+            "--all",
+            "--plain",
+            "--no-legend",
+            "--full",
+        ])
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+    }
+
+    /// The host path (from the cgroup2 root) of a cgroup systemd reports as
+    /// `ControlGroup=` inside.
+    pub fn host_cgroup(&self, control_group: &str) -> String {
+        format!("{}/payload{}", self.cgroup.rel, control_group)
+    }
+
+    /// Powers the container off and returns how long that took.
+    pub fn shutdown(mut self) -> Duration {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Duration {
+        let t0 = Instant::now();
+        let Some(mut child) = self.nspawn.take() else {
+            return Duration::ZERO;
+        };
+        // nspawn turns SIGTERM into an orderly poweroff of the container.
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if child.try_wait().expect("wait").is_some() {
+                return t0.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!(
+            "systemd fixture: {} did not power off within 30 s; killing",
+            self.name
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+        t0.elapsed()
+    }
+}
+
+impl Drop for SystemdContainer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

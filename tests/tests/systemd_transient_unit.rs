@@ -1,0 +1,77 @@
+//! Against a real systemd: a transient service (`systemd-run --unit`) and a
+//! transient scope (`systemd-run --scope`) each run 200 short commands and
+//! are gone before spawnscope reads a single counter. Both are still named,
+//! from the kernel's cgroup_mkdir record, with exact counts.
+
+use std::path::Path;
+
+use spawnscope_tests::{Tracer, summary, systemd::SystemdContainer, unit_rows};
+
+const LOOP: &str = "i=0; while [ $i -lt 200 ]; do /bin/true; i=$((i+1)); done";
+
+#[test]
+fn vanished_transient_units_are_named_after_their_cgroup_is_gone() {
+    let Some(ct) = SystemdContainer::boot("transient") else {
+        return;
+    };
+    // No interval elapses during the test: the only reading is the summary.
+    let tracer = Tracer::start(&["--interval", "1h"]);
+    ct.run(&[
+        "systemd-run",
+        "--unit=burst-svc",
+        "--wait",
+        "--quiet",
+        "/bin/sh",
+        "-c",
+        LOOP,
+    ]);
+    ct.run(&[
+        "systemd-run",
+        "--scope",
+        "--unit=burst-scope",
+        "--quiet",
+        "/bin/sh",
+        "-c",
+        LOOP,
+    ]);
+    for cg in [
+        "/system.slice/burst-svc.service",
+        "/system.slice/burst-scope.scope",
+    ] {
+        let host = ct.cgroup.path.join(format!("payload{cg}"));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while host.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} still exists",
+                host.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(!Path::new(&host).exists());
+    }
+    let (code, lines, stderr) = tracer.stop_with(libc::SIGINT);
+    assert_eq!(code, Some(0), "{stderr}");
+    let s = summary(&lines);
+    assert_eq!(lines.len(), 1, "no interval was reported: {lines:?}");
+
+    for (unit, slice) in [
+        ("burst-svc.service", "system.slice"),
+        ("burst-scope.scope", "system.slice"),
+    ] {
+        let rows = unit_rows(s, unit, Some(&ct.name));
+        assert_eq!(rows.len(), 1, "{unit} not named: {s}");
+        let row = rows[0];
+        assert_eq!(row["slice"], slice);
+        let path = format!("{}/payload/system.slice/{unit}", ct.cgroup.rel);
+        assert_eq!(row["cgroups"][0]["path"], path.as_str());
+        // sh is exec'd in the unit; it forks and execs /bin/true 200 times,
+        // and all 201 processes exit cleanly there.
+        let t = &row["total"];
+        assert_eq!(t["forks"], 200, "{unit}: {t}");
+        assert_eq!(t["execs"], 201, "{unit}: {t}");
+        assert_eq!(t["exit_clean"], 201, "{unit}: {t}");
+    }
+    assert_eq!(s["probe"]["names_lost"], 0);
+    ct.shutdown();
+}
