@@ -166,6 +166,8 @@ pub struct SystemdContainer {
     pub rootfs_build_time: Option<Duration>,
     log: PathBuf,
     _logdir: tempfile::TempDir,
+    /// nspawn's exit status, once it has exited.
+    exit: Option<std::process::ExitStatus>,
 }
 
 impl SystemdContainer {
@@ -223,6 +225,7 @@ impl SystemdContainer {
             rootfs_build_time,
             log,
             _logdir: logdir,
+            exit: None,
         };
         c.leader = c.wait_for_init();
         // Early on, the process in init.scope may still be nspawn's child
@@ -339,6 +342,28 @@ impl SystemdContainer {
         fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
     }
 
+    /// Starts root's user manager (user@0.service). The minimal rootfs has
+    /// no pam_systemd to set XDG_RUNTIME_DIR, so a drop-in does.
+    pub fn start_user_manager(&self) {
+        let d = self.guest_path("/etc/systemd/system/user@.service.d");
+        fs::create_dir_all(&d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
+        fs::write(
+            d.join("runtime-dir.conf"),
+            "[Service]\nEnvironment=XDG_RUNTIME_DIR=/run/user/%i\n",
+        )
+        .unwrap();
+        self.run(&["systemctl", "daemon-reload"]);
+        self.run(&["systemctl", "start", "user@0.service"]);
+    }
+
+    /// `systemctl --user ARGS` against root's user manager (through its
+    /// private socket: there is no user D-Bus here).
+    pub fn user_systemctl(&self, args: &[&str]) -> String {
+        let mut argv = vec!["env", "XDG_RUNTIME_DIR=/run/user/0", "systemctl", "--user"];
+        argv.extend_from_slice(args);
+        self.run(&argv)
+    }
+
     /// `systemctl show -p ...` as a map.
     pub fn show(&self, unit: &str, props: &[&str]) -> BTreeMap<String, String> {
         let mut argv = vec!["systemctl", "show", unit];
@@ -372,9 +397,24 @@ impl SystemdContainer {
         format!("{}/payload{}", self.cgroup.rel, control_group)
     }
 
-    /// Powers the container off and returns how long that took.
+    /// Powers the container off, checks that systemd went down in order
+    /// (nspawn exit 0, systemd's own "Halting system."), and returns how
+    /// long that took.
     pub fn shutdown(mut self) -> Duration {
-        self.stop()
+        let took = self.stop();
+        let console = self.console();
+        assert!(
+            self.exit.is_some_and(|s| s.success()) && console.contains("Halting system."),
+            "{} did not shut down cleanly ({:?}); console:\n{console}",
+            self.name,
+            self.exit
+        );
+        eprintln!(
+            "systemd fixture: {} powered off in {:.2}s",
+            self.name,
+            took.as_secs_f64()
+        );
+        took
     }
 
     fn stop(&mut self) -> Duration {
@@ -387,7 +427,8 @@ impl SystemdContainer {
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if child.try_wait().expect("wait").is_some() {
+            if let Some(status) = child.try_wait().expect("wait") {
+                self.exit = Some(status);
                 return t0.elapsed();
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -12,6 +12,14 @@ fn healthy_service_is_named_with_exact_counts() {
         return;
     };
     let tracer = Tracer::start(&["--interval", "500ms"]);
+    let by_container = Tracer::start(&[
+        "--interval",
+        "1h",
+        "--by",
+        "container",
+        "--container",
+        &ct.name,
+    ]);
     // 50 × fork+exec of /bin/true from dash (whose loop and test are
     // builtins), then the shell execs sleep and stays.
     ct.install_unit(
@@ -36,6 +44,9 @@ fn healthy_service_is_named_with_exact_counts() {
     let (code, lines, stderr) = tracer.stop_with(libc::SIGINT);
     assert_eq!(code, Some(0), "{stderr}");
     let s = summary(&lines);
+    let (code, c_lines, stderr) = by_container.stop_with(libc::SIGINT);
+    assert_eq!(code, Some(0), "{stderr}");
+    let c = summary(&c_lines);
 
     let rows = unit_rows(s, "healthy.service", Some(&ct.name));
     assert_eq!(rows.len(), 1, "one row for the unit: {s}");
@@ -73,5 +84,18 @@ fn healthy_service_is_named_with_exact_counts() {
         }
     }
     assert!(named >= 1);
+
+    // --by container --container NAME: one row, the whole container.
+    let rows = c["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{c}");
+    assert_eq!(rows[0]["group"], ct.name.as_str());
+    assert_eq!(rows[0]["container"]["name"], ct.name.as_str());
+    assert_eq!(rows[0]["unit"], serde_json::Value::Null);
+    assert!(rows[0]["total"]["execs"].as_u64().unwrap() >= 52, "{c}");
+    assert_eq!(c["matched"], rows[0]["total"]);
+    assert!(
+        c["totals"]["execs"].as_u64() > rows[0]["total"]["execs"].as_u64(),
+        "totals stay unfiltered (the test's own nsenter calls run on the host)"
+    );
     ct.shutdown();
 }

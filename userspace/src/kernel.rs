@@ -68,6 +68,9 @@ pub struct LoadOptions {
 pub struct Probe {
     ebpf: Ebpf,
     mkdirs: RingBuf<MapData>,
+    /// Ring buffer records too short to decode (a probe/loader mismatch);
+    /// reported with the kernel's own count of lost names.
+    undecodable: u64,
     pub exit_flavour: ExitFlavour,
 }
 
@@ -193,6 +196,7 @@ impl Probe {
         Ok(Self {
             ebpf,
             mkdirs,
+            undecodable: 0,
             exit_flavour,
         })
     }
@@ -203,17 +207,14 @@ impl Probe {
         self.mkdirs.as_fd()
     }
 
-    /// Hands every waiting cgroup creation to `f`. Returns how many records
-    /// could not be decoded.
-    pub fn drain_mkdirs(&mut self, mut f: impl FnMut(Mkdir)) -> u64 {
-        let mut bad = 0;
+    /// Hands every waiting cgroup creation to `f`.
+    pub fn drain_mkdirs(&mut self, mut f: impl FnMut(Mkdir)) {
         while let Some(item) = self.mkdirs.next() {
             match Mkdir::decode(&item) {
                 Some(m) => f(m),
-                None => bad += 1,
+                None => self.undecodable += 1,
             }
         }
-        bad
     }
 
     /// Reads every map once and sums the CPUs.
@@ -251,8 +252,47 @@ impl Probe {
             map_full: slot(stat::MAP_FULL)?,
             read_failed: slot(stat::READ_FAILED)?,
             no_layout: slot(stat::NO_LAYOUT)?,
-            names_lost: slot(stat::NAMES_LOST)?,
+            names_lost: slot(stat::NAMES_LOST)? + self.undecodable,
         };
         Ok(snap)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mkdir_records_decode_and_flag_truncation() {
+        let mut rec = CgroupMkdir {
+            id: 77,
+            len: 9,
+            _pad: 0,
+            path: [0xaa; CGROUP_PATH_MAX],
+        };
+        rec.path[..9].copy_from_slice(b"/a.scope\0");
+        rec.len = 8;
+        // SAFETY: CgroupMkdir is Pod; viewing it as bytes is sound.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                (&rec as *const CgroupMkdir).cast::<u8>(),
+                std::mem::size_of::<CgroupMkdir>(),
+            )
+        };
+        let m = Mkdir::decode(bytes).unwrap();
+        assert_eq!(
+            (m.id, m.path.as_slice(), m.truncated),
+            (77, &b"/a.scope"[..], false)
+        );
+        rec.len = (CGROUP_PATH_MAX - 1) as u32;
+        // SAFETY: as above.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                (&rec as *const CgroupMkdir).cast::<u8>(),
+                std::mem::size_of::<CgroupMkdir>(),
+            )
+        };
+        assert!(Mkdir::decode(bytes).unwrap().truncated);
+        assert_eq!(Mkdir::decode(&bytes[..100]), None, "short record");
     }
 }
