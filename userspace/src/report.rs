@@ -94,6 +94,17 @@ pub enum By {
     Container,
 }
 
+impl By {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            By::Unit => "unit",
+            By::Slice => "slice",
+            By::Cgroup => "cgroup",
+            By::Container => "container",
+        }
+    }
+}
+
 /// What is known about one cgroup id.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resolved {

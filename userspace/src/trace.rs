@@ -16,7 +16,7 @@ use crate::{
     kernel::{KernelError, LoadOptions, Probe},
     layout::ExitFlavour,
     output::{Reporter, json::Json, table::Table},
-    report::{self, By, Filter, IntervalReport, Snapshot, Summary},
+    report::{self, Filter, IntervalReport, Snapshot, Summary},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -38,8 +38,9 @@ fn now_unix() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Waits until `until`, draining cgroup creations as they arrive so the
-/// ring buffer never fills while we sleep; wakes early when `stop` is set.
+/// Waits until `until`, draining cgroup creations as they arrive rather
+/// than once per interval, so a burst of them fits in the ring buffer;
+/// wakes early when `stop` is set.
 fn wait_until(until: Instant, stop: &AtomicBool, probe: &mut Probe, names: &mut CgroupNames) {
     loop {
         drain(probe, names);
@@ -106,12 +107,7 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
     // Scripts and tests wait for this line before starting their workload.
     eprintln!(
         "spawnscope: tracing fork/exec/exit per {}; interval {}, {}",
-        match args.by {
-            By::Unit => "unit",
-            By::Slice => "slice",
-            By::Cgroup => "cgroup",
-            By::Container => "container",
-        },
+        args.by.as_str(),
         humantime::format_duration(args.interval),
         match args.duration {
             Some(d) => format!("for {}", humantime::format_duration(d)),

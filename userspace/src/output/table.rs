@@ -126,12 +126,7 @@ impl<W: Write> Reporter for Table<W> {
             "=== summary: {:.1}s, {} row(s) by {}",
             s.duration_s,
             s.rows.len(),
-            match s.by {
-                By::Unit => "unit",
-                By::Slice => "slice",
-                By::Cgroup => "cgroup",
-                By::Container => "container",
-            }
+            s.by.as_str()
         )?;
         writeln!(self.out, "{} {COUNT_HEADS}", self.head())?;
         writeln!(
