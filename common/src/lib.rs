@@ -149,6 +149,18 @@ pub struct KernelLayout {
     pub cgroup_root: u32,
     /// `cgroup_root.hierarchy_id`
     pub cgroup_root_hierarchy_id: u32,
+    /// `task_struct.real_parent`
+    pub task_real_parent: u32,
+    /// `task_struct.start_time` (CLOCK_MONOTONIC ns, as bpf_ktime_get_ns)
+    pub task_start_time: u32,
+    /// `task_struct.mm`
+    pub task_mm: u32,
+    /// `mm_struct.arg_start`
+    pub mm_arg_start: u32,
+    /// `mm_struct.arg_end`
+    pub mm_arg_end: u32,
+    /// `linux_binprm.filename`
+    pub binprm_filename: u32,
     /// `kernfs_node.id`
     pub kernfs_node_id: u32,
 }
@@ -189,6 +201,158 @@ pub struct CgroupMkdir {
 /// Default capacity of [`COUNTERS_MAP`], in cgroups.
 pub const DEFAULT_MAX_CGROUPS: u32 = 10_240;
 
+pub const EVENTS_MAP: &str = "EVENTS";
+pub const EVENT_DROPS_MAP: &str = "EVENT_DROPS";
+pub const LIFETIMES_MAP: &str = "LIFETIMES";
+pub const EVENT_CONFIG_SYMBOL: &str = "EVENT_CONFIG";
+
+/// Default size of the per-event ring buffer when a mode streams events.
+pub const DEFAULT_EVENT_BUFFER_BYTES: u32 = 8 << 20;
+
+/// What the probe streams, set by userspace at load time. With `enabled`
+/// zero the verifier prunes the event code: counters-only modes pay nothing.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventConfig {
+    /// Stream exec and exit records.
+    pub enabled: u32,
+    /// Also stream fork records.
+    pub forks: u32,
+}
+
+/// Record kinds; also the slots of the per-CPU [`EVENT_DROPS_MAP`].
+pub mod kind {
+    pub const EXEC: u32 = 0;
+    pub const EXIT: u32 = 1;
+    pub const FORK: u32 = 2;
+    pub const COUNT: u32 = 3;
+}
+
+/// Bytes of the exec'd file name kept (as the kernel was asked to run it).
+pub const FILENAME_MAX: usize = 256;
+/// Bytes of the NUL-separated argument vector kept.
+pub const ARGS_MAX: usize = 256;
+pub const COMM_LEN: usize = 16;
+
+/// `ExecEvent::flags`
+pub const FILENAME_TRUNCATED: u32 = 1;
+pub const ARGS_TRUNCATED: u32 = 2;
+/// The argument vector could not be read (it is empty in the record).
+pub const ARGS_UNREADABLE: u32 = 4;
+
+/// A successful exec, from sched_process_exec.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecEvent {
+    /// [`kind::EXEC`]; every record starts with its kind.
+    pub kind: u32,
+    pub pid: u32,
+    pub tgid: u32,
+    /// The real parent's tgid.
+    pub ppid: u32,
+    pub uid: u32,
+    /// Bytes of `filename` in use.
+    pub filename_len: u32,
+    /// Bytes of `args` in use (NUL-separated, last NUL included).
+    pub args_len: u32,
+    /// [`FILENAME_TRUNCATED`], [`ARGS_TRUNCATED`], [`ARGS_UNREADABLE`].
+    pub flags: u32,
+    /// bpf_ktime_get_ns() at the event.
+    pub ts_ns: u64,
+    /// The process's start time (its leader's `start_time`): with `tgid`
+    /// it names the process even across pid reuse.
+    pub start_ns: u64,
+    pub cgroup_id: u64,
+    pub comm: [u8; COMM_LEN],
+    pub filename: [u8; FILENAME_MAX],
+    pub args: [u8; ARGS_MAX],
+}
+
+/// A process exit (its last thread), from sched_process_exit.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExitEvent {
+    /// [`kind::EXIT`]
+    pub kind: u32,
+    pub pid: u32,
+    pub tgid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    /// The wait(2) status word: exit code << 8, or signal | 0x80 for a core.
+    pub status: u32,
+    pub ts_ns: u64,
+    pub start_ns: u64,
+    pub cgroup_id: u64,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// A new process (not thread), from sched_process_fork.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ForkEvent {
+    /// [`kind::FORK`]
+    pub kind: u32,
+    pub parent_pid: u32,
+    pub parent_tgid: u32,
+    pub child_pid: u32,
+    pub ts_ns: u64,
+    pub child_start_ns: u64,
+    /// The child's cgroup.
+    pub cgroup_id: u64,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// Log2 buckets of process lifetimes in ns: bucket `i` counts lifetimes in
+/// [2^i, 2^(i+1)) (bucket 0 also holds 0).
+pub const LIFETIME_BUCKETS: usize = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lifetimes {
+    pub buckets: [u64; LIFETIME_BUCKETS],
+}
+
+impl Lifetimes {
+    pub const ZERO: Self = Self {
+        buckets: [0; LIFETIME_BUCKETS],
+    };
+}
+
+/// The bucket of a lifetime: floor(log2(ns)), 0 for 0.
+///
+/// A binary search, not `leading_zeros`: on bpfel that lowers to a popcount
+/// sequence whose result the verifier cannot bound, and the bucket indexes
+/// a map value. Along each branch here the verifier knows it exactly.
+#[inline(always)]
+pub const fn lifetime_bucket(ns: u64) -> usize {
+    let mut v = ns;
+    let mut b = 0;
+    if v >> 32 != 0 {
+        v >>= 32;
+        b += 32;
+    }
+    if v >> 16 != 0 {
+        v >>= 16;
+        b += 16;
+    }
+    if v >> 8 != 0 {
+        v >>= 8;
+        b += 8;
+    }
+    if v >> 4 != 0 {
+        v >>= 4;
+        b += 4;
+    }
+    if v >> 2 != 0 {
+        v >>= 2;
+        b += 2;
+    }
+    if v >> 1 != 0 {
+        b += 1;
+    }
+    b
+}
+
 /// Slots of the per-CPU [`PROBE_STATS_MAP`] array.
 pub mod stat {
     /// Events whose cgroup found no room in the counters map. They are still
@@ -203,7 +367,9 @@ pub mod stat {
     /// cgroup creations whose record found the ring buffer full (or whose
     /// path could not be read). Userspace falls back to walking the tree.
     pub const NAMES_LOST: u32 = 3;
-    pub const COUNT: u32 = 4;
+    /// Process exits whose cgroup found no room in the lifetimes map.
+    pub const LIFETIMES_FULL: u32 = 4;
+    pub const COUNT: u32 = 5;
 }
 
 /// Program names in the probe object.
@@ -217,6 +383,27 @@ pub mod prog {
     pub const MKDIR: &str = "cgroup_mkdir";
 }
 
+#[cfg(test)]
+mod lifetime_tests {
+    use super::lifetime_bucket;
+
+    #[test]
+    fn buckets_are_floor_log2() {
+        assert_eq!(lifetime_bucket(0), 0);
+        assert_eq!(lifetime_bucket(1), 0);
+        assert_eq!(lifetime_bucket(2), 1);
+        assert_eq!(lifetime_bucket(3), 1);
+        assert_eq!(lifetime_bucket(1 << 20), 20);
+        assert_eq!(lifetime_bucket((1 << 21) - 1), 20);
+        assert_eq!(lifetime_bucket(u64::MAX), 63);
+        for i in 0..64 {
+            assert_eq!(lifetime_bucket(1 << i), i);
+            let x = (1u64 << i) | ((1u64 << i) - 1);
+            assert_eq!(lifetime_bucket(x), i, "{x:#x}");
+        }
+    }
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: both are repr(C), made only of u64 (resp. u32) fields, so they
@@ -227,11 +414,27 @@ mod pod {
     // SAFETY: repr(C), u64 + two u32 + a byte array: no padding, and any bit
     // pattern is valid.
     unsafe impl aya::Pod for super::CgroupMkdir {}
+    // SAFETY: repr(C), u32/u64 fields in an order without gaps and byte
+    // arrays (sizes asserted below): no padding, any bit pattern is valid.
+    unsafe impl aya::Pod for super::ExecEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ExitEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ForkEvent {}
+    // SAFETY: an array of u64.
+    unsafe impl aya::Pod for super::Lifetimes {}
+    // SAFETY: two u32.
+    unsafe impl aya::Pod for super::EventConfig {}
 }
 
 const _: () = assert!(core::mem::size_of::<Counters>() == 8 * 8);
-const _: () = assert!(core::mem::size_of::<KernelLayout>() == 15 * 4);
+const _: () = assert!(core::mem::size_of::<KernelLayout>() == 21 * 4);
 const _: () = assert!(core::mem::size_of::<CgroupMkdir>() == 16 + CGROUP_PATH_MAX);
+const _: () = assert!(
+    core::mem::size_of::<ExecEvent>() == 8 * 4 + 3 * 8 + COMM_LEN + FILENAME_MAX + ARGS_MAX
+);
+const _: () = assert!(core::mem::size_of::<ExitEvent>() == 6 * 4 + 3 * 8 + COMM_LEN);
+const _: () = assert!(core::mem::size_of::<ForkEvent>() == 4 * 4 + 3 * 8 + COMM_LEN);
 
 #[cfg(test)]
 mod tests {

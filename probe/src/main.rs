@@ -13,14 +13,19 @@ use core::{
 };
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_cgroup_id, bpf_probe_read_kernel, generated},
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_uid_gid,
+        bpf_probe_read_kernel, generated,
+    },
     macros::{btf_tracepoint, map},
-    maps::{PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::BtfTracePointContext,
 };
 use spawnscope_common::{
-    CGROUP_PATH_MAX, CgroupMkdir, Counters, DEFAULT_MAX_CGROUPS, ExitClass, KernelLayout,
-    LAYOUT_MAGIC, MKDIR_EVENTS_BYTES, SIGNAL_GROUP_EXIT, classify_exit, stat,
+    ARGS_MAX, ARGS_TRUNCATED, ARGS_UNREADABLE, CGROUP_PATH_MAX, CgroupMkdir, Counters,
+    DEFAULT_MAX_CGROUPS, EventConfig, ExecEvent, ExitClass, ExitEvent, FILENAME_MAX,
+    FILENAME_TRUNCATED, ForkEvent, KernelLayout, LAYOUT_MAGIC, Lifetimes, MKDIR_EVENTS_BYTES,
+    SIGNAL_GROUP_EXIT, classify_exit, kind, lifetime_bucket, stat,
 };
 
 /// Overridden by userspace before load; zero means "not provided".
@@ -41,6 +46,19 @@ static KERNEL_LAYOUT: KernelLayout = KernelLayout {
     kernfs_node_id: 0,
     cgroup_root: 0,
     cgroup_root_hierarchy_id: 0,
+    task_real_parent: 0,
+    task_start_time: 0,
+    task_mm: 0,
+    mm_arg_start: 0,
+    mm_arg_end: 0,
+    binprm_filename: 0,
+};
+
+/// Overridden by userspace before load when a mode streams events.
+#[unsafe(no_mangle)]
+static EVENT_CONFIG: EventConfig = EventConfig {
+    enabled: 0,
+    forks: 0,
 };
 
 /// BPF_F_NO_PREALLOC: memory grows with the cgroups actually seen instead of
@@ -63,6 +81,25 @@ static PROBE_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT
 #[map(name = "MKDIR_EVENTS")]
 static MKDIR_EVENTS: RingBuf = RingBuf::with_byte_size(MKDIR_EVENTS_BYTES, 0);
 
+/// Per-event records. One page unless userspace sizes it for a mode that
+/// streams events.
+#[map(name = "EVENTS")]
+static EVENTS: RingBuf = RingBuf::with_byte_size(4096, 0);
+
+/// Records that found EVENTS full, by kind.
+#[map(name = "EVENT_DROPS")]
+static EVENT_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(kind::COUNT, 0);
+
+/// Process lifetime histograms per cgroup, kept in every mode.
+#[map(name = "LIFETIMES")]
+static LIFETIMES: PerCpuHashMap<u64, Lifetimes> =
+    PerCpuHashMap::with_max_entries(DEFAULT_MAX_CGROUPS, BPF_F_NO_PREALLOC);
+
+/// One all-zero histogram: a new LIFETIMES entry is inserted from here,
+/// since 512 bytes do not fit on the BPF stack.
+#[map(name = "LIFETIMES_ZERO")]
+static LIFETIMES_ZERO: Array<Lifetimes> = Array::with_max_entries(1, 0);
+
 #[inline(always)]
 fn layout_field(f: &u32) -> u32 {
     // SAFETY: `f` points into a static; the volatile read keeps the compiler
@@ -71,10 +108,13 @@ fn layout_field(f: &u32) -> u32 {
 }
 
 macro_rules! off {
-    ($field:ident) => {
+    ($field:ident) => {{
+        // Also expanded inside unsafe blocks, where this one is redundant.
+        #[allow(unused_unsafe)]
         // SAFETY: addr_of! on a static never creates an invalid reference.
-        layout_field(unsafe { &*addr_of!(KERNEL_LAYOUT.$field) })
-    };
+        let f = unsafe { &*addr_of!(KERNEL_LAYOUT.$field) };
+        layout_field(f)
+    }};
 }
 
 #[inline(always)]
@@ -135,6 +175,53 @@ fn current_cgroup() -> u64 {
     unsafe { bpf_get_current_cgroup_id() }
 }
 
+#[inline(always)]
+fn events_on() -> bool {
+    // SAFETY: as layout_field: a static the loader may have overridden.
+    unsafe { read_volatile(addr_of!(EVENT_CONFIG.enabled)) != 0 }
+}
+
+#[inline(always)]
+fn fork_events_on() -> bool {
+    // SAFETY: as above.
+    unsafe { read_volatile(addr_of!(EVENT_CONFIG.forks)) != 0 }
+}
+
+#[inline(always)]
+fn count_drop(k: u32) {
+    if let Some(p) = EVENT_DROPS.get_ptr_mut(k) {
+        // SAFETY: per-CPU slot, see bump_stat.
+        unsafe { *p += 1 };
+    }
+}
+
+#[inline(always)]
+fn now_ns() -> u64 {
+    // SAFETY: helper without arguments.
+    unsafe { generated::bpf_ktime_get_ns() }
+}
+
+/// The process's start time: its leader's, which exec keeps (de_thread
+/// copies it), so (tgid, start) names one process for its whole life.
+#[inline(always)]
+fn process_start(task: u64) -> u64 {
+    let leader: u64 = read(task, off!(task_group_leader)).unwrap_or(task);
+    read(leader, off!(task_start_time)).unwrap_or(0)
+}
+
+#[inline(always)]
+fn parent_tgid(task: u64) -> u32 {
+    let parent: Option<u64> = read(task, off!(task_real_parent));
+    parent
+        .and_then(|p| read::<u32>(p, off!(task_tgid)))
+        .unwrap_or(0)
+}
+
+#[inline(always)]
+fn comm() -> [u8; 16] {
+    bpf_get_current_comm().unwrap_or([0; 16])
+}
+
 /// The child's cgroup, not the parent's: with CLONE_INTO_CGROUP (systemd,
 /// container runtimes) a child starts life elsewhere, and the fork belongs to
 /// the unit it was created for.
@@ -169,13 +256,106 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
         }
     };
     with_counters(cgid, |c| if thread { c.threads += 1 } else { c.forks += 1 });
+    if !thread && events_on() && fork_events_on() {
+        let parent: u64 = ctx.arg(0);
+        match EVENTS.reserve::<ForkEvent>(0) {
+            Some(mut e) => {
+                e.write(ForkEvent {
+                    kind: kind::FORK,
+                    parent_pid: read(parent, off!(task_pid)).unwrap_or(0),
+                    parent_tgid: read(parent, off!(task_tgid)).unwrap_or(0),
+                    child_pid: pid.unwrap_or(0) as u32,
+                    ts_ns: now_ns(),
+                    child_start_ns: read(child, off!(task_start_time)).unwrap_or(0),
+                    cgroup_id: cgid,
+                    comm: comm(),
+                });
+                e.submit(0);
+            }
+            None => count_drop(kind::FORK),
+        }
+    }
     0
 }
 
+/// `sched_process_exec(struct task_struct *p, pid_t old_pid, struct
+/// linux_binprm *bprm)`.
 #[btf_tracepoint(function = "sched_process_exec")]
-pub fn sched_process_exec(_ctx: BtfTracePointContext) -> i32 {
-    with_counters(current_cgroup(), |c| c.execs += 1);
+pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
+    let cgid = current_cgroup();
+    with_counters(cgid, |c| c.execs += 1);
+    if events_on() && layout_ready() {
+        emit_exec(&ctx, cgid);
+    }
     0
+}
+
+#[inline(always)]
+fn emit_exec(ctx: &BtfTracePointContext, cgid: u64) {
+    let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
+        count_drop(kind::EXEC);
+        return;
+    };
+    let task: u64 = ctx.arg(0);
+    let bprm: u64 = ctx.arg(2);
+    let rec = entry.as_mut_ptr();
+    let mut flags = 0u32;
+    // SAFETY: `rec` is a reserved record of our type; the uninitialised
+    // memory is written through raw pointers only.
+    unsafe {
+        addr_of_mut!((*rec).kind).write(kind::EXEC);
+        addr_of_mut!((*rec).pid).write(read(task, off!(task_pid)).unwrap_or(0));
+        addr_of_mut!((*rec).tgid).write(read(task, off!(task_tgid)).unwrap_or(0));
+        addr_of_mut!((*rec).ppid).write(parent_tgid(task));
+        addr_of_mut!((*rec).uid).write(bpf_get_current_uid_gid() as u32);
+        addr_of_mut!((*rec).ts_ns).write(now_ns());
+        addr_of_mut!((*rec).start_ns).write(process_start(task));
+        addr_of_mut!((*rec).cgroup_id).write(cgid);
+        addr_of_mut!((*rec).comm).write(comm());
+
+        let fname: u64 = read(bprm, off!(binprm_filename)).unwrap_or(0);
+        let n = generated::bpf_probe_read_kernel_str(
+            addr_of_mut!((*rec).filename) as *mut c_void,
+            FILENAME_MAX as u32,
+            fname as *const c_void,
+        );
+        let flen = if n > 0 { n as u32 - 1 } else { 0 };
+        // A full buffer may hold the whole name or a cut one: the byte the
+        // NUL replaced tells.
+        if flen as usize == FILENAME_MAX - 1 {
+            let last: Option<u8> = read(fname, (FILENAME_MAX - 1) as u32);
+            if last.is_some_and(|b| b != 0) {
+                flags |= FILENAME_TRUNCATED;
+            }
+        }
+        addr_of_mut!((*rec).filename_len).write(flen);
+
+        // The new image's argument vector, NUL-separated, from its stack.
+        let mm: u64 = read(task, off!(task_mm)).unwrap_or(0);
+        let start: u64 = read(mm, off!(mm_arg_start)).unwrap_or(0);
+        let end: u64 = read(mm, off!(mm_arg_end)).unwrap_or(0);
+        let mut len = end.saturating_sub(start);
+        if len > ARGS_MAX as u64 {
+            len = ARGS_MAX as u64;
+            flags |= ARGS_TRUNCATED;
+        }
+        let mut alen = 0u32;
+        if start != 0 && len > 0 {
+            let r = generated::bpf_probe_read_user(
+                addr_of_mut!((*rec).args) as *mut c_void,
+                len as u32,
+                start as *const c_void,
+            );
+            if r == 0 {
+                alen = len as u32;
+            } else {
+                flags |= ARGS_UNREADABLE;
+            }
+        }
+        addr_of_mut!((*rec).args_len).write(alen);
+        addr_of_mut!((*rec).flags).write(flags);
+    }
+    entry.submit(0);
 }
 
 /// The status wait(2) will report for the process whose last thread is
@@ -199,7 +379,8 @@ fn count_exit(task: u64, group_dead: bool) {
         with_counters(cgid, |c| c.thread_exits += 1);
         return;
     }
-    let class = match process_exit_code(task) {
+    let code = process_exit_code(task);
+    let class = match code {
         Some(code) => classify_exit(code),
         None => {
             bump_stat(stat::READ_FAILED);
@@ -213,6 +394,50 @@ fn count_exit(task: u64, group_dead: bool) {
         ExitClass::Signaled => c.exit_signaled += 1,
         ExitClass::CoreDumped => c.exit_core += 1,
     });
+
+    let now = now_ns();
+    let start = process_start(task);
+    record_lifetime(cgid, now.saturating_sub(start));
+    if events_on() {
+        match EVENTS.reserve::<ExitEvent>(0) {
+            Some(mut e) => {
+                e.write(ExitEvent {
+                    kind: kind::EXIT,
+                    pid: read(task, off!(task_pid)).unwrap_or(0),
+                    tgid: read(task, off!(task_tgid)).unwrap_or(0),
+                    ppid: parent_tgid(task),
+                    uid: bpf_get_current_uid_gid() as u32,
+                    // An unreadable status was counted as failed above.
+                    status: code.unwrap_or(1 << 8),
+                    ts_ns: now,
+                    start_ns: start,
+                    cgroup_id: cgid,
+                    comm: comm(),
+                });
+                e.submit(0);
+            }
+            None => count_drop(kind::EXIT),
+        }
+    }
+}
+
+#[inline(always)]
+fn record_lifetime(cgid: u64, ns: u64) {
+    let mut p = LIFETIMES.get_ptr_mut(cgid);
+    if p.is_none() {
+        if let Some(zero) = LIFETIMES_ZERO.get(0) {
+            let _ = LIFETIMES.insert(cgid, zero, NOEXIST);
+        }
+        p = LIFETIMES.get_ptr_mut(cgid);
+    }
+    match p {
+        Some(h) => {
+            let b = lifetime_bucket(ns) & 63;
+            // SAFETY: per-CPU value of this CPU, see bump_stat; b < 64.
+            unsafe { (*h).buckets[b] += 1 };
+        }
+        None => bump_stat(stat::LIFETIMES_FULL),
+    }
 }
 
 /// Linux 6.16+: `sched_process_exit(struct task_struct *p, bool group_dead)`.

@@ -179,11 +179,19 @@ impl Drop for Tracer {
 }
 
 impl Tracer {
-    /// Starts the tracer and returns once it reports that probes are attached.
+    /// Starts `trace --json EXTRA` and returns once it reports that probes
+    /// are attached.
     pub fn start(extra: &[&str]) -> Self {
+        let mut args = vec!["--json"];
+        args.extend_from_slice(extra);
+        Self::start_plain(&args)
+    }
+
+    /// Starts `trace ARGS` (human output unless ARGS has --json).
+    pub fn start_plain(args: &[&str]) -> Self {
         let mut child = Command::new(spawnscope_bin())
-            .args(["trace", "--json"])
-            .args(extra)
+            .arg("trace")
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -241,7 +249,27 @@ impl Tracer {
     }
 
     /// Waits for a self-terminating trace (`--for`).
-    pub fn finish(mut self) -> (Option<i32>, Vec<Value>, String) {
+    pub fn finish(self) -> (Option<i32>, Vec<Value>, String) {
+        let (code, lines, stderr) = self.finish_text();
+        let lines = lines
+            .iter()
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}"))
+            })
+            .collect();
+        (code, lines, stderr)
+    }
+
+    /// Sends `signal`, waits, and returns stdout as lines of text.
+    pub fn stop_text(self, signal: i32) -> (Option<i32>, Vec<String>, String) {
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(self.pid(), signal) };
+        self.finish_text()
+    }
+
+    /// Waits for the exit; stdout as lines of text.
+    pub fn finish_text(mut self) -> (Option<i32>, Vec<String>, String) {
         let stdout = self.stdout.take().expect("finished once");
         let stderr = self.stderr.take().expect("finished once");
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -255,13 +283,7 @@ impl Tracer {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        let lines: Vec<Value> = stdout
-            .iter()
-            .map(|l| {
-                serde_json::from_str(&l)
-                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}"))
-            })
-            .collect();
+        let lines: Vec<String> = stdout.iter().collect();
         (status.code(), lines, stderr.join().unwrap())
     }
 }
@@ -271,6 +293,21 @@ pub fn summary(lines: &[Value]) -> &Value {
     let s = lines.last().expect("no output at all");
     assert_eq!(s["type"], "summary", "last line is not the summary: {s}");
     s
+}
+
+/// The event lines of one type ("exec", "exit", "fork") of a JSON trace.
+pub fn events_of<'a>(lines: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    lines.iter().filter(|l| l["type"] == kind).collect()
+}
+
+/// The one event of `kind` whose tgid is `pid`; panics unless exactly one.
+pub fn event_for<'a>(lines: &'a [Value], kind: &str, pid: u32) -> &'a Value {
+    let found: Vec<&Value> = events_of(lines, kind)
+        .into_iter()
+        .filter(|e| e["tgid"] == pid)
+        .collect();
+    assert_eq!(found.len(), 1, "{kind} events for pid {pid}: {found:?}");
+    found[0]
 }
 
 /// The row (of an interval or the summary) holding cgroup `id`.

@@ -325,6 +325,20 @@ impl CgroupNames {
         }
     }
 
+    /// [`CgroupNames::resolve`] for one id outside a reading (an event):
+    /// an unknown id gets its one tree walk, as in [`CgroupNames::refresh`].
+    pub fn resolve_now(&mut self, id: u64) -> Resolved {
+        if !self.known.contains_key(&id) && !self.unresolvable.contains(&id) {
+            if self.mount.is_some() {
+                self.walk();
+            }
+            if !self.known.contains_key(&id) {
+                self.unresolvable.insert(id);
+            }
+        }
+        self.resolve(id)
+    }
+
     pub fn get(&self, id: u64) -> Option<&Named> {
         self.known.get(&id)
     }

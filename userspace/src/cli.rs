@@ -103,6 +103,45 @@ pub struct TraceArgs {
     #[arg(long = "container", value_name = "NAME", value_parser = non_empty)]
     pub containers: Vec<String>,
 
+    /// Stream one line per exec and per process exit (binary, argv, parent,
+    /// exit status, lifetime) instead of per-interval tables; a status line
+    /// with drop counts is printed each interval.
+    #[arg(long)]
+    pub events: bool,
+
+    /// With --events: also stream forks (parent and child).
+    #[arg(long, requires = "events")]
+    pub forks: bool,
+
+    /// With --events: only processes whose comm matches GLOB. Repeatable.
+    #[arg(long = "comm", value_name = "GLOB", value_parser = non_empty, requires = "events")]
+    pub comms: Vec<String>,
+
+    /// With --events: only exits that failed (non-zero status or a signal).
+    /// Exit filters hide execs and forks.
+    #[arg(long, requires = "events")]
+    pub failed: bool,
+
+    /// With --events: only exits of processes that lived at least this long.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "events")]
+    pub min_lifetime: Option<Duration>,
+
+    /// With --events: only exits of processes that lived at most this long.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "events")]
+    pub max_lifetime: Option<Duration>,
+
+    /// Write every event (unfiltered) and each interval's counters to FILE,
+    /// as versioned JSON lines, for offline analysis. Implies event capture.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+
+    /// Size of the per-event ring buffer in bytes (a power of two, at least
+    /// 4096). Hidden: the tests shrink it to prove the drop accounting.
+    #[arg(long, value_name = "BYTES", hide = true,
+          default_value_t = spawnscope_common::DEFAULT_EVENT_BUFFER_BYTES,
+          value_parser = parse_ring_size)]
+    pub event_buffer: u32,
+
     /// Capacity of the in-kernel per-cgroup map. Events from cgroups beyond it
     /// are still counted, in an "overflow" bucket.
     #[arg(long, value_name = "N", default_value_t = spawnscope_common::DEFAULT_MAX_CGROUPS,
@@ -123,6 +162,14 @@ pub struct TraceArgs {
     /// what a cgroup-v1-only host gets.
     #[arg(long, value_name = "FILE", default_value = crate::cgroupfs::MOUNTINFO, hide = true)]
     pub mountinfo: PathBuf,
+}
+
+fn parse_ring_size(s: &str) -> Result<u32, String> {
+    let n: u32 = s.parse().map_err(|e| format!("{e}"))?;
+    if n < 4096 || !n.is_power_of_two() {
+        return Err("must be a power of two, at least 4096".into());
+    }
+    Ok(n)
 }
 
 fn non_empty(s: &str) -> Result<String, String> {

@@ -8,8 +8,9 @@ use aya::{
     programs::{BtfTracePoint, ProgramError},
 };
 use spawnscope_common::{
-    CGROUP_PATH_MAX, COUNTERS_MAP, CgroupMkdir, Counters, KERNEL_LAYOUT_SYMBOL, MKDIR_EVENTS_MAP,
-    OVERFLOW_MAP, PROBE_STATS_MAP, prog, stat,
+    CGROUP_PATH_MAX, COUNTERS_MAP, CgroupMkdir, Counters, EVENT_CONFIG_SYMBOL, EVENT_DROPS_MAP,
+    EVENTS_MAP, EventConfig, KERNEL_LAYOUT_SYMBOL, LIFETIMES_MAP, Lifetimes, MKDIR_EVENTS_MAP,
+    OVERFLOW_MAP, PROBE_STATS_MAP, kind, prog, stat,
 };
 use thiserror::Error;
 
@@ -17,7 +18,7 @@ use crate::{
     btf::{Btf, BtfError},
     caps,
     layout::{self, ExitFlavour, LayoutError},
-    report::{ProbeStats, Snapshot},
+    report::{EventCounts, ProbeStats, Snapshot},
 };
 
 /// The probe object, built by build.rs with aya-build.
@@ -58,9 +59,20 @@ impl KernelError {
     }
 }
 
+/// Per-event streaming, for the modes that show or record events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventOptions {
+    /// Also stream forks.
+    pub forks: bool,
+    /// Ring buffer size: a power of two, at least one page.
+    pub buffer_bytes: u32,
+}
+
 pub struct LoadOptions {
     pub btf_path: PathBuf,
     pub max_cgroups: u32,
+    /// None: counters only, and the event code is pruned by the verifier.
+    pub events: Option<EventOptions>,
     /// None: whichever the kernel's tracepoint signature calls for.
     pub exit_flavour: Option<ExitFlavour>,
 }
@@ -68,6 +80,10 @@ pub struct LoadOptions {
 pub struct Probe {
     ebpf: Ebpf,
     mkdirs: RingBuf<MapData>,
+    events: RingBuf<MapData>,
+    /// Attached programs, so that they can be detached before the last
+    /// reading (see [`Probe::detach`]).
+    links: Vec<(&'static str, aya::programs::tp_btf::BtfTracePointLinkId)>,
     /// Ring buffer records too short to decode (a probe/loader mismatch);
     /// reported with the kernel's own count of lost names.
     undecodable: u64,
@@ -112,10 +128,16 @@ fn program_error(name: &'static str, e: ProgramError) -> KernelError {
             verifier_log,
         } => {
             let log = verifier_log.to_string();
+            // The whole log, for whoever debugs the probe.
+            if std::env::var_os("SPAWNSCOPE_VERIFIER_LOG").is_some() {
+                eprintln!("{log}");
+            }
+            // The verifier's complaint comes before its closing statistics.
             let last = log
                 .lines()
                 .rev()
-                .find(|l| !l.trim().is_empty())
+                .filter(|l| !l.trim().is_empty())
+                .find(|l| !l.starts_with("processed ") && !l.starts_with("verification time"))
                 .unwrap_or("");
             format!("{io_error}; verifier: {last}")
         }
@@ -159,11 +181,21 @@ impl Probe {
                 what: format!("{what}: {e}"),
             })
         })?;
-        let mut ebpf = EbpfLoader::new()
+        let event_config = EventConfig {
+            enabled: opts.events.is_some() as u32,
+            forks: opts.events.is_some_and(|e| e.forks) as u32,
+        };
+        let mut loader = EbpfLoader::new();
+        loader
             .btf(Some(&aya_btf))
             .override_global(KERNEL_LAYOUT_SYMBOL, &kl, true)
+            .override_global(EVENT_CONFIG_SYMBOL, &event_config, true)
             .map_max_entries(COUNTERS_MAP, opts.max_cgroups)
-            .load(PROBE_OBJ)?;
+            .map_max_entries(LIFETIMES_MAP, opts.max_cgroups);
+        if let Some(e) = opts.events {
+            loader.map_max_entries(EVENTS_MAP, e.buffer_bytes);
+        }
+        let mut ebpf = loader.load(PROBE_OBJ)?;
 
         let exit_flavour = opts.exit_flavour.unwrap_or(exit_flavour);
         let exit_prog = match exit_flavour {
@@ -172,6 +204,7 @@ impl Probe {
         };
         // The mkdir program goes first, so that no cgroup created after the
         // counting starts can escape it.
+        let mut links = Vec::new();
         for (name, tp) in [
             (prog::MKDIR, "cgroup_mkdir"),
             (prog::FORK, "sched_process_fork"),
@@ -184,7 +217,8 @@ impl Probe {
                 .try_into()
                 .map_err(|e| program_error(name, e))?;
             p.load(tp, &aya_btf).map_err(|e| program_error(name, e))?;
-            p.attach().map_err(|e| program_error(name, e))?;
+            let link = p.attach().map_err(|e| program_error(name, e))?;
+            links.push((name, link));
         }
         let mkdirs = ebpf
             .take_map(MKDIR_EVENTS_MAP)
@@ -193,9 +227,18 @@ impl Probe {
             map: MKDIR_EVENTS_MAP,
             source,
         })?;
+        let events = ebpf
+            .take_map(EVENTS_MAP)
+            .ok_or(KernelError::Missing(EVENTS_MAP))?;
+        let events = RingBuf::try_from(events).map_err(|source| KernelError::Map {
+            map: EVENTS_MAP,
+            source,
+        })?;
         Ok(Self {
             ebpf,
             mkdirs,
+            events,
+            links,
             undecodable: 0,
             exit_flavour,
         })
@@ -205,6 +248,31 @@ impl Probe {
     pub fn mkdir_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         use std::os::fd::AsFd;
         self.mkdirs.as_fd()
+    }
+
+    /// Becomes readable when event records are waiting.
+    pub fn events_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.events.as_fd()
+    }
+
+    /// Hands every waiting event record to `f`, as raw bytes.
+    pub fn drain_events(&mut self, mut f: impl FnMut(&[u8])) {
+        while let Some(item) = self.events.next() {
+            f(&item);
+        }
+    }
+
+    /// Detaches every program, so that a reading taken afterwards is final:
+    /// nothing is counted, streamed or dropped any more. The maps stay.
+    pub fn detach(&mut self) {
+        for (name, link) in self.links.drain(..) {
+            if let Some(p) = self.ebpf.program_mut(name)
+                && let Ok(p) = <&mut BtfTracePoint>::try_from(p)
+            {
+                let _ = p.detach(link);
+            }
+        }
     }
 
     /// Hands every waiting cgroup creation to `f`.
@@ -253,6 +321,31 @@ impl Probe {
             read_failed: slot(stat::READ_FAILED)?,
             no_layout: slot(stat::NO_LAYOUT)?,
             names_lost: slot(stat::NAMES_LOST)? + self.undecodable,
+            lifetimes_full: slot(stat::LIFETIMES_FULL)?,
+        };
+
+        let lifetimes: PerCpuHashMap<_, u64, Lifetimes> =
+            PerCpuHashMap::try_from(map(LIFETIMES_MAP)?).map_err(err(LIFETIMES_MAP))?;
+        for entry in lifetimes.iter() {
+            let Ok((id, per_cpu)) = entry else { continue };
+            let mut sum = Lifetimes::ZERO;
+            for h in per_cpu.iter() {
+                for (a, b) in sum.buckets.iter_mut().zip(h.buckets.iter()) {
+                    *a = a.saturating_add(*b);
+                }
+            }
+            snap.lifetimes.insert(id, sum);
+        }
+
+        let drops: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(map(EVENT_DROPS_MAP)?).map_err(err(EVENT_DROPS_MAP))?;
+        let dropped = |k: u32| -> Result<u64, KernelError> {
+            Ok(drops.get(&k, 0).map_err(err(EVENT_DROPS_MAP))?.iter().sum())
+        };
+        snap.dropped = EventCounts {
+            exec: dropped(kind::EXEC)?,
+            exit: dropped(kind::EXIT)?,
+            fork: dropped(kind::FORK)?,
         };
         Ok(snap)
     }

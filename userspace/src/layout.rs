@@ -15,7 +15,7 @@ pub enum ExitFlavour {
 
 /// (struct, field, expected size in bytes). Sizes are checked because the
 /// probe reads each field with a fixed width.
-const FIELDS: [(&str, &str, u32); 14] = [
+const FIELDS: [(&str, &str, u32); 20] = [
     ("task_struct", "pid", 4),
     ("task_struct", "tgid", 4),
     ("task_struct", "exit_code", 4),
@@ -30,6 +30,12 @@ const FIELDS: [(&str, &str, u32); 14] = [
     ("kernfs_node", "id", 8),
     ("cgroup", "root", 8),
     ("cgroup_root", "hierarchy_id", 4),
+    ("task_struct", "real_parent", 8),
+    ("task_struct", "start_time", 8),
+    ("task_struct", "mm", 8),
+    ("mm_struct", "arg_start", 8),
+    ("mm_struct", "arg_end", 8),
+    ("linux_binprm", "filename", 8),
 ];
 
 pub const TRACEPOINTS: [&str; 4] = [
@@ -89,6 +95,12 @@ pub fn from_btf(btf: &Btf) -> Result<(KernelLayout, ExitFlavour), LayoutError> {
         kernfs_node_id,
         cgroup_root,
         cgroup_root_hierarchy_id,
+        task_real_parent,
+        task_start_time,
+        task_mm,
+        mm_arg_start,
+        mm_arg_end,
+        binprm_filename,
     ] = off;
     Ok((
         KernelLayout {
@@ -107,6 +119,12 @@ pub fn from_btf(btf: &Btf) -> Result<(KernelLayout, ExitFlavour), LayoutError> {
             kernfs_node_id,
             cgroup_root,
             cgroup_root_hierarchy_id,
+            task_real_parent,
+            task_start_time,
+            task_mm,
+            mm_arg_start,
+            mm_arg_end,
+            binprm_filename,
         },
         flavour,
     ))
@@ -180,6 +198,27 @@ mod tests {
                 ("group_leader", task_fwd_ptr, 8 * 16, 0),
             ],
         );
+        let mm_inner = b.composite(
+            kind::STRUCT,
+            "",
+            16,
+            &[("arg_start", u64t, 0, 0), ("arg_end", u64t, 8 * 8, 0)],
+        );
+        let mm = b.composite(
+            kind::STRUCT,
+            "mm_struct",
+            900,
+            &[("", mm_inner, 8 * 640, 0)],
+        );
+        let pmm = b.ptr(mm);
+        let cchar = b.int("char", 1);
+        let pchar = b.ptr(cchar);
+        b.composite(
+            kind::STRUCT,
+            "linux_binprm",
+            300,
+            &[("filename", pchar, 8 * 96, 0)],
+        );
         let task = b.composite(
             kind::STRUCT,
             "task_struct",
@@ -189,6 +228,9 @@ mod tests {
                 ("", inner, 8 * 2000, 0),
                 ("signal", psig, 8 * 3000, 0),
                 ("cgroups", pcset, 8 * 3008, 0),
+                ("real_parent", task_fwd_ptr, 8 * 3016, 0),
+                ("start_time", u64t, 8 * 3024, 0),
+                ("mm", pmm, 8 * 3032, 0),
             ],
         );
         let ptask = b.ptr(task);
@@ -230,6 +272,12 @@ mod tests {
         assert_eq!(l.kernfs_node_id, 104);
         assert_eq!(l.cgroup_root, 312);
         assert_eq!(l.cgroup_root_hierarchy_id, 12);
+        assert_eq!(l.task_real_parent, 3016);
+        assert_eq!(l.task_start_time, 3024);
+        assert_eq!(l.task_mm, 3032);
+        assert_eq!(l.mm_arg_start, 640, "found in an anonymous member");
+        assert_eq!(l.mm_arg_end, 648);
+        assert_eq!(l.binprm_filename, 96);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::{collections::BTreeMap, ffi::CString};
 
 use serde::Serialize;
-use spawnscope_common::Counters;
+use spawnscope_common::{Counters, Lifetimes};
 
 use crate::unit::{Container, Kind, Owner};
 
@@ -15,6 +15,18 @@ pub struct Snapshot {
     /// Events whose cgroup found the counters map full.
     pub overflow: Counters,
     pub probe: ProbeStats,
+    /// Process lifetime histograms per cgroup.
+    pub lifetimes: BTreeMap<u64, Lifetimes>,
+    /// Event records that found the ring buffer full, by kind.
+    pub dropped: EventCounts,
+}
+
+/// A count per event kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct EventCounts {
+    pub exec: u64,
+    pub exit: u64,
+    pub fork: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -28,6 +40,9 @@ pub struct ProbeStats {
     /// cgroup creations the probe could not report (ring buffer full); those
     /// cgroups are named by walking the tree instead, if they still exist.
     pub names_lost: u64,
+    /// Process exits whose cgroup found the lifetimes map full (their
+    /// lifetime is in no histogram; the exit itself is counted).
+    pub lifetimes_full: u64,
 }
 
 /// Counters as they appear in JSON: flat, with the process-exit total.
@@ -180,11 +195,35 @@ pub struct Row {
     pub cgroups: Vec<Member>,
     /// Since the trace started.
     pub total: CountersOut,
+    /// Summary only: process lifetimes, log2 buckets with any count.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lifetimes: Option<Vec<LifetimeBucket>>,
     /// During the last interval (absent in the summary).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interval: Option<CountersOut>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate: Option<Rates>,
+}
+
+/// Processes that lived at least `ge_ns` and less than `lt_ns`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LifetimeBucket {
+    pub ge_ns: u64,
+    pub lt_ns: u64,
+    pub count: u64,
+}
+
+fn sparse(h: &Lifetimes) -> Vec<LifetimeBucket> {
+    h.buckets
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c > 0)
+        .map(|(i, &count)| LifetimeBucket {
+            ge_ns: if i == 0 { 0 } else { 1 << i },
+            lt_ns: if i == 63 { u64::MAX } else { 1 << (i + 1) },
+            count,
+        })
+        .collect()
 }
 
 /// The grouping key: container, user manager, then the name.
@@ -244,6 +283,7 @@ fn owner_view(by: By, r: &Resolved) -> Row {
         subpath: None,
         cgroups: Vec::new(),
         total: (&Counters::ZERO).into(),
+        lifetimes: None,
         interval: None,
         rate: None,
     };
@@ -289,6 +329,7 @@ struct Acc {
     row: Row,
     total: Counters,
     delta: Counters,
+    lifetimes: Lifetimes,
 }
 
 /// Groups per-cgroup (total, delta) pairs into rows, busiest first.
@@ -298,6 +339,7 @@ fn group(
     entries: impl Iterator<Item = (u64, Counters, Option<Counters>)>,
     resolve: &dyn Fn(u64) -> Resolved,
     secs: Option<f64>,
+    lifetimes: Option<&BTreeMap<u64, Lifetimes>>,
 ) -> Vec<Row> {
     let mut groups: BTreeMap<Key, Acc> = BTreeMap::new();
     for (id, total, delta) in entries {
@@ -317,7 +359,13 @@ fn group(
             },
             total: Counters::ZERO,
             delta: Counters::ZERO,
+            lifetimes: Lifetimes::ZERO,
         });
+        if let Some(h) = lifetimes.and_then(|l| l.get(&id)) {
+            for (a, b) in acc.lifetimes.buckets.iter_mut().zip(h.buckets.iter()) {
+                *a = a.saturating_add(*b);
+            }
+        }
         keep_common(&mut acc.row, &view);
         acc.total = acc.total.saturating_add(&total);
         if let Some(d) = delta {
@@ -335,6 +383,9 @@ fn group(
         .into_values()
         .map(|mut a| {
             a.row.total = (&a.total).into();
+            if lifetimes.is_some() {
+                a.row.lifetimes = Some(sparse(&a.lifetimes));
+            }
             if let Some(secs) = secs {
                 a.row.interval = Some((&a.delta).into());
                 a.row.rate = Some(Rates::of(&a.delta, secs));
@@ -387,6 +438,24 @@ pub struct Summary {
     pub exit_program: &'static str,
     /// Null when cgroups can be named; otherwise why they cannot.
     pub attribution_warning: Option<String>,
+    /// Present when events were streamed or recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<EventAccounting>,
+}
+
+/// Per kind, `counted` = `delivered` + `dropped`, exactly: the probes are
+/// detached before the final reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct EventAccounting {
+    /// The kernel's counters: execs, process exits, forks (0 unless fork
+    /// events were asked for).
+    pub counted: EventCounts,
+    /// Records userspace received (before any display filter).
+    pub delivered: EventCounts,
+    /// Records that found the ring buffer full.
+    pub dropped: EventCounts,
+    /// Records of an unknown kind or size (0 unless probe and loader differ).
+    pub undecodable: u64,
 }
 
 /// How busy a cgroup is, for ordering: every event counts once.
@@ -408,7 +477,7 @@ pub fn interval_rows(
         let delta = total.saturating_sub(&before);
         (!delta.is_zero()).then_some((id, *total, Some(delta)))
     });
-    group(by, filter, entries, resolve, Some(secs))
+    group(by, filter, entries, resolve, Some(secs), None)
 }
 
 pub fn summary_rows(
@@ -418,7 +487,7 @@ pub fn summary_rows(
     resolve: &dyn Fn(u64) -> Resolved,
 ) -> Vec<Row> {
     let entries = cur.per_cgroup.iter().map(|(&id, t)| (id, *t, None));
-    group(by, filter, entries, resolve, None)
+    group(by, filter, entries, resolve, None, Some(&cur.lifetimes))
 }
 
 /// The sum of rows' totals (for `matched`).
@@ -635,19 +704,19 @@ mod tests {
 
     #[test]
     fn json_field_names_are_stable() {
-        let rows = summary_rows(
-            &snap(&[(
-                1,
-                Counters {
-                    exit_core: 2,
-                    exit_signaled: 1,
-                    ..Counters::ZERO
-                },
-            )]),
-            By::Unit,
-            &Filter::default(),
-            &resolver,
-        );
+        let mut cur = snap(&[(
+            1,
+            Counters {
+                exit_core: 2,
+                exit_signaled: 1,
+                ..Counters::ZERO
+            },
+        )]);
+        let mut h = Lifetimes::ZERO;
+        h.buckets[0] = 1;
+        h.buckets[20] = 2;
+        cur.lifetimes.insert(1, h);
+        let rows = summary_rows(&cur, By::Unit, &Filter::default(), &resolver);
         let v = serde_json::to_value(&rows[0]).unwrap();
         assert_eq!(
             v,
@@ -661,7 +730,9 @@ mod tests {
                 "cgroups": [{"path": "/system.slice/system-serial\\x2dgetty.slice/serial-getty@ttyS0.service", "ids": [1]}],
                 "total": {"forks": 0, "threads": 0, "execs": 0, "exits": 3,
                           "exit_clean": 0, "exit_failed": 0, "exit_signaled": 1,
-                          "exit_core_dumped": 2, "thread_exits": 0}
+                          "exit_core_dumped": 2, "thread_exits": 0},
+                "lifetimes": [{"ge_ns": 0, "lt_ns": 2, "count": 1},
+                              {"ge_ns": 1 << 20, "lt_ns": 1 << 21, "count": 2}]
             })
         );
     }

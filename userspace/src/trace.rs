@@ -1,7 +1,7 @@
 //! `spawnscope trace`: the poll loop.
 
 use std::{
-    io,
+    io::{self, BufWriter, Write},
     os::fd::AsRawFd,
     sync::{
         Arc,
@@ -10,13 +10,17 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
+use serde::Serialize;
+
 use crate::{
     cgroupfs::{self, CgroupNames},
     cli::{ExitProgram, TraceArgs},
-    kernel::{KernelError, LoadOptions, Probe},
+    events::{self, Event, EventFilter, Place},
+    kernel::{EventOptions, KernelError, LoadOptions, Probe},
     layout::ExitFlavour,
     output::{Reporter, json::Json, table::Table},
-    report::{self, Filter, IntervalReport, Snapshot, Summary},
+    record::{RecordError, Recorder},
+    report::{self, EventAccounting, EventCounts, Filter, IntervalReport, Snapshot, Summary},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +33,8 @@ pub enum TraceError {
     Signals(#[source] io::Error),
     #[error(transparent)]
     Cgroups(#[from] cgroupfs::CgroupError),
+    #[error(transparent)]
+    Record(RecordError),
 }
 
 fn now_unix() -> f64 {
@@ -38,29 +44,74 @@ fn now_unix() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Waits until `until`, draining cgroup creations as they arrive rather
-/// than once per interval, so a burst of them fits in the ring buffer;
-/// wakes early when `stop` is set.
-fn wait_until(until: Instant, stop: &AtomicBool, probe: &mut Probe, names: &mut CgroupNames) {
+/// Per-event state of a trace that streams or records events.
+struct EventSink {
+    /// Print events on stdout (`--events`); else only record them.
+    show: bool,
+    json: bool,
+    filter: EventFilter,
+    delivered: EventCounts,
+    undecodable: u64,
+    /// time_unix = ts_ns / 1e9 + this.
+    mono_to_unix: f64,
+    out: BufWriter<io::Stdout>,
+}
+
+/// What a drain feeds: names always, events and the record when enabled.
+struct Sinks<'a> {
+    names: &'a mut CgroupNames,
+    events: Option<&'a mut EventSink>,
+    record: Option<&'a mut Recorder>,
+}
+
+fn monotonic_now_s() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out-pointer; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
+/// Waits until `until`, draining the ring buffers as they fill rather than
+/// once per interval, so bursts fit; wakes early when `stop` is set.
+fn wait_until(
+    until: Instant,
+    stop: &AtomicBool,
+    probe: &mut Probe,
+    sinks: &mut Sinks,
+) -> Result<(), TraceError> {
     loop {
-        drain(probe, names);
+        drain(probe, sinks)?;
         let now = Instant::now();
         if stop.load(Ordering::Relaxed) || now >= until {
-            return;
+            return Ok(());
         }
         let wait = (until - now).min(Duration::from_millis(100));
-        let mut pfd = libc::pollfd {
-            fd: probe.mkdir_fd().as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd for the duration of the call. EINTR (a
+        let mut pfds = [
+            libc::pollfd {
+                fd: probe.mkdir_fd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: probe.events_fd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let n = if sinks.events.is_some() { 2 } else { 1 };
+        // SAFETY: valid pollfds for the duration of the call. EINTR (a
         // signal) and errors just end this wait early; the loop re-checks.
-        unsafe { libc::poll(&mut pfd, 1, wait.as_millis() as libc::c_int) };
+        unsafe { libc::poll(pfds.as_mut_ptr(), n, wait.as_millis() as libc::c_int) };
     }
 }
 
-fn drain(probe: &mut Probe, names: &mut CgroupNames) {
+/// Cgroup creations first: an event's cgroup was created before the event,
+/// so its name is known by the time the event is rendered.
+fn drain(probe: &mut Probe, sinks: &mut Sinks) -> Result<(), TraceError> {
+    let names = &mut *sinks.names;
     probe.drain_mkdirs(|m| {
         // A path the kernel cut short would name the wrong cgroup; leave
         // that id to the tree walk.
@@ -68,6 +119,56 @@ fn drain(probe: &mut Probe, names: &mut CgroupNames) {
             names.learn(m.id, &m.path);
         }
     });
+    let Some(ev) = sinks.events.as_deref_mut() else {
+        return Ok(());
+    };
+    let mut record = sinks.record.as_deref_mut();
+    let mut result = Ok(());
+    probe.drain_events(|bytes| {
+        let Some(e) = events::decode(bytes) else {
+            ev.undecodable += 1;
+            return;
+        };
+        match &e {
+            Event::Exec(_) => ev.delivered.exec += 1,
+            Event::Exit(_) => ev.delivered.exit += 1,
+            Event::Fork(_) => ev.delivered.fork += 1,
+        }
+        if result.is_err() {
+            return;
+        }
+        let r = names.resolve_now(e.cgroup_id());
+        let place = Place::of(e.cgroup_id(), &r);
+        let t = e.ts_ns() as f64 / 1e9 + ev.mono_to_unix;
+        let json = (ev.json || record.is_some()).then(|| events::to_json(&e, &place, t));
+        if let (Some(rec), Some(j)) = (record.as_deref_mut(), &json)
+            && let Err(err) = rec.line(j)
+        {
+            result = Err(TraceError::Record(err));
+            return;
+        }
+        if ev.show && ev.filter.accepts(&e, &r) {
+            let line = match &json {
+                Some(j) if ev.json => j.clone(),
+                _ => events::to_human(&e, &place, t),
+            };
+            if let Err(err) = writeln!(ev.out, "{line}") {
+                result = Err(TraceError::Output(err));
+            }
+        }
+    });
+    result?;
+    ev.out.flush().map_err(TraceError::Output)
+}
+
+#[derive(Serialize)]
+struct Status {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    time_unix: f64,
+    elapsed_s: f64,
+    delivered: EventCounts,
+    dropped: EventCounts,
 }
 
 pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
@@ -90,10 +191,20 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
         units: args.units.clone(),
         containers: args.containers.clone(),
     };
+    // Created before the probes load, so a bad path fails fast.
+    let mut recorder = match &args.record {
+        Some(p) => Some(Recorder::create(p).map_err(TraceError::Record)?),
+        None => None,
+    };
+    let want_events = args.events || recorder.is_some();
 
     let mut probe = Probe::load(&LoadOptions {
         btf_path: args.btf.clone(),
         max_cgroups: args.max_cgroups,
+        events: want_events.then_some(EventOptions {
+            forks: args.forks,
+            buffer_bytes: args.event_buffer,
+        }),
         exit_flavour: match args.exit_program {
             ExitProgram::Auto => None,
             ExitProgram::GroupDead => Some(ExitFlavour::GroupDeadArg),
@@ -104,10 +215,36 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
     // on (and reported) or already there for this walk to find.
     names.walk();
     let started = Instant::now();
+    let started_unix = now_unix();
+    let mono_to_unix = started_unix - monotonic_now_s();
+    if let Some(r) = recorder.as_mut() {
+        r.header(started_unix, mono_to_unix)
+            .map_err(TraceError::Record)?;
+    }
+    let mut sink = want_events.then(|| EventSink {
+        show: args.events,
+        json: args.json,
+        filter: EventFilter {
+            cgroups: filter.clone(),
+            comms: args.comms.clone(),
+            failed: args.failed,
+            min_lifetime: args.min_lifetime,
+            max_lifetime: args.max_lifetime,
+        },
+        delivered: EventCounts::default(),
+        undecodable: 0,
+        mono_to_unix,
+        out: BufWriter::with_capacity(1 << 16, io::stdout()),
+    });
     // Scripts and tests wait for this line before starting their workload.
     eprintln!(
-        "spawnscope: tracing fork/exec/exit per {}; interval {}, {}",
+        "spawnscope: tracing fork/exec/exit per {}{}; interval {}, {}",
         args.by.as_str(),
+        if args.events {
+            ", streaming events"
+        } else {
+            ""
+        },
         humantime::format_duration(args.interval),
         match args.duration {
             Some(d) => format!("for {}", humantime::format_duration(d)),
@@ -115,12 +252,15 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
         }
     );
 
-    let stdout = io::stdout().lock();
     let mut out: Box<dyn Reporter> = if args.json {
-        Box::new(Json::new(stdout))
+        Box::new(Json::new(io::stdout()))
     } else {
-        Box::new(Table::new(stdout, args.top as usize, args.by))
+        Box::new(Table::new(io::stdout(), args.top as usize, args.by))
     };
+    if args.events && !args.json {
+        let s = sink.as_mut().expect("events mode has a sink");
+        writeln!(s.out, "{}", events::HUMAN_HEAD).map_err(TraceError::Output)?;
+    }
     let deadline = args.duration.map(|d| started + d);
 
     let mut prev = Snapshot::default();
@@ -131,7 +271,16 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
             Some(d) if d < next_tick => d,
             _ => next_tick,
         };
-        wait_until(wake, &stop, &mut probe, &mut names);
+        wait_until(
+            wake,
+            &stop,
+            &mut probe,
+            &mut Sinks {
+                names: &mut names,
+                events: sink.as_mut(),
+                record: recorder.as_mut(),
+            },
+        )?;
         if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
@@ -139,7 +288,14 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
         let at = Instant::now();
         // Every id in `cur` had its mkdir record submitted before it was
         // first counted, so this drain has them all (bar lost ones).
-        drain(&mut probe, &mut names);
+        drain(
+            &mut probe,
+            &mut Sinks {
+                names: &mut names,
+                events: sink.as_mut(),
+                record: recorder.as_mut(),
+            },
+        )?;
         names.refresh(cur.per_cgroup.keys());
         let secs = (at - prev_at).as_secs_f64();
         let rep = IntervalReport {
@@ -154,17 +310,60 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
             overflow: (&cur.overflow).into(),
             probe: cur.probe,
         };
-        out.interval(&rep).map_err(TraceError::Output)?;
+        if let Some(r) = recorder.as_mut() {
+            r.value(&rep).map_err(TraceError::Record)?;
+        }
+        match sink.as_mut().filter(|s| s.show) {
+            // Events mode: a status line instead of the table, so drops
+            // are seen as they happen.
+            Some(s) => {
+                let st = Status {
+                    kind: "status",
+                    time_unix: rep.time_unix,
+                    elapsed_s: rep.elapsed_s,
+                    delivered: s.delivered,
+                    dropped: cur.dropped,
+                };
+                let line = if s.json {
+                    serde_json::to_string(&st).expect("status JSON")
+                } else {
+                    format!(
+                        "# {:.1}s: delivered exec {} exit {} fork {}; dropped exec {} exit {} fork {}",
+                        st.elapsed_s,
+                        st.delivered.exec,
+                        st.delivered.exit,
+                        st.delivered.fork,
+                        st.dropped.exec,
+                        st.dropped.exit,
+                        st.dropped.fork
+                    )
+                };
+                writeln!(s.out, "{line}")
+                    .and_then(|()| s.out.flush())
+                    .map_err(TraceError::Output)?;
+            }
+            None => out.interval(&rep).map_err(TraceError::Output)?,
+        }
         prev = cur;
         prev_at = at;
         next_tick += args.interval;
     }
 
-    // The final reading, after the stop, so nothing counted is left out.
+    // Detach first: the last reading is then final, and per kind the
+    // kernel's count equals records delivered plus records dropped.
+    probe.detach();
     let cur = probe.snapshot()?;
-    drain(&mut probe, &mut names);
+    drain(
+        &mut probe,
+        &mut Sinks {
+            names: &mut names,
+            events: sink.as_mut(),
+            record: recorder.as_mut(),
+        },
+    )?;
     names.refresh(cur.per_cgroup.keys());
     let rows = report::summary_rows(&cur, args.by, &filter, &|id| names.resolve(id));
+    let totals = report::totals(&cur);
     let summary = Summary {
         kind: "summary",
         time_unix: now_unix(),
@@ -172,7 +371,7 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
         by: args.by,
         matched: (!filter.is_empty()).then(|| report::sum_rows(&rows)),
         filter,
-        totals: (&report::totals(&cur)).into(),
+        totals: (&totals).into(),
         rows,
         overflow: (&cur.overflow).into(),
         probe: cur.probe,
@@ -181,9 +380,23 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
             ExitFlavour::Legacy => "legacy",
         },
         attribution_warning,
+        events: sink.as_ref().map(|s| EventAccounting {
+            counted: EventCounts {
+                exec: totals.execs,
+                exit: totals.process_exits(),
+                fork: if args.forks { totals.forks } else { 0 },
+            },
+            delivered: s.delivered,
+            dropped: cur.dropped,
+            undecodable: s.undecodable,
+        }),
     };
+    if let Some(r) = recorder.as_mut() {
+        r.value(&summary).map_err(TraceError::Record)?;
+    }
+    let recorded = recorder.map(Recorder::finish).transpose();
     out.summary(&summary).map_err(TraceError::Output)?;
-    // Dropping the probe detaches every program.
+    recorded.map_err(TraceError::Record)?;
     drop(probe);
     Ok(())
 }

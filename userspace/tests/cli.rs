@@ -26,6 +26,13 @@ fn help_explains_options_and_exit_codes() {
         "- container: One row per container",
         "--unit <GLOB>",
         "--container <NAME>",
+        "--events",
+        "--forks",
+        "--comm <GLOB>",
+        "--failed",
+        "--min-lifetime <DURATION>",
+        "--max-lifetime <DURATION>",
+        "--record <FILE>",
         "Exit status:",
         "3  insufficient privileges",
     ] {
@@ -57,6 +64,12 @@ fn bad_command_lines_are_usage_errors() {
         &["trace", "--by", "pod"],
         &["trace", "--unit", ""],
         &["trace", "--container", ""],
+        &["trace", "--forks"],
+        &["trace", "--failed"],
+        &["trace", "--comm", "sh"],
+        &["trace", "--events", "--min-lifetime", "soon"],
+        &["trace", "--events", "--event-buffer", "5000"],
+        &["trace", "--events", "--event-buffer", "2048"],
         &["frobnicate"],
         &[],
     ] {
@@ -105,5 +118,36 @@ fn unreadable_mountinfo_is_one_line_and_exit_1() {
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
         "spawnscope: cannot read /nonexistent/mountinfo: No such file or directory (os error 2)\n"
+    );
+}
+
+#[test]
+fn event_filters_need_events() {
+    let stderr = usage_error(&["trace", "--failed"]);
+    assert!(
+        stderr.contains("the following required arguments were not provided")
+            && stderr.contains("--events"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn unwritable_record_file_is_one_line_and_exit_1() {
+    // Created before anything needs privileges, so this runs as any user.
+    let out = spawnscope()
+        .args([
+            "trace",
+            "--for",
+            "1s",
+            "--record",
+            "/nonexistent/dir/trace.jsonl",
+        ])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "spawnscope: cannot write /nonexistent/dir/trace.jsonl: No such file or directory (os error 2)\n"
     );
 }

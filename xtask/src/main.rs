@@ -1,5 +1,6 @@
 //! Project chores: `cargo xtask setup|build|run|test`.
 
+mod bench;
 mod setup;
 mod util;
 
@@ -16,7 +17,9 @@ commands:
   run -- ARGS     setup, build, then run `spawnscope ARGS` as root
   test            setup, lint (fmt, clippy incl. the probe), then every test;
                   privileged tests run only as root, and fail instead of
-                  skipping when CI=true";
+                  skipping when CI=true
+  bench events    exec-storm rate with every event streamed, and drops
+                  (root; prints medians)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -25,6 +28,10 @@ fn main() -> ExitCode {
         Some("build") => setup::run().and_then(|()| build_release()).map(|_| ()),
         Some("run") => run(&args[1..]),
         Some("test") => test(),
+        Some("bench") => match args.get(1).map(String::as_str) {
+            Some("events") => setup::run().and_then(|()| bench::events()),
+            other => Err(Fail(format!("unknown benchmark {other:?}\n{USAGE}"))),
+        },
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())

@@ -176,6 +176,30 @@ impl<W: Write> Reporter for Table<W> {
                 s.probe.names_lost
             )?;
         }
+        if let Some(e) = &s.events {
+            writeln!(
+                self.out,
+                "events: delivered exec {} exit {} fork {}; dropped exec {} exit {} fork {}{}",
+                e.delivered.exec,
+                e.delivered.exit,
+                e.delivered.fork,
+                e.dropped.exec,
+                e.dropped.exit,
+                e.dropped.fork,
+                if e.undecodable > 0 {
+                    format!("; undecodable {}", e.undecodable)
+                } else {
+                    String::new()
+                }
+            )?;
+            if e.dropped.exec + e.dropped.exit + e.dropped.fork > 0 {
+                writeln!(
+                    self.out,
+                    "warning: the event ring buffer overflowed; the counts above are complete, \
+                     the event lines are not"
+                )?;
+            }
+        }
         if let Some(w) = &s.attribution_warning {
             writeln!(self.out, "warning: {w}")?;
         }
@@ -284,9 +308,11 @@ mod tests {
                 read_failed: 0,
                 no_layout: 0,
                 names_lost: 2,
+                lifetimes_full: 0,
             },
             exit_program: "group_dead",
             attribution_warning: Some("no cgroup2".into()),
+            events: None,
         })
         .unwrap();
         let text = String::from_utf8(buf).unwrap();
