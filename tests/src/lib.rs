@@ -77,12 +77,18 @@ pub struct TestCgroup {
 
 impl TestCgroup {
     pub fn new(tag: &str) -> Self {
+        Self::named(tag, "")
+    }
+
+    /// A test cgroup whose name ends in `suffix` (".scope": systemd's naming
+    /// then reads it as a unit).
+    pub fn named(tag: &str, suffix: &str) -> Self {
         let mount = cgroupfs::find_cgroup2(Path::new(cgroupfs::MOUNTINFO))
             .expect("read mountinfo")
             .expect("this test needs a cgroup2 mount");
         let own = cgroupfs::own_cgroup_v2(Path::new(cgroupfs::SELF_CGROUP)).expect("own cgroup");
         let parent_rel = own.trim_end_matches('/').to_string();
-        let name = format!("spawnscope-test-{tag}-{}", std::process::id());
+        let name = format!("spawnscope-test-{tag}-{}{suffix}", std::process::id());
         let rel = format!("{parent_rel}/{name}");
         let path = mount.mount_point.join(rel.trim_start_matches('/'));
         fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));

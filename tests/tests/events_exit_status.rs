@@ -9,8 +9,13 @@ fn exit_statuses_and_short_lived_execs_are_exact() {
     if !require_root("events_exit_status") {
         return;
     }
-    let cg = TestCgroup::new("ev-status");
+    // Named like a scope, so its events carry a unit.
+    let cg = TestCgroup::named("ev-status", ".scope");
+    let unit = spawnscope::unit::parse(cg.rel.as_bytes())
+        .unit
+        .expect("a .scope cgroup is a unit");
     let tracer = Tracer::start(&["--events", "--interval", "1h"]);
+    let failed_sh = Tracer::start(&["--events", "--interval", "1h", "--failed", "--comm", "s?"]);
     let mut by_code = Vec::new();
     for code in [0u8, 1, 2, 127, 255] {
         let script = format!("exit {code}");
@@ -29,6 +34,31 @@ fn exit_statuses_and_short_lived_execs_are_exact() {
     }
     let (code, lines, stderr) = tracer.stop_with(libc::SIGINT);
     assert_eq!(code, Some(0), "{stderr}");
+    let (code, failed_lines, stderr) = failed_sh.stop_with(libc::SIGINT);
+    assert_eq!(code, Some(0), "{stderr}");
+
+    // --failed --comm 's?': exactly our four failing shells among our
+    // processes, and exits only.
+    let ours: Vec<u32> = by_code
+        .iter()
+        .map(|c| c.1)
+        .chain(quick.iter().map(|q| q.0))
+        .collect();
+    let shown: Vec<&serde_json::Value> = failed_lines
+        .iter()
+        .filter(|l| {
+            l["tgid"]
+                .as_u64()
+                .is_some_and(|t| ours.contains(&(t as u32)))
+        })
+        .collect();
+    let codes: Vec<u64> = shown.iter().map(|e| e["code"].as_u64().unwrap()).collect();
+    assert_eq!(codes, vec![1, 2, 127, 255], "{shown:?}");
+    assert!(shown.iter().all(|e| e["type"] == "exit"));
+    assert!(
+        events_of(&failed_lines, "exec").is_empty(),
+        "exit filters hide execs"
+    );
 
     for (code, pid, script) in &by_code {
         let exit = event_for(&lines, "exit", *pid);
@@ -55,6 +85,8 @@ fn exit_statuses_and_short_lived_execs_are_exact() {
         assert_eq!(exec["argv_truncated"], false);
         assert_eq!(exec["cgroup"], cg.rel.as_str());
         assert_eq!(exec["cgroup_id"], cg.id);
+        assert_eq!(exec["unit"], unit.as_str(), "{exec}");
+        assert_eq!(exit["unit"], unit.as_str(), "{exit}");
         assert_eq!(exit["code"], 0);
         gaps.push(exit["ts_ns"].as_u64().unwrap() - exec["ts_ns"].as_u64().unwrap());
     }
