@@ -161,6 +161,10 @@ pub struct KernelLayout {
     pub mm_arg_end: u32,
     /// `linux_binprm.filename`
     pub binprm_filename: u32,
+    /// `task_struct.comm`
+    pub task_comm: u32,
+    /// Explicit so the struct has no hidden padding.
+    pub _pad: u32,
     /// `kernfs_node.id`
     pub kernfs_node_id: u32,
 }
@@ -264,6 +268,8 @@ pub struct ExecEvent {
     pub start_ns: u64,
     pub cgroup_id: u64,
     pub comm: [u8; COMM_LEN],
+    /// The real parent's comm: who (re)starts this program.
+    pub parent_comm: [u8; COMM_LEN],
     pub filename: [u8; FILENAME_MAX],
     pub args: [u8; ARGS_MAX],
 }
@@ -428,10 +434,10 @@ mod pod {
 }
 
 const _: () = assert!(core::mem::size_of::<Counters>() == 8 * 8);
-const _: () = assert!(core::mem::size_of::<KernelLayout>() == 21 * 4);
+const _: () = assert!(core::mem::size_of::<KernelLayout>() == 23 * 4);
 const _: () = assert!(core::mem::size_of::<CgroupMkdir>() == 16 + CGROUP_PATH_MAX);
 const _: () = assert!(
-    core::mem::size_of::<ExecEvent>() == 8 * 4 + 3 * 8 + COMM_LEN + FILENAME_MAX + ARGS_MAX
+    core::mem::size_of::<ExecEvent>() == 8 * 4 + 3 * 8 + 2 * COMM_LEN + FILENAME_MAX + ARGS_MAX
 );
 const _: () = assert!(core::mem::size_of::<ExitEvent>() == 6 * 4 + 3 * 8 + COMM_LEN);
 const _: () = assert!(core::mem::size_of::<ForkEvent>() == 4 * 4 + 3 * 8 + COMM_LEN);

@@ -52,6 +52,8 @@ static KERNEL_LAYOUT: KernelLayout = KernelLayout {
     mm_arg_start: 0,
     mm_arg_end: 0,
     binprm_filename: 0,
+    task_comm: 0,
+    _pad: 0,
 };
 
 /// Overridden by userspace before load when a mode streams events.
@@ -312,6 +314,8 @@ fn emit_exec(ctx: &BtfTracePointContext, cgid: u64) {
         addr_of_mut!((*rec).start_ns).write(process_start(task));
         addr_of_mut!((*rec).cgroup_id).write(cgid);
         addr_of_mut!((*rec).comm).write(comm());
+        let parent: u64 = read(task, off!(task_real_parent)).unwrap_or(0);
+        addr_of_mut!((*rec).parent_comm).write(read(parent, off!(task_comm)).unwrap_or([0; 16]));
 
         let fname: u64 = read(bprm, off!(binprm_filename)).unwrap_or(0);
         let n = generated::bpf_probe_read_kernel_str(

@@ -173,6 +173,8 @@ pub struct Tracer {
     child: Child,
     stdout: Option<mpsc::Receiver<String>>,
     stderr: Option<std::thread::JoinHandle<String>>,
+    /// Lines already read by [`Tracer::wait_for`]; `finish` returns them too.
+    seen: Vec<String>,
 }
 
 impl Drop for Tracer {
@@ -239,6 +241,36 @@ impl Tracer {
             child,
             stdout: Some(stdout),
             stderr: Some(stderr),
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads output lines as they come until a JSON line satisfies `pred`,
+    /// and returns it with the instant it was read. Panics after `limit`.
+    pub fn wait_for(
+        &mut self,
+        limit: Duration,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> (Value, Instant) {
+        let deadline = Instant::now() + limit;
+        let rx = self.stdout.as_ref().expect("not finished");
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    let at = Instant::now();
+                    let v = serde_json::from_str::<Value>(&line).ok();
+                    self.seen.push(line);
+                    if let Some(v) = v.filter(|v| pred(v)) {
+                        return (v, at);
+                    }
+                }
+                Err(_) => panic!(
+                    "no {what} within {limit:?}; output so far:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
         }
     }
 
@@ -289,7 +321,8 @@ impl Tracer {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        let lines: Vec<String> = stdout.iter().collect();
+        let mut lines = std::mem::take(&mut self.seen);
+        lines.extend(stdout.iter());
         (status.code(), lines, stderr.join().unwrap())
     }
 }
@@ -314,6 +347,21 @@ pub fn event_for<'a>(lines: &'a [Value], kind: &str, pid: u32) -> &'a Value {
         .collect();
     assert_eq!(found.len(), 1, "{kind} events for pid {pid}: {found:?}");
     found[0]
+}
+
+/// Runs `spawnscope analyze --json FILE` and returns its findings.
+pub fn analyze_json(file: &Path) -> Value {
+    let out = Command::new(spawnscope_bin())
+        .args(["analyze", "--json"])
+        .arg(file)
+        .output()
+        .expect("run spawnscope analyze");
+    assert!(
+        out.status.success(),
+        "analyze failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("analyze --json output")
 }
 
 /// The row (of an interval or the summary) holding cgroup `id`.

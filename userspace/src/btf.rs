@@ -419,6 +419,15 @@ pub(crate) mod build {
             id
         }
 
+        /// `elem[n]` (index type: `elem`, which the reader ignores).
+        pub fn array(&mut self, elem: u32, n: u32) -> u32 {
+            let id = self.head("", kind::ARRAY, 0, false, 0);
+            for v in [elem, elem, n] {
+                self.types.extend_from_slice(&v.to_le_bytes());
+            }
+            id
+        }
+
         pub fn func_proto(&mut self, params: &[u32]) -> u32 {
             let id = self.head("", kind::FUNC_PROTO, params.len() as u32, false, 0);
             for &p in params {

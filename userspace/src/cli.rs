@@ -50,6 +50,9 @@ pub enum Command {
     /// Trace spawns live and print counts and rates per unit, slice, cgroup or container.
     #[command(after_help = EXIT_CODES)]
     Trace(TraceArgs),
+    /// Find respawn loops in a file written by `trace --record`, without root.
+    #[command(after_help = EXIT_CODES)]
+    Analyze(AnalyzeArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -142,6 +145,12 @@ pub struct TraceArgs {
           value_parser = parse_ring_size)]
     pub event_buffer: u32,
 
+    /// Do not look for respawn loops. Detection needs every exec and exit
+    /// (a ring buffer and a little CPU per event); without it, and without
+    /// --events or --record, only the in-kernel counters run.
+    #[arg(long)]
+    pub no_detect: bool,
+
     /// Capacity of the in-kernel per-cgroup map. Events from cgroups beyond it
     /// are still counted, in an "overflow" bucket.
     #[arg(long, value_name = "N", default_value_t = spawnscope_common::DEFAULT_MAX_CGROUPS,
@@ -162,6 +171,22 @@ pub struct TraceArgs {
     /// what a cgroup-v1-only host gets.
     #[arg(long, value_name = "FILE", default_value = crate::cgroupfs::MOUNTINFO, hide = true)]
     pub mountinfo: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// A recording made with `spawnscope trace --record FILE`.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Print one JSON object with every finding instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Skip (and count) lines that are not valid records instead of
+    /// stopping at the first one.
+    #[arg(long)]
+    pub lenient: bool,
 }
 
 fn parse_ring_size(s: &str) -> Result<u32, String> {

@@ -8,7 +8,10 @@ use spawnscope_common::{
     ARGS_TRUNCATED, ARGS_UNREADABLE, ExecEvent, ExitEvent, FILENAME_TRUNCATED, ForkEvent, kind,
 };
 
-use crate::report::{Filter, Resolved, glob_match};
+use crate::{
+    detect::DetEvent,
+    report::{Filter, Resolved, glob_match},
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exec {
@@ -20,6 +23,8 @@ pub struct Exec {
     pub start_ns: u64,
     pub cgroup_id: u64,
     pub comm: Vec<u8>,
+    /// The real parent's comm at the exec.
+    pub parent_comm: Vec<u8>,
     pub filename: Vec<u8>,
     pub filename_truncated: bool,
     pub argv: Vec<Vec<u8>>,
@@ -130,6 +135,7 @@ pub fn decode(bytes: &[u8]) -> Option<Event> {
                 start_ns: e.start_ns,
                 cgroup_id: e.cgroup_id,
                 comm: cstr(&e.comm),
+                parent_comm: cstr(&e.parent_comm),
                 filename: e.filename[..flen].to_vec(),
                 filename_truncated: e.flags & FILENAME_TRUNCATED != 0,
                 argv,
@@ -334,6 +340,9 @@ struct JsonExec<'a> {
     comm: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     comm_hex: Option<String>,
+    parent_comm: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent_comm_hex: Option<String>,
     filename: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     filename_hex: Option<String>,
@@ -383,11 +392,59 @@ struct JsonFork<'a> {
     comm_hex: Option<String>,
 }
 
+/// What the loop detector needs of an event, exactly as `analyze` reads
+/// it back from the JSON (so live and offline runs agree). Forks: none.
+pub fn det_event(e: &Event, place: &Place) -> Option<DetEvent> {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let base = |kind: &str, ts_ns, tgid, ppid, start_ns, comm: &[u8]| DetEvent {
+        kind: kind.to_string(),
+        ts_ns,
+        tgid,
+        ppid,
+        start_ns,
+        cgroup: place.cgroup.clone(),
+        unit: place.unit.clone(),
+        container: place.container.clone(),
+        comm: text(comm),
+        parent_comm: String::new(),
+        filename: String::new(),
+        argv: Vec::new(),
+        code: None,
+        signal: None,
+        core_dumped: None,
+    };
+    match e {
+        Event::Exec(x) => {
+            let mut d = base("exec", x.ts_ns, x.tgid, x.ppid, x.start_ns, &x.comm);
+            d.parent_comm = text(&x.parent_comm);
+            d.filename = text(&x.filename);
+            d.argv = x.argv.iter().map(|a| text(a)).collect();
+            Some(d)
+        }
+        Event::Exit(x) => {
+            let mut d = base("exit", x.ts_ns, x.tgid, x.ppid, x.start_ns, &x.comm);
+            match x.outcome() {
+                Outcome::Exited { code } => d.code = Some(code),
+                Outcome::Signaled {
+                    signal,
+                    core_dumped,
+                } => {
+                    d.signal = Some(signal);
+                    d.core_dumped = Some(core_dumped);
+                }
+            }
+            Some(d)
+        }
+        Event::Fork(_) => None,
+    }
+}
+
 /// One JSON object (no newline).
 pub fn to_json(e: &Event, place: &Place, time_unix: f64) -> String {
     let r = match e {
         Event::Exec(x) => {
             let (comm, comm_hex) = lossless(&x.comm);
+            let (parent_comm, parent_comm_hex) = lossless(&x.parent_comm);
             let (filename, filename_hex) = lossless(&x.filename);
             let args: Vec<(String, Option<String>)> = x.argv.iter().map(|a| lossless(a)).collect();
             let any_hex = args.iter().any(|a| a.1.is_some());
@@ -403,6 +460,8 @@ pub fn to_json(e: &Event, place: &Place, time_unix: f64) -> String {
                 place,
                 comm,
                 comm_hex,
+                parent_comm,
+                parent_comm_hex,
                 filename,
                 filename_hex,
                 filename_truncated: x.filename_truncated,
@@ -545,6 +604,7 @@ mod tests {
             start_ns: 4,
             cgroup_id: 7,
             comm: [0; 16],
+            parent_comm: [0; 16],
             filename: [0; 256],
             args: [0; 256],
         };
@@ -637,6 +697,7 @@ mod tests {
             start_ns: 0,
             cgroup_id: 1,
             comm: evil.clone(),
+            parent_comm: b"bash".to_vec(),
             filename: b"/ok".to_vec(),
             filename_truncated: false,
             argv: vec![evil.clone(), b"plain".to_vec()],

@@ -15,7 +15,7 @@ pub enum ExitFlavour {
 
 /// (struct, field, expected size in bytes). Sizes are checked because the
 /// probe reads each field with a fixed width.
-const FIELDS: [(&str, &str, u32); 20] = [
+const FIELDS: [(&str, &str, u32); 21] = [
     ("task_struct", "pid", 4),
     ("task_struct", "tgid", 4),
     ("task_struct", "exit_code", 4),
@@ -36,6 +36,7 @@ const FIELDS: [(&str, &str, u32); 20] = [
     ("mm_struct", "arg_start", 8),
     ("mm_struct", "arg_end", 8),
     ("linux_binprm", "filename", 8),
+    ("task_struct", "comm", 16),
 ];
 
 pub const TRACEPOINTS: [&str; 4] = [
@@ -101,6 +102,7 @@ pub fn from_btf(btf: &Btf) -> Result<(KernelLayout, ExitFlavour), LayoutError> {
         mm_arg_start,
         mm_arg_end,
         binprm_filename,
+        task_comm,
     ] = off;
     Ok((
         KernelLayout {
@@ -125,6 +127,8 @@ pub fn from_btf(btf: &Btf) -> Result<(KernelLayout, ExitFlavour), LayoutError> {
             mm_arg_start,
             mm_arg_end,
             binprm_filename,
+            task_comm,
+            _pad: 0,
         },
         flavour,
     ))
@@ -213,6 +217,7 @@ mod tests {
         let pmm = b.ptr(mm);
         let cchar = b.int("char", 1);
         let pchar = b.ptr(cchar);
+        let comm_t = b.array(cchar, 16);
         b.composite(
             kind::STRUCT,
             "linux_binprm",
@@ -231,6 +236,7 @@ mod tests {
                 ("real_parent", task_fwd_ptr, 8 * 3016, 0),
                 ("start_time", u64t, 8 * 3024, 0),
                 ("mm", pmm, 8 * 3032, 0),
+                ("comm", comm_t, 8 * 3040, 0),
             ],
         );
         let ptask = b.ptr(task);
@@ -278,6 +284,7 @@ mod tests {
         assert_eq!(l.mm_arg_start, 640, "found in an anonymous member");
         assert_eq!(l.mm_arg_end, 648);
         assert_eq!(l.binprm_filename, 96);
+        assert_eq!(l.task_comm, 3040);
     }
 
     #[test]

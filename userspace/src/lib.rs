@@ -1,8 +1,10 @@
 //! spawnscope's userspace: loading the probe, naming cgroups, reporting.
+pub mod analyze;
 pub mod btf;
 pub mod caps;
 pub mod cgroupfs;
 pub mod cli;
+pub mod detect;
 pub mod events;
 pub mod kernel;
 pub mod layout;

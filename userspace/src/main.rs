@@ -2,9 +2,18 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use spawnscope::{
+    analyze::{self, AnalyzeError},
     cli::{Cli, Command, exit},
     trace::{self, TraceError},
 };
+
+#[derive(Debug, thiserror::Error)]
+enum Error {
+    #[error(transparent)]
+    Trace(#[from] TraceError),
+    #[error(transparent)]
+    Analyze(#[from] AnalyzeError),
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -18,21 +27,29 @@ fn main() -> ExitCode {
     ExitCode::from(code as u8)
 }
 
-fn run(cli: &Cli) -> Result<(), TraceError> {
+fn broken_pipe(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::BrokenPipe
+}
+
+fn run(cli: &Cli) -> Result<(), Error> {
     match &cli.command {
         Command::Trace(args) => match trace::run(args) {
             // A reader that went away (`| head`) is a normal end.
-            Err(TraceError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-            other => other,
+            Err(TraceError::Output(e)) if broken_pipe(&e) => Ok(()),
+            other => Ok(other?),
+        },
+        Command::Analyze(args) => match analyze::run(args) {
+            Err(AnalyzeError::Output(e)) if broken_pipe(&e) => Ok(()),
+            other => Ok(other?),
         },
     }
 }
 
-fn code_for(e: &TraceError) -> i32 {
+fn code_for(e: &Error) -> i32 {
     use spawnscope::kernel::KernelError;
     match e {
-        TraceError::Kernel(KernelError::Privileges(_)) => exit::PRIVILEGES,
-        TraceError::Kernel(k) if k.is_unsupported() => exit::UNSUPPORTED,
+        Error::Trace(TraceError::Kernel(KernelError::Privileges(_))) => exit::PRIVILEGES,
+        Error::Trace(TraceError::Kernel(k)) if k.is_unsupported() => exit::UNSUPPORTED,
         _ => exit::FAILURE,
     }
 }

@@ -39,6 +39,9 @@ struct Header<'a> {
     version: u32,
     spawnscope: &'static str,
     started_unix: f64,
+    /// CLOCK_MONOTONIC ns when the probes were attached; processes started
+    /// earlier are not judged by the loop detector.
+    started_mono_ns: u64,
     /// time_unix = ts_ns / 1e9 + this (bpf_ktime_get_ns is CLOCK_MONOTONIC).
     monotonic_to_unix_s: f64,
     hostname: &'a str,
@@ -60,6 +63,7 @@ impl Recorder {
     pub fn header(
         &mut self,
         started_unix: f64,
+        started_mono_ns: u64,
         monotonic_to_unix_s: f64,
     ) -> Result<(), RecordError> {
         let uts = uname();
@@ -69,6 +73,7 @@ impl Recorder {
             version: VERSION,
             spawnscope: env!("CARGO_PKG_VERSION"),
             started_unix,
+            started_mono_ns,
             monotonic_to_unix_s,
             hostname: &uts.0,
             kernel: &uts.1,

@@ -441,6 +441,13 @@ pub struct Summary {
     /// Present when events were streamed or recorded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events: Option<EventAccounting>,
+    /// CLOCK_MONOTONIC ns of this summary: `analyze` judges a recording
+    /// as of this instant, as the live run did.
+    pub monotonic_end_ns: u64,
+    /// Respawn loops and failing periodic jobs, most severe first; absent
+    /// with --no-detect.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub findings: Option<Vec<crate::detect::Finding>>,
 }
 
 /// Per kind, `counted` = `delivered` + `dropped`, exactly: the probes are

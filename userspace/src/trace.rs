@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::{
     cgroupfs::{self, CgroupNames},
     cli::{ExitProgram, TraceArgs},
+    detect::{Change, Config as DetectConfig, Detector, Finding, FindingKind},
     events::{self, Event, EventFilter, Place},
     kernel::{EventOptions, KernelError, LoadOptions, Probe},
     layout::ExitFlavour,
@@ -55,6 +56,43 @@ struct EventSink {
     /// time_unix = ts_ns / 1e9 + this.
     mono_to_unix: f64,
     out: BufWriter<io::Stdout>,
+    detector: Option<Detector>,
+}
+
+impl EventSink {
+    /// Tells the operator about a loop as soon as it is found or stops.
+    fn change(&mut self, c: Change) -> Result<(), TraceError> {
+        let (what, f) = match c {
+            Change::Detected(f) => ("detected", f),
+            Change::Stopped(f) => ("stopped", f),
+        };
+        let line = if self.json {
+            #[derive(Serialize)]
+            struct Line<'a> {
+                change: &'static str,
+                #[serde(flatten)]
+                finding: &'a Finding,
+            }
+            serde_json::to_string(&Line {
+                change: what,
+                finding: &f,
+            })
+            .expect("finding JSON")
+        } else {
+            let sev = serde_json::to_value(f.severity).expect("severity");
+            let kind = match f.kind {
+                FindingKind::RespawnLoop => "respawn loop",
+                FindingKind::FailingPeriodicJob => "failing periodic job",
+            };
+            match what {
+                "detected" => format!("!! {kind} [{}]: {}", sev.as_str().unwrap_or(""), f.message),
+                _ => format!("!! {kind} stopped: {}", f.message),
+            }
+        };
+        writeln!(self.out, "{line}")
+            .and_then(|()| self.out.flush())
+            .map_err(TraceError::Output)
+    }
 }
 
 /// What a drain feeds: names always, events and the record when enabled.
@@ -64,14 +102,15 @@ struct Sinks<'a> {
     record: Option<&'a mut Recorder>,
 }
 
-fn monotonic_now_s() -> f64 {
+/// The clock bpf_ktime_get_ns() reads.
+fn monotonic_now_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: a valid out-pointer; CLOCK_MONOTONIC always exists.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Waits until `until`, draining the ring buffers as they fill rather than
@@ -84,6 +123,18 @@ fn wait_until(
 ) -> Result<(), TraceError> {
     loop {
         drain(probe, sinks)?;
+        // Stopped loops are marked between readings too, not only at the
+        // interval, so a long --interval does not delay the mark.
+        if let Some(ev) = sinks.events.as_deref_mut() {
+            let changes = ev
+                .detector
+                .as_mut()
+                .map(|d| d.tick(monotonic_now_ns()))
+                .unwrap_or_default();
+            for c in changes {
+                ev.change(c)?;
+            }
+        }
         let now = Instant::now();
         if stop.load(Ordering::Relaxed) || now >= until {
             return Ok(());
@@ -124,6 +175,7 @@ fn drain(probe: &mut Probe, sinks: &mut Sinks) -> Result<(), TraceError> {
     };
     let mut record = sinks.record.as_deref_mut();
     let mut result = Ok(());
+    let mut changes = Vec::new();
     probe.drain_events(|bytes| {
         let Some(e) = events::decode(bytes) else {
             ev.undecodable += 1;
@@ -140,6 +192,9 @@ fn drain(probe: &mut Probe, sinks: &mut Sinks) -> Result<(), TraceError> {
         let r = names.resolve_now(e.cgroup_id());
         let place = Place::of(e.cgroup_id(), &r);
         let t = e.ts_ns() as f64 / 1e9 + ev.mono_to_unix;
+        if let (Some(d), Some(de)) = (ev.detector.as_mut(), events::det_event(&e, &place)) {
+            changes.extend(d.event(&de));
+        }
         let json = (ev.json || record.is_some()).then(|| events::to_json(&e, &place, t));
         if let (Some(rec), Some(j)) = (record.as_deref_mut(), &json)
             && let Err(err) = rec.line(j)
@@ -158,6 +213,9 @@ fn drain(probe: &mut Probe, sinks: &mut Sinks) -> Result<(), TraceError> {
         }
     });
     result?;
+    for c in changes {
+        ev.change(c)?;
+    }
     ev.out.flush().map_err(TraceError::Output)
 }
 
@@ -196,7 +254,8 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
         Some(p) => Some(Recorder::create(p).map_err(TraceError::Record)?),
         None => None,
     };
-    let want_events = args.events || recorder.is_some();
+    let detect = !args.no_detect;
+    let want_events = args.events || recorder.is_some() || detect;
 
     let mut probe = Probe::load(&LoadOptions {
         btf_path: args.btf.clone(),
@@ -216,9 +275,10 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
     names.walk();
     let started = Instant::now();
     let started_unix = now_unix();
-    let mono_to_unix = started_unix - monotonic_now_s();
+    let started_ns = monotonic_now_ns();
+    let mono_to_unix = started_unix - started_ns as f64 / 1e9;
     if let Some(r) = recorder.as_mut() {
-        r.header(started_unix, mono_to_unix)
+        r.header(started_unix, started_ns, mono_to_unix)
             .map_err(TraceError::Record)?;
     }
     let mut sink = want_events.then(|| EventSink {
@@ -235,6 +295,7 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
         undecodable: 0,
         mono_to_unix,
         out: BufWriter::with_capacity(1 << 16, io::stdout()),
+        detector: detect.then(|| Detector::new(DetectConfig::default(), started_ns, mono_to_unix)),
     });
     // Scripts and tests wait for this line before starting their workload.
     eprintln!(
@@ -313,6 +374,7 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
         if let Some(r) = recorder.as_mut() {
             r.value(&rep).map_err(TraceError::Record)?;
         }
+
         match sink.as_mut().filter(|s| s.show) {
             // Events mode: a status line instead of the table, so drops
             // are seen as they happen.
@@ -364,6 +426,11 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
     names.refresh(cur.per_cgroup.keys());
     let rows = report::summary_rows(&cur, args.by, &filter, &|id| names.resolve(id));
     let totals = report::totals(&cur);
+    let end_ns = monotonic_now_ns();
+    let findings = sink
+        .as_mut()
+        .and_then(|s| s.detector.as_mut())
+        .map(|d| d.findings(end_ns));
     let summary = Summary {
         kind: "summary",
         time_unix: now_unix(),
@@ -390,6 +457,8 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
             dropped: cur.dropped,
             undecodable: s.undecodable,
         }),
+        monotonic_end_ns: end_ns,
+        findings,
     };
     if let Some(r) = recorder.as_mut() {
         r.value(&summary).map_err(TraceError::Record)?;

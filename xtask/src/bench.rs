@@ -145,3 +145,33 @@ fn tempfile_dir() -> Result<std::path::PathBuf, Fail> {
     std::fs::create_dir_all(&d).map_err(|e| Fail(format!("{}: {e}", d.display())))?;
     Ok(d)
 }
+
+/// `cargo xtask bench detect`: the ignored `bench_detect` scenario, which
+/// prints its own table.
+pub fn detect() -> Result<(), Fail> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(Fail(
+            "bench detect boots a container and loads BPF programs: run it as root".into(),
+        ));
+    }
+    step("build: spawnscope and test helpers");
+    run_checked(cmd("cargo").args([
+        "build",
+        "--workspace",
+        "--exclude",
+        "spawnscope-probe",
+        "--bins",
+    ]))?;
+    step("bench: detection latency (real systemd, about 2 minutes)");
+    run_checked(cmd("cargo").args([
+        "test",
+        "--package",
+        "spawnscope-tests",
+        "--test",
+        "bench_detect",
+        "--",
+        "--ignored",
+        "--nocapture",
+    ]))
+}

@@ -19,7 +19,9 @@ commands:
                   privileged tests run only as root, and fail instead of
                   skipping when CI=true
   bench events    exec-storm rate with every event streamed, and drops
-                  (root; prints medians)";
+                  (root; prints medians)
+  bench detect    respawn-loop detection latency for 10 s, 2 s and 100 ms
+                  loops in a real systemd (root; about 2 minutes)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -30,6 +32,7 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("bench") => match args.get(1).map(String::as_str) {
             Some("events") => setup::run().and_then(|()| bench::events()),
+            Some("detect") => setup::run().and_then(|()| bench::detect()),
             other => Err(Fail(format!("unknown benchmark {other:?}\n{USAGE}"))),
         },
         Some("-h" | "--help" | "help") => {

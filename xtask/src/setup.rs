@@ -10,8 +10,14 @@ const NIGHTLY: &str = "nightly";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages the tests use beyond the build itself: util-linux for
 /// setpriv and nsenter; debootstrap and systemd-container (systemd-nspawn)
-/// for the real systemd the scenario tests boot.
-const TEST_PACKAGES: &[&str] = &["util-linux", "debootstrap", "systemd-container"];
+/// for the real systemd the scenario tests boot; stress-ng for the
+/// no-false-alarm scenario.
+const TEST_PACKAGES: &[&str] = &[
+    "util-linux",
+    "debootstrap",
+    "systemd-container",
+    "stress-ng",
+];
 
 pub fn run() -> Result<(), Fail> {
     let t0 = std::time::Instant::now();

@@ -153,6 +153,23 @@ impl<W: Write> Reporter for Table<W> {
                 s.rows.len() - self.top
             )?;
         }
+        match &s.findings {
+            Some(f) if f.is_empty() => writeln!(self.out, "respawn loops: none found")?,
+            Some(f) => {
+                writeln!(self.out, "respawn loops and failing jobs: {}", f.len())?;
+                for x in f {
+                    let sev = serde_json::to_value(x.severity).map_err(io::Error::from)?;
+                    writeln!(
+                        self.out,
+                        "  [{}] {} ({})",
+                        sev.as_str().unwrap_or(""),
+                        x.message,
+                        x.state
+                    )?;
+                }
+            }
+            None => {}
+        }
         if s.probe.map_full > 0 {
             writeln!(
                 self.out,
@@ -313,6 +330,8 @@ mod tests {
             exit_program: "group_dead",
             attribution_warning: Some("no cgroup2".into()),
             events: None,
+            monotonic_end_ns: 0,
+            findings: Some(vec![]),
         })
         .unwrap();
         let text = String::from_utf8(buf).unwrap();
@@ -345,5 +364,6 @@ mod tests {
         assert!(text.contains("warning: 5 event(s) found the cgroup map full"));
         assert!(text.contains("warning: 2 cgroup creation(s) were not reported"));
         assert!(text.contains("warning: no cgroup2"));
+        assert!(text.contains("respawn loops: none found"));
     }
 }
