@@ -72,13 +72,17 @@ fn stop(child: &mut Child) -> Result<(), Fail> {
     Ok(())
 }
 
-pub fn events() -> Result<(), Fail> {
+/// Benchmarks load BPF programs (and boot containers): root only.
+fn require_root(bench: &str, why: &str) -> Result<(), Fail> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        return Err(Fail(
-            "bench events loads BPF programs: run it as root".into(),
-        ));
+        return Err(Fail(format!("bench {bench} {why}: run it as root")));
     }
+    Ok(())
+}
+
+pub fn events() -> Result<(), Fail> {
+    require_root("events", "loads BPF programs")?;
     step("build: release spawnscope and spawn-workload");
     run_checked(cmd("cargo").args([
         "build",
@@ -149,12 +153,7 @@ fn tempfile_dir() -> Result<std::path::PathBuf, Fail> {
 /// `cargo xtask bench detect`: the ignored `bench_detect` scenario, which
 /// prints its own table.
 pub fn detect() -> Result<(), Fail> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err(Fail(
-            "bench detect boots a container and loads BPF programs: run it as root".into(),
-        ));
-    }
+    require_root("detect", "boots a container and loads BPF programs")?;
     step("build: spawnscope and test helpers");
     run_checked(cmd("cargo").args([
         "build",
