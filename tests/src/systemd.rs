@@ -376,6 +376,25 @@ impl SystemdContainer {
             .collect()
     }
 
+    /// Waits until `unit`'s main process runs `comm`: `systemctl start`
+    /// returns once a simple service is forked, before its exec(s).
+    pub fn wait_main_comm(&self, unit: &str, comm: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let pid = self.show(unit, &["MainPID"])["MainPID"].clone();
+            let now = fs::read_to_string(self.guest_path(&format!("/proc/{pid}/comm")))
+                .unwrap_or_default();
+            if pid != "0" && now.trim() == comm {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{unit}'s main process never became {comm} (pid {pid}, comm {now:?})"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Every unit systemd knows, loaded or not, by its exact name.
     pub fn list_units(&self) -> Vec<String> {
         self.run(&[
