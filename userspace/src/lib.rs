@@ -8,6 +8,7 @@ pub mod detect;
 pub mod events;
 pub mod kernel;
 pub mod layout;
+pub mod memory;
 pub mod output;
 pub mod record;
 pub mod report;
