@@ -163,8 +163,13 @@ pub struct KernelLayout {
     pub binprm_filename: u32,
     /// `task_struct.comm`
     pub task_comm: u32,
-    /// Explicit so the struct has no hidden padding.
-    pub _pad: u32,
+    /// `mm_struct.rss_stat` (an array of `struct percpu_counter` since
+    /// Linux 6.2); 0 when the layout is another, and RSS is not read.
+    pub mm_rss_stat: u32,
+    /// `sizeof(struct percpu_counter)`
+    pub percpu_counter_size: u32,
+    /// `percpu_counter.count`
+    pub percpu_counter_count: u32,
     /// `kernfs_node.id`
     pub kernfs_node_id: u32,
 }
@@ -229,7 +234,35 @@ pub mod kind {
     pub const EXEC: u32 = 0;
     pub const EXIT: u32 = 1;
     pub const FORK: u32 = 2;
-    pub const COUNT: u32 = 3;
+    /// OOM kills are streamed in every mode: they are rare and must never
+    /// be missed.
+    pub const OOM: u32 = 3;
+    pub const COUNT: u32 = 4;
+}
+
+/// The OOM killer chose a victim (oom:mark_victim). The tracepoint runs in
+/// the killer's context, so the victim's cgroup is read from the victim.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct OomEvent {
+    /// [`kind::OOM`]
+    pub kind: u32,
+    pub pid: u32,
+    pub tgid: u32,
+    pub uid: u32,
+    /// The task whose allocation set off the kill.
+    pub killer_pid: u32,
+    pub killer_tgid: u32,
+    pub ts_ns: u64,
+    pub start_ns: u64,
+    /// The victim's cgroup2 id.
+    pub cgroup_id: u64,
+    pub killer_cgroup_id: u64,
+    /// File + anon + shmem pages mapped at the kill; `u64::MAX` when the
+    /// kernel's layout gives no way to read them.
+    pub rss_pages: u64,
+    pub comm: [u8; COMM_LEN],
+    pub killer_comm: [u8; COMM_LEN],
 }
 
 /// Bytes of the exec'd file name kept (as the kernel was asked to run it).
@@ -387,6 +420,7 @@ pub mod prog {
     /// For older kernels: `group_dead` is derived from `signal_struct.live`.
     pub const EXIT_LEGACY: &str = "sched_process_exit_legacy";
     pub const MKDIR: &str = "cgroup_mkdir";
+    pub const OOM: &str = "mark_victim";
 }
 
 #[cfg(test)]
@@ -427,6 +461,8 @@ mod pod {
     unsafe impl aya::Pod for super::ExitEvent {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ForkEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::OomEvent {}
     // SAFETY: an array of u64.
     unsafe impl aya::Pod for super::Lifetimes {}
     // SAFETY: two u32.
@@ -434,13 +470,14 @@ mod pod {
 }
 
 const _: () = assert!(core::mem::size_of::<Counters>() == 8 * 8);
-const _: () = assert!(core::mem::size_of::<KernelLayout>() == 23 * 4);
+const _: () = assert!(core::mem::size_of::<KernelLayout>() == 25 * 4);
 const _: () = assert!(core::mem::size_of::<CgroupMkdir>() == 16 + CGROUP_PATH_MAX);
 const _: () = assert!(
     core::mem::size_of::<ExecEvent>() == 8 * 4 + 3 * 8 + 2 * COMM_LEN + FILENAME_MAX + ARGS_MAX
 );
 const _: () = assert!(core::mem::size_of::<ExitEvent>() == 6 * 4 + 3 * 8 + COMM_LEN);
 const _: () = assert!(core::mem::size_of::<ForkEvent>() == 4 * 4 + 3 * 8 + COMM_LEN);
+const _: () = assert!(core::mem::size_of::<OomEvent>() == 6 * 4 + 5 * 8 + 2 * COMM_LEN);
 
 #[cfg(test)]
 mod tests {

@@ -25,7 +25,7 @@ use spawnscope_common::{
     ARGS_MAX, ARGS_TRUNCATED, ARGS_UNREADABLE, CGROUP_PATH_MAX, CgroupMkdir, Counters,
     DEFAULT_MAX_CGROUPS, EventConfig, ExecEvent, ExitClass, ExitEvent, FILENAME_MAX,
     FILENAME_TRUNCATED, ForkEvent, KernelLayout, LAYOUT_MAGIC, Lifetimes, MKDIR_EVENTS_BYTES,
-    SIGNAL_GROUP_EXIT, classify_exit, kind, lifetime_bucket, stat,
+    OomEvent, SIGNAL_GROUP_EXIT, classify_exit, kind, lifetime_bucket, stat,
 };
 
 /// Overridden by userspace before load; zero means "not provided".
@@ -53,7 +53,9 @@ static KERNEL_LAYOUT: KernelLayout = KernelLayout {
     mm_arg_end: 0,
     binprm_filename: 0,
     task_comm: 0,
-    _pad: 0,
+    mm_rss_stat: 0,
+    percpu_counter_size: 0,
+    percpu_counter_count: 0,
 };
 
 /// Overridden by userspace before load when a mode streams events.
@@ -532,6 +534,57 @@ pub fn cgroup_mkdir(ctx: BtfTracePointContext) -> i32 {
     // SAFETY: as above; n counts the NUL, and is at most CGROUP_PATH_MAX.
     unsafe { addr_of_mut!((*rec).len).write(n as u32 - 1) };
     entry.submit(0);
+    0
+}
+
+/// Pages counted in one of mm->rss_stat's per-CPU counters (its central
+/// count: within a batch per CPU of the exact sum, which is what the OOM
+/// killer's own report prints too).
+#[inline(always)]
+fn rss_counter(mm: u64, index: u32) -> u64 {
+    let size = off!(percpu_counter_size);
+    let at = off!(mm_rss_stat) + index * size + off!(percpu_counter_count);
+    read::<i64>(mm, at).map_or(0, |n| n.max(0) as u64)
+}
+
+/// `mark_victim(struct task_struct *task, uid_t uid)`: streamed in every
+/// mode, whatever EVENT_CONFIG says.
+#[btf_tracepoint(function = "mark_victim")]
+pub fn mark_victim(ctx: BtfTracePointContext) -> i32 {
+    if !layout_ready() {
+        return 0;
+    }
+    let task: u64 = ctx.arg(0);
+    let uid: u64 = ctx.arg(1);
+    let rss_pages = if off!(percpu_counter_size) == 0 {
+        u64::MAX
+    } else {
+        let mm: u64 = read(task, off!(task_mm)).unwrap_or(0);
+        // MM_FILEPAGES, MM_ANONPAGES, MM_SHMEMPAGES (2 is swap entries).
+        rss_counter(mm, 0) + rss_counter(mm, 1) + rss_counter(mm, 3)
+    };
+    // SAFETY: helper without pointer arguments.
+    let killer = unsafe { generated::bpf_get_current_pid_tgid() };
+    let Some(mut e) = EVENTS.reserve::<OomEvent>(0) else {
+        count_drop(kind::OOM);
+        return 0;
+    };
+    e.write(OomEvent {
+        kind: kind::OOM,
+        pid: read(task, off!(task_pid)).unwrap_or(0),
+        tgid: read(task, off!(task_tgid)).unwrap_or(0),
+        uid: uid as u32,
+        killer_pid: killer as u32,
+        killer_tgid: (killer >> 32) as u32,
+        ts_ns: now_ns(),
+        start_ns: process_start(task),
+        cgroup_id: task_cgroup(task).unwrap_or(0),
+        killer_cgroup_id: current_cgroup(),
+        rss_pages,
+        comm: read(task, off!(task_comm)).unwrap_or([0; 16]),
+        killer_comm: comm(),
+    });
+    e.submit(0);
     0
 }
 

@@ -207,6 +207,7 @@ impl Probe {
         let mut links = Vec::new();
         for (name, tp) in [
             (prog::MKDIR, "cgroup_mkdir"),
+            (prog::OOM, "mark_victim"),
             (prog::FORK, "sched_process_fork"),
             (prog::EXEC, "sched_process_exec"),
             (exit_prog, "sched_process_exit"),
@@ -346,6 +347,7 @@ impl Probe {
             exec: dropped(kind::EXEC)?,
             exit: dropped(kind::EXIT)?,
             fork: dropped(kind::FORK)?,
+            oom: dropped(kind::OOM)?,
         };
         Ok(snap)
     }

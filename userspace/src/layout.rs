@@ -2,7 +2,7 @@
 
 use spawnscope_common::{KernelLayout, LAYOUT_MAGIC};
 
-use crate::btf::{Btf, BtfError};
+use crate::btf::{Btf, BtfError, kind};
 
 /// Which exit program fits the running kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,12 +39,34 @@ const FIELDS: [(&str, &str, u32); 21] = [
     ("task_struct", "comm", 16),
 ];
 
-pub const TRACEPOINTS: [&str; 4] = [
+pub const TRACEPOINTS: [&str; 5] = [
     "sched_process_fork",
     "sched_process_exec",
     "sched_process_exit",
     "cgroup_mkdir",
+    "mark_victim",
 ];
+
+/// Where mm->rss_stat's counters are: (offset of rss_stat, size of one
+/// `struct percpu_counter`, offset of its `count`). Zeros for layouts
+/// before Linux 6.2 (`struct mm_rss_stat`), where OOM kills are still
+/// reported, without RSS.
+fn rss_layout(btf: &Btf) -> (u32, u32, u32) {
+    let (Ok(rss), Some(pc), Ok(count)) = (
+        btf.field("mm_struct", "rss_stat"),
+        btf.type_id(kind::STRUCT, "percpu_counter"),
+        btf.field("percpu_counter", "count"),
+    ) else {
+        return (0, 0, 0);
+    };
+    match btf.size_of(pc) {
+        // NR_MM_COUNTERS is 4: file, anon, swap entries, shmem.
+        Some(size) if size > 0 && rss.size == 4 * size && count.size == 8 => {
+            (rss.offset, size, count.offset)
+        }
+        _ => (0, 0, 0),
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
@@ -76,6 +98,7 @@ pub fn from_btf(btf: &Btf) -> Result<(KernelLayout, ExitFlavour), LayoutError> {
         }
         *slot = f.offset;
     }
+    let (mm_rss_stat, percpu_counter_size, percpu_counter_count) = rss_layout(btf);
     let flavour = if btf.tracepoint_arg_count("sched_process_exit")? >= 2 {
         ExitFlavour::GroupDeadArg
     } else {
@@ -128,7 +151,9 @@ pub fn from_btf(btf: &Btf) -> Result<(KernelLayout, ExitFlavour), LayoutError> {
             mm_arg_end,
             binprm_filename,
             task_comm,
-            _pad: 0,
+            mm_rss_stat,
+            percpu_counter_size,
+            percpu_counter_count,
         },
         flavour,
     ))
@@ -208,11 +233,18 @@ mod tests {
             16,
             &[("arg_start", u64t, 0, 0), ("arg_end", u64t, 8 * 8, 0)],
         );
+        let pcpu = b.composite(
+            kind::STRUCT,
+            "percpu_counter",
+            40,
+            &[("count", u64t, 8 * 8, 0)],
+        );
+        let rss = b.array(pcpu, 4);
         let mm = b.composite(
             kind::STRUCT,
             "mm_struct",
             900,
-            &[("", mm_inner, 8 * 640, 0)],
+            &[("", mm_inner, 8 * 640, 0), ("rss_stat", rss, 8 * 200, 0)],
         );
         let pmm = b.ptr(mm);
         let cchar = b.int("char", 1);
@@ -245,6 +277,7 @@ mod tests {
             ("sched_process_fork", &[vp, ptask, ptask][..]),
             ("sched_process_exec", &[vp, ptask, int, vp][..]),
             ("cgroup_mkdir", &[vp, pcg, vp][..]),
+            ("mark_victim", &[vp, ptask, int][..]),
         ] {
             let proto = b.func_proto(args);
             let pp = b.ptr(proto);
@@ -285,6 +318,10 @@ mod tests {
         assert_eq!(l.mm_arg_end, 648);
         assert_eq!(l.binprm_filename, 96);
         assert_eq!(l.task_comm, 3040);
+        assert_eq!(
+            (l.mm_rss_stat, l.percpu_counter_size, l.percpu_counter_count),
+            (200, 40, 8)
+        );
     }
 
     #[test]
@@ -322,5 +359,7 @@ mod tests {
         // pid and tgid are adjacent pid_t fields in every kernel since 2.6.
         assert_eq!(l.task_tgid, l.task_pid + 4);
         assert_ne!(l.kernfs_node_id, 0);
+        // Linux 6.2+: rss_stat is an array of percpu_counter.
+        assert!(l.percpu_counter_size >= 16, "{l:?}");
     }
 }

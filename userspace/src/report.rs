@@ -27,6 +27,8 @@ pub struct EventCounts {
     pub exec: u64,
     pub exit: u64,
     pub fork: u64,
+    /// OOM kill records (streamed in every mode).
+    pub oom: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -448,6 +450,9 @@ pub struct Summary {
     /// with --no-detect.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub findings: Option<Vec<crate::detect::Finding>>,
+    /// Every OOM kill seen, oldest first (the same objects as the live
+    /// `oom_kill` lines).
+    pub oom_kills: Vec<serde_json::Value>,
 }
 
 /// Per kind, `counted` = `delivered` + `dropped`, exactly: the probes are

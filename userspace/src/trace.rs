@@ -57,6 +57,7 @@ struct EventSink {
     mono_to_unix: f64,
     out: BufWriter<io::Stdout>,
     detector: Option<Detector>,
+    oom_kills: Vec<serde_json::Value>,
 }
 
 impl EventSink {
@@ -185,6 +186,7 @@ fn drain(probe: &mut Probe, sinks: &mut Sinks) -> Result<(), TraceError> {
             Event::Exec(_) => ev.delivered.exec += 1,
             Event::Exit(_) => ev.delivered.exit += 1,
             Event::Fork(_) => ev.delivered.fork += 1,
+            Event::Oom(_) => ev.delivered.oom += 1,
         }
         if result.is_err() {
             return;
@@ -195,14 +197,28 @@ fn drain(probe: &mut Probe, sinks: &mut Sinks) -> Result<(), TraceError> {
         if let (Some(d), Some(de)) = (ev.detector.as_mut(), events::det_event(&e, &place)) {
             changes.extend(d.event(&de));
         }
-        let json = (ev.json || record.is_some()).then(|| events::to_json(&e, &place, t));
+        let oom = matches!(e, Event::Oom(_));
+        let json = (ev.json || record.is_some() || oom).then(|| events::to_json(&e, &place, t));
         if let (Some(rec), Some(j)) = (record.as_deref_mut(), &json)
             && let Err(err) = rec.line(j)
         {
             result = Err(TraceError::Record(err));
             return;
         }
-        if ev.show && ev.filter.accepts(&e, &r) {
+        if oom {
+            // An alert in every mode, and kept for the summary.
+            let j = json.clone().expect("made above");
+            let line = if ev.json {
+                j.clone()
+            } else {
+                format!("!! OOM kill: {}", events::to_human(&e, &place, t))
+            };
+            ev.oom_kills
+                .push(serde_json::from_str(&j).expect("our own JSON"));
+            if let Err(err) = writeln!(ev.out, "{line}") {
+                result = Err(TraceError::Output(err));
+            }
+        } else if ev.show && ev.filter.accepts(&e, &r) {
             let line = match &json {
                 Some(j) if ev.json => j.clone(),
                 _ => events::to_human(&e, &place, t),
@@ -281,7 +297,9 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
         r.header(started_unix, started_ns, mono_to_unix)
             .map_err(TraceError::Record)?;
     }
-    let mut sink = want_events.then(|| EventSink {
+    // The event ring is drained in every mode: OOM kills come through it
+    // even when no exec or exit does.
+    let mut sink = Some(EventSink {
         show: args.events,
         json: args.json,
         filter: EventFilter {
@@ -296,6 +314,7 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
         mono_to_unix,
         out: BufWriter::with_capacity(1 << 16, io::stdout()),
         detector: detect.then(|| Detector::new(DetectConfig::default(), started_ns, mono_to_unix)),
+        oom_kills: Vec::new(),
     });
     // Scripts and tests wait for this line before starting their workload.
     eprintln!(
@@ -447,18 +466,27 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
             ExitFlavour::Legacy => "legacy",
         },
         attribution_warning,
-        events: sink.as_ref().map(|s| EventAccounting {
-            counted: EventCounts {
-                exec: totals.execs,
-                exit: totals.process_exits(),
-                fork: if args.forks { totals.forks } else { 0 },
-            },
-            delivered: s.delivered,
-            dropped: cur.dropped,
-            undecodable: s.undecodable,
-        }),
+        events: sink
+            .as_ref()
+            .filter(|_| want_events)
+            .map(|s| EventAccounting {
+                counted: EventCounts {
+                    exec: totals.execs,
+                    exit: totals.process_exits(),
+                    fork: if args.forks { totals.forks } else { 0 },
+                    // Not counted apart in the kernel; every record is here.
+                    oom: s.delivered.oom + cur.dropped.oom,
+                },
+                delivered: s.delivered,
+                dropped: cur.dropped,
+                undecodable: s.undecodable,
+            }),
         monotonic_end_ns: end_ns,
         findings,
+        oom_kills: sink
+            .as_mut()
+            .map(|s| std::mem::take(&mut s.oom_kills))
+            .unwrap_or_default(),
     };
     if let Some(r) = recorder.as_mut() {
         r.value(&summary).map_err(TraceError::Record)?;

@@ -20,6 +20,9 @@
 //! --fail-after MS
 //!                spawn nothing: sleep MS milliseconds, then exit 1 (a
 //!                service that crashes soon after it starts, in one exec)
+//! --leak-mib-per-s N
+//!                spawn nothing: allocate and touch N MiB every second, in
+//!                1 MiB steps, forever (until something kills it)
 
 use std::process::{Command, ExitCode};
 
@@ -109,6 +112,16 @@ fn main() -> ExitCode {
         n.insert(flag.trim_start_matches("--").to_string(), v);
     }
     let count = |k: &str| n.get(k).copied().unwrap_or(0);
+    if let Some(&rate) = n.get("leak-mib-per-s") {
+        let step = std::time::Duration::from_secs(1) / rate.max(1);
+        let mut held: Vec<Vec<u8>> = Vec::new();
+        loop {
+            // Touch every page, so the memory is really charged.
+            held.push(vec![1u8; 1 << 20]);
+            std::hint::black_box(&held);
+            std::thread::sleep(step);
+        }
+    }
     if let Some(&ms) = n.get("fail-after") {
         std::thread::sleep(std::time::Duration::from_millis(ms.into()));
         return ExitCode::from(1);

@@ -193,6 +193,26 @@ impl<W: Write> Reporter for Table<W> {
                 s.probe.names_lost
             )?;
         }
+        for k in &s.oom_kills {
+            writeln!(
+                self.out,
+                "OOM kill: {} (pid {}) in {}, rss {}, killed while {} (pid {}) allocated",
+                k["comm"].as_str().unwrap_or("?"),
+                k["pid"],
+                k["unit"]
+                    .as_str()
+                    .or(k["cgroup"].as_str())
+                    .unwrap_or("an unknown cgroup"),
+                k["rss_bytes"]
+                    .as_u64()
+                    .map_or("unknown".into(), |b| format!(
+                        "{:.1} MiB",
+                        b as f64 / 1048576.0
+                    )),
+                k["killer"]["comm"].as_str().unwrap_or("?"),
+                k["killer"]["pid"],
+            )?;
+        }
         if let Some(e) = &s.events {
             writeln!(
                 self.out,
@@ -332,6 +352,10 @@ mod tests {
             events: None,
             monotonic_end_ns: 0,
             findings: Some(vec![]),
+            oom_kills: vec![serde_json::json!({
+                "comm": "leaker", "pid": 42, "unit": "leak.service", "cgroup": "/system.slice/leak.service",
+                "rss_bytes": 67108864u64, "killer": {"comm": "leaker", "pid": 42}
+            })],
         })
         .unwrap();
         let text = String::from_utf8(buf).unwrap();
@@ -365,5 +389,8 @@ mod tests {
         assert!(text.contains("warning: 2 cgroup creation(s) were not reported"));
         assert!(text.contains("warning: no cgroup2"));
         assert!(text.contains("respawn loops: none found"));
+        assert!(text.contains(
+            "OOM kill: leaker (pid 42) in leak.service, rss 64.0 MiB, killed while leaker (pid 42) allocated"
+        ));
     }
 }
