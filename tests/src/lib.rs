@@ -482,3 +482,90 @@ pub fn assert_exact_counts(tag: &str, extra: &[&str]) -> Value {
     }
     s
 }
+
+/// A cgroup v1 memory directory made for a test, removed on drop.
+struct V1Memcg(PathBuf);
+
+impl Drop for V1Memcg {
+    fn drop(&mut self) {
+        for _ in 0..100 {
+            if fs::remove_dir(&self.0).is_ok() || !self.0.exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("warning: could not remove {}", self.0.display());
+    }
+}
+
+/// A test cgroup with a memory limit: cgroup v2's memory.max where the v2
+/// memory controller reaches the test's cgroup, else a cgroup v1 memory
+/// child of the test process's own memory cgroup (the hybrid layout).
+pub struct MemCgroup {
+    pub cg: TestCgroup,
+    v1: Option<V1Memcg>,
+    /// Path in the memory-accounting hierarchy, as spawnscope names it.
+    pub mem_rel: String,
+}
+
+impl MemCgroup {
+    /// None (after a loud skip) when no memory controller is available.
+    pub fn new(tag: &str, limit: u64) -> Option<Self> {
+        let cg = TestCgroup::new(tag);
+        let v2_max = cg.path.join("memory.max");
+        if v2_max.exists() {
+            fs::write(&v2_max, limit.to_string()).expect("write memory.max");
+            let mem_rel = cg.rel.clone();
+            return Some(Self {
+                cg,
+                v1: None,
+                mem_rel,
+            });
+        }
+        let mounts = cgroupfs::cgroup_mounts(Path::new(cgroupfs::MOUNTINFO)).ok()?;
+        let Some(m) = mounts
+            .iter()
+            .find(|m| m.fstype == "cgroup" && m.super_options.iter().any(|o| o == "memory"))
+        else {
+            skip(&format!(
+                "{tag}: no memory controller (cgroup v2 memory.max or v1 memory)"
+            ));
+            return None;
+        };
+        let own = fs::read_to_string("/proc/self/cgroup").expect("own cgroups");
+        let parent = own
+            .lines()
+            .find_map(|l| {
+                let mut f = l.splitn(3, ':');
+                let (_, ctrl, path) = (f.next()?, f.next()?, f.next()?);
+                ctrl.split(',')
+                    .any(|c| c == "memory")
+                    .then(|| path.to_string())
+            })
+            .expect("a v1 memory line in /proc/self/cgroup");
+        let name = cg.path.file_name().unwrap().to_string_lossy().into_owned();
+        let mem_rel = format!("{}/{name}", parent.trim_end_matches('/'));
+        let dir = m.mount_point.join(mem_rel.trim_start_matches('/'));
+        fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+        let v1 = V1Memcg(dir);
+        fs::write(v1.0.join("memory.limit_in_bytes"), limit.to_string()).expect("set v1 limit");
+        Some(Self {
+            cg,
+            v1: Some(v1),
+            mem_rel,
+        })
+    }
+
+    /// A command whose child joins both the test cgroup and the memory one.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = self.cg.command(program);
+        if let Some(v1) = &self.v1 {
+            let procs = v1.0.join("cgroup.procs");
+            // SAFETY: the closure only writes a file, as pre_exec allows.
+            unsafe {
+                c.pre_exec(move || fs::write(&procs, b"0"));
+            }
+        }
+        c
+    }
+}

@@ -49,7 +49,7 @@ pub struct Cli {
 pub enum Command {
     /// Trace spawns live and print counts and rates per unit, slice, cgroup or container.
     #[command(after_help = EXIT_CODES)]
-    Trace(TraceArgs),
+    Trace(Box<TraceArgs>),
     /// Find respawn loops in a file written by `trace --record`, without root.
     #[command(after_help = EXIT_CODES)]
     Analyze(AnalyzeArgs),
@@ -144,6 +144,16 @@ pub struct TraceArgs {
           default_value_t = spawnscope_common::DEFAULT_EVENT_BUFFER_BYTES,
           value_parser = parse_ring_size)]
     pub event_buffer: u32,
+
+    /// How often to sample memory (system-wide and every memory cgroup's
+    /// usage and limit) for the exhaustion forecast.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub mem_interval: Duration,
+
+    /// Warn when memory (the system's, or a cgroup's up to its limit) is
+    /// forecast to run out within this time.
+    #[arg(long, value_name = "DURATION", default_value = "60m", value_parser = parse_duration)]
+    pub mem_warn_before: Duration,
 
     /// Do not look for respawn loops. Detection needs every exec and exit
     /// (a ring buffer and a little CPU per event); without it, and without

@@ -9,6 +9,7 @@ pub mod events;
 pub mod kernel;
 pub mod layout;
 pub mod memory;
+pub mod mempress;
 pub mod output;
 pub mod record;
 pub mod report;

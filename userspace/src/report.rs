@@ -453,6 +453,17 @@ pub struct Summary {
     /// Every OOM kill seen, oldest first (the same objects as the live
     /// `oom_kill` lines).
     pub oom_kills: Vec<serde_json::Value>,
+    pub memory: MemorySummary,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MemorySummary {
+    /// "v2", "v1" or null: which hierarchy's memory cgroups were sampled.
+    pub hierarchy: Option<&'static str>,
+    pub samples: usize,
+    /// Median cost of one sampling pass, in microseconds.
+    pub pass_us_p50: Option<u64>,
+    pub warnings: Vec<crate::mempress::MemWarning>,
 }
 
 /// Per kind, `counted` = `delivered` + `dropped`, exactly: the probes are

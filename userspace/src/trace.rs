@@ -3,6 +3,7 @@
 use std::{
     io::{self, BufWriter, Write},
     os::fd::AsRawFd,
+    path::PathBuf,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -19,9 +20,13 @@ use crate::{
     events::{self, Event, EventFilter, Place},
     kernel::{EventOptions, KernelError, LoadOptions, Probe},
     layout::ExitFlavour,
+    mempress::{self, MemConfig, MemWatch},
     output::{Reporter, json::Json, table::Table},
     record::{RecordError, Recorder},
-    report::{self, EventAccounting, EventCounts, Filter, IntervalReport, Snapshot, Summary},
+    report::{
+        self, EventAccounting, EventCounts, Filter, IntervalReport, MemorySummary, Snapshot,
+        Summary,
+    },
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +106,45 @@ struct Sinks<'a> {
     names: &'a mut CgroupNames,
     events: Option<&'a mut EventSink>,
     record: Option<&'a mut Recorder>,
+    mem: &'a mut MemState,
+}
+
+struct MemState {
+    watch: MemWatch,
+    every: Duration,
+    next: Instant,
+}
+
+/// Samples memory when due, and tells the operator about new warnings.
+fn sample_memory(sinks: &mut Sinks) -> Result<(), TraceError> {
+    let now = Instant::now();
+    if now < sinks.mem.next {
+        return Ok(());
+    }
+    while sinks.mem.next <= now {
+        sinks.mem.next += sinks.mem.every;
+    }
+    let warnings = sinks
+        .mem
+        .watch
+        .sample(monotonic_now_ns() as f64 / 1e9, now_unix());
+    for w in warnings {
+        let json = serde_json::to_string(&w).expect("warning JSON");
+        if let Some(r) = sinks.record.as_deref_mut() {
+            r.line(&json).map_err(TraceError::Record)?;
+        }
+        if let Some(ev) = sinks.events.as_deref_mut() {
+            let line = if ev.json {
+                json
+            } else {
+                format!("!! memory: {}", w.message)
+            };
+            writeln!(ev.out, "{line}")
+                .and_then(|()| ev.out.flush())
+                .map_err(TraceError::Output)?;
+        }
+    }
+    Ok(())
 }
 
 /// The clock bpf_ktime_get_ns() reads.
@@ -124,6 +168,7 @@ fn wait_until(
 ) -> Result<(), TraceError> {
     loop {
         drain(probe, sinks)?;
+        sample_memory(sinks)?;
         // Stopped loops are marked between readings too, not only at the
         // interval, so a long --interval does not delay the mark.
         if let Some(ev) = sinks.events.as_deref_mut() {
@@ -175,6 +220,7 @@ fn drain(probe: &mut Probe, sinks: &mut Sinks) -> Result<(), TraceError> {
         return Ok(());
     };
     let mut record = sinks.record.as_deref_mut();
+    let mem = &sinks.mem.watch;
     let mut result = Ok(());
     let mut changes = Vec::new();
     probe.drain_events(|bytes| {
@@ -206,15 +252,35 @@ fn drain(probe: &mut Probe, sinks: &mut Sinks) -> Result<(), TraceError> {
             return;
         }
         if oom {
-            // An alert in every mode, and kept for the summary.
-            let j = json.clone().expect("made above");
+            // An alert in every mode, and kept for the summary, with the
+            // last memory warning that came before it for its cgroup (or
+            // the system).
+            let mut v: serde_json::Value =
+                serde_json::from_str(json.as_deref().expect("made above")).expect("our own JSON");
+            let victim = match &e {
+                Event::Oom(o) => o.tgid,
+                _ => 0,
+            };
+            let last = mem
+                .warnings
+                .iter()
+                .rev()
+                .find(|w| w.pids.contains(&victim))
+                .or_else(|| {
+                    mem.warnings
+                        .iter()
+                        .rev()
+                        .find(|w| w.cgroup.is_some() && w.cgroup == place.cgroup)
+                })
+                .or_else(|| mem.warnings.iter().rev().find(|w| w.target == "system"));
+            v["last_warning"] = serde_json::to_value(last).expect("warning JSON");
+            let j = v.to_string();
             let line = if ev.json {
                 j.clone()
             } else {
                 format!("!! OOM kill: {}", events::to_human(&e, &place, t))
             };
-            ev.oom_kills
-                .push(serde_json::from_str(&j).expect("our own JSON"));
+            ev.oom_kills.push(v);
             if let Err(err) = writeln!(ev.out, "{line}") {
                 result = Err(TraceError::Output(err));
             }
@@ -316,6 +382,18 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
         detector: detect.then(|| Detector::new(DetectConfig::default(), started_ns, mono_to_unix)),
         oom_kills: Vec::new(),
     });
+    let mut mem = MemState {
+        watch: MemWatch::new(
+            MemConfig {
+                warn_before_s: args.mem_warn_before.as_secs_f64(),
+                ..MemConfig::default()
+            },
+            mempress::memory_tree(&mounts),
+            PathBuf::from("/proc"),
+        ),
+        every: args.mem_interval,
+        next: Instant::now(),
+    };
     // Scripts and tests wait for this line before starting their workload.
     eprintln!(
         "spawnscope: tracing fork/exec/exit per {}{}; interval {}, {}",
@@ -359,6 +437,7 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
                 names: &mut names,
                 events: sink.as_mut(),
                 record: recorder.as_mut(),
+                mem: &mut mem,
             },
         )?;
         if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
@@ -374,6 +453,7 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
                 names: &mut names,
                 events: sink.as_mut(),
                 record: recorder.as_mut(),
+                mem: &mut mem,
             },
         )?;
         names.refresh(cur.per_cgroup.keys());
@@ -440,6 +520,7 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
             names: &mut names,
             events: sink.as_mut(),
             record: recorder.as_mut(),
+            mem: &mut mem,
         },
     )?;
     names.refresh(cur.per_cgroup.keys());
@@ -487,6 +568,12 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
             .as_mut()
             .map(|s| std::mem::take(&mut s.oom_kills))
             .unwrap_or_default(),
+        memory: MemorySummary {
+            hierarchy: mempress::memory_tree(&mounts).map(|t| if t.v2 { "v2" } else { "v1" }),
+            samples: mem.watch.pass_us.len(),
+            pass_us_p50: mem.watch.median_pass_us(),
+            warnings: mem.watch.warnings.clone(),
+        },
     };
     if let Some(r) = recorder.as_mut() {
         r.value(&summary).map_err(TraceError::Record)?;

@@ -20,6 +20,8 @@
 //! --fail-after MS
 //!                spawn nothing: sleep MS milliseconds, then exit 1 (a
 //!                service that crashes soon after it starts, in one exec)
+//! --hold-mib N  spawn nothing: allocate and touch N MiB at once, then
+//!                hold it without growing, forever
 //! --leak-mib-per-s N
 //!                spawn nothing: allocate and touch N MiB every second, in
 //!                1 MiB steps, forever (until something kills it)
@@ -112,6 +114,13 @@ fn main() -> ExitCode {
         n.insert(flag.trim_start_matches("--").to_string(), v);
     }
     let count = |k: &str| n.get(k).copied().unwrap_or(0);
+    if let Some(&mib) = n.get("hold-mib") {
+        let held: Vec<Vec<u8>> = (0..mib).map(|_| vec![1u8; 1 << 20]).collect();
+        loop {
+            std::hint::black_box(&held);
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
     if let Some(&rate) = n.get("leak-mib-per-s") {
         let step = std::time::Duration::from_secs(1) / rate.max(1);
         let mut held: Vec<Vec<u8>> = Vec::new();

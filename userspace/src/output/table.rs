@@ -193,6 +193,9 @@ impl<W: Write> Reporter for Table<W> {
                 s.probe.names_lost
             )?;
         }
+        for w in &s.memory.warnings {
+            writeln!(self.out, "memory warning: {}", w.message)?;
+        }
         for k in &s.oom_kills {
             writeln!(
                 self.out,
@@ -356,6 +359,24 @@ mod tests {
                 "comm": "leaker", "pid": 42, "unit": "leak.service", "cgroup": "/system.slice/leak.service",
                 "rss_bytes": 67108864u64, "killer": {"comm": "leaker", "pid": 42}
             })],
+            memory: crate::report::MemorySummary {
+                hierarchy: Some("v1"),
+                samples: 3,
+                pass_us_p50: Some(120),
+                warnings: vec![crate::mempress::MemWarning {
+                    kind: "memory_warning",
+                    target: "cgroup",
+                    cgroup: Some("/leak".into()),
+                    unit: None,
+                    time_unix: 0.0,
+                    seconds_to_exhaustion: 7.0,
+                    growth_bytes_per_s: 1.0,
+                    used_bytes: 1,
+                    limit_bytes: Some(2),
+                    pids: vec![42],
+                    message: "/leak will reach its memory limit in 7 s".into(),
+                }],
+            },
         })
         .unwrap();
         let text = String::from_utf8(buf).unwrap();
@@ -389,6 +410,7 @@ mod tests {
         assert!(text.contains("warning: 2 cgroup creation(s) were not reported"));
         assert!(text.contains("warning: no cgroup2"));
         assert!(text.contains("respawn loops: none found"));
+        assert!(text.contains("memory warning: /leak will reach its memory limit in 7 s"));
         assert!(text.contains(
             "OOM kill: leaker (pid 42) in leak.service, rss 64.0 MiB, killed while leaker (pid 42) allocated"
         ));

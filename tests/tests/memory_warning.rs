@@ -1,0 +1,90 @@
+//! The early warning: a process leaking 16 MiB/s into a 256 MiB memory
+//! limit is named by a memory warning at least 8 s before the OOM killer
+//! takes it, and the kill report carries that warning. A steady hog that
+//! does not grow raises nothing.
+
+use std::time::Duration;
+
+use spawnscope_tests::{MemCgroup, Tracer, require_root, summary, workload_bin};
+
+const MIB: u64 = 1 << 20;
+
+#[test]
+fn leak_is_forecast_well_before_the_kill() {
+    if !require_root("memory_warning") {
+        return;
+    }
+    let Some(mcg) = MemCgroup::new("memwarn", 256 * MIB) else {
+        return;
+    };
+    let tracer = Tracer::start(&["--interval", "1s", "--mem-interval", "500ms"]);
+    let mut c = mcg.command(workload_bin());
+    let st = c.args(["--leak-mib-per-s", "16"]).status().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&st),
+        Some(libc::SIGKILL)
+    );
+    let mem_rel = mcg.mem_rel.clone();
+    drop(mcg);
+    let (code, lines, stderr) = tracer.stop_with(libc::SIGINT);
+    assert_eq!(code, Some(0), "{stderr}");
+    let warning = lines
+        .iter()
+        .find(|l| l["type"] == "memory_warning" && l["cgroup"] == mem_rel.as_str())
+        .unwrap_or_else(|| panic!("no warning for {mem_rel}: {lines:?}"));
+    let kill = lines
+        .iter()
+        .find(|l| l["type"] == "oom_kill" && l["comm"] == "spawn-workload")
+        .expect("the kill");
+    let lead = kill["time_unix"].as_f64().unwrap() - warning["time_unix"].as_f64().unwrap();
+    eprintln!(
+        "warning lead time {lead:.1} s: {}",
+        warning["message"].as_str().unwrap()
+    );
+    assert!(lead >= 8.0, "warned only {lead:.1} s before the kill");
+    assert_eq!(
+        kill["last_warning"], *warning,
+        "the kill carries the forecast"
+    );
+    let s = summary(&lines);
+    assert!(
+        s["memory"]["pass_us_p50"].as_u64().is_some(),
+        "{}",
+        s["memory"]
+    );
+    eprintln!("sampling pass: {} µs (median)", s["memory"]["pass_us_p50"]);
+}
+
+#[test]
+fn steady_hog_raises_no_warning() {
+    if !require_root("memory_warning") {
+        return;
+    }
+    let Some(mcg) = MemCgroup::new("memhog", 256 * MIB) else {
+        return;
+    };
+    let mut hog = mcg
+        .command(workload_bin())
+        .args(["--hold-mib", "128"])
+        .spawn()
+        .unwrap();
+    // Let it take its memory before watching: steady from then on.
+    std::thread::sleep(Duration::from_secs(2));
+    let tracer = Tracer::start(&["--interval", "1s", "--mem-interval", "500ms"]);
+    std::thread::sleep(Duration::from_secs(8));
+    let (code, lines, stderr) = tracer.stop_with(libc::SIGINT);
+    assert_eq!(code, Some(0), "{stderr}");
+    let _ = hog.kill();
+    let _ = hog.wait();
+    let mine: Vec<_> = lines
+        .iter()
+        .filter(|l| l["type"] == "memory_warning" && l["cgroup"] == mcg.mem_rel.as_str())
+        .collect();
+    assert!(mine.is_empty(), "{mine:?}");
+    let s = summary(&lines);
+    assert!(
+        s["memory"]["samples"].as_u64().unwrap() >= 12,
+        "{}",
+        s["memory"]
+    );
+}

@@ -1,0 +1,369 @@
+//! Memory pressure (issue 6, in progress): periodic cheap samples of the
+//! system's available memory and of every memory cgroup's usage and limit,
+//! robust growth slopes, time to exhaustion, and an early warning when that
+//! time falls below a threshold.
+
+use std::{
+    collections::{BTreeMap, HashSet, VecDeque},
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use serde::Serialize;
+
+use crate::{
+    cgroupfs::{self, CgroupMount},
+    memory::{self, parse_limit, parse_u64, theil_sen, time_to_exhaustion},
+    unit,
+};
+
+/// Which hierarchy accounts memory, and where its tree is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemTree {
+    pub root: PathBuf,
+    pub v2: bool,
+}
+
+/// The memory-accounting tree: cgroup2 when it has the memory controller,
+/// else the cgroup v1 memory hierarchy.
+pub fn memory_tree(mounts: &[CgroupMount]) -> Option<MemTree> {
+    if let Some(m) = mounts.iter().find(|m| m.fstype == "cgroup2") {
+        let ctrl =
+            std::fs::read_to_string(m.mount_point.join("cgroup.controllers")).unwrap_or_default();
+        if ctrl.split_whitespace().any(|c| c == "memory") {
+            return Some(MemTree {
+                root: m.mount_point.clone(),
+                v2: true,
+            });
+        }
+    }
+    mounts
+        .iter()
+        .find(|m| m.fstype == "cgroup" && m.super_options.iter().any(|o| o == "memory"))
+        .map(|m| MemTree {
+            root: m.mount_point.clone(),
+            v2: false,
+        })
+}
+
+/// Usage and limit of one cgroup: two small reads per cgroup and pass.
+fn usage_and_limit(dir: &Path, v2: bool) -> Option<(u64, Option<u64>)> {
+    let (cur, lim) = if v2 {
+        ("memory.current", "memory.max")
+    } else {
+        ("memory.usage_in_bytes", "memory.limit_in_bytes")
+    };
+    let c = std::fs::read_to_string(dir.join(cur)).ok()?;
+    let l = std::fs::read_to_string(dir.join(lim)).ok()?;
+    Some((parse_u64(&c, cur).ok()?, parse_limit(&l, lim).ok()?))
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MemWarning {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// "cgroup" (its limit) or "system" (MemAvailable).
+    pub target: &'static str,
+    /// Path in the memory hierarchy; null for the system.
+    pub cgroup: Option<String>,
+    pub unit: Option<String>,
+    pub time_unix: f64,
+    pub seconds_to_exhaustion: f64,
+    pub growth_bytes_per_s: f64,
+    pub used_bytes: u64,
+    pub limit_bytes: Option<u64>,
+    /// Processes in the cgroup when the warning was raised, so a later OOM
+    /// kill can be tied to it whichever hierarchy named the cgroup.
+    pub pids: Vec<u32>,
+    pub message: String,
+}
+
+struct Series {
+    points: VecDeque<(f64, f64)>,
+    limit: Option<u64>,
+    last: u64,
+    warned: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct MemConfig {
+    /// Slopes are taken over this many seconds of samples.
+    pub window_s: f64,
+    /// Warn when the forecast time to exhaustion is below this.
+    pub warn_before_s: f64,
+    /// Samples needed before a slope is trusted.
+    pub min_samples: usize,
+    /// Growth below this (bytes/s) is noise, not a trend.
+    pub min_growth: f64,
+    /// Cgroups walked per pass at most.
+    pub max_cgroups: usize,
+}
+
+impl Default for MemConfig {
+    fn default() -> Self {
+        Self {
+            window_s: 60.0,
+            warn_before_s: 3600.0,
+            min_samples: 3,
+            min_growth: 16.0 * 1024.0,
+            max_cgroups: 4096,
+        }
+    }
+}
+
+pub struct MemWatch {
+    cfg: MemConfig,
+    tree: Option<MemTree>,
+    proc_root: PathBuf,
+    cgroups: BTreeMap<String, Series>,
+    system: Series,
+    /// Microseconds per pass, for the summary.
+    pub pass_us: Vec<u64>,
+    pub warnings: Vec<MemWarning>,
+}
+
+fn human_bytes(b: f64) -> String {
+    format!("{:.1} MiB", b / 1048576.0)
+}
+
+impl MemWatch {
+    pub fn new(cfg: MemConfig, tree: Option<MemTree>, proc_root: PathBuf) -> Self {
+        Self {
+            cfg,
+            tree,
+            proc_root,
+            cgroups: BTreeMap::new(),
+            system: Series {
+                points: VecDeque::new(),
+                limit: None,
+                last: 0,
+                warned: false,
+            },
+            pass_us: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// One sampling pass at `t` (seconds, any monotonic origin); returns
+    /// the warnings it raised (each cgroup warns once while it grows).
+    pub fn sample(&mut self, t: f64, now_unix: f64) -> Vec<MemWarning> {
+        let t0 = Instant::now();
+        let mut seen = HashSet::new();
+        if let Some(tree) = self.tree.clone() {
+            let mut stack = vec![tree.root.clone()];
+            let mut n = 0;
+            while let Some(dir) = stack.pop() {
+                if n >= self.cfg.max_cgroups {
+                    break;
+                }
+                n += 1;
+                if let Some((cur, lim)) = usage_and_limit(&dir, tree.v2) {
+                    let rel = dir
+                        .strip_prefix(&tree.root)
+                        .map(cgroupfs::display_rel)
+                        .unwrap_or_default();
+                    let s = self.cgroups.entry(rel.clone()).or_insert(Series {
+                        points: VecDeque::new(),
+                        limit: None,
+                        last: 0,
+                        warned: false,
+                    });
+                    s.points.push_back((t, cur as f64));
+                    s.limit = lim;
+                    s.last = cur;
+                    seen.insert(rel);
+                }
+                if let Ok(rd) = std::fs::read_dir(&dir) {
+                    for e in rd.flatten() {
+                        if e.file_type().is_ok_and(|f| f.is_dir()) {
+                            stack.push(e.path());
+                        }
+                    }
+                }
+            }
+        }
+        // Gone cgroups keep no history.
+        self.cgroups.retain(|k, _| seen.contains(k));
+        if let Ok(m) = memory::read_meminfo(&self.proc_root) {
+            // Used = total - available: it grows as memory runs out.
+            let used = m.total.saturating_sub(m.available);
+            self.system.points.push_back((t, used as f64));
+            self.system.limit = Some(m.total);
+            self.system.last = used;
+        }
+        let window = self.cfg.window_s;
+        let mut out = Vec::new();
+        let cfg = self.cfg;
+        let check = |s: &mut Series| -> Option<(f64, f64)> {
+            while s.points.front().is_some_and(|p| p.0 < t - window) {
+                s.points.pop_front();
+            }
+            let limit = s.limit? as f64;
+            if s.points.len() < cfg.min_samples {
+                return None;
+            }
+            let slope = theil_sen(s.points.make_contiguous())?;
+            if slope < cfg.min_growth {
+                // Re-arm once the growth has stopped.
+                s.warned = false;
+                return None;
+            }
+            let tte = time_to_exhaustion(limit - s.last as f64, slope)?;
+            if tte < cfg.warn_before_s && !s.warned {
+                s.warned = true;
+                return Some((tte, slope));
+            }
+            None
+        };
+        for (rel, s) in self.cgroups.iter_mut() {
+            if let Some((tte, slope)) = check(s) {
+                let owner = unit::parse(rel.as_bytes());
+                let pids = self
+                    .tree
+                    .as_ref()
+                    .and_then(|t| {
+                        std::fs::read_to_string(
+                            t.root
+                                .join(rel.trim_start_matches('/'))
+                                .join("cgroup.procs"),
+                        )
+                        .ok()
+                    })
+                    .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+                    .unwrap_or_default();
+                let name = owner.unit.clone().unwrap_or_else(|| rel.clone());
+                out.push(MemWarning {
+                    kind: "memory_warning",
+                    target: "cgroup",
+                    cgroup: Some(rel.clone()),
+                    unit: owner.unit,
+                    time_unix: now_unix,
+                    seconds_to_exhaustion: tte,
+                    growth_bytes_per_s: slope,
+                    used_bytes: s.last,
+                    limit_bytes: s.limit,
+                    pids,
+                    message: format!(
+                        "{name} will reach its memory limit in {tte:.0} s: growing {}/s, {} of {}",
+                        human_bytes(slope),
+                        human_bytes(s.last as f64),
+                        human_bytes(s.limit.unwrap_or(0) as f64)
+                    ),
+                });
+            }
+        }
+        if let Some((tte, slope)) = check(&mut self.system) {
+            out.push(MemWarning {
+                kind: "memory_warning",
+                target: "system",
+                cgroup: None,
+                unit: None,
+                time_unix: now_unix,
+                seconds_to_exhaustion: tte,
+                growth_bytes_per_s: slope,
+                used_bytes: self.system.last,
+                limit_bytes: self.system.limit,
+                pids: Vec::new(),
+                message: format!(
+                    "the system will run out of available memory in {tte:.0} s: use growing {}/s",
+                    human_bytes(slope)
+                ),
+            });
+        }
+        self.pass_us.push(t0.elapsed().as_micros() as u64);
+        self.warnings.extend(out.iter().cloned());
+        out
+    }
+
+    /// Median microseconds of a sampling pass so far.
+    pub fn median_pass_us(&self) -> Option<u64> {
+        let mut v = self.pass_us.clone();
+        v.sort_unstable();
+        v.get(v.len() / 2).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cg(root: &Path, rel: &str, cur: u64, lim: &str) {
+        let d = root.join(rel);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("memory.usage_in_bytes"), format!("{cur}\n")).unwrap();
+        std::fs::write(d.join("memory.limit_in_bytes"), format!("{lim}\n")).unwrap();
+    }
+
+    #[test]
+    fn a_leaking_cgroup_warns_once_a_steady_one_never() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("memory");
+        let procs = d.path().join("proc");
+        std::fs::create_dir_all(&procs).unwrap();
+        std::fs::write(
+            procs.join("meminfo"),
+            "MemTotal: 1000000 kB\nMemAvailable: 900000 kB\nSlab: 0 kB\nSUnreclaim: 0 kB\n\
+             Committed_AS: 0 kB\nSwapTotal: 0 kB\nSwapFree: 0 kB\n",
+        )
+        .unwrap();
+        let mut w = MemWatch::new(
+            MemConfig::default(),
+            Some(MemTree {
+                root: root.clone(),
+                v2: false,
+            }),
+            procs,
+        );
+        let mib = 1u64 << 20;
+        let mut warned = Vec::new();
+        for i in 0..8u64 {
+            cg(&root, "", 0, "9223372036854771712");
+            cg(
+                &root,
+                "system.slice/leak.service",
+                16 * mib * i,
+                &(256 * mib).to_string(),
+            );
+            cg(&root, "steady", 128 * mib, &(256 * mib).to_string());
+            warned.extend(w.sample(i as f64 * 0.5, 0.0));
+        }
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        let x = &warned[0];
+        assert_eq!(x.unit.as_deref(), Some("leak.service"));
+        assert_eq!(x.cgroup.as_deref(), Some("/system.slice/leak.service"));
+        // 32 MiB/s (16 MiB per 0.5 s); at the 3rd sample 224 MiB are left.
+        assert_eq!(x.growth_bytes_per_s, 32.0 * mib as f64);
+        assert_eq!(x.seconds_to_exhaustion, 7.0);
+        assert!(
+            x.message
+                .starts_with("leak.service will reach its memory limit in 7 s"),
+            "{}",
+            x.message
+        );
+        assert!(w.median_pass_us().is_some());
+    }
+
+    #[test]
+    fn memory_tree_prefers_v2_with_the_controller() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("cgroup.controllers"), "cpu io memory pids\n").unwrap();
+        let v2 = CgroupMount {
+            mount_point: d.path().to_path_buf(),
+            root: "/".into(),
+            fstype: "cgroup2".into(),
+            super_options: vec![],
+        };
+        let v1 = CgroupMount {
+            mount_point: "/sys/fs/cgroup/memory".into(),
+            root: "/".into(),
+            fstype: "cgroup".into(),
+            super_options: vec!["rw".into(), "memory".into()],
+        };
+        assert!(memory_tree(&[v2.clone(), v1.clone()]).unwrap().v2);
+        std::fs::write(d.path().join("cgroup.controllers"), "cpu pids\n").unwrap();
+        let t = memory_tree(&[v2, v1]).unwrap();
+        assert!(!t.v2);
+        assert_eq!(t.root, Path::new("/sys/fs/cgroup/memory"));
+        assert_eq!(memory_tree(&[]), None);
+    }
+}
