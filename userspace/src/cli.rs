@@ -155,6 +155,15 @@ pub struct TraceArgs {
     #[arg(long, value_name = "DURATION", default_value = "60m", value_parser = parse_duration)]
     pub mem_warn_before: Duration,
 
+    /// Warn when the system's memory pressure (PSI "some avg10") stays
+    /// above this percentage for --psi-for.
+    #[arg(long, value_name = "PERCENT", default_value_t = 10.0, value_parser = parse_percent)]
+    pub psi_warn: f64,
+
+    /// How long memory pressure must stay above --psi-warn.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub psi_for: Duration,
+
     /// Do not look for respawn loops. Detection needs every exec and exit
     /// (a ring buffer and a little CPU per event); without it, and without
     /// --events or --record, only the in-kernel counters run.
@@ -197,6 +206,14 @@ pub struct AnalyzeArgs {
     /// stopping at the first one.
     #[arg(long)]
     pub lenient: bool,
+}
+
+fn parse_percent(s: &str) -> Result<f64, String> {
+    let p: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if !(0.0..=100.0).contains(&p) {
+        return Err("must be between 0 and 100".into());
+    }
+    Ok(p)
 }
 
 fn parse_ring_size(s: &str) -> Result<u32, String> {

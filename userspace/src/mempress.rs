@@ -62,13 +62,15 @@ fn usage_and_limit(dir: &Path, v2: bool) -> Option<(u64, Option<u64>)> {
 pub struct MemWarning {
     #[serde(rename = "type")]
     pub kind: &'static str,
-    /// "cgroup" (its limit) or "system" (MemAvailable).
+    /// "cgroup" (its limit), "system" (MemAvailable) or "psi" (the
+    /// system's memory pressure stayed high).
     pub target: &'static str,
     /// Path in the memory hierarchy; null for the system.
     pub cgroup: Option<String>,
     pub unit: Option<String>,
     pub time_unix: f64,
-    pub seconds_to_exhaustion: f64,
+    /// Null for a pressure warning.
+    pub seconds_to_exhaustion: Option<f64>,
     pub growth_bytes_per_s: f64,
     pub used_bytes: u64,
     pub limit_bytes: Option<u64>,
@@ -97,6 +99,11 @@ pub struct MemConfig {
     pub min_growth: f64,
     /// Cgroups walked per pass at most.
     pub max_cgroups: usize,
+    /// Warn when /proc/pressure/memory "some avg10" stays above this
+    /// percentage...
+    pub psi_percent: f64,
+    /// ...for this long.
+    pub psi_for_s: f64,
 }
 
 impl Default for MemConfig {
@@ -107,6 +114,8 @@ impl Default for MemConfig {
             min_samples: 3,
             min_growth: 16.0 * 1024.0,
             max_cgroups: 4096,
+            psi_percent: 10.0,
+            psi_for_s: 30.0,
         }
     }
 }
@@ -117,6 +126,10 @@ pub struct MemWatch {
     proc_root: PathBuf,
     cgroups: BTreeMap<String, Series>,
     system: Series,
+    /// Since when PSI has been above the threshold, and whether that was
+    /// reported.
+    psi_above_since: Option<f64>,
+    psi_warned: bool,
     /// Microseconds per pass, for the summary.
     pub pass_us: Vec<u64>,
     pub warnings: Vec<MemWarning>,
@@ -139,6 +152,8 @@ impl MemWatch {
                 last: 0,
                 warned: false,
             },
+            psi_above_since: None,
+            psi_warned: false,
             pass_us: Vec::new(),
             warnings: Vec::new(),
         }
@@ -238,7 +253,7 @@ impl MemWatch {
                     cgroup: Some(rel.clone()),
                     unit: owner.unit,
                     time_unix: now_unix,
-                    seconds_to_exhaustion: tte,
+                    seconds_to_exhaustion: Some(tte),
                     growth_bytes_per_s: slope,
                     used_bytes: s.last,
                     limit_bytes: s.limit,
@@ -259,7 +274,7 @@ impl MemWatch {
                 cgroup: None,
                 unit: None,
                 time_unix: now_unix,
-                seconds_to_exhaustion: tte,
+                seconds_to_exhaustion: Some(tte),
                 growth_bytes_per_s: slope,
                 used_bytes: self.system.last,
                 limit_bytes: self.system.limit,
@@ -269,6 +284,38 @@ impl MemWatch {
                     human_bytes(slope)
                 ),
             });
+        }
+        let psi = std::fs::read_to_string(self.proc_root.join("pressure/memory"))
+            .ok()
+            .and_then(|t| memory::parse_psi(&t, "/proc/pressure/memory").ok());
+        match psi {
+            Some(p) if p.some.avg10 > self.cfg.psi_percent => {
+                let since = *self.psi_above_since.get_or_insert(t);
+                if t - since >= self.cfg.psi_for_s && !self.psi_warned {
+                    self.psi_warned = true;
+                    out.push(MemWarning {
+                        kind: "memory_warning",
+                        target: "psi",
+                        cgroup: None,
+                        unit: None,
+                        time_unix: now_unix,
+                        seconds_to_exhaustion: None,
+                        growth_bytes_per_s: 0.0,
+                        used_bytes: self.system.last,
+                        limit_bytes: self.system.limit,
+                        pids: Vec::new(),
+                        message: format!(
+                            "memory pressure: tasks stalled on memory {:.1}% of the time (some avg10) for {:.0} s",
+                            p.some.avg10,
+                            t - since
+                        ),
+                    });
+                }
+            }
+            _ => {
+                self.psi_above_since = None;
+                self.psi_warned = false;
+            }
         }
         self.pass_us.push(t0.elapsed().as_micros() as u64);
         self.warnings.extend(out.iter().cloned());
@@ -333,7 +380,7 @@ mod tests {
         assert_eq!(x.cgroup.as_deref(), Some("/system.slice/leak.service"));
         // 32 MiB/s (16 MiB per 0.5 s); at the 3rd sample 224 MiB are left.
         assert_eq!(x.growth_bytes_per_s, 32.0 * mib as f64);
-        assert_eq!(x.seconds_to_exhaustion, 7.0);
+        assert_eq!(x.seconds_to_exhaustion, Some(7.0));
         assert!(
             x.message
                 .starts_with("leak.service will reach its memory limit in 7 s"),
@@ -341,6 +388,38 @@ mod tests {
             x.message
         );
         assert!(w.median_pass_us().is_some());
+    }
+
+    #[test]
+    fn sustained_pressure_warns_once_and_rearms() {
+        let d = tempfile::tempdir().unwrap();
+        let procs = d.path().to_path_buf();
+        std::fs::create_dir_all(procs.join("pressure")).unwrap();
+        let psi = |avg10: f64| {
+            std::fs::write(
+                procs.join("pressure/memory"),
+                format!("some avg10={avg10:.2} avg60=0.00 avg300=0.00 total=1\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"),
+            )
+            .unwrap();
+        };
+        let mut w = MemWatch::new(MemConfig::default(), None, procs.clone());
+        let mut got = Vec::new();
+        // 5 s samples: 25 % from t=0; 30 s later it has lasted long enough.
+        for i in 0..10 {
+            psi(if i < 8 { 25.0 } else { 2.0 });
+            got.push((i, w.sample(i as f64 * 5.0, 0.0)));
+        }
+        let fired: Vec<_> = got.iter().filter(|(_, v)| !v.is_empty()).collect();
+        assert_eq!(fired.len(), 1, "{fired:?}");
+        assert_eq!(fired[0].0, 6, "at t = 30 s");
+        let x = &fired[0].1[0];
+        assert_eq!(x.target, "psi");
+        assert_eq!(x.seconds_to_exhaustion, None);
+        assert!(x.message.contains("25.0% of the time"), "{}", x.message);
+        // Back above after dropping: a new 30 s is needed.
+        psi(30.0);
+        assert!(w.sample(100.0, 0.0).is_empty());
+        assert_eq!(w.sample(130.0, 0.0).len(), 1);
     }
 
     #[test]

@@ -386,6 +386,8 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
         watch: MemWatch::new(
             MemConfig {
                 warn_before_s: args.mem_warn_before.as_secs_f64(),
+                psi_percent: args.psi_warn,
+                psi_for_s: args.psi_for.as_secs_f64(),
                 ..MemConfig::default()
             },
             mempress::memory_tree(&mounts),

@@ -71,6 +71,8 @@ fn bad_command_lines_are_usage_errors() {
         &["trace", "--events", "--event-buffer", "5000"],
         &["trace", "--events", "--event-buffer", "2048"],
         &["analyze"],
+        &["trace", "--psi-warn", "120"],
+        &["trace", "--mem-interval", "0s"],
         &["analyze", "a", "b"],
         &["frobnicate"],
         &[],

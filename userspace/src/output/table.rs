@@ -369,7 +369,7 @@ mod tests {
                     cgroup: Some("/leak".into()),
                     unit: None,
                     time_unix: 0.0,
-                    seconds_to_exhaustion: 7.0,
+                    seconds_to_exhaustion: Some(7.0),
                     growth_bytes_per_s: 1.0,
                     used_bytes: 1,
                     limit_bytes: Some(2),
