@@ -46,6 +46,12 @@ fn leak_is_forecast_well_before_the_kill() {
         kill["last_warning"], *warning,
         "the kill carries the forecast"
     );
+    // The live view's forecast ranked the leak first while it grew.
+    assert!(
+        lines.iter().any(|l| l["type"] == "interval"
+            && l["memory"]["top_growth"][0]["cgroup"] == mem_rel.as_str()),
+        "no interval ranked {mem_rel} first"
+    );
     let s = summary(&lines);
     assert!(
         s["memory"]["pass_us_p50"].as_u64().is_some(),

@@ -120,6 +120,34 @@ impl Default for MemConfig {
     }
 }
 
+/// The forecast as of the last sample: the system, and the cgroups whose
+/// growth explains it, largest first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MemForecast {
+    pub used_bytes: u64,
+    pub total_bytes: u64,
+    /// Theil–Sen growth of used memory (MemTotal − MemAvailable); null
+    /// until enough samples.
+    pub growth_bytes_per_s: Option<f64>,
+    pub seconds_to_exhaustion: Option<f64>,
+    /// Growing cgroups, largest growth first (at most 5).
+    pub top_growth: Vec<CgroupTrend>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CgroupTrend {
+    pub cgroup: String,
+    pub unit: Option<String>,
+    pub used_bytes: u64,
+    pub limit_bytes: Option<u64>,
+    pub growth_bytes_per_s: f64,
+    /// Time to its own limit, if it has one.
+    pub seconds_to_limit: Option<f64>,
+    /// Its growth as a share of the system's (may exceed 1 when others
+    /// shrink); null when the system is not growing.
+    pub share_of_system_growth: Option<f64>,
+}
+
 pub struct MemWatch {
     cfg: MemConfig,
     tree: Option<MemTree>,
@@ -322,6 +350,51 @@ impl MemWatch {
         out
     }
 
+    /// The system's and the top cgroups' trends as of the last sample.
+    pub fn forecast(&self) -> MemForecast {
+        let slope = |s: &Series| {
+            let v: Vec<(f64, f64)> = s.points.iter().copied().collect();
+            (v.len() >= self.cfg.min_samples)
+                .then(|| theil_sen(&v))
+                .flatten()
+        };
+        let sys = slope(&self.system);
+        let total = self.system.limit.unwrap_or(0);
+        let mut top: Vec<CgroupTrend> = self
+            .cgroups
+            .iter()
+            // Parents include their children: attribute to leaves only.
+            .filter(|(k, _)| {
+                let prefix = format!("{}/", k.trim_end_matches('/'));
+                !self.cgroups.keys().any(|o| o.starts_with(&prefix))
+            })
+            .filter_map(|(k, s)| {
+                let g = slope(s)?;
+                (g >= self.cfg.min_growth).then(|| CgroupTrend {
+                    cgroup: k.clone(),
+                    unit: unit::parse(k.as_bytes()).unit,
+                    used_bytes: s.last,
+                    limit_bytes: s.limit,
+                    growth_bytes_per_s: g,
+                    seconds_to_limit: s
+                        .limit
+                        .and_then(|l| time_to_exhaustion(l as f64 - s.last as f64, g)),
+                    share_of_system_growth: sys.filter(|x| *x > 0.0).map(|x| g / x),
+                })
+            })
+            .collect();
+        top.sort_by(|a, b| b.growth_bytes_per_s.total_cmp(&a.growth_bytes_per_s));
+        top.truncate(5);
+        MemForecast {
+            used_bytes: self.system.last,
+            total_bytes: total,
+            growth_bytes_per_s: sys,
+            seconds_to_exhaustion: sys
+                .and_then(|g| time_to_exhaustion(total as f64 - self.system.last as f64, g)),
+            top_growth: top,
+        }
+    }
+
     /// Median microseconds of a sampling pass so far.
     pub fn median_pass_us(&self) -> Option<u64> {
         let mut v = self.pass_us.clone();
@@ -388,6 +461,14 @@ mod tests {
             x.message
         );
         assert!(w.median_pass_us().is_some());
+        let f = w.forecast();
+        assert_eq!(f.top_growth.len(), 1, "only the leak grows: {f:?}");
+        let t = &f.top_growth[0];
+        assert_eq!(t.cgroup, "/system.slice/leak.service");
+        assert_eq!(t.growth_bytes_per_s, 32.0 * mib as f64);
+        assert_eq!(t.seconds_to_limit, Some(4.5), "144 MiB left at 32 MiB/s");
+        assert_eq!(f.growth_bytes_per_s, Some(0.0), "meminfo did not move");
+        assert_eq!(t.share_of_system_growth, None);
     }
 
     #[test]

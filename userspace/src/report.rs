@@ -418,6 +418,9 @@ pub struct IntervalReport {
     pub rows: Vec<Row>,
     pub overflow: CountersOut,
     pub probe: ProbeStats,
+    /// The memory forecast as of the latest sample.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<crate::mempress::MemForecast>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -464,6 +467,8 @@ pub struct MemorySummary {
     /// Median cost of one sampling pass, in microseconds.
     pub pass_us_p50: Option<u64>,
     pub warnings: Vec<crate::mempress::MemWarning>,
+    /// As of the last sample.
+    pub forecast: crate::mempress::MemForecast,
 }
 
 /// Per kind, `counted` = `delivered` + `dropped`, exactly: the probes are

@@ -471,6 +471,7 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
             }),
             overflow: (&cur.overflow).into(),
             probe: cur.probe,
+            memory: (!mem.watch.pass_us.is_empty()).then(|| mem.watch.forecast()),
         };
         if let Some(r) = recorder.as_mut() {
             r.value(&rep).map_err(TraceError::Record)?;
@@ -575,6 +576,7 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
             samples: mem.watch.pass_us.len(),
             pass_us_p50: mem.watch.median_pass_us(),
             warnings: mem.watch.warnings.clone(),
+            forecast: mem.watch.forecast(),
         },
     };
     if let Some(r) = recorder.as_mut() {

@@ -55,6 +55,39 @@ impl<W: Write> Table<W> {
     }
 }
 
+fn mib(b: f64) -> String {
+    format!("{:.1} MiB", b / 1048576.0)
+}
+
+/// One line of memory forecast under each interval table.
+fn memory_line(m: &crate::mempress::MemForecast) -> String {
+    let mut s = format!(
+        "memory: {} of {} used",
+        mib(m.used_bytes as f64),
+        mib(m.total_bytes as f64)
+    );
+    match (m.growth_bytes_per_s, m.seconds_to_exhaustion) {
+        (Some(g), Some(t)) => s.push_str(&format!(
+            ", growing {}/s, exhausted in {}",
+            mib(g),
+            humantime::format_duration(std::time::Duration::from_secs(t as u64))
+        )),
+        (Some(g), None) => s.push_str(&format!(", trend {}/s", mib(g))),
+        _ => s.push_str(", trend: too few samples yet"),
+    }
+    if let Some(t) = m.top_growth.first() {
+        s.push_str(&format!(
+            "; top growth {} (+{}/s{})",
+            t.unit.as_deref().unwrap_or(&t.cgroup),
+            mib(t.growth_bytes_per_s),
+            t.seconds_to_limit
+                .map(|x| format!(", limit in {x:.0} s"))
+                .unwrap_or_default()
+        ));
+    }
+    s
+}
+
 /// Shortens long names from the left: the leaf names the unit.
 fn fit(path: &str, width: usize) -> String {
     let n = path.chars().count();
@@ -115,6 +148,9 @@ impl<W: Write> Reporter for Table<W> {
                 "  ... and {} more (see --top)",
                 r.rows.len() - self.top
             )?;
+        }
+        if let Some(m) = &r.memory {
+            writeln!(self.out, "{}", memory_line(m))?;
         }
         self.out.flush()
     }
@@ -193,6 +229,7 @@ impl<W: Write> Reporter for Table<W> {
                 s.probe.names_lost
             )?;
         }
+        writeln!(self.out, "{}", memory_line(&s.memory.forecast))?;
         for w in &s.memory.warnings {
             writeln!(self.out, "memory warning: {}", w.message)?;
         }
@@ -331,6 +368,21 @@ mod tests {
             rows,
             overflow: (&Counters::ZERO).into(),
             probe: ProbeStats::default(),
+            memory: Some(crate::mempress::MemForecast {
+                used_bytes: 1 << 30,
+                total_bytes: 4 << 30,
+                growth_bytes_per_s: Some(1048576.0),
+                seconds_to_exhaustion: Some(3072.0),
+                top_growth: vec![crate::mempress::CgroupTrend {
+                    cgroup: "/system.slice/leak.service".into(),
+                    unit: Some("leak.service".into()),
+                    used_bytes: 1,
+                    limit_bytes: None,
+                    growth_bytes_per_s: 1048576.0,
+                    seconds_to_limit: None,
+                    share_of_system_growth: Some(1.0),
+                }],
+            }),
         })
         .unwrap();
         t.summary(&Summary {
@@ -376,6 +428,13 @@ mod tests {
                     pids: vec![42],
                     message: "/leak will reach its memory limit in 7 s".into(),
                 }],
+                forecast: crate::mempress::MemForecast {
+                    used_bytes: 0,
+                    total_bytes: 0,
+                    growth_bytes_per_s: None,
+                    seconds_to_exhaustion: None,
+                    top_growth: vec![],
+                },
             },
         })
         .unwrap();
@@ -411,6 +470,13 @@ mod tests {
         assert!(text.contains("warning: no cgroup2"));
         assert!(text.contains("respawn loops: none found"));
         assert!(text.contains("memory warning: /leak will reach its memory limit in 7 s"));
+        assert!(
+            text.contains(
+                "memory: 1024.0 MiB of 4096.0 MiB used, growing 1.0 MiB/s, exhausted in 51m 12s; \
+                 top growth leak.service (+1.0 MiB/s)"
+            ),
+            "{text}"
+        );
         assert!(text.contains(
             "OOM kill: leaker (pid 42) in leak.service, rss 64.0 MiB, killed while leaker (pid 42) allocated"
         ));
