@@ -87,6 +87,9 @@ struct Series {
     warned: bool,
 }
 
+/// Slab caches are sampled every this many passes.
+const SLAB_EVERY: usize = 6;
+
 #[derive(Debug, Clone, Copy)]
 pub struct MemConfig {
     /// Slopes are taken over this many seconds of samples.
@@ -132,6 +135,16 @@ pub struct MemForecast {
     pub seconds_to_exhaustion: Option<f64>,
     /// Growing cgroups, largest growth first (at most 5).
     pub top_growth: Vec<CgroupTrend>,
+    /// Growing slab caches (kernel memory no cgroup may own), largest
+    /// growth first (at most 3); empty when /proc/slabinfo is unreadable.
+    pub slab_growth: Vec<SlabTrend>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SlabTrend {
+    pub cache: String,
+    pub bytes: u64,
+    pub growth_bytes_per_s: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -153,6 +166,8 @@ pub struct MemWatch {
     tree: Option<MemTree>,
     proc_root: PathBuf,
     cgroups: BTreeMap<String, Series>,
+    /// The largest slab caches' sizes, by name.
+    slabs: BTreeMap<String, Series>,
     system: Series,
     /// Since when PSI has been above the threshold, and whether that was
     /// reported.
@@ -174,6 +189,7 @@ impl MemWatch {
             tree,
             proc_root,
             cgroups: BTreeMap::new(),
+            slabs: BTreeMap::new(),
             system: Series {
                 points: VecDeque::new(),
                 limit: None,
@@ -313,6 +329,33 @@ impl MemWatch {
                 ),
             });
         }
+        // Slab caches: keep the 32 largest (a cache that grows becomes one
+        // of them). /proc/slabinfo costs ~2 ms to produce, 6× a whole pass
+        // without it, so it is read every SLAB_EVERY passes only.
+        let slab_due = self.pass_us.len().is_multiple_of(SLAB_EVERY);
+        if let Some(mut caches) = slab_due
+            .then(|| std::fs::read_to_string(self.proc_root.join("slabinfo")).ok())
+            .flatten()
+            .and_then(|t| memory::parse_slabinfo(&t, "/proc/slabinfo").ok())
+        {
+            caches.sort_by_key(|c| std::cmp::Reverse(c.bytes));
+            caches.truncate(32);
+            let names: HashSet<String> = caches.iter().map(|c| c.name.clone()).collect();
+            self.slabs.retain(|k, _| names.contains(k));
+            for c in caches {
+                let s = self.slabs.entry(c.name).or_insert(Series {
+                    points: VecDeque::new(),
+                    limit: None,
+                    last: 0,
+                    warned: false,
+                });
+                s.points.push_back((t, c.bytes as f64));
+                while s.points.front().is_some_and(|p| p.0 < t - window) {
+                    s.points.pop_front();
+                }
+                s.last = c.bytes;
+            }
+        }
         let psi = std::fs::read_to_string(self.proc_root.join("pressure/memory"))
             .ok()
             .and_then(|t| memory::parse_psi(&t, "/proc/pressure/memory").ok());
@@ -385,6 +428,20 @@ impl MemWatch {
             .collect();
         top.sort_by(|a, b| b.growth_bytes_per_s.total_cmp(&a.growth_bytes_per_s));
         top.truncate(5);
+        let mut slab: Vec<SlabTrend> = self
+            .slabs
+            .iter()
+            .filter_map(|(k, s)| {
+                let g = slope(s)?;
+                (g >= self.cfg.min_growth).then(|| SlabTrend {
+                    cache: k.clone(),
+                    bytes: s.last,
+                    growth_bytes_per_s: g,
+                })
+            })
+            .collect();
+        slab.sort_by(|a, b| b.growth_bytes_per_s.total_cmp(&a.growth_bytes_per_s));
+        slab.truncate(3);
         MemForecast {
             used_bytes: self.system.last,
             total_bytes: total,
@@ -392,6 +449,7 @@ impl MemWatch {
             seconds_to_exhaustion: sys
                 .and_then(|g| time_to_exhaustion(total as f64 - self.system.last as f64, g)),
             top_growth: top,
+            slab_growth: slab,
         }
     }
 
@@ -432,11 +490,11 @@ mod tests {
                 root: root.clone(),
                 v2: false,
             }),
-            procs,
+            procs.clone(),
         );
         let mib = 1u64 << 20;
         let mut warned = Vec::new();
-        for i in 0..8u64 {
+        for i in 0..13u64 {
             cg(&root, "", 0, "9223372036854771712");
             cg(
                 &root,
@@ -445,6 +503,17 @@ mod tests {
                 &(256 * mib).to_string(),
             );
             cg(&root, "steady", 128 * mib, &(256 * mib).to_string());
+            // dentry grows by 1,000 objects of 192 bytes per sample.
+            std::fs::write(
+                procs.join("slabinfo"),
+                format!(
+                    "slabinfo - version: 2.1\n# name <active_objs> ...\n\
+                     dentry {n} {n} 192 21 1 : tunables 0 0 0 : slabdata 1 1 0\n\
+                     kmalloc-64 500 512 64 64 1 : tunables 0 0 0 : slabdata 8 8 0\n",
+                    n = 10_000 + 1_000 * i
+                ),
+            )
+            .unwrap();
             warned.extend(w.sample(i as f64 * 0.5, 0.0));
         }
         assert_eq!(warned.len(), 1, "{warned:?}");
@@ -466,9 +535,12 @@ mod tests {
         let t = &f.top_growth[0];
         assert_eq!(t.cgroup, "/system.slice/leak.service");
         assert_eq!(t.growth_bytes_per_s, 32.0 * mib as f64);
-        assert_eq!(t.seconds_to_limit, Some(4.5), "144 MiB left at 32 MiB/s");
+        assert_eq!(t.seconds_to_limit, Some(2.0), "64 MiB left at 32 MiB/s");
         assert_eq!(f.growth_bytes_per_s, Some(0.0), "meminfo did not move");
         assert_eq!(t.share_of_system_growth, None);
+        assert_eq!(f.slab_growth.len(), 1, "{:?}", f.slab_growth);
+        assert_eq!(f.slab_growth[0].cache, "dentry");
+        assert_eq!(f.slab_growth[0].growth_bytes_per_s, 2.0 * 192_000.0);
     }
 
     #[test]

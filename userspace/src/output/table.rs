@@ -382,6 +382,7 @@ mod tests {
                     seconds_to_limit: None,
                     share_of_system_growth: Some(1.0),
                 }],
+                slab_growth: vec![],
             }),
         })
         .unwrap();
@@ -434,6 +435,7 @@ mod tests {
                     growth_bytes_per_s: None,
                     seconds_to_exhaustion: None,
                     top_growth: vec![],
+                    slab_growth: vec![],
                 },
             },
         })
