@@ -458,7 +458,7 @@ impl Detector {
             return None;
         }
         t.reported = true;
-        let f = self.finding(key, self.tracks.get(key)?, None);
+        let f = self.finding(key, self.tracks.get(key)?);
         Some(Change::Detected(Box::new(f)))
     }
 
@@ -487,7 +487,7 @@ impl Detector {
             if now_ns.saturating_sub(t.last_start) > quiet {
                 t.stopped_since = Some(t.last_exit.max(t.last_start));
                 let t = &self.tracks[&k];
-                out.push(Change::Stopped(Box::new(self.finding(&k, t, None))));
+                out.push(Change::Stopped(Box::new(self.finding(&k, t))));
             }
         }
         out.sort_by_key(change_order);
@@ -502,7 +502,7 @@ impl Detector {
             .tracks
             .iter()
             .filter(|(_, t)| t.is_loop(&self.cfg))
-            .map(|(k, t)| self.finding(k, t, Some(now_ns)))
+            .map(|(k, t)| self.finding(k, t))
             .collect();
         out.sort_by(|a, b| {
             b.severity
@@ -517,7 +517,7 @@ impl Detector {
         ns as f64 / 1e9 + self.mono_to_unix
     }
 
-    fn finding(&self, k: &Key, t: &Track, _now: Option<u64>) -> Finding {
+    fn finding(&self, k: &Key, t: &Track) -> Finding {
         let intervals = t.intervals.as_ref().unwrap_or(empty());
         let interval = dist_ms(intervals);
         let p50_ms = interval.as_ref().map_or(0.0, |d| d.p50);

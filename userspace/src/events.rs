@@ -373,8 +373,9 @@ impl Place {
     }
 }
 
+/// What exec and exit lines share: the process and where it ran.
 #[derive(Serialize)]
-struct JsonExec<'a> {
+struct JsonProcess<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     time_unix: f64,
@@ -389,6 +390,12 @@ struct JsonExec<'a> {
     comm: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     comm_hex: Option<String>,
+}
+
+#[derive(Serialize)]
+struct JsonExec<'a> {
+    #[serde(flatten)]
+    process: JsonProcess<'a>,
     parent_comm: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     parent_comm_hex: Option<String>,
@@ -405,20 +412,8 @@ struct JsonExec<'a> {
 
 #[derive(Serialize)]
 struct JsonExit<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    time_unix: f64,
-    ts_ns: u64,
-    pid: u32,
-    tgid: u32,
-    ppid: u32,
-    uid: u32,
-    start_ns: u64,
     #[serde(flatten)]
-    place: &'a Place,
-    comm: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    comm_hex: Option<String>,
+    process: JsonProcess<'a>,
     #[serde(flatten)]
     outcome: Outcome,
     lifetime_ns: u64,
@@ -525,17 +520,19 @@ pub fn to_json(e: &Event, place: &Place, time_unix: f64) -> String {
             let args: Vec<(String, Option<String>)> = x.argv.iter().map(|a| lossless(a)).collect();
             let any_hex = args.iter().any(|a| a.1.is_some());
             serde_json::to_string(&JsonExec {
-                kind: "exec",
-                time_unix,
-                ts_ns: x.ts_ns,
-                pid: x.pid,
-                tgid: x.tgid,
-                ppid: x.ppid,
-                uid: x.uid,
-                start_ns: x.start_ns,
-                place,
-                comm,
-                comm_hex,
+                process: JsonProcess {
+                    kind: "exec",
+                    time_unix,
+                    ts_ns: x.ts_ns,
+                    pid: x.pid,
+                    tgid: x.tgid,
+                    ppid: x.ppid,
+                    uid: x.uid,
+                    start_ns: x.start_ns,
+                    place,
+                    comm,
+                    comm_hex,
+                },
                 parent_comm,
                 parent_comm_hex,
                 filename,
@@ -555,17 +552,19 @@ pub fn to_json(e: &Event, place: &Place, time_unix: f64) -> String {
         Event::Exit(x) => {
             let (comm, comm_hex) = lossless(&x.comm);
             serde_json::to_string(&JsonExit {
-                kind: "exit",
-                time_unix,
-                ts_ns: x.ts_ns,
-                pid: x.pid,
-                tgid: x.tgid,
-                ppid: x.ppid,
-                uid: x.uid,
-                start_ns: x.start_ns,
-                place,
-                comm,
-                comm_hex,
+                process: JsonProcess {
+                    kind: "exit",
+                    time_unix,
+                    ts_ns: x.ts_ns,
+                    pid: x.pid,
+                    tgid: x.tgid,
+                    ppid: x.ppid,
+                    uid: x.uid,
+                    start_ns: x.start_ns,
+                    place,
+                    comm,
+                    comm_hex,
+                },
                 outcome: x.outcome(),
                 lifetime_ns: x.lifetime_ns(),
             })

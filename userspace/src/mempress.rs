@@ -453,6 +453,11 @@ impl MemWatch {
         }
     }
 
+    /// "v2" or "v1": the hierarchy whose memory cgroups are sampled.
+    pub fn hierarchy(&self) -> Option<&'static str> {
+        self.tree.as_ref().map(|t| if t.v2 { "v2" } else { "v1" })
+    }
+
     /// Median microseconds of a sampling pass so far.
     pub fn median_pass_us(&self) -> Option<u64> {
         let mut v = self.pass_us.clone();

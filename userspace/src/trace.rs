@@ -104,7 +104,7 @@ impl EventSink {
 /// What a drain feeds: names always, events and the record when enabled.
 struct Sinks<'a> {
     names: &'a mut CgroupNames,
-    events: Option<&'a mut EventSink>,
+    events: &'a mut EventSink,
     record: Option<&'a mut Recorder>,
     mem: &'a mut MemState,
 }
@@ -133,16 +133,15 @@ fn sample_memory(sinks: &mut Sinks) -> Result<(), TraceError> {
         if let Some(r) = sinks.record.as_deref_mut() {
             r.line(&json).map_err(TraceError::Record)?;
         }
-        if let Some(ev) = sinks.events.as_deref_mut() {
-            let line = if ev.json {
-                json
-            } else {
-                format!("!! memory: {}", w.message)
-            };
-            writeln!(ev.out, "{line}")
-                .and_then(|()| ev.out.flush())
-                .map_err(TraceError::Output)?;
-        }
+        let ev = &mut *sinks.events;
+        let line = if ev.json {
+            json
+        } else {
+            format!("!! memory: {}", w.message)
+        };
+        writeln!(ev.out, "{line}")
+            .and_then(|()| ev.out.flush())
+            .map_err(TraceError::Output)?;
     }
     Ok(())
 }
@@ -171,15 +170,14 @@ fn wait_until(
         sample_memory(sinks)?;
         // Stopped loops are marked between readings too, not only at the
         // interval, so a long --interval does not delay the mark.
-        if let Some(ev) = sinks.events.as_deref_mut() {
-            let changes = ev
-                .detector
-                .as_mut()
-                .map(|d| d.tick(monotonic_now_ns()))
-                .unwrap_or_default();
-            for c in changes {
-                ev.change(c)?;
-            }
+        let ev = &mut *sinks.events;
+        let changes = ev
+            .detector
+            .as_mut()
+            .map(|d| d.tick(monotonic_now_ns()))
+            .unwrap_or_default();
+        for c in changes {
+            ev.change(c)?;
         }
         let now = Instant::now();
         if stop.load(Ordering::Relaxed) || now >= until {
@@ -198,10 +196,9 @@ fn wait_until(
                 revents: 0,
             },
         ];
-        let n = if sinks.events.is_some() { 2 } else { 1 };
         // SAFETY: valid pollfds for the duration of the call. EINTR (a
         // signal) and errors just end this wait early; the loop re-checks.
-        unsafe { libc::poll(pfds.as_mut_ptr(), n, wait.as_millis() as libc::c_int) };
+        unsafe { libc::poll(pfds.as_mut_ptr(), 2, wait.as_millis() as libc::c_int) };
     }
 }
 
@@ -216,9 +213,7 @@ fn drain(probe: &mut Probe, sinks: &mut Sinks) -> Result<(), TraceError> {
             names.learn(m.id, &m.path);
         }
     });
-    let Some(ev) = sinks.events.as_deref_mut() else {
-        return Ok(());
-    };
+    let ev = &mut *sinks.events;
     let mut record = sinks.record.as_deref_mut();
     let mem = &sinks.mem.watch;
     let mut result = Ok(());
@@ -365,7 +360,7 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
     }
     // The event ring is drained in every mode: OOM kills come through it
     // even when no exec or exit does.
-    let mut sink = Some(EventSink {
+    let mut sink = EventSink {
         show: args.events,
         json: args.json,
         filter: EventFilter {
@@ -381,7 +376,7 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
         out: BufWriter::with_capacity(1 << 16, io::stdout()),
         detector: detect.then(|| Detector::new(DetectConfig::default(), started_ns, mono_to_unix)),
         oom_kills: Vec::new(),
-    });
+    };
     let mut mem = MemState {
         watch: MemWatch::new(
             MemConfig {
@@ -418,8 +413,7 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
         Box::new(Table::new(io::stdout(), args.top as usize, args.by))
     };
     if args.events && !args.json {
-        let s = sink.as_mut().expect("events mode has a sink");
-        writeln!(s.out, "{}", events::HUMAN_HEAD).map_err(TraceError::Output)?;
+        writeln!(sink.out, "{}", events::HUMAN_HEAD).map_err(TraceError::Output)?;
     }
     let deadline = args.duration.map(|d| started + d);
 
@@ -437,7 +431,7 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
             &mut probe,
             &mut Sinks {
                 names: &mut names,
-                events: sink.as_mut(),
+                events: &mut sink,
                 record: recorder.as_mut(),
                 mem: &mut mem,
             },
@@ -453,7 +447,7 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
             &mut probe,
             &mut Sinks {
                 names: &mut names,
-                events: sink.as_mut(),
+                events: &mut sink,
                 record: recorder.as_mut(),
                 mem: &mut mem,
             },
@@ -477,36 +471,35 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
             r.value(&rep).map_err(TraceError::Record)?;
         }
 
-        match sink.as_mut().filter(|s| s.show) {
+        if sink.show {
             // Events mode: a status line instead of the table, so drops
             // are seen as they happen.
-            Some(s) => {
-                let st = Status {
-                    kind: "status",
-                    time_unix: rep.time_unix,
-                    elapsed_s: rep.elapsed_s,
-                    delivered: s.delivered,
-                    dropped: cur.dropped,
-                };
-                let line = if s.json {
-                    serde_json::to_string(&st).expect("status JSON")
-                } else {
-                    format!(
-                        "# {:.1}s: delivered exec {} exit {} fork {}; dropped exec {} exit {} fork {}",
-                        st.elapsed_s,
-                        st.delivered.exec,
-                        st.delivered.exit,
-                        st.delivered.fork,
-                        st.dropped.exec,
-                        st.dropped.exit,
-                        st.dropped.fork
-                    )
-                };
-                writeln!(s.out, "{line}")
-                    .and_then(|()| s.out.flush())
-                    .map_err(TraceError::Output)?;
-            }
-            None => out.interval(&rep).map_err(TraceError::Output)?,
+            let st = Status {
+                kind: "status",
+                time_unix: rep.time_unix,
+                elapsed_s: rep.elapsed_s,
+                delivered: sink.delivered,
+                dropped: cur.dropped,
+            };
+            let line = if sink.json {
+                serde_json::to_string(&st).expect("status JSON")
+            } else {
+                format!(
+                    "# {:.1}s: delivered exec {} exit {} fork {}; dropped exec {} exit {} fork {}",
+                    st.elapsed_s,
+                    st.delivered.exec,
+                    st.delivered.exit,
+                    st.delivered.fork,
+                    st.dropped.exec,
+                    st.dropped.exit,
+                    st.dropped.fork
+                )
+            };
+            writeln!(sink.out, "{line}")
+                .and_then(|()| sink.out.flush())
+                .map_err(TraceError::Output)?;
+        } else {
+            out.interval(&rep).map_err(TraceError::Output)?;
         }
         prev = cur;
         prev_at = at;
@@ -521,7 +514,7 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
         &mut probe,
         &mut Sinks {
             names: &mut names,
-            events: sink.as_mut(),
+            events: &mut sink,
             record: recorder.as_mut(),
             mem: &mut mem,
         },
@@ -530,10 +523,7 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
     let rows = report::summary_rows(&cur, args.by, &filter, &|id| names.resolve(id));
     let totals = report::totals(&cur);
     let end_ns = monotonic_now_ns();
-    let findings = sink
-        .as_mut()
-        .and_then(|s| s.detector.as_mut())
-        .map(|d| d.findings(end_ns));
+    let findings = sink.detector.as_mut().map(|d| d.findings(end_ns));
     let summary = Summary {
         kind: "summary",
         time_unix: now_unix(),
@@ -550,29 +540,23 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
             ExitFlavour::Legacy => "legacy",
         },
         attribution_warning,
-        events: sink
-            .as_ref()
-            .filter(|_| want_events)
-            .map(|s| EventAccounting {
-                counted: EventCounts {
-                    exec: totals.execs,
-                    exit: totals.process_exits(),
-                    fork: if args.forks { totals.forks } else { 0 },
-                    // Not counted apart in the kernel; every record is here.
-                    oom: s.delivered.oom + cur.dropped.oom,
-                },
-                delivered: s.delivered,
-                dropped: cur.dropped,
-                undecodable: s.undecodable,
-            }),
+        events: want_events.then(|| EventAccounting {
+            counted: EventCounts {
+                exec: totals.execs,
+                exit: totals.process_exits(),
+                fork: if args.forks { totals.forks } else { 0 },
+                // Not counted apart in the kernel; every record is here.
+                oom: sink.delivered.oom + cur.dropped.oom,
+            },
+            delivered: sink.delivered,
+            dropped: cur.dropped,
+            undecodable: sink.undecodable,
+        }),
         monotonic_end_ns: end_ns,
         findings,
-        oom_kills: sink
-            .as_mut()
-            .map(|s| std::mem::take(&mut s.oom_kills))
-            .unwrap_or_default(),
+        oom_kills: std::mem::take(&mut sink.oom_kills),
         memory: MemorySummary {
-            hierarchy: mempress::memory_tree(&mounts).map(|t| if t.v2 { "v2" } else { "v1" }),
+            hierarchy: mem.watch.hierarchy(),
             samples: mem.watch.pass_us.len(),
             pass_us_p50: mem.watch.median_pass_us(),
             warnings: mem.watch.warnings.clone(),
