@@ -172,6 +172,25 @@ pub struct KernelLayout {
     pub percpu_counter_count: u32,
     /// `kernfs_node.id`
     pub kernfs_node_id: u32,
+    /// `css_set.subsys` (an array of `cgroup_subsys_state *`)
+    pub css_set_subsys: u32,
+    /// The memory controller's index in it (`memory_cgrp_id`).
+    pub memory_cgrp_id: u32,
+    /// `mem_cgroup.css`
+    pub mem_cgroup_css: u32,
+    /// `mem_cgroup.memory` (a `struct page_counter`)
+    pub mem_cgroup_memory: u32,
+    /// `page_counter.usage`, in pages
+    pub page_counter_usage: u32,
+    /// `page_counter.max`, in pages
+    pub page_counter_max: u32,
+    /// `page_counter.parent`
+    pub page_counter_parent: u32,
+    /// `cgroup_subsys_state.cgroup`
+    pub css_cgroup: u32,
+    /// 1 when the memcg fields above were all found: OOM kills are then
+    /// classified global or memcg-limited.
+    pub memcg_layout: u32,
 }
 
 pub const KERNEL_LAYOUT_SYMBOL: &str = "KERNEL_LAYOUT";
@@ -253,6 +272,14 @@ pub struct OomEvent {
     /// The task whose allocation set off the kill.
     pub killer_pid: u32,
     pub killer_tgid: u32,
+    /// [`oom_scope`]: a global or a memory-cgroup-limited kill.
+    pub scope: u32,
+    /// `hierarchy_id` of the limiting memory cgroup's hierarchy: 0 for
+    /// cgroup2, else a cgroup v1 hierarchy.
+    pub memcg_hierarchy: u32,
+    /// The limiting memory cgroup's id in that hierarchy (0 unless
+    /// `scope` is [`oom_scope::MEMCG`]).
+    pub memcg_id: u64,
     pub ts_ns: u64,
     pub start_ns: u64,
     /// The victim's cgroup2 id.
@@ -264,6 +291,28 @@ pub struct OomEvent {
     pub comm: [u8; COMM_LEN],
     pub killer_comm: [u8; COMM_LEN],
 }
+
+/// What set off an OOM kill. `mark_victim` does not see the kernel's
+/// `oom_control`, so the probe walks the victim's memory cgroup and its
+/// ancestors: a kill in a cgroup subtree whose limit is (all but) reached
+/// is that cgroup's; with none at its limit, the machine ran out.
+pub mod oom_scope {
+    /// This kernel's layout gave no way to tell, or a read failed.
+    pub const UNKNOWN: u32 = 0;
+    /// No memory cgroup above the victim was at its limit: the machine
+    /// (or a cpuset or mempolicy) ran out of memory.
+    pub const GLOBAL: u32 = 1;
+    /// A memory cgroup above the victim (or its own) was at its limit.
+    pub const MEMCG: u32 = 2;
+}
+
+/// A cgroup counts as at its limit when fewer pages than this are left:
+/// a failed charge is at most a 2 MiB huge page plus a 64-page batch, and
+/// the usage can shrink a little between the failure and the kill.
+pub const MEMCG_LIMIT_SLACK_PAGES: u64 = 2048;
+
+/// Memory cgroup nesting followed at most, from the victim up.
+pub const MEMCG_MAX_DEPTH: usize = 16;
 
 /// Bytes of the exec'd file name kept (as the kernel was asked to run it).
 pub const FILENAME_MAX: usize = 256;
@@ -463,6 +512,7 @@ mod pod {
     unsafe impl aya::Pod for super::ForkEvent {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::OomEvent {}
+
     // SAFETY: an array of u64.
     unsafe impl aya::Pod for super::Lifetimes {}
     // SAFETY: two u32.
@@ -470,14 +520,14 @@ mod pod {
 }
 
 const _: () = assert!(core::mem::size_of::<Counters>() == 8 * 8);
-const _: () = assert!(core::mem::size_of::<KernelLayout>() == 25 * 4);
+const _: () = assert!(core::mem::size_of::<KernelLayout>() == 34 * 4);
 const _: () = assert!(core::mem::size_of::<CgroupMkdir>() == 16 + CGROUP_PATH_MAX);
 const _: () = assert!(
     core::mem::size_of::<ExecEvent>() == 8 * 4 + 3 * 8 + 2 * COMM_LEN + FILENAME_MAX + ARGS_MAX
 );
 const _: () = assert!(core::mem::size_of::<ExitEvent>() == 6 * 4 + 3 * 8 + COMM_LEN);
 const _: () = assert!(core::mem::size_of::<ForkEvent>() == 4 * 4 + 3 * 8 + COMM_LEN);
-const _: () = assert!(core::mem::size_of::<OomEvent>() == 6 * 4 + 5 * 8 + 2 * COMM_LEN);
+const _: () = assert!(core::mem::size_of::<OomEvent>() == 8 * 4 + 6 * 8 + 2 * COMM_LEN);
 
 #[cfg(test)]
 mod tests {

@@ -24,8 +24,9 @@ use aya_ebpf::{
 use spawnscope_common::{
     ARGS_MAX, ARGS_TRUNCATED, ARGS_UNREADABLE, CGROUP_PATH_MAX, CgroupMkdir, Counters,
     DEFAULT_MAX_CGROUPS, EventConfig, ExecEvent, ExitClass, ExitEvent, FILENAME_MAX,
-    FILENAME_TRUNCATED, ForkEvent, KernelLayout, LAYOUT_MAGIC, Lifetimes, MKDIR_EVENTS_BYTES,
-    OomEvent, SIGNAL_GROUP_EXIT, classify_exit, kind, lifetime_bucket, stat,
+    FILENAME_TRUNCATED, ForkEvent, KernelLayout, LAYOUT_MAGIC, Lifetimes, MEMCG_LIMIT_SLACK_PAGES,
+    MEMCG_MAX_DEPTH, MKDIR_EVENTS_BYTES, OomEvent, SIGNAL_GROUP_EXIT, classify_exit, kind,
+    lifetime_bucket, oom_scope, stat,
 };
 
 /// Overridden by userspace before load; zero means "not provided".
@@ -56,6 +57,15 @@ static KERNEL_LAYOUT: KernelLayout = KernelLayout {
     mm_rss_stat: 0,
     percpu_counter_size: 0,
     percpu_counter_count: 0,
+    css_set_subsys: 0,
+    memory_cgrp_id: 0,
+    mem_cgroup_css: 0,
+    mem_cgroup_memory: 0,
+    page_counter_usage: 0,
+    page_counter_max: 0,
+    page_counter_parent: 0,
+    css_cgroup: 0,
+    memcg_layout: 0,
 };
 
 /// Overridden by userspace before load when a mode streams events.
@@ -547,6 +557,59 @@ fn rss_counter(mm: u64, index: u32) -> u64 {
     read::<i64>(mm, at).map_or(0, |n| n.max(0) as u64)
 }
 
+/// A page_counter.max at or above this is "no limit" (PAGE_COUNTER_MAX
+/// is LONG_MAX / PAGE_SIZE, about 2^51 with 4 KiB pages).
+const NO_LIMIT_PAGES: u64 = 1 << 50;
+
+/// The memory cgroup whose limit makes this an OOM kill of its own:
+/// (oom_scope, hierarchy id, cgroup id). Walks `page_counter.parent` from
+/// the task's memory cgroup up, and takes the first counter (all but) at
+/// its max.
+#[inline(always)]
+fn oom_scope_of(task: u64) -> (u32, u32, u64) {
+    const UNKNOWN: (u32, u32, u64) = (oom_scope::UNKNOWN, 0, 0);
+    if off!(memcg_layout) == 0 {
+        return UNKNOWN;
+    }
+    let Some(cset) = read::<u64>(task, off!(task_cgroups)) else {
+        return UNKNOWN;
+    };
+    let slot = off!(css_set_subsys) + 8 * off!(memory_cgrp_id);
+    let css: u64 = match read(cset, slot) {
+        Some(c) if c != 0 => c,
+        _ => return UNKNOWN,
+    };
+    let mut pc = css - off!(mem_cgroup_css) as u64 + off!(mem_cgroup_memory) as u64;
+    for _ in 0..MEMCG_MAX_DEPTH {
+        let (Some(usage), Some(max)) = (
+            read::<i64>(pc, off!(page_counter_usage)),
+            read::<u64>(pc, off!(page_counter_max)),
+        ) else {
+            return UNKNOWN;
+        };
+        if max < NO_LIMIT_PAGES
+            && (usage.max(0) as u64).saturating_add(MEMCG_LIMIT_SLACK_PAGES) >= max
+        {
+            let css = pc - off!(mem_cgroup_memory) as u64 + off!(mem_cgroup_css) as u64;
+            let cgrp: u64 = read(css, off!(css_cgroup)).unwrap_or(0);
+            let kn: u64 = read(cgrp, off!(cgroup_kn)).unwrap_or(0);
+            let root: u64 = read(cgrp, off!(cgroup_root)).unwrap_or(0);
+            return (
+                oom_scope::MEMCG,
+                read(root, off!(cgroup_root_hierarchy_id)).unwrap_or(0),
+                read(kn, off!(kernfs_node_id)).unwrap_or(0),
+            );
+        }
+        match read::<u64>(pc, off!(page_counter_parent)) {
+            Some(p) if p != 0 => pc = p,
+            Some(_) => return (oom_scope::GLOBAL, 0, 0),
+            None => return UNKNOWN,
+        }
+    }
+    // Deeper than followed: no verdict.
+    UNKNOWN
+}
+
 /// `mark_victim(struct task_struct *task, uid_t uid)`: streamed in every
 /// mode, whatever EVENT_CONFIG says.
 #[btf_tracepoint(function = "mark_victim")]
@@ -565,6 +628,7 @@ pub fn mark_victim(ctx: BtfTracePointContext) -> i32 {
     };
     // SAFETY: helper without pointer arguments.
     let killer = unsafe { generated::bpf_get_current_pid_tgid() };
+    let (scope, memcg_hierarchy, memcg_id) = oom_scope_of(task);
     let Some(mut e) = EVENTS.reserve::<OomEvent>(0) else {
         count_drop(kind::OOM);
         return 0;
@@ -576,6 +640,9 @@ pub fn mark_victim(ctx: BtfTracePointContext) -> i32 {
         uid: uid as u32,
         killer_pid: killer as u32,
         killer_tgid: (killer >> 32) as u32,
+        scope,
+        memcg_hierarchy,
+        memcg_id,
         ts_ns: now_ns(),
         start_ns: process_start(task),
         cgroup_id: task_cgroup(task).unwrap_or(0),

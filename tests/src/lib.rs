@@ -556,6 +556,11 @@ impl MemCgroup {
         })
     }
 
+    /// True when the limit is a cgroup v1 memory cgroup's.
+    pub fn is_v1(&self) -> bool {
+        self.v1.is_some()
+    }
+
     /// A command whose child joins both the test cgroup and the memory one.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut c = self.cg.command(program);

@@ -1,11 +1,12 @@
 //! Every OOM kill is caught in the kernel (oom:mark_victim) with the
 //! victim's pid, comm, RSS and cgroup, and the cgroup is still named after
-//! it has been removed. A process leaking 16 MiB/s runs in a test cgroup
+//! it has been removed. The kill is classified memcg-limited, naming the
+//! limiting memory cgroup, and that cgroup's own kill counter is reported. A process leaking 16 MiB/s runs in a test cgroup
 //! limited to 64 MiB: with cgroup v2's memory.max where the v2 memory
 //! controller is available to the test's cgroup, else in a cgroup v1
 //! memory child of the test's own memory cgroup (this machine's layout).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use spawnscope_tests::{MemCgroup, Tracer, require_root, summary, workload_bin};
 
@@ -19,7 +20,7 @@ fn oom_kill_is_caught_with_pid_comm_rss_and_unit() {
     let Some(mcg) = MemCgroup::new("oom", LIMIT) else {
         return;
     };
-    let tracer = Tracer::start(&["--interval", "1s"]);
+    let mut tracer = Tracer::start(&["--interval", "1s", "--mem-interval", "200ms"]);
     let mut c = mcg.command(workload_bin());
     c.args(["--leak-mib-per-s", "16"]);
     let t0 = Instant::now();
@@ -34,6 +35,15 @@ fn oom_kill_is_caught_with_pid_comm_rss_and_unit() {
     );
     let rel = mcg.cg.rel.clone();
     let id = mcg.cg.id;
+    let mem_rel = mcg.mem_rel.clone();
+    // The cgroup's own counter is read by the next sampling pass: keep the
+    // cgroup until then.
+    let (counted, _) = tracer.wait_for(Duration::from_secs(10), "memcg_oom_kill", |v| {
+        v["type"] == "memcg_oom_kill" && v["cgroup"] == mem_rel.as_str()
+    });
+    assert_eq!(counted["kills"], 1, "{counted}");
+    assert_eq!(counted["total"], 1, "{counted}");
+    let v1 = mcg.is_v1();
     drop(mcg);
     let (code, lines, stderr) = tracer.stop_with(libc::SIGINT);
     assert_eq!(code, Some(0), "{stderr}");
@@ -58,6 +68,14 @@ fn oom_kill_is_caught_with_pid_comm_rss_and_unit() {
     assert_eq!(
         k["killer"]["tgid"], pid,
         "the leaker's own allocation set it off"
+    );
+    assert_eq!(k["scope"], "memcg", "{k}");
+    let lim = &k["limiting_cgroup"];
+    assert_eq!(lim["hierarchy"], if v1 { "v1" } else { "v2" }, "{k}");
+    assert_eq!(lim["path"], mem_rel.as_str(), "{k}");
+    assert_eq!(
+        summary(&lines)["memory"]["memcg_oom_kills"][0]["cgroup"],
+        mem_rel.as_str()
     );
     // The live alert came first, as a JSON line of its own.
     assert!(

@@ -53,6 +53,8 @@ struct Type {
     /// `size` for sized kinds, `type` for reference kinds.
     size_or_type: u32,
     members: Vec<Member>,
+    /// ENUM: (name offset, value).
+    enumerators: Vec<(u32, i64)>,
     /// FUNC_PROTO parameter count; ARRAY element type and count.
     vlen: u32,
     array: Option<(u32, u32)>,
@@ -138,6 +140,7 @@ impl Btf {
             name_off: 0,
             size_or_type: 0,
             members: Vec::new(),
+            enumerators: Vec::new(),
             vlen: 0,
             array: None,
         }];
@@ -155,6 +158,7 @@ impl Btf {
                 name_off,
                 size_or_type,
                 members: Vec::new(),
+                enumerators: Vec::new(),
                 vlen,
                 array: None,
             };
@@ -184,7 +188,15 @@ impl Btf {
                     }
                     12 * vlen as usize
                 }
-                kind::ENUM => 8 * vlen as usize,
+                kind::ENUM => {
+                    for i in 0..vlen as usize {
+                        let m = at + i * 8;
+                        let name = u32_at(tsec, m).ok_or_else(bad)?;
+                        let val = u32_at(tsec, m + 4).ok_or_else(bad)? as i32 as i64;
+                        t.enumerators.push((name, val));
+                    }
+                    8 * vlen as usize
+                }
                 kind::FUNC_PROTO => 8 * vlen as usize,
                 kind::DATASEC | kind::ENUM64 => 12 * vlen as usize,
                 kind::PTR
@@ -231,6 +243,17 @@ impl Btf {
 
     fn ty(&self, id: u32) -> Option<&Type> {
         self.types.get(id as usize)
+    }
+
+    /// The value of an enumerator (`memory_cgrp_id`), whichever enum it
+    /// belongs to.
+    pub fn enum_value(&self, enumerator: &str) -> Option<i64> {
+        self.types
+            .iter()
+            .filter(|t| t.kind == kind::ENUM)
+            .flat_map(|t| t.enumerators.iter())
+            .find(|(n, _)| self.name(*n) == enumerator)
+            .map(|(_, v)| *v)
     }
 
     pub fn type_id(&self, k: u32, name: &str) -> Option<u32> {
@@ -423,6 +446,17 @@ pub(crate) mod build {
         pub fn array(&mut self, elem: u32, n: u32) -> u32 {
             let id = self.head("", kind::ARRAY, 0, false, 0);
             for v in [elem, elem, n] {
+                self.types.extend_from_slice(&v.to_le_bytes());
+            }
+            id
+        }
+
+        /// A 4-byte enum of (name, value).
+        pub fn enumeration(&mut self, name: &str, values: &[(&str, i32)]) -> u32 {
+            let id = self.head(name, kind::ENUM, values.len() as u32, false, 4);
+            for &(n, v) in values {
+                let n = self.s(n);
+                self.types.extend_from_slice(&n.to_le_bytes());
                 self.types.extend_from_slice(&v.to_le_bytes());
             }
             id

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 use spawnscope_common::{
     ARGS_TRUNCATED, ARGS_UNREADABLE, ExecEvent, ExitEvent, FILENAME_TRUNCATED, ForkEvent, OomEvent,
-    kind,
+    kind, oom_scope,
 };
 
 use crate::{
@@ -73,6 +73,14 @@ pub struct Oom {
     pub killer_tgid: u32,
     pub killer_cgroup_id: u64,
     pub killer_comm: Vec<u8>,
+    /// "global" or "memcg"; None when the kernel could not say.
+    pub scope: Option<&'static str>,
+    /// For a memcg kill: the limiting cgroup's hierarchy (0 is cgroup2)
+    /// and id there.
+    pub memcg_hierarchy: u32,
+    pub memcg_id: u64,
+    /// Its path, filled in by the caller, which knows the trees.
+    pub memcg_path: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,6 +215,14 @@ pub fn decode(bytes: &[u8]) -> Option<Event> {
                 killer_tgid: e.killer_tgid,
                 killer_cgroup_id: e.killer_cgroup_id,
                 killer_comm: cstr(&e.killer_comm),
+                scope: match e.scope {
+                    oom_scope::GLOBAL => Some("global"),
+                    oom_scope::MEMCG => Some("memcg"),
+                    _ => None,
+                },
+                memcg_hierarchy: e.memcg_hierarchy,
+                memcg_id: e.memcg_id,
+                memcg_path: None,
             }))
         }
         _ => None,
@@ -499,7 +515,21 @@ struct JsonOom<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     comm_hex: Option<String>,
     rss_bytes: Option<u64>,
+    /// "global" (the machine ran out), "memcg" (a cgroup hit its limit)
+    /// or null (this kernel could not say).
+    scope: Option<&'static str>,
+    /// The cgroup whose limit was hit, for a memcg kill.
+    limiting_cgroup: Option<JsonLimiting>,
     killer: JsonKiller,
+}
+
+#[derive(Serialize)]
+struct JsonLimiting {
+    /// "v2", or "v1" (the cgroup v1 memory hierarchy).
+    hierarchy: &'static str,
+    id: u64,
+    /// Path in that hierarchy; null if it could not be found.
+    path: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -583,6 +613,12 @@ pub fn to_json(e: &Event, place: &Place, time_unix: f64) -> String {
                 comm,
                 comm_hex,
                 rss_bytes: x.rss_bytes,
+                scope: x.scope,
+                limiting_cgroup: (x.scope == Some("memcg")).then(|| JsonLimiting {
+                    hierarchy: if x.memcg_hierarchy == 0 { "v2" } else { "v1" },
+                    id: x.memcg_id,
+                    path: x.memcg_path.clone(),
+                }),
                 killer: JsonKiller {
                     pid: x.killer_pid,
                     tgid: x.killer_tgid,
@@ -673,11 +709,17 @@ pub fn to_human(e: &Event, place: &Place, time_unix: f64) -> String {
             "-".to_string(),
             x.uid.to_string(),
             format!(
-                "rss {} (killed while {} [{}] allocated)",
+                "rss {}, {} (killed while {} [{}] allocated)",
                 x.rss_bytes.map_or("unknown".to_string(), |b| format!(
                     "{:.1} MiB",
                     b as f64 / 1048576.0
                 )),
+                match (x.scope, &x.memcg_path) {
+                    (Some("memcg"), Some(p)) => format!("memory limit of {p}"),
+                    (Some("memcg"), None) => format!("memory limit of cgroup id {}", x.memcg_id),
+                    (Some(s), _) => s.to_string(),
+                    (None, _) => "scope unknown".to_string(),
+                },
                 escape_human(&x.killer_comm),
                 x.killer_pid
             ),
@@ -759,6 +801,80 @@ mod tests {
         let mut bogus = exec_record(b"/x", b"", 0);
         bogus[0] = 9;
         assert_eq!(decode(&bogus), None, "unknown kind");
+    }
+
+    fn oom_record(scope: u32, hierarchy: u32, memcg_id: u64) -> Vec<u8> {
+        let mut e = OomEvent {
+            kind: kind::OOM,
+            pid: 42,
+            tgid: 42,
+            uid: 0,
+            killer_pid: 42,
+            killer_tgid: 42,
+            scope,
+            memcg_hierarchy: hierarchy,
+            memcg_id,
+            ts_ns: 9,
+            start_ns: 1,
+            cgroup_id: 7,
+            killer_cgroup_id: 7,
+            rss_pages: 16,
+            comm: [0; 16],
+            killer_comm: [0; 16],
+        };
+        e.comm[..6].copy_from_slice(b"leaker");
+        // SAFETY: OomEvent is Pod.
+        unsafe {
+            std::slice::from_raw_parts((&e as *const OomEvent).cast::<u8>(), size_of::<OomEvent>())
+        }
+        .to_vec()
+    }
+
+    /// The scope the kernel side records becomes "global", "memcg" with
+    /// the limiting cgroup, or null.
+    #[test]
+    fn oom_kill_scope_in_json() {
+        let place = Place {
+            cgroup_id: 7,
+            cgroup: Some("/leak".into()),
+            unit: None,
+            container: None,
+        };
+        let json = |rec: Vec<u8>, path: Option<&str>| {
+            let Some(Event::Oom(mut o)) = decode(&rec) else {
+                panic!()
+            };
+            o.memcg_path = path.map(String::from);
+            let v: serde_json::Value =
+                serde_json::from_str(&to_json(&Event::Oom(o), &place, 0.0)).unwrap();
+            v
+        };
+        let g = json(oom_record(oom_scope::GLOBAL, 0, 0), None);
+        assert_eq!(g["scope"], "global");
+        assert!(g["limiting_cgroup"].is_null());
+        assert_eq!(g["rss_bytes"], 16 * page_size());
+        let m = json(oom_record(oom_scope::MEMCG, 3, 99), Some("/a/leak"));
+        assert_eq!(m["scope"], "memcg");
+        assert_eq!(
+            m["limiting_cgroup"],
+            serde_json::json!({"hierarchy": "v1", "id": 99, "path": "/a/leak"})
+        );
+        let m2 = json(oom_record(oom_scope::MEMCG, 0, 5), None);
+        assert_eq!(
+            m2["limiting_cgroup"],
+            serde_json::json!({"hierarchy": "v2", "id": 5, "path": null})
+        );
+        let u = json(oom_record(oom_scope::UNKNOWN, 0, 0), None);
+        assert!(
+            u["scope"].is_null() && u["limiting_cgroup"].is_null(),
+            "{u}"
+        );
+        let Some(Event::Oom(o)) = decode(&oom_record(oom_scope::GLOBAL, 0, 0)) else {
+            panic!()
+        };
+        assert!(
+            to_human(&Event::Oom(o), &place, 0.0).contains("rss 0.1 MiB, global (killed while"),
+        );
     }
 
     #[test]

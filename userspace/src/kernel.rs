@@ -84,6 +84,9 @@ pub struct Probe {
     /// Attached programs, so that they can be detached before the last
     /// reading (see [`Probe::detach`]).
     links: Vec<(&'static str, aya::programs::tp_btf::BtfTracePointLinkId)>,
+    /// Why OOM kills cannot be classified global / memcg here, if they
+    /// cannot.
+    pub oom_scope_warning: Option<String>,
     /// Ring buffer records too short to decode (a probe/loader mismatch);
     /// reported with the kernel's own count of lost names.
     undecodable: u64,
@@ -221,6 +224,11 @@ impl Probe {
             let link = p.attach().map_err(|e| program_error(name, e))?;
             links.push((name, link));
         }
+        let oom_scope_warning = (kl.memcg_layout == 0).then(|| {
+            "OOM kills will not say whether they were global or memcg-limited: this kernel's \
+             BTF does not describe memory cgroups as the probe reads them"
+                .to_string()
+        });
         let mkdirs = ebpf
             .take_map(MKDIR_EVENTS_MAP)
             .ok_or(KernelError::Missing(MKDIR_EVENTS_MAP))?;
@@ -240,6 +248,7 @@ impl Probe {
             mkdirs,
             events,
             links,
+            oom_scope_warning,
             undecodable: 0,
             exit_flavour,
         })

@@ -68,6 +68,48 @@ fn rss_layout(btf: &Btf) -> (u32, u32, u32) {
     }
 }
 
+/// The memory cgroup fields the probe follows to classify an OOM kill
+/// (see `oom_scope` in the common crate). None without memory cgroups
+/// (CONFIG_MEMCG off) or with another layout: kills are then reported
+/// without saying whether they were global or memcg-limited.
+pub struct MemcgLayout {
+    pub css_set_subsys: u32,
+    pub memory_cgrp_id: u32,
+    pub mem_cgroup_css: u32,
+    pub mem_cgroup_memory: u32,
+    pub page_counter_usage: u32,
+    pub page_counter_max: u32,
+    pub page_counter_parent: u32,
+    pub css_cgroup: u32,
+}
+
+fn memcg_layout(btf: &Btf) -> Option<MemcgLayout> {
+    let subsys = btf.field("css_set", "subsys").ok()?;
+    let id = btf.enum_value("memory_cgrp_id")?;
+    // The slot must lie inside the array of pointers.
+    let id = u32::try_from(id)
+        .ok()
+        .filter(|i| (i + 1) * 8 <= subsys.size)?;
+    let css = btf.field("mem_cgroup", "css").ok()?;
+    let memory = btf.field("mem_cgroup", "memory").ok()?;
+    let usage = btf.field("page_counter", "usage").ok()?;
+    let max = btf.field("page_counter", "max").ok()?;
+    let parent = btf.field("page_counter", "parent").ok()?;
+    let cgroup = btf.field("cgroup_subsys_state", "cgroup").ok()?;
+    (usage.size == 8 && max.size == 8 && parent.size == 8 && cgroup.size == 8).then_some(
+        MemcgLayout {
+            css_set_subsys: subsys.offset,
+            memory_cgrp_id: id,
+            mem_cgroup_css: css.offset,
+            mem_cgroup_memory: memory.offset,
+            page_counter_usage: usage.offset,
+            page_counter_max: max.offset,
+            page_counter_parent: parent.offset,
+            css_cgroup: cgroup.offset,
+        },
+    )
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
     #[error(transparent)]
@@ -99,6 +141,9 @@ pub fn from_btf(btf: &Btf) -> Result<(KernelLayout, ExitFlavour), LayoutError> {
         *slot = f.offset;
     }
     let (mm_rss_stat, percpu_counter_size, percpu_counter_count) = rss_layout(btf);
+    let memcg = memcg_layout(btf);
+    let m = memcg.as_ref();
+    let g = |f: fn(&MemcgLayout) -> u32| m.map_or(0, f);
     let flavour = if btf.tracepoint_arg_count("sched_process_exit")? >= 2 {
         ExitFlavour::GroupDeadArg
     } else {
@@ -154,6 +199,15 @@ pub fn from_btf(btf: &Btf) -> Result<(KernelLayout, ExitFlavour), LayoutError> {
             mm_rss_stat,
             percpu_counter_size,
             percpu_counter_count,
+            css_set_subsys: g(|m| m.css_set_subsys),
+            memory_cgrp_id: g(|m| m.memory_cgrp_id),
+            mem_cgroup_css: g(|m| m.mem_cgroup_css),
+            mem_cgroup_memory: g(|m| m.mem_cgroup_memory),
+            page_counter_usage: g(|m| m.page_counter_usage),
+            page_counter_max: g(|m| m.page_counter_max),
+            page_counter_parent: g(|m| m.page_counter_parent),
+            css_cgroup: g(|m| m.css_cgroup),
+            memcg_layout: memcg.is_some() as u32,
         },
         flavour,
     ))
@@ -196,11 +250,42 @@ mod tests {
             &[("kn", pkn, 8 * 296, 0), ("root", pcroot, 8 * 312, 0)],
         );
         let pcg = b.ptr(cg);
+        let css = b.composite(
+            kind::STRUCT,
+            "cgroup_subsys_state",
+            200,
+            &[("cgroup", pcg, 8 * 24, 0)],
+        );
+        let pcss = b.ptr(css);
+        let subsys = b.array(pcss, 12);
+        b.enumeration(
+            "cgroup_subsys_id",
+            &[("cpuset_cgrp_id", 0), ("memory_cgrp_id", 5)],
+        );
+        let ulong = b.int("long unsigned int", 8);
+        b.fwd("page_counter");
+        let ppc = b.ptr(0);
+        let pc = b.composite(
+            kind::STRUCT,
+            "page_counter",
+            300,
+            &[
+                ("usage", ulong, 8 * 8, 0),
+                ("max", ulong, 8 * 120, 0),
+                ("parent", ppc, 8 * 128, 0),
+            ],
+        );
+        b.composite(
+            kind::STRUCT,
+            "mem_cgroup",
+            2000,
+            &[("css", css, 8 * 16, 0), ("memory", pc, 8 * 320, 0)],
+        );
         let cset = b.composite(
             kind::STRUCT,
             "css_set",
             300,
-            &[("dfl_cgrp", pcg, 8 * 136, 0)],
+            &[("subsys", subsys, 8 * 8, 0), ("dfl_cgrp", pcg, 8 * 136, 0)],
         );
         let pcset = b.ptr(cset);
         let sig = b.composite(
@@ -322,6 +407,20 @@ mod tests {
             (l.mm_rss_stat, l.percpu_counter_size, l.percpu_counter_count),
             (200, 40, 8)
         );
+        assert_eq!(
+            (
+                l.css_set_subsys,
+                l.memory_cgrp_id,
+                l.mem_cgroup_css,
+                l.mem_cgroup_memory,
+                l.page_counter_usage,
+                l.page_counter_max,
+                l.page_counter_parent,
+                l.css_cgroup,
+                l.memcg_layout
+            ),
+            (8, 5, 16, 320, 8, 120, 128, 24, 1)
+        );
     }
 
     #[test]
@@ -361,5 +460,6 @@ mod tests {
         assert_ne!(l.kernfs_node_id, 0);
         // Linux 6.2+: rss_stat is an array of percpu_counter.
         assert!(l.percpu_counter_size >= 16, "{l:?}");
+        assert_eq!(l.memcg_layout, 1, "memory cgroups are configured: {l:?}");
     }
 }

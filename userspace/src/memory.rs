@@ -1,4 +1,4 @@
-//! Memory signals (issue 6, in progress): typed parsers for the files the
+//! Memory signals: typed parsers for the files the
 //! sampler reads, and the trend arithmetic of the forecast. Parsers take
 //! the text, readers take a root directory, so everything is tested on
 //! fixtures; malformed input is an error value, never a panic.
@@ -333,6 +333,89 @@ pub fn parse_slabinfo(text: &str, what: &str) -> Result<Vec<SlabCache>, MemError
     Ok(out)
 }
 
+/// Resident bytes from /proc/PID/statm (its second field, in pages).
+pub fn parse_statm(text: &str, what: &str, page: u64) -> Result<u64, MemError> {
+    let f: Vec<&str> = text.split_whitespace().collect();
+    if f.len() < 7 {
+        return Err(malformed(what, 1, "fewer than 7 fields"));
+    }
+    let pages: u64 = f[1]
+        .parse()
+        .map_err(|_| malformed(what, 1, format!("{:?} is not a number", f[1])))?;
+    pages
+        .checked_mul(page)
+        .ok_or_else(|| malformed(what, 1, "resident size overflows"))
+}
+
+/// From /proc/PID/stat: the command name and the start time in clock
+/// ticks since boot (field 22), which with the pid identifies a process
+/// across pid reuse. The name may hold spaces and parentheses: it runs to
+/// the last ')'.
+pub fn parse_stat_identity(text: &str, what: &str) -> Result<(String, u64), MemError> {
+    let open = text
+        .find('(')
+        .ok_or_else(|| malformed(what, 1, "no '(' before the command name"))?;
+    let close = text
+        .rfind(')')
+        .filter(|c| *c > open)
+        .ok_or_else(|| malformed(what, 1, "no ')' after the command name"))?;
+    let comm = text[open + 1..close].to_string();
+    // Field 3 (state) is the first after the name; starttime is field 22.
+    let start = text[close + 1..]
+        .split_whitespace()
+        .nth(19)
+        .ok_or_else(|| malformed(what, 1, "fewer than 22 fields"))?;
+    let start = start
+        .parse()
+        .map_err(|_| malformed(what, 1, format!("starttime {start:?} is not a number")))?;
+    Ok((comm, start))
+}
+
+/// The journal file header fields that say how much of the file is in use
+/// (systemd's journal file format, all little-endian).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalHeader {
+    pub header_size: u64,
+    pub arena_size: u64,
+    /// Offset of the last object written; 0 in a file with none yet.
+    pub tail_object_offset: u64,
+}
+
+/// Bytes of a journal header read: enough for `tail_object_offset`.
+pub const JOURNAL_HEADER_READ: usize = 144;
+
+/// Parses the start of a `.journal` file.
+pub fn parse_journal_header(b: &[u8], what: &str) -> Result<JournalHeader, MemError> {
+    if b.len() < JOURNAL_HEADER_READ {
+        return Err(malformed(what, 1, "shorter than a journal header"));
+    }
+    if &b[..8] != b"LPKSHHRH" {
+        return Err(malformed(what, 1, "not a journal file (bad signature)"));
+    }
+    let le = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
+    let h = JournalHeader {
+        header_size: le(88),
+        arena_size: le(96),
+        tail_object_offset: le(136),
+    };
+    if h.tail_object_offset != 0
+        && (h.tail_object_offset < h.header_size
+            || h.tail_object_offset > h.header_size.saturating_add(h.arena_size))
+    {
+        return Err(malformed(what, 1, "tail object outside the arena"));
+    }
+    Ok(h)
+}
+
+/// The size field of a journal object header (type, flags, 6 reserved
+/// bytes, then le64 size).
+pub fn parse_journal_object_size(b: &[u8], what: &str) -> Result<u64, MemError> {
+    if b.len() < 16 {
+        return Err(malformed(what, 1, "object header cut short"));
+    }
+    Ok(u64::from_le_bytes(b[8..16].try_into().expect("8 bytes")))
+}
+
 /// Theil–Sen slope of (t, y) points: the median of the slopes of all
 /// pairs, so one outlier sample cannot bend the trend. None with fewer
 /// than two distinct times.
@@ -412,6 +495,81 @@ HugePages_Total:       0\n";
             read_meminfo(&d.path().join("nope")),
             Err(MemError::Io { .. })
         ));
+    }
+
+    #[test]
+    fn statm_and_stat_identity() {
+        assert_eq!(
+            parse_statm("5430 2650 1700 300 0 900 0\n", "statm", 4096).unwrap(),
+            2650 * 4096
+        );
+        for bad in [
+            "",
+            "1 2 3",
+            "1 x 3 4 5 6 7",
+            "1 99999999999999999999 3 4 5 6 7",
+        ] {
+            assert!(parse_statm(bad, "statm", 4096).is_err(), "{bad:?}");
+        }
+        assert!(parse_statm("1 18446744073709551615 3 4 5 6 7", "s", 4096).is_err());
+        let stat = "812 (systemd-journal) S 1 812 812 0 -1 4194560 1071 0 0 0 7 5 0 0 \
+                    20 0 1 0 123456 29212672 2880 18446744073709551615";
+        assert_eq!(
+            parse_stat_identity(stat, "stat").unwrap(),
+            ("systemd-journal".to_string(), 123456)
+        );
+        // A hostile name: spaces and a ") " inside it.
+        let odd = "9 (a) b (c) S 1 9 9 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 77 0 0";
+        assert_eq!(
+            parse_stat_identity(odd, "stat").unwrap(),
+            ("a) b (c".to_string(), 77)
+        );
+        for bad in ["", "9 a S", "9 (a) S 1 2", "9 )a( S", &stat[..60]] {
+            assert!(parse_stat_identity(bad, "stat").is_err(), "{bad:?}");
+        }
+    }
+
+    fn journal_header(header: u64, arena: u64, tail: u64) -> Vec<u8> {
+        let mut b = vec![0u8; 272];
+        b[..8].copy_from_slice(b"LPKSHHRH");
+        b[88..96].copy_from_slice(&header.to_le_bytes());
+        b[96..104].copy_from_slice(&arena.to_le_bytes());
+        b[136..144].copy_from_slice(&tail.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn journal_header_fields_and_damage() {
+        let h = parse_journal_header(&journal_header(272, 8_388_336, 600_000), "j").unwrap();
+        assert_eq!(
+            h,
+            JournalHeader {
+                header_size: 272,
+                arena_size: 8_388_336,
+                tail_object_offset: 600_000
+            }
+        );
+        assert_eq!(
+            parse_journal_header(&journal_header(272, 1000, 0), "j")
+                .unwrap()
+                .tail_object_offset,
+            0
+        );
+        let mut bad_sig = journal_header(272, 1000, 500);
+        bad_sig[0] = b'X';
+        for (bad, why) in [
+            (bad_sig, "bad signature"),
+            (journal_header(272, 1000, 5000), "outside the arena"),
+            (journal_header(272, 1000, 100), "outside the arena"),
+            (journal_header(272, 1000, 500)[..100].to_vec(), "shorter"),
+        ] {
+            let e = parse_journal_header(&bad, "j").unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+        }
+        let mut obj = vec![1u8, 0, 0, 0, 0, 0, 0, 0];
+        obj.extend_from_slice(&4200u64.to_le_bytes());
+        assert_eq!(parse_journal_object_size(&obj, "o").unwrap(), 4200);
+        assert!(parse_journal_object_size(&obj[..12], "o").is_err());
     }
 
     #[test]

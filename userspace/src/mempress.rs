@@ -1,10 +1,14 @@
-//! Memory pressure (issue 6, in progress): periodic cheap samples of the
-//! system's available memory and of every memory cgroup's usage and limit,
-//! robust growth slopes, time to exhaustion, and an early warning when that
-//! time falls below a threshold.
+//! Memory pressure: periodic cheap samples of the system's available
+//! memory, of every memory cgroup's usage and limit, of the largest slab
+//! caches, and of the usual hidden victims of a respawn loop (PID 1,
+//! journald and the journal's storage); robust growth slopes, time to
+//! exhaustion, attribution, and an early warning when that time falls below
+//! a threshold or pressure stays high.
 
 use std::{
     collections::{BTreeMap, HashSet, VecDeque},
+    fs::File,
+    os::unix::fs::{DirEntryExt, FileExt, MetadataExt},
     path::{Path, PathBuf},
     time::Instant,
 };
@@ -14,7 +18,7 @@ use serde::Serialize;
 use crate::{
     cgroupfs::{self, CgroupMount},
     memory::{self, parse_limit, parse_u64, theil_sen, time_to_exhaustion},
-    unit,
+    unit::{self, Owner},
 };
 
 /// Which hierarchy accounts memory, and where its tree is.
@@ -58,6 +62,75 @@ fn usage_and_limit(dir: &Path, v2: bool) -> Option<(u64, Option<u64>)> {
     Some((parse_u64(&c, cur).ok()?, parse_limit(&l, lim).ok()?))
 }
 
+/// The cgroup's OOM-kill counter.
+fn oom_kill_count(dir: &Path, v2: bool) -> Option<u64> {
+    let name = if v2 {
+        "memory.events"
+    } else {
+        "memory.oom_control"
+    };
+    let t = std::fs::read_to_string(dir.join(name)).ok()?;
+    memory::parse_kv(&t, name).ok()?.get("oom_kill").copied()
+}
+
+/// Bytes in use in the journal files under `root` (volatile and
+/// persistent storage), and bytes they take on disk. Journald grows its
+/// files in 8 MiB steps, so use is read from each file's header: the end
+/// of its last object. None when there is no journal directory.
+pub fn journal_usage(root: &Path) -> Option<(u64, u64)> {
+    let mut found = false;
+    let (mut used, mut disk) = (0u64, 0u64);
+    for base in ["run/log/journal", "var/log/journal"] {
+        let Ok(rd) = std::fs::read_dir(root.join(base)) else {
+            continue;
+        };
+        found = true;
+        // <machine-id>/*.journal, and namespaced or flat layouts alike.
+        let mut files = Vec::new();
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|f| f.is_dir()) {
+                if let Ok(sub) = std::fs::read_dir(e.path()) {
+                    files.extend(sub.flatten().map(|x| x.path()));
+                }
+            } else {
+                files.push(e.path());
+            }
+        }
+        for f in files {
+            let name = f.file_name().map(|n| n.to_string_lossy().into_owned());
+            if !name.is_some_and(|n| n.ends_with(".journal") || n.ends_with(".journal~")) {
+                continue;
+            }
+            let Ok(file) = File::open(&f) else { continue };
+            let Ok(meta) = file.metadata() else { continue };
+            disk += meta.blocks() * 512;
+            let what = f.display().to_string();
+            let mut h = [0u8; memory::JOURNAL_HEADER_READ];
+            let Some(hdr) = file
+                .read_exact_at(&mut h, 0)
+                .ok()
+                .and_then(|()| memory::parse_journal_header(&h, &what).ok())
+            else {
+                // Unreadable or damaged: count what it takes on disk.
+                used += meta.len();
+                continue;
+            };
+            if hdr.tail_object_offset == 0 {
+                used += hdr.header_size;
+                continue;
+            }
+            let mut o = [0u8; 16];
+            let size = file
+                .read_exact_at(&mut o, hdr.tail_object_offset)
+                .ok()
+                .and_then(|()| memory::parse_journal_object_size(&o, &what).ok())
+                .unwrap_or(0);
+            used += hdr.tail_object_offset + size;
+        }
+    }
+    found.then_some((used, disk))
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MemWarning {
     #[serde(rename = "type")]
@@ -77,14 +150,112 @@ pub struct MemWarning {
     /// Processes in the cgroup when the warning was raised, so a later OOM
     /// kill can be tied to it whichever hierarchy named the cgroup.
     pub pids: Vec<u32>,
+    /// For a system or pressure warning: what grows most (cgroups and
+    /// slab caches, largest first, with their share of the growth).
+    pub culprits: Vec<String>,
     pub message: String,
 }
 
+/// A memory cgroup's OOM-kill counter rose between two passes (v2
+/// memory.events `oom_kill`, v1 memory.oom_control `oom_kill`). The
+/// kernel's own tally, next to the kills the probe streams.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MemcgOomKill {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub time_unix: f64,
+    /// Path in the memory hierarchy.
+    pub cgroup: String,
+    pub unit: Option<String>,
+    /// Kills since the previous pass.
+    pub kills: u64,
+    /// The counter's value now.
+    pub total: u64,
+    pub message: String,
+}
+
+#[derive(Default)]
 struct Series {
     points: VecDeque<(f64, f64)>,
     limit: Option<u64>,
     last: u64,
     warned: bool,
+    /// Inode number of the cgroup directory: its id in that hierarchy.
+    ino: u64,
+    /// Its OOM-kill counter, for cgroups with a limit.
+    oom_kills: Option<u64>,
+}
+
+impl Series {
+    fn push(&mut self, t: f64, v: u64, window: f64) {
+        self.points.push_back((t, v as f64));
+        self.last = v;
+        while self.points.front().is_some_and(|p| p.0 < t - window) {
+            self.points.pop_front();
+        }
+    }
+}
+
+/// The hidden victims' trends are taken over a longer window: PID 1 and
+/// journald grow slowly, by pages.
+const HIDDEN_WINDOW_S: f64 = 600.0;
+
+/// A process whose growth a respawn loop commonly causes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HiddenKind {
+    /// A systemd manager's PID 1 (the host's, or a container's).
+    Pid1,
+    /// systemd-journald's resident memory.
+    Journald,
+    /// The journal files journald writes (bytes in use).
+    Journal,
+}
+
+struct Watched {
+    comm: String,
+    cgroup: Option<String>,
+    container: Option<String>,
+    series: Series,
+    /// Journal only: bytes allocated on disk (what fills a disk).
+    disk_bytes: u64,
+}
+
+/// A respawn loop's rate, from the detector, so that the hidden victims'
+/// growth can be given per restart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoopRate {
+    pub unit: String,
+    pub container: Option<String>,
+    pub restarts_per_s: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HiddenTrend {
+    pub what: HiddenKind,
+    /// The process (for the journal: journald's).
+    pub pid: u32,
+    pub comm: String,
+    pub cgroup: Option<String>,
+    pub container: Option<String>,
+    /// Resident bytes (for the journal: bytes in use in its files).
+    pub bytes: u64,
+    /// Journal only: bytes its files take on disk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_bytes: Option<u64>,
+    /// Theil–Sen over the last 10 minutes; null until enough samples.
+    pub growth_bytes_per_s: Option<f64>,
+    /// While respawn loops run beside it (same host or container) and it
+    /// grows: its growth divided by their restart rate.
+    pub per_restart: Option<PerRestart>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PerRestart {
+    /// The loops whose restarts are counted (units).
+    pub loops: Vec<String>,
+    pub restarts_per_s: f64,
+    pub bytes_per_restart: f64,
 }
 
 /// Slab caches are sampled every this many passes.
@@ -138,6 +309,9 @@ pub struct MemForecast {
     /// Growing slab caches (kernel memory no cgroup may own), largest
     /// growth first (at most 3); empty when /proc/slabinfo is unreadable.
     pub slab_growth: Vec<SlabTrend>,
+    /// PID 1, journald and the journal, growing or not, with their growth
+    /// per restart of the loops running beside them.
+    pub hidden: Vec<HiddenTrend>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -145,6 +319,22 @@ pub struct SlabTrend {
     pub cache: String,
     pub bytes: u64,
     pub growth_bytes_per_s: f64,
+    /// As for cgroups.
+    pub share_of_system_growth: Option<f64>,
+}
+
+/// What a growing cgroup's memory is, read when it is ranked.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Breakdown {
+    pub anon_bytes: u64,
+    pub file_bytes: u64,
+    /// Kernel memory charged to it (0 on v1, which does not say).
+    pub kernel_bytes: u64,
+    /// Times it hit its limit (v2 memory.events max, v1 memory.failcnt).
+    pub limit_hits: u64,
+    pub oom_kills: u64,
+    /// v2 memory.pressure "some avg10"; null on v1.
+    pub pressure_some_avg10: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -159,6 +349,8 @@ pub struct CgroupTrend {
     /// Its growth as a share of the system's (may exceed 1 when others
     /// shrink); null when the system is not growing.
     pub share_of_system_growth: Option<f64>,
+    /// Null when its files could not be read (it went away).
+    pub breakdown: Option<Breakdown>,
 }
 
 pub struct MemWatch {
@@ -173,9 +365,17 @@ pub struct MemWatch {
     /// reported.
     psi_above_since: Option<f64>,
     psi_warned: bool,
+    /// The cgroup2 tree, where systemd managers and journalds are found.
+    units_root: Option<PathBuf>,
+    hidden: BTreeMap<(HiddenKind, u32, u64), Watched>,
+    loops: Vec<LoopRate>,
+    page: u64,
     /// Microseconds per pass, for the summary.
     pub pass_us: Vec<u64>,
     pub warnings: Vec<MemWarning>,
+    pub memcg_oom_kills: Vec<MemcgOomKill>,
+    /// How many of `memcg_oom_kills` were handed out already.
+    oom_reported: usize,
 }
 
 fn human_bytes(b: f64) -> String {
@@ -190,17 +390,55 @@ impl MemWatch {
             proc_root,
             cgroups: BTreeMap::new(),
             slabs: BTreeMap::new(),
-            system: Series {
-                points: VecDeque::new(),
-                limit: None,
-                last: 0,
-                warned: false,
-            },
+            system: Series::default(),
             psi_above_since: None,
             psi_warned: false,
+            units_root: None,
+            hidden: BTreeMap::new(),
+            loops: Vec::new(),
+            // SAFETY: sysconf has no memory effects.
+            page: match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+                n if n > 0 => n as u64,
+                _ => 4096,
+            },
             pass_us: Vec::new(),
             warnings: Vec::new(),
+            memcg_oom_kills: Vec::new(),
+            oom_reported: 0,
         }
+    }
+
+    /// Where to look for systemd managers and journalds: the cgroup2
+    /// mount. Without it only the host's PID 1 is watched.
+    pub fn with_units_root(mut self, root: Option<PathBuf>) -> Self {
+        self.units_root = root;
+        self
+    }
+
+    /// The respawn loops running now, for the per-restart figures.
+    pub fn set_loops(&mut self, loops: Vec<LoopRate>) {
+        self.loops = loops;
+    }
+
+    /// Kill counter rises not handed out yet.
+    pub fn new_memcg_oom_kills(&mut self) -> Vec<MemcgOomKill> {
+        let new = self.memcg_oom_kills[self.oom_reported..].to_vec();
+        self.oom_reported = self.memcg_oom_kills.len();
+        new
+    }
+
+    /// The path of the memory cgroup whose directory has this inode
+    /// number, as of the last pass; `v2` says which hierarchy the id is
+    /// from, and only that one is searched.
+    pub fn path_of_ino(&self, ino: u64, v2: bool) -> Option<String> {
+        let tree = self.tree.as_ref()?;
+        if tree.v2 != v2 {
+            return None;
+        }
+        self.cgroups
+            .iter()
+            .find(|(_, s)| s.ino == ino)
+            .map(|(k, _)| k.clone())
     }
 
     /// One sampling pass at `t` (seconds, any monotonic origin); returns
@@ -208,10 +446,12 @@ impl MemWatch {
     pub fn sample(&mut self, t: f64, now_unix: f64) -> Vec<MemWarning> {
         let t0 = Instant::now();
         let mut seen = HashSet::new();
+        let mut rises = Vec::new();
         if let Some(tree) = self.tree.clone() {
-            let mut stack = vec![tree.root.clone()];
+            let root_ino = std::fs::metadata(&tree.root).map_or(0, |m| m.ino());
+            let mut stack = vec![(tree.root.clone(), root_ino)];
             let mut n = 0;
-            while let Some(dir) = stack.pop() {
+            while let Some((dir, ino)) = stack.pop() {
                 if n >= self.cfg.max_cgroups {
                     break;
                 }
@@ -221,25 +461,56 @@ impl MemWatch {
                         .strip_prefix(&tree.root)
                         .map(cgroupfs::display_rel)
                         .unwrap_or_default();
-                    let s = self.cgroups.entry(rel.clone()).or_insert(Series {
-                        points: VecDeque::new(),
-                        limit: None,
-                        last: 0,
-                        warned: false,
-                    });
+                    let s = self.cgroups.entry(rel.clone()).or_default();
                     s.points.push_back((t, cur as f64));
                     s.limit = lim;
                     s.last = cur;
+                    s.ino = ino;
+                    // Only a limit makes a cgroup's own OOM kills: one more
+                    // small read for those.
+                    if lim.is_some()
+                        && let Some(k) = oom_kill_count(&dir, tree.v2)
+                    {
+                        if let Some(prev) = s.oom_kills
+                            && k > prev
+                        {
+                            rises.push((rel.clone(), k - prev, k));
+                        }
+                        s.oom_kills = Some(k);
+                    }
                     seen.insert(rel);
                 }
                 if let Ok(rd) = std::fs::read_dir(&dir) {
                     for e in rd.flatten() {
                         if e.file_type().is_ok_and(|f| f.is_dir()) {
-                            stack.push(e.path());
+                            stack.push((e.path(), e.ino()));
                         }
                     }
                 }
             }
+        }
+        // v2 counts a kill in every ancestor too: report the deepest.
+        let deepest: Vec<_> = rises
+            .iter()
+            .filter(|(rel, ..)| {
+                let prefix = format!("{}/", rel.trim_end_matches('/'));
+                !rises.iter().any(|(o, ..)| o.starts_with(&prefix))
+            })
+            .collect();
+        for (rel, kills, total) in deepest {
+            let unit = unit::parse(rel.as_bytes()).unit;
+            self.memcg_oom_kills.push(MemcgOomKill {
+                kind: "memcg_oom_kill",
+                time_unix: now_unix,
+                cgroup: rel.clone(),
+                message: format!(
+                    "{} counted {kills} OOM kill(s) under its memory limit ({total} in all)",
+                    unit.as_deref().unwrap_or(rel)
+                ),
+                unit,
+                kills: *kills,
+                total: *total,
+            });
         }
         // Gone cgroups keep no history.
         self.cgroups.retain(|k, _| seen.contains(k));
@@ -302,6 +573,7 @@ impl MemWatch {
                     used_bytes: s.last,
                     limit_bytes: s.limit,
                     pids,
+                    culprits: Vec::new(),
                     message: format!(
                         "{name} will reach its memory limit in {tte:.0} s: growing {}/s, {} of {}",
                         human_bytes(slope),
@@ -323,6 +595,7 @@ impl MemWatch {
                 used_bytes: self.system.last,
                 limit_bytes: self.system.limit,
                 pids: Vec::new(),
+                culprits: Vec::new(),
                 message: format!(
                     "the system will run out of available memory in {tte:.0} s: use growing {}/s",
                     human_bytes(slope)
@@ -343,19 +616,16 @@ impl MemWatch {
             let names: HashSet<String> = caches.iter().map(|c| c.name.clone()).collect();
             self.slabs.retain(|k, _| names.contains(k));
             for c in caches {
-                let s = self.slabs.entry(c.name).or_insert(Series {
-                    points: VecDeque::new(),
-                    limit: None,
-                    last: 0,
-                    warned: false,
-                });
-                s.points.push_back((t, c.bytes as f64));
-                while s.points.front().is_some_and(|p| p.0 < t - window) {
-                    s.points.pop_front();
-                }
-                s.last = c.bytes;
+                self.slabs
+                    .entry(c.name)
+                    .or_default()
+                    .push(t, c.bytes, window);
             }
         }
+        if slab_due {
+            self.discover_hidden();
+        }
+        self.sample_hidden(t);
         let psi = std::fs::read_to_string(self.proc_root.join("pressure/memory"))
             .ok()
             .and_then(|t| memory::parse_psi(&t, "/proc/pressure/memory").ok());
@@ -375,6 +645,7 @@ impl MemWatch {
                         used_bytes: self.system.last,
                         limit_bytes: self.system.limit,
                         pids: Vec::new(),
+                        culprits: Vec::new(),
                         message: format!(
                             "memory pressure: tasks stalled on memory {:.1}% of the time (some avg10) for {:.0} s",
                             p.some.avg10,
@@ -388,13 +659,226 @@ impl MemWatch {
                 self.psi_warned = false;
             }
         }
+        // A system-wide warning names what explains it.
+        if out.iter().any(|w| w.target != "cgroup") {
+            let culprits = self.culprits();
+            for w in out.iter_mut().filter(|w| w.target != "cgroup") {
+                if !culprits.is_empty() {
+                    w.message = format!("{}; growing most: {}", w.message, culprits.join(", "));
+                }
+                w.culprits = culprits.clone();
+            }
+        }
         self.pass_us.push(t0.elapsed().as_micros() as u64);
         self.warnings.extend(out.iter().cloned());
         out
     }
 
-    /// The system's and the top cgroups' trends as of the last sample.
+    /// The top growing cgroups and slab caches, as "name +X MiB/s (P%)".
+    fn culprits(&self) -> Vec<String> {
+        let f = self.forecast_without_detail();
+        let share = |s: Option<f64>| s.map_or(String::new(), |s| format!(" ({:.0}%)", s * 100.0));
+        let mut v: Vec<(f64, String)> = f
+            .top_growth
+            .iter()
+            .take(3)
+            .map(|c| {
+                (
+                    c.growth_bytes_per_s,
+                    format!(
+                        "{} +{}/s{}",
+                        c.unit.as_deref().unwrap_or(&c.cgroup),
+                        human_bytes(c.growth_bytes_per_s),
+                        share(c.share_of_system_growth)
+                    ),
+                )
+            })
+            .collect();
+        v.extend(f.slab_growth.iter().take(1).map(|s| {
+            (
+                s.growth_bytes_per_s,
+                format!(
+                    "slab {} +{}/s{}",
+                    s.cache,
+                    human_bytes(s.growth_bytes_per_s),
+                    share(s.share_of_system_growth)
+                ),
+            )
+        }));
+        v.sort_by(|a, b| b.0.total_cmp(&a.0));
+        v.into_iter().map(|x| x.1).collect()
+    }
+
+    /// Finds systemd managers (`init.scope`, not a user manager's) and
+    /// journalds in the cgroup2 tree, plus the host's PID 1; forgets the
+    /// ones that exited.
+    fn discover_hidden(&mut self) {
+        let mut found: Vec<(HiddenKind, u32, Option<String>)> = vec![(HiddenKind::Pid1, 1, None)];
+        if let Some(root) = &self.units_root {
+            let mut stack = vec![root.clone()];
+            let mut n = 0;
+            while let Some(dir) = stack.pop() {
+                if n >= self.cfg.max_cgroups {
+                    break;
+                }
+                n += 1;
+                let Ok(rd) = std::fs::read_dir(&dir) else {
+                    continue;
+                };
+                for e in rd.flatten() {
+                    if !e.file_type().is_ok_and(|f| f.is_dir()) {
+                        continue;
+                    }
+                    let name = e.file_name();
+                    let what = match name.as_encoded_bytes() {
+                        b"init.scope"
+                            if !dir
+                                .file_name()
+                                .is_some_and(|p| p.as_encoded_bytes().starts_with(b"user@")) =>
+                        {
+                            Some(HiddenKind::Pid1)
+                        }
+                        b"systemd-journald.service" => Some(HiddenKind::Journald),
+                        _ => None,
+                    };
+                    if let Some(what) = what {
+                        let rel = e
+                            .path()
+                            .strip_prefix(root)
+                            .map(cgroupfs::display_rel)
+                            .unwrap_or_default();
+                        // The first process: the manager, or journald.
+                        if let Some(pid) = std::fs::read_to_string(e.path().join("cgroup.procs"))
+                            .ok()
+                            .and_then(|t| t.lines().next().and_then(|l| l.trim().parse().ok()))
+                        {
+                            found.push((what, pid, Some(rel)));
+                        }
+                    }
+                    stack.push(e.path());
+                }
+            }
+        }
+        let mut keep = HashSet::new();
+        for (what, pid, cgroup) in found {
+            let Some((comm, start)) =
+                std::fs::read_to_string(self.proc_root.join(format!("{pid}/stat")))
+                    .ok()
+                    .and_then(|t| memory::parse_stat_identity(&t, "stat").ok())
+            else {
+                continue;
+            };
+            let kinds: &[HiddenKind] = if what == HiddenKind::Journald {
+                &[HiddenKind::Journald, HiddenKind::Journal]
+            } else {
+                &[what]
+            };
+            for &k in kinds {
+                keep.insert((k, pid, start));
+                let e = self
+                    .hidden
+                    .entry((k, pid, start))
+                    .or_insert_with(|| Watched {
+                        comm: comm.clone(),
+                        cgroup: None,
+                        container: None,
+                        series: Series::default(),
+                        disk_bytes: 0,
+                    });
+                // The host's PID 1 is found twice on a systemd host: keep
+                // the cgroup the tree gave.
+                if let Some(c) = &cgroup {
+                    let owner: Owner = unit::parse(c.as_bytes());
+                    e.container = owner.container.as_ref().map(|c| c.label());
+                    e.cgroup = Some(c.clone());
+                }
+            }
+        }
+        self.hidden.retain(|k, _| keep.contains(k));
+    }
+
+    /// One reading of each hidden victim: statm, or the journal's files.
+    fn sample_hidden(&mut self, t: f64) {
+        let page = self.page;
+        for (&(what, pid, _), w) in self.hidden.iter_mut() {
+            let proc_dir = self.proc_root.join(pid.to_string());
+            let v = match what {
+                HiddenKind::Pid1 | HiddenKind::Journald => {
+                    std::fs::read_to_string(proc_dir.join("statm"))
+                        .ok()
+                        .and_then(|t| memory::parse_statm(&t, "statm", page).ok())
+                }
+                HiddenKind::Journal => journal_usage(&proc_dir.join("root")).map(|(used, disk)| {
+                    w.disk_bytes = disk;
+                    used
+                }),
+            };
+            if let Some(v) = v {
+                w.series.push(t, v, HIDDEN_WINDOW_S);
+            }
+        }
+    }
+
+    /// The system's, the top cgroups' and slab caches', and the hidden
+    /// victims' trends as of the last sample, with what the top cgroups'
+    /// memory is (read now).
     pub fn forecast(&self) -> MemForecast {
+        let mut f = self.forecast_without_detail();
+        if let Some(tree) = &self.tree {
+            for c in &mut f.top_growth {
+                let dir = tree.root.join(c.cgroup.trim_start_matches('/'));
+                let m = if tree.v2 {
+                    memory::read_cgroup_v2(&dir)
+                } else {
+                    memory::read_cgroup_v1(&dir)
+                };
+                c.breakdown = m.ok().map(|m| Breakdown {
+                    anon_bytes: m.anon,
+                    file_bytes: m.file,
+                    kernel_bytes: m.kernel,
+                    limit_hits: m.limit_hits,
+                    oom_kills: m.oom_kills,
+                    pressure_some_avg10: m.pressure.map(|p| p.some.avg10),
+                });
+            }
+        }
+        f.hidden = self
+            .hidden
+            .iter()
+            .map(|(&(what, pid, _), w)| {
+                let v: Vec<(f64, f64)> = w.series.points.iter().copied().collect();
+                let growth = (v.len() >= self.cfg.min_samples)
+                    .then(|| theil_sen(&v))
+                    .flatten();
+                let beside: Vec<&LoopRate> = self
+                    .loops
+                    .iter()
+                    .filter(|l| l.container == w.container && l.restarts_per_s > 0.0)
+                    .collect();
+                let rate: f64 = beside.iter().map(|l| l.restarts_per_s).sum();
+                HiddenTrend {
+                    what,
+                    pid,
+                    comm: w.comm.clone(),
+                    cgroup: w.cgroup.clone(),
+                    container: w.container.clone(),
+                    bytes: w.series.last,
+                    disk_bytes: (what == HiddenKind::Journal).then_some(w.disk_bytes),
+                    growth_bytes_per_s: growth,
+                    per_restart: growth
+                        .filter(|g| *g > 0.0 && rate > 0.0)
+                        .map(|g| PerRestart {
+                            loops: beside.iter().map(|l| l.unit.clone()).collect(),
+                            restarts_per_s: rate,
+                            bytes_per_restart: g / rate,
+                        }),
+                }
+            })
+            .collect();
+        f
+    }
+
+    fn forecast_without_detail(&self) -> MemForecast {
         let slope = |s: &Series| {
             let v: Vec<(f64, f64)> = s.points.iter().copied().collect();
             (v.len() >= self.cfg.min_samples)
@@ -423,6 +907,7 @@ impl MemWatch {
                         .limit
                         .and_then(|l| time_to_exhaustion(l as f64 - s.last as f64, g)),
                     share_of_system_growth: sys.filter(|x| *x > 0.0).map(|x| g / x),
+                    breakdown: None,
                 })
             })
             .collect();
@@ -437,6 +922,7 @@ impl MemWatch {
                     cache: k.clone(),
                     bytes: s.last,
                     growth_bytes_per_s: g,
+                    share_of_system_growth: sys.filter(|x| *x > 0.0).map(|x| g / x),
                 })
             })
             .collect();
@@ -450,6 +936,7 @@ impl MemWatch {
                 .and_then(|g| time_to_exhaustion(total as f64 - self.system.last as f64, g)),
             top_growth: top,
             slab_growth: slab,
+            hidden: Vec::new(),
         }
     }
 

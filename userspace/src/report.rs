@@ -467,6 +467,8 @@ pub struct MemorySummary {
     /// Median cost of one sampling pass, in microseconds.
     pub pass_us_p50: Option<u64>,
     pub warnings: Vec<crate::mempress::MemWarning>,
+    /// Rises of memory cgroups' own OOM-kill counters.
+    pub memcg_oom_kills: Vec<crate::mempress::MemcgOomKill>,
     /// As of the last sample.
     pub forecast: crate::mempress::MemForecast,
 }

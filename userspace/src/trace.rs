@@ -20,7 +20,7 @@ use crate::{
     events::{self, Event, EventFilter, Place},
     kernel::{EventOptions, KernelError, LoadOptions, Probe},
     layout::ExitFlavour,
-    mempress::{self, MemConfig, MemWatch},
+    mempress::{self, LoopRate, MemConfig, MemWatch},
     output::{Reporter, json::Json, table::Table},
     record::{RecordError, Recorder},
     report::{
@@ -124,12 +124,15 @@ fn sample_memory(sinks: &mut Sinks) -> Result<(), TraceError> {
     while sinks.mem.next <= now {
         sinks.mem.next += sinks.mem.every;
     }
-    let warnings = sinks
-        .mem
-        .watch
-        .sample(monotonic_now_ns() as f64 / 1e9, now_unix());
-    for w in warnings {
-        let json = serde_json::to_string(&w).expect("warning JSON");
+    let watch = &mut sinks.mem.watch;
+    let warnings = watch.sample(monotonic_now_ns() as f64 / 1e9, now_unix());
+    let kills = watch.new_memcg_oom_kills();
+    let alerts = warnings
+        .iter()
+        .map(|w| (serde_json::to_string(w), &w.message))
+        .chain(kills.iter().map(|k| (serde_json::to_string(k), &k.message)));
+    for (json, message) in alerts {
+        let json = json.expect("alert JSON");
         if let Some(r) = sinks.record.as_deref_mut() {
             r.line(&json).map_err(TraceError::Record)?;
         }
@@ -137,13 +140,31 @@ fn sample_memory(sinks: &mut Sinks) -> Result<(), TraceError> {
         let line = if ev.json {
             json
         } else {
-            format!("!! memory: {}", w.message)
+            format!("!! memory: {message}")
         };
         writeln!(ev.out, "{line}")
             .and_then(|()| ev.out.flush())
             .map_err(TraceError::Output)?;
     }
     Ok(())
+}
+
+/// The active respawn loops' rates, for the memory forecast's
+/// per-restart figures.
+fn loop_rates(findings: &[Finding]) -> Vec<LoopRate> {
+    findings
+        .iter()
+        .filter(|f| f.state == "active")
+        .map(|f| LoopRate {
+            unit: f
+                .unit
+                .clone()
+                .or_else(|| f.cgroup.clone())
+                .unwrap_or_else(|| f.executable.clone()),
+            container: f.container.clone(),
+            restarts_per_s: f.rate_per_min / 60.0,
+        })
+        .collect()
 }
 
 /// The clock bpf_ktime_get_ns() reads.
@@ -234,6 +255,20 @@ fn drain(probe: &mut Probe, sinks: &mut Sinks) -> Result<(), TraceError> {
         }
         let r = names.resolve_now(e.cgroup_id());
         let place = Place::of(e.cgroup_id(), &r);
+        let mut e = e;
+        if let Event::Oom(o) = &mut e
+            && o.scope == Some("memcg")
+        {
+            o.memcg_path = if o.memcg_hierarchy == 0 {
+                // cgroup2: the names cache, else the memory walk.
+                names
+                    .resolve_now(o.memcg_id)
+                    .path
+                    .or_else(|| mem.path_of_ino(o.memcg_id, true))
+            } else {
+                mem.path_of_ino(o.memcg_id, false)
+            };
+        }
         let t = e.ts_ns() as f64 / 1e9 + ev.mono_to_unix;
         if let (Some(d), Some(de)) = (ev.detector.as_mut(), events::det_event(&e, &place)) {
             changes.extend(d.event(&de));
@@ -347,6 +382,9 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
             ExitProgram::Legacy => Some(ExitFlavour::Legacy),
         },
     })?;
+    if let Some(w) = &probe.oom_scope_warning {
+        eprintln!("spawnscope: warning: {w}");
+    }
     // The mkdir probe is attached: every cgroup is either created from now
     // on (and reported) or already there for this walk to find.
     names.walk();
@@ -387,7 +425,8 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
             },
             mempress::memory_tree(&mounts),
             PathBuf::from("/proc"),
-        ),
+        )
+        .with_units_root(mount.as_ref().map(|m| m.mount_point.clone())),
         every: args.mem_interval,
         next: Instant::now(),
     };
@@ -453,6 +492,10 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
             },
         )?;
         names.refresh(cur.per_cgroup.keys());
+        if let Some(d) = sink.detector.as_mut() {
+            mem.watch
+                .set_loops(loop_rates(&d.findings(monotonic_now_ns())));
+        }
         let secs = (at - prev_at).as_secs_f64();
         let rep = IntervalReport {
             kind: "interval",
@@ -524,6 +567,9 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
     let totals = report::totals(&cur);
     let end_ns = monotonic_now_ns();
     let findings = sink.detector.as_mut().map(|d| d.findings(end_ns));
+    if let Some(f) = &findings {
+        mem.watch.set_loops(loop_rates(f));
+    }
     let summary = Summary {
         kind: "summary",
         time_unix: now_unix(),
@@ -560,6 +606,7 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
             samples: mem.watch.pass_us.len(),
             pass_us_p50: mem.watch.median_pass_us(),
             warnings: mem.watch.warnings.clone(),
+            memcg_oom_kills: mem.watch.memcg_oom_kills.clone(),
             forecast: mem.watch.forecast(),
         },
     };

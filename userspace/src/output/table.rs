@@ -88,6 +88,38 @@ fn memory_line(m: &crate::mempress::MemForecast) -> String {
     s
 }
 
+/// A growing hidden victim (PID 1, journald, the journal), with its
+/// growth per restart of the loops beside it; None while it does not grow.
+fn hidden_line(h: &crate::mempress::HiddenTrend) -> Option<String> {
+    let g = h.growth_bytes_per_s.filter(|g| *g > 0.0)?;
+    let what = match h.what {
+        crate::mempress::HiddenKind::Pid1 => format!("PID 1 {} [{}]", h.comm, h.pid),
+        crate::mempress::HiddenKind::Journald => format!("journald [{}]", h.pid),
+        crate::mempress::HiddenKind::Journal => format!("the journal of journald [{}]", h.pid),
+    };
+    let place = h
+        .container
+        .as_ref()
+        .map(|c| format!(" in {c}"))
+        .unwrap_or_default();
+    let per = h
+        .per_restart
+        .as_ref()
+        .map(|p| {
+            format!(
+                ", {:.1} KiB per restart of {}",
+                p.bytes_per_restart / 1024.0,
+                p.loops.join(" + ")
+            )
+        })
+        .unwrap_or_default();
+    Some(format!(
+        "memory: {what}{place}: {}, growing {}/s{per}",
+        mib(h.bytes as f64),
+        mib(g)
+    ))
+}
+
 /// Shortens long names from the left: the leaf names the unit.
 fn fit(path: &str, width: usize) -> String {
     let n = path.chars().count();
@@ -230,13 +262,27 @@ impl<W: Write> Reporter for Table<W> {
             )?;
         }
         writeln!(self.out, "{}", memory_line(&s.memory.forecast))?;
+        for h in s.memory.forecast.hidden.iter() {
+            if let Some(line) = hidden_line(h) {
+                writeln!(self.out, "{line}")?;
+            }
+        }
         for w in &s.memory.warnings {
             writeln!(self.out, "memory warning: {}", w.message)?;
         }
+        for k in &s.memory.memcg_oom_kills {
+            writeln!(self.out, "memory: {}", k.message)?;
+        }
         for k in &s.oom_kills {
+            let scope = match (k["scope"].as_str(), k["limiting_cgroup"]["path"].as_str()) {
+                (Some("memcg"), Some(p)) => format!("memory limit of {p}"),
+                (Some("memcg"), None) => "a memory cgroup's limit".to_string(),
+                (Some("global"), _) => "global: the system ran out".to_string(),
+                _ => "scope unknown".to_string(),
+            };
             writeln!(
                 self.out,
-                "OOM kill: {} (pid {}) in {}, rss {}, killed while {} (pid {}) allocated",
+                "OOM kill ({scope}): {} (pid {}) in {}, rss {}, killed while {} (pid {}) allocated",
                 k["comm"].as_str().unwrap_or("?"),
                 k["pid"],
                 k["unit"]
@@ -381,8 +427,10 @@ mod tests {
                     growth_bytes_per_s: 1048576.0,
                     seconds_to_limit: None,
                     share_of_system_growth: Some(1.0),
+                    breakdown: None,
                 }],
                 slab_growth: vec![],
+                hidden: vec![],
             }),
         })
         .unwrap();
@@ -410,7 +458,8 @@ mod tests {
             findings: Some(vec![]),
             oom_kills: vec![serde_json::json!({
                 "comm": "leaker", "pid": 42, "unit": "leak.service", "cgroup": "/system.slice/leak.service",
-                "rss_bytes": 67108864u64, "killer": {"comm": "leaker", "pid": 42}
+                "rss_bytes": 67108864u64, "killer": {"comm": "leaker", "pid": 42},
+                "scope": "memcg", "limiting_cgroup": {"hierarchy": "v1", "id": 7, "path": "/leak"}
             })],
             memory: crate::report::MemorySummary {
                 hierarchy: Some("v1"),
@@ -427,7 +476,17 @@ mod tests {
                     used_bytes: 1,
                     limit_bytes: Some(2),
                     pids: vec![42],
+                    culprits: vec![],
                     message: "/leak will reach its memory limit in 7 s".into(),
+                }],
+                memcg_oom_kills: vec![crate::mempress::MemcgOomKill {
+                    kind: "memcg_oom_kill",
+                    time_unix: 0.0,
+                    cgroup: "/leak".into(),
+                    unit: None,
+                    kills: 1,
+                    total: 1,
+                    message: "/leak counted 1 OOM kill(s) under its memory limit (1 in all)".into(),
                 }],
                 forecast: crate::mempress::MemForecast {
                     used_bytes: 0,
@@ -436,6 +495,34 @@ mod tests {
                     seconds_to_exhaustion: None,
                     top_growth: vec![],
                     slab_growth: vec![],
+                    hidden: vec![
+                        crate::mempress::HiddenTrend {
+                            what: crate::mempress::HiddenKind::Journal,
+                            pid: 77,
+                            comm: "systemd-journal".into(),
+                            cgroup: Some("/web/payload/system.slice/systemd-journald.service".into()),
+                            container: Some("web".into()),
+                            bytes: 8 << 20,
+                            disk_bytes: Some(16 << 20),
+                            growth_bytes_per_s: Some(262144.0),
+                            per_restart: Some(crate::mempress::PerRestart {
+                                loops: vec!["crashy.service".into()],
+                                restarts_per_s: 1.0,
+                                bytes_per_restart: 262144.0,
+                            }),
+                        },
+                        crate::mempress::HiddenTrend {
+                            what: crate::mempress::HiddenKind::Pid1,
+                            pid: 1,
+                            comm: "init".into(),
+                            cgroup: None,
+                            container: None,
+                            bytes: 1 << 20,
+                            disk_bytes: None,
+                            growth_bytes_per_s: Some(0.0),
+                            per_restart: None,
+                        },
+                    ],
                 },
             },
         })
@@ -480,7 +567,22 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(
-            "OOM kill: leaker (pid 42) in leak.service, rss 64.0 MiB, killed while leaker (pid 42) allocated"
+            "OOM kill (memory limit of /leak): leaker (pid 42) in leak.service, rss 64.0 MiB, \
+             killed while leaker (pid 42) allocated"
         ));
+        assert!(
+            text.contains(
+                "memory: the journal of journald [77] in web: 8.0 MiB, growing 0.2 MiB/s, \
+             256.0 KiB per restart of crashy.service"
+            ),
+            "{text}"
+        );
+        assert!(
+            !text.contains("PID 1 init"),
+            "a flat PID 1 is not news: {text}"
+        );
+        assert!(
+            text.contains("memory: /leak counted 1 OOM kill(s) under its memory limit (1 in all)")
+        );
     }
 }
