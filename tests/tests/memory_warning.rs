@@ -17,7 +17,16 @@ fn leak_is_forecast_well_before_the_kill() {
     let Some(mcg) = MemCgroup::new("memwarn", 256 * MIB) else {
         return;
     };
-    let tracer = Tracer::start(&["--interval", "1s", "--mem-interval", "500ms"]);
+    // 6 h ahead: the system-wide forecast fires too, on any machine up to
+    // ~300 GiB, and must name the leak as what grows.
+    let tracer = Tracer::start(&[
+        "--interval",
+        "1s",
+        "--mem-interval",
+        "500ms",
+        "--mem-warn-before",
+        "6h",
+    ]);
     let mut c = mcg.command(workload_bin());
     let st = c.args(["--leak-mib-per-s", "16"]).status().unwrap();
     assert_eq!(
@@ -51,6 +60,16 @@ fn leak_is_forecast_well_before_the_kill() {
         lines.iter().any(|l| l["type"] == "interval"
             && l["memory"]["top_growth"][0]["cgroup"] == mem_rel.as_str()),
         "no interval ranked {mem_rel} first"
+    );
+    let system = lines
+        .iter()
+        .find(|l| l["type"] == "memory_warning" && l["target"] == "system")
+        .unwrap_or_else(|| panic!("no system-wide warning: {lines:?}"));
+    eprintln!("system-wide: {}", system["message"]);
+    let top = system["culprits"][0].as_str().unwrap_or_default();
+    assert!(
+        top.starts_with(&format!("{mem_rel} +")),
+        "the leak is named first: {system}"
     );
     let s = summary(&lines);
     assert!(

@@ -466,6 +466,11 @@ pub struct MemorySummary {
     pub samples: usize,
     /// Median cost of one sampling pass, in microseconds.
     pub pass_us_p50: Option<u64>,
+    /// Median of the passes that also read /proc/slabinfo (1 in 6).
+    pub pass_us_slab_p50: Option<u64>,
+    pub pass_us_max: Option<u64>,
+    /// Memory cgroups read per pass (the last pass).
+    pub cgroups: usize,
     pub warnings: Vec<crate::mempress::MemWarning>,
     /// Rises of memory cgroups' own OOM-kill counters.
     pub memcg_oom_kills: Vec<crate::mempress::MemcgOomKill>,

@@ -1,6 +1,7 @@
 //! `cargo xtask bench events`: how fast this machine can exec while
 //! `spawnscope trace --events --json` streams every record to a file, and
-//! whether any record was dropped. Prints medians of several runs.
+//! whether any record was dropped. `bench memory`: what one memory
+//! sampling pass costs. Both print medians of several runs.
 
 use std::{
     io::{BufRead, BufReader},
@@ -173,4 +174,170 @@ pub fn detect() -> Result<(), Fail> {
         "--ignored",
         "--nocapture",
     ]))
+}
+
+const MEM_RUNS: usize = 3;
+const MEM_SECONDS: u32 = 20;
+const EXTRA_CGROUPS: usize = 500;
+
+/// One `trace --no-detect` run sampling memory every 100 ms; returns the
+/// summary's memory section.
+fn memory_run(bin: &std::path::Path) -> Result<serde_json::Value, Fail> {
+    let out = Command::new(bin)
+        .args([
+            "trace",
+            "--json",
+            "--no-detect",
+            "--interval",
+            "1h",
+            "--mem-interval",
+            "100ms",
+            "--for",
+            &format!("{MEM_SECONDS}s"),
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| Fail(format!("cannot start {}: {e}", bin.display())))?;
+    if !out.status.success() {
+        return Err(Fail(format!("spawnscope failed: {}", out.status)));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let summary: serde_json::Value = text
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .ok_or_else(|| Fail("no summary line".into()))?;
+    Ok(summary["memory"].clone())
+}
+
+/// Empty memory cgroups under this process's own memory cgroup, removed
+/// on drop: more cgroups for every pass to read.
+struct ExtraCgroups(Vec<std::path::PathBuf>);
+
+impl ExtraCgroups {
+    fn create(n: usize) -> Result<Self, Fail> {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| Fail(format!("/proc/self/mountinfo: {e}")))?;
+        let own = std::fs::read_to_string("/proc/self/cgroup")
+            .map_err(|e| Fail(format!("/proc/self/cgroup: {e}")))?;
+        // The v1 memory hierarchy, where children of our own cgroup are
+        // memory cgroups at once; on cgroup2 only when the memory
+        // controller is delegated to our cgroup's children.
+        let v1 = mounts.lines().find_map(|l| {
+            let (_, post) = l.split_once(" - ")?;
+            let mut f = post.split_whitespace();
+            let (fstype, _, opts) = (f.next()?, f.next()?, f.next()?);
+            (fstype == "cgroup" && opts.split(',').any(|o| o == "memory"))
+                .then(|| l.split_whitespace().nth(4).map(std::path::PathBuf::from))
+                .flatten()
+        });
+        let base = match v1 {
+            Some(mp) => {
+                let rel = own
+                    .lines()
+                    .find_map(|l| {
+                        let mut f = l.splitn(3, ':');
+                        let (_, ctrl, path) = (f.next()?, f.next()?, f.next()?);
+                        ctrl.split(',')
+                            .any(|c| c == "memory")
+                            .then(|| path.to_string())
+                    })
+                    .ok_or_else(|| Fail("no v1 memory line in /proc/self/cgroup".into()))?;
+                mp.join(rel.trim_start_matches('/'))
+            }
+            None => {
+                let rel = own
+                    .lines()
+                    .find_map(|l| l.strip_prefix("0::"))
+                    .ok_or_else(|| Fail("no cgroup2 line in /proc/self/cgroup".into()))?;
+                let base = std::path::Path::new("/sys/fs/cgroup").join(rel.trim_start_matches('/'));
+                let ctl = std::fs::read_to_string(base.join("cgroup.subtree_control"))
+                    .unwrap_or_default();
+                if !ctl.split_whitespace().any(|c| c == "memory") {
+                    return Err(Fail(format!(
+                        "{}: memory is not enabled for its children",
+                        base.display()
+                    )));
+                }
+                base
+            }
+        };
+        let mut made = Self(Vec::new());
+        for i in 0..n {
+            let d = base.join(format!("spawnscope-bench-{}-{i}", std::process::id()));
+            std::fs::create_dir(&d).map_err(|e| Fail(format!("mkdir {}: {e}", d.display())))?;
+            made.0.push(d);
+        }
+        Ok(made)
+    }
+}
+
+impl Drop for ExtraCgroups {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+/// `cargo xtask bench memory`: the cost of one memory sampling pass on
+/// this host as it is, then with 500 more memory cgroups to read.
+pub fn memory() -> Result<(), Fail> {
+    require_root("memory", "loads BPF programs")?;
+    step("build: release spawnscope");
+    run_checked(cmd("cargo").args(["build", "--release", "--package", "spawnscope"]))?;
+    let bin = workspace_root().join("target/release/spawnscope");
+    println!(
+        "memory sampling pass: `spawnscope trace --no-detect --mem-interval 100ms` for \
+         {MEM_SECONDS} s, {MEM_RUNS} runs each."
+    );
+    println!("A pass reads every memory cgroup's usage and limit (and OOM-kill counter when it");
+    println!("has a limit), /proc/meminfo, PSI, PID 1's and journald's statm and the journal's");
+    println!("headers; every 6th pass also /proc/slabinfo. Figures: median of the runs'");
+    println!("medians (min-max of those medians) in microseconds; max: the slowest pass seen.");
+    println!();
+    println!("setup                 cgroups  passes  pass p50 (min-max)   slab pass p50  max");
+    for extra in [0, EXTRA_CGROUPS] {
+        let _cgroups = if extra > 0 {
+            match ExtraCgroups::create(extra) {
+                Ok(c) => Some(c),
+                Err(Fail(why)) => {
+                    println!("+{extra} cgroups: skipped ({why})");
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        let mut p50 = Vec::new();
+        let mut slab = Vec::new();
+        let (mut max, mut cgroups, mut passes) = (0u64, 0u64, 0u64);
+        for _ in 0..MEM_RUNS {
+            let m = memory_run(&bin)?;
+            let get = |k: &str| {
+                m[k].as_u64()
+                    .ok_or_else(|| Fail(format!("summary memory.{k} missing: {m}")))
+            };
+            p50.push(get("pass_us_p50")? as f64);
+            slab.push(get("pass_us_slab_p50")? as f64);
+            max = max.max(get("pass_us_max")?);
+            cgroups = get("cgroups")?;
+            passes = get("samples")?;
+        }
+        let (lo, hi) = (
+            p50.iter().copied().fold(f64::MAX, f64::min),
+            p50.iter().copied().fold(0.0, f64::max),
+        );
+        println!(
+            "{:<20}  {cgroups:>7}  {passes:>6}  {:>8.0} ({lo:.0}-{hi:.0})  {:>13.0}  {max}",
+            if extra == 0 {
+                "host as is".to_string()
+            } else {
+                format!("+{extra} empty cgroups")
+            },
+            median(&mut p50),
+            median(&mut slab),
+        );
+    }
+    Ok(())
 }

@@ -21,7 +21,9 @@ commands:
   bench events    exec-storm rate with every event streamed, and drops
                   (root; prints medians)
   bench detect    respawn-loop detection latency for 10 s, 2 s and 100 ms
-                  loops in a real systemd (root; about 2 minutes)";
+                  loops in a real systemd (root; about 2 minutes)
+  bench memory    cost of one memory sampling pass, as is and with 500
+                  more memory cgroups (root; about 2 minutes)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -33,6 +35,7 @@ fn main() -> ExitCode {
         Some("bench") => match args.get(1).map(String::as_str) {
             Some("events") => setup::run().and_then(|()| bench::events()),
             Some("detect") => setup::run().and_then(|()| bench::detect()),
+            Some("memory") => setup::run().and_then(|()| bench::memory()),
             other => Err(Fail(format!("unknown benchmark {other:?}\n{USAGE}"))),
         },
         Some("-h" | "--help" | "help") => {

@@ -183,6 +183,12 @@ impl<W: Write> Reporter for Table<W> {
         }
         if let Some(m) = &r.memory {
             writeln!(self.out, "{}", memory_line(m))?;
+            // Live, only what a loop is costing: the rest is in the summary.
+            for h in m.hidden.iter().filter(|h| h.per_restart.is_some()) {
+                if let Some(line) = hidden_line(h) {
+                    writeln!(self.out, "{line}")?;
+                }
+            }
         }
         self.out.flush()
     }
@@ -465,6 +471,9 @@ mod tests {
                 hierarchy: Some("v1"),
                 samples: 3,
                 pass_us_p50: Some(120),
+                pass_us_slab_p50: Some(2000),
+                pass_us_max: Some(2500),
+                cgroups: 3,
                 warnings: vec![crate::mempress::MemWarning {
                     kind: "memory_warning",
                     target: "cgroup",
