@@ -291,10 +291,11 @@ pub fn memory() -> Result<(), Fail> {
         "memory sampling pass: `spawnscope trace --no-detect --mem-interval 100ms` for \
          {MEM_SECONDS} s, {MEM_RUNS} runs each."
     );
-    println!("A pass reads every memory cgroup's usage and limit (and OOM-kill counter when it");
-    println!("has a limit), /proc/meminfo, PSI, PID 1's and journald's statm and the journal's");
-    println!("headers; every 6th pass also /proc/slabinfo. Figures: median of the runs'");
-    println!("medians (min-max of those medians) in microseconds; max: the slowest pass seen.");
+    println!("A pass reads every memory cgroup's usage (and OOM-kill counter when it has a");
+    println!("limit), /proc/meminfo, PSI, PID 1's and journald's statm and the journal's");
+    println!("headers; every 6th pass also the limits, /proc/slabinfo and the cgroup2 tree");
+    println!("for PID 1s and journalds. Figures: median of the runs' medians (min-max of");
+    println!("those medians) in microseconds; max: the slowest pass seen.");
     println!();
     println!("setup                 cgroups  passes  pass p50 (min-max)   slab pass p50  max");
     for extra in [0, EXTRA_CGROUPS] {
