@@ -77,6 +77,15 @@ fn oom_kill_is_caught_with_pid_comm_rss_and_unit() {
         summary(&lines)["memory"]["memcg_oom_kills"][0]["cgroup"],
         mem_rel.as_str()
     );
+    // The forecast the last sampling pass made for that cgroup.
+    let f = &k["last_forecast"]["cgroup"];
+    assert_eq!(f["cgroup"], mem_rel.as_str(), "{k}");
+    assert_eq!(f["limit_bytes"], LIMIT, "{k}");
+    let growth = f["growth_bytes_per_s"].as_f64().unwrap();
+    assert!(
+        (8.0..=32.0).contains(&(growth / (1 << 20) as f64)),
+        "the leak grows ~16 MiB/s: {k}"
+    );
     // The live alert came first, as a JSON line of its own.
     assert!(
         lines

@@ -369,6 +369,31 @@ pub struct CgroupTrend {
     pub breakdown: Option<Breakdown>,
 }
 
+/// The forecast as the last sampling pass before an OOM kill left it:
+/// for the system, and for the cgroup whose limit was hit (or the victim's
+/// memory cgroup).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KillForecast {
+    /// When that pass ran.
+    pub time_unix: f64,
+    pub used_bytes: u64,
+    pub total_bytes: u64,
+    pub growth_bytes_per_s: Option<f64>,
+    pub seconds_to_exhaustion: Option<f64>,
+    /// Null when the cgroup was not sampled (or is not a memory cgroup).
+    pub cgroup: Option<CgroupForecast>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CgroupForecast {
+    pub cgroup: String,
+    pub used_bytes: u64,
+    pub limit_bytes: Option<u64>,
+    /// Null until enough samples.
+    pub growth_bytes_per_s: Option<f64>,
+    pub seconds_to_limit: Option<f64>,
+}
+
 pub struct MemWatch {
     cfg: MemConfig,
     tree: Option<MemTree>,
@@ -392,6 +417,8 @@ pub struct MemWatch {
     pub memcg_oom_kills: Vec<MemcgOomKill>,
     /// How many of `memcg_oom_kills` were handed out already.
     oom_reported: usize,
+    /// Wall-clock time of the last pass.
+    last_unix: Option<f64>,
 }
 
 fn human_bytes(b: f64) -> String {
@@ -421,7 +448,44 @@ impl MemWatch {
             warnings: Vec::new(),
             memcg_oom_kills: Vec::new(),
             oom_reported: 0,
+            last_unix: None,
         }
+    }
+
+    /// What the last pass forecast, for a kill report; None before any
+    /// pass. `cgroup`: a path in the memory hierarchy.
+    pub fn kill_forecast(&self, cgroup: Option<&str>) -> Option<KillForecast> {
+        let slope = |s: &Series| {
+            let v: Vec<(f64, f64)> = s.points.iter().copied().collect();
+            (v.len() >= self.cfg.min_samples)
+                .then(|| theil_sen(&v))
+                .flatten()
+        };
+        let sys = slope(&self.system);
+        let total = self.system.limit.unwrap_or(0);
+        Some(KillForecast {
+            time_unix: self.last_unix?,
+            used_bytes: self.system.last,
+            total_bytes: total,
+            growth_bytes_per_s: sys,
+            seconds_to_exhaustion: sys
+                .and_then(|g| time_to_exhaustion(total as f64 - self.system.last as f64, g)),
+            cgroup: cgroup
+                .and_then(|c| self.cgroups.get_key_value(c))
+                .map(|(k, s)| {
+                    let g = slope(s);
+                    CgroupForecast {
+                        cgroup: k.clone(),
+                        used_bytes: s.last,
+                        limit_bytes: s.limit,
+                        growth_bytes_per_s: g,
+                        seconds_to_limit: s
+                            .limit
+                            .zip(g)
+                            .and_then(|(l, g)| time_to_exhaustion(l as f64 - s.last as f64, g)),
+                    }
+                }),
+        })
     }
 
     /// Where to look for systemd managers and journalds: the cgroup2
@@ -699,6 +763,7 @@ impl MemWatch {
             }
         }
         self.pass_us.push(t0.elapsed().as_micros() as u64);
+        self.last_unix = Some(now_unix);
         self.warnings.extend(out.iter().cloned());
         out
     }
@@ -1098,6 +1163,28 @@ mod tests {
         assert_eq!(f.slab_growth.len(), 1, "{:?}", f.slab_growth);
         assert_eq!(f.slab_growth[0].cache, "dentry");
         assert_eq!(f.slab_growth[0].growth_bytes_per_s, 2.0 * 192_000.0);
+        // What a kill report carries: the last pass's view of its cgroup.
+        let k = w.kill_forecast(Some("/system.slice/leak.service")).unwrap();
+        assert_eq!(k.time_unix, 0.0);
+        assert_eq!(k.growth_bytes_per_s, Some(0.0));
+        let c = k.cgroup.unwrap();
+        assert_eq!(
+            (
+                c.used_bytes,
+                c.limit_bytes,
+                c.growth_bytes_per_s,
+                c.seconds_to_limit
+            ),
+            (
+                192 * mib,
+                Some(256 * mib),
+                Some(32.0 * mib as f64),
+                Some(2.0)
+            )
+        );
+        assert_eq!(w.kill_forecast(Some("/nope")).unwrap().cgroup, None);
+        let fresh = MemWatch::new(MemConfig::default(), None, procs.clone());
+        assert_eq!(fresh.kill_forecast(None), None, "no pass yet");
     }
 
     #[test]

@@ -304,6 +304,19 @@ fn drain(probe: &mut Probe, sinks: &mut Sinks) -> Result<(), TraceError> {
                 })
                 .or_else(|| mem.warnings.iter().rev().find(|w| w.target == "system"));
             v["last_warning"] = serde_json::to_value(last).expect("warning JSON");
+            // The limiting cgroup's trend, else the victim's own when the
+            // memory hierarchy is the one it was named in (cgroup2).
+            let memcg = match &e {
+                Event::Oom(o) => o.memcg_path.clone(),
+                _ => None,
+            }
+            .or_else(|| {
+                (mem.hierarchy() == Some("v2"))
+                    .then(|| place.cgroup.clone())
+                    .flatten()
+            });
+            v["last_forecast"] =
+                serde_json::to_value(mem.kill_forecast(memcg.as_deref())).expect("forecast JSON");
             let j = v.to_string();
             let line = if ev.json {
                 j.clone()
