@@ -489,7 +489,11 @@ struct V1Memcg(PathBuf);
 impl Drop for V1Memcg {
     fn drop(&mut self) {
         for _ in 0..100 {
-            if fs::remove_dir(&self.0).is_ok() || !self.0.exists() {
+            // Children (made by `MemCgroup::command_in`) first.
+            for d in cgroup_dirs_bottom_up(&self.0) {
+                let _ = fs::remove_dir(&d);
+            }
+            if !self.0.exists() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -559,6 +563,40 @@ impl MemCgroup {
     /// True when the limit is a cgroup v1 memory cgroup's.
     pub fn is_v1(&self) -> bool {
         self.v1.is_some()
+    }
+
+    /// A command whose child joins a new child cgroup `name` of this one
+    /// (in both hierarchies), below the limit; returns it with the child's
+    /// path in the memory hierarchy.
+    pub fn command_in(
+        &self,
+        name: &str,
+        program: impl AsRef<std::ffi::OsStr>,
+    ) -> (Command, String) {
+        let mut c = Command::new(program);
+        let v2 = self.cg.path.join(name);
+        fs::create_dir(&v2).unwrap_or_else(|e| panic!("mkdir {}: {e}", v2.display()));
+        let mut joins = vec![v2.join("cgroup.procs")];
+        let mem_rel = format!("{}/{name}", self.mem_rel);
+        match &self.v1 {
+            Some(v1) => {
+                let d = v1.0.join(name);
+                fs::create_dir(&d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
+                joins.push(d.join("cgroup.procs"));
+            }
+            None => fs::write(self.cg.path.join("cgroup.subtree_control"), "+memory")
+                .expect("delegate memory to the child"),
+        }
+        // SAFETY: the closure only writes files, as pre_exec allows.
+        unsafe {
+            c.pre_exec(move || {
+                for p in &joins {
+                    fs::write(p, b"0")?;
+                }
+                Ok(())
+            });
+        }
+        (c, mem_rel)
     }
 
     /// A command whose child joins both the test cgroup and the memory one.

@@ -94,3 +94,43 @@ fn oom_kill_is_caught_with_pid_comm_rss_and_unit() {
     );
     eprintln!("leaker lived {lived:?}; killed at rss {} MiB", rss >> 20);
 }
+
+/// The limit is on the parent of the victim's memory cgroup: the probe
+/// walks up from the victim and names the parent.
+#[test]
+fn limit_on_an_ancestor_names_the_ancestor() {
+    if !require_root("oom_kill") {
+        return;
+    }
+    let Some(mcg) = MemCgroup::new("oomparent", LIMIT) else {
+        return;
+    };
+    let tracer = Tracer::start(&["--interval", "1s", "--mem-interval", "200ms"]);
+    let (mut c, child_rel) = mcg.command_in("leaf", workload_bin());
+    let mut child = c.args(["--leak-mib-per-s", "16"]).spawn().unwrap();
+    let pid = child.id();
+    let st = child.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&st),
+        Some(libc::SIGKILL),
+        "{st}"
+    );
+    let mem_rel = mcg.mem_rel.clone();
+    drop(mcg);
+    let (code, lines, stderr) = tracer.stop_with(libc::SIGINT);
+    assert_eq!(code, Some(0), "{stderr}");
+    let k = summary(&lines)["oom_kills"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["tgid"] == pid)
+        .cloned()
+        .unwrap_or_else(|| panic!("kill of {pid} not captured: {lines:?}"));
+    assert_eq!(k["scope"], "memcg", "{k}");
+    assert_eq!(k["limiting_cgroup"]["path"], mem_rel.as_str(), "{k}");
+    assert_ne!(k["limiting_cgroup"]["path"], child_rel.as_str());
+    assert!(
+        k["cgroup"].as_str().unwrap().ends_with("/leaf"),
+        "the victim's own cgroup is the child: {k}"
+    );
+}
