@@ -376,20 +376,20 @@ impl SystemdContainer {
             .collect()
     }
 
-    /// Waits until `unit`'s main process runs `comm`: `systemctl start`
-    /// returns once a simple service is forked, before its exec(s).
-    pub fn wait_main_comm(&self, unit: &str, comm: &str) {
+    /// Waits until `unit`'s main process is `sleep`, asleep:
+    /// `systemctl start` returns once a simple service is forked, before
+    /// its exec(s), and the comm changes inside exec, before the exec
+    /// tracepoint fires. Sleeping means the exec is long done.
+    pub fn wait_main_sleeping(&self, unit: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let pid = self.show(unit, &["MainPID"])["MainPID"].clone();
-            let now = fs::read_to_string(self.guest_path(&format!("/proc/{pid}/comm")))
-                .unwrap_or_default();
-            if pid != "0" && now.trim() == comm {
+            if pid != "0" && sleeping(&self.guest_path(&format!("/proc/{pid}"))) {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "{unit}'s main process never became {comm} (pid {pid}, comm {now:?})"
+                "{unit}'s main process (pid {pid}) never slept in sleep"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -466,4 +466,13 @@ impl Drop for SystemdContainer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// True when the process at `proc_dir` (a /proc/PID directory) runs
+/// `sleep` and is blocked in its sleep: nanosleep, or pause for `sleep
+/// infinity` (coreutils 9).
+pub fn sleeping(proc_dir: &Path) -> bool {
+    let read = |f: &str| fs::read_to_string(proc_dir.join(f)).unwrap_or_default();
+    let wchan = read("wchan");
+    read("comm").trim() == "sleep" && (wchan.contains("nanosleep") || wchan.contains("pause"))
 }

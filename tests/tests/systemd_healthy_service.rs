@@ -4,7 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use spawnscope_tests::{Tracer, summary, systemd::SystemdContainer, unit_rows};
+use spawnscope_tests::{
+    Tracer, summary,
+    systemd::{SystemdContainer, sleeping},
+    unit_rows,
+};
 
 #[test]
 fn healthy_service_is_named_with_exact_counts() {
@@ -32,9 +36,9 @@ fn healthy_service_is_named_with_exact_counts() {
         &["MainPID", "ControlGroup", "ActiveState"],
     );
     assert_eq!(props["ActiveState"], "active", "{props:?}");
-    let comm = ct.guest_path(&format!("/proc/{}/comm", props["MainPID"]));
+    let proc = ct.guest_path(&format!("/proc/{}", props["MainPID"]));
     let deadline = Instant::now() + Duration::from_secs(30);
-    while std::fs::read_to_string(&comm).unwrap_or_default().trim() != "sleep" {
+    while !sleeping(&proc) {
         assert!(
             Instant::now() < deadline,
             "healthy.service never reached its sleep"

@@ -18,7 +18,7 @@ fn escaped_template_instance_is_named_and_unescaped() {
     let unit = format!("esc-demo@{instance}.service");
     let tracer = Tracer::start(&["--interval", "500ms"]);
     ct.run(&["systemctl", "start", &unit]);
-    ct.wait_main_comm(&unit, "sleep");
+    ct.wait_main_sleeping(&unit);
     let props = ct.show(&unit, &["ControlGroup", "Slice"]);
     let (code, lines, stderr) = tracer.stop_with(libc::SIGINT);
     assert_eq!(code, Some(0), "{stderr}");
@@ -41,7 +41,7 @@ fn escaped_template_instance_is_named_and_unescaped() {
     // --unit takes systemctl's globs, backslashes literal.
     let tracer = Tracer::start(&["--interval", "1h", "--unit", "esc-demo@*"]);
     ct.run(&["systemctl", "restart", &unit]);
-    ct.wait_main_comm(&unit, "sleep");
+    ct.wait_main_sleeping(&unit);
     let (code, lines, stderr) = tracer.stop_with(libc::SIGINT);
     assert_eq!(code, Some(0), "{stderr}");
     let s = summary(&lines);

@@ -4,7 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use spawnscope_tests::{Tracer, summary, systemd::SystemdContainer, unit_rows};
+use spawnscope_tests::{
+    Tracer, summary,
+    systemd::{SystemdContainer, sleeping},
+    unit_rows,
+};
 
 #[test]
 fn user_manager_unit_is_named_with_its_user() {
@@ -22,9 +26,9 @@ fn user_manager_unit_is_named_with_its_user() {
     let tracer = Tracer::start(&["--interval", "500ms"]);
     ct.user_systemctl(&["start", "ustay.service"]);
     let pid = ct.user_systemctl(&["show", "-p", "MainPID", "--value", "ustay.service"]);
-    let comm = ct.guest_path(&format!("/proc/{}/comm", pid.trim()));
+    let proc = ct.guest_path(&format!("/proc/{}", pid.trim()));
     let deadline = Instant::now() + Duration::from_secs(30);
-    while std::fs::read_to_string(&comm).unwrap_or_default().trim() != "sleep" {
+    while !sleeping(&proc) {
         assert!(
             Instant::now() < deadline,
             "ustay.service never reached its sleep"
