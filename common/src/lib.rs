@@ -277,6 +277,10 @@ pub struct OomEvent {
     /// `hierarchy_id` of the limiting memory cgroup's hierarchy: 0 for
     /// cgroup2, else a cgroup v1 hierarchy.
     pub memcg_hierarchy: u32,
+    /// [`OOM_PID_ONLY`] or 0.
+    pub flags: u32,
+    /// Explicit so the record has no hidden padding.
+    pub _pad: u32,
     /// The limiting memory cgroup's id in that hierarchy (0 unless
     /// `scope` is [`oom_scope::MEMCG`]).
     pub memcg_id: u64,
@@ -305,6 +309,11 @@ pub mod oom_scope {
     /// A memory cgroup above the victim (or its own) was at its limit.
     pub const MEMCG: u32 = 2;
 }
+
+/// `OomEvent::flags`: the kernel named the victim by pid only (its
+/// `mark_victim` predates Linux 6.8); tgid, uid, comm, cgroup, start time
+/// and RSS are zero or unknown in the record.
+pub const OOM_PID_ONLY: u32 = 1;
 
 /// A cgroup counts as at its limit when fewer pages than this are left:
 /// a failed charge is at most a 2 MiB huge page plus a 64-page batch, and
@@ -470,6 +479,8 @@ pub mod prog {
     pub const EXIT_LEGACY: &str = "sched_process_exit_legacy";
     pub const MKDIR: &str = "cgroup_mkdir";
     pub const OOM: &str = "mark_victim";
+    /// For kernels whose `mark_victim` passes only the victim's pid.
+    pub const OOM_PID_ONLY: &str = "mark_victim_pid";
 }
 
 #[cfg(test)]
@@ -527,7 +538,7 @@ const _: () = assert!(
 );
 const _: () = assert!(core::mem::size_of::<ExitEvent>() == 6 * 4 + 3 * 8 + COMM_LEN);
 const _: () = assert!(core::mem::size_of::<ForkEvent>() == 4 * 4 + 3 * 8 + COMM_LEN);
-const _: () = assert!(core::mem::size_of::<OomEvent>() == 8 * 4 + 6 * 8 + 2 * COMM_LEN);
+const _: () = assert!(core::mem::size_of::<OomEvent>() == 10 * 4 + 6 * 8 + 2 * COMM_LEN);
 
 #[cfg(test)]
 mod tests {

@@ -25,8 +25,8 @@ use spawnscope_common::{
     ARGS_MAX, ARGS_TRUNCATED, ARGS_UNREADABLE, CGROUP_PATH_MAX, CgroupMkdir, Counters,
     DEFAULT_MAX_CGROUPS, EventConfig, ExecEvent, ExitClass, ExitEvent, FILENAME_MAX,
     FILENAME_TRUNCATED, ForkEvent, KernelLayout, LAYOUT_MAGIC, Lifetimes, MEMCG_LIMIT_SLACK_PAGES,
-    MEMCG_MAX_DEPTH, MKDIR_EVENTS_BYTES, OomEvent, SIGNAL_GROUP_EXIT, classify_exit, kind,
-    lifetime_bucket, oom_scope, stat,
+    MEMCG_MAX_DEPTH, MKDIR_EVENTS_BYTES, OOM_PID_ONLY, OomEvent, SIGNAL_GROUP_EXIT, classify_exit,
+    kind, lifetime_bucket, oom_scope, stat,
 };
 
 /// Overridden by userspace before load; zero means "not provided".
@@ -642,6 +642,8 @@ pub fn mark_victim(ctx: BtfTracePointContext) -> i32 {
         killer_tgid: (killer >> 32) as u32,
         scope,
         memcg_hierarchy,
+        flags: 0,
+        _pad: 0,
         memcg_id,
         ts_ns: now_ns(),
         start_ns: process_start(task),
@@ -649,6 +651,45 @@ pub fn mark_victim(ctx: BtfTracePointContext) -> i32 {
         killer_cgroup_id: current_cgroup(),
         rss_pages,
         comm: read(task, off!(task_comm)).unwrap_or([0; 16]),
+        killer_comm: comm(),
+    });
+    e.submit(0);
+    0
+}
+
+/// `mark_victim(int pid)`, before Linux 6.8: the tracepoint gives only the
+/// victim's pid, so the record carries that and the killer; userspace
+/// looks the victim up in /proc ([`OOM_PID_ONLY`]).
+#[btf_tracepoint(function = "mark_victim")]
+pub fn mark_victim_pid(ctx: BtfTracePointContext) -> i32 {
+    if !layout_ready() {
+        return 0;
+    }
+    let pid: u64 = ctx.arg(0);
+    // SAFETY: helper without pointer arguments.
+    let killer = unsafe { generated::bpf_get_current_pid_tgid() };
+    let Some(mut e) = EVENTS.reserve::<OomEvent>(0) else {
+        count_drop(kind::OOM);
+        return 0;
+    };
+    e.write(OomEvent {
+        kind: kind::OOM,
+        pid: pid as u32,
+        tgid: 0,
+        uid: 0,
+        killer_pid: killer as u32,
+        killer_tgid: (killer >> 32) as u32,
+        scope: oom_scope::UNKNOWN,
+        memcg_hierarchy: 0,
+        flags: OOM_PID_ONLY,
+        _pad: 0,
+        memcg_id: 0,
+        ts_ns: now_ns(),
+        start_ns: 0,
+        cgroup_id: 0,
+        killer_cgroup_id: current_cgroup(),
+        rss_pages: u64::MAX,
+        comm: [0; 16],
         killer_comm: comm(),
     });
     e.submit(0);

@@ -55,6 +55,8 @@ struct Type {
     members: Vec<Member>,
     /// ENUM: (name offset, value).
     enumerators: Vec<(u32, i64)>,
+    /// FUNC_PROTO: parameter types.
+    params: Vec<u32>,
     /// FUNC_PROTO parameter count; ARRAY element type and count.
     vlen: u32,
     array: Option<(u32, u32)>,
@@ -141,6 +143,7 @@ impl Btf {
             size_or_type: 0,
             members: Vec::new(),
             enumerators: Vec::new(),
+            params: Vec::new(),
             vlen: 0,
             array: None,
         }];
@@ -159,6 +162,7 @@ impl Btf {
                 size_or_type,
                 members: Vec::new(),
                 enumerators: Vec::new(),
+                params: Vec::new(),
                 vlen,
                 array: None,
             };
@@ -197,7 +201,12 @@ impl Btf {
                     }
                     8 * vlen as usize
                 }
-                kind::FUNC_PROTO => 8 * vlen as usize,
+                kind::FUNC_PROTO => {
+                    for i in 0..vlen as usize {
+                        t.params.push(u32_at(tsec, at + i * 8 + 4).ok_or_else(bad)?);
+                    }
+                    8 * vlen as usize
+                }
                 kind::DATASEC | kind::ENUM64 => 12 * vlen as usize,
                 kind::PTR
                 | kind::FWD
@@ -343,6 +352,35 @@ impl Btf {
 
     /// The number of arguments a `tp_btf` tracepoint passes, not counting
     /// the leading `void *` context of its `btf_trace_<name>` typedef.
+    /// Whether argument `index` (0-based, after the context) of a `tp_btf`
+    /// tracepoint is a pointer (`struct task_struct *`) rather than a
+    /// number (`int pid`).
+    pub fn tracepoint_arg_is_pointer(
+        &self,
+        tracepoint: &str,
+        index: usize,
+    ) -> Result<bool, BtfError> {
+        let missing = || BtfError::NoTracepoint(tracepoint.to_string());
+        let td = self
+            .type_id(kind::TYPEDEF, &format!("btf_trace_{tracepoint}"))
+            .ok_or_else(missing)?;
+        let ptr = self
+            .resolve(td)
+            .and_then(|id| self.ty(id))
+            .filter(|t| t.kind == kind::PTR)
+            .ok_or_else(missing)?;
+        let proto = self
+            .ty(ptr.size_or_type)
+            .filter(|t| t.kind == kind::FUNC_PROTO)
+            .ok_or_else(missing)?;
+        let arg = *proto.params.get(index + 1).ok_or_else(missing)?;
+        let t = self
+            .resolve(arg)
+            .and_then(|id| self.ty(id))
+            .ok_or_else(missing)?;
+        Ok(t.kind == kind::PTR)
+    }
+
     pub fn tracepoint_arg_count(&self, tracepoint: &str) -> Result<u32, BtfError> {
         let missing = || BtfError::NoTracepoint(tracepoint.to_string());
         let td = self

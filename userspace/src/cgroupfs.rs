@@ -244,6 +244,21 @@ impl CgroupNames {
         }
     }
 
+    /// The id of the cgroup at `path` (from the hierarchy root, as
+    /// /proc/PID/cgroup gives it), if it exists under the mount.
+    pub fn id_of_path(&self, path: &str) -> Option<u64> {
+        let mount = self.mount.as_ref()?;
+        let rel = path.as_bytes().strip_prefix(self.root.as_slice())?;
+        // Whole components only: /webx is not under /web.
+        if !(rel.is_empty() || rel.starts_with(b"/")) {
+            return None;
+        }
+        let rel = rel.strip_prefix(b"/").unwrap_or(rel);
+        fs::metadata(mount.join(OsStr::from_bytes(rel)))
+            .ok()
+            .map(|m| m.ino())
+    }
+
     /// Records the path (from the hierarchy root) of a new cgroup.
     pub fn learn(&mut self, id: u64, path: &[u8]) {
         let rel = path.strip_prefix(b"/").unwrap_or(path);
@@ -568,8 +583,15 @@ mod tests {
         assert_eq!(names.get(x).unwrap().path, "/web/payload/x.service");
         let o = &names.get(7).unwrap().owner;
         assert_eq!(o.container.as_ref().unwrap().label(), "web");
+        // A hierarchy path (as /proc/PID/cgroup gives it) to its id.
+        assert_eq!(names.id_of_path("/web/payload/x.service"), Some(x));
+        assert_eq!(names.id_of_path("/web/payload/nope"), None);
+        assert_eq!(names.id_of_path("/other/x"), None, "outside the mount");
+        fs::create_dir_all(d.path().join("x/payload")).unwrap();
+        assert_eq!(names.id_of_path("/webx/payload"), None, "not /web/x/payload");
         // No cgroup2 mount: ids stay unnamed, without errors.
         let mut none = CgroupNames::new(None, 10);
+        assert_eq!(none.id_of_path("/a"), None);
         none.refresh([&1]);
         assert_eq!(none.resolve(1).path, None);
         assert_eq!(none.walks(), 0);

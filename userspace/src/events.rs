@@ -1,12 +1,12 @@
 //! Per-event records: decoding the probe's ring buffer, filtering, and
 //! rendering them for people (escaped) and for programs (lossless JSON).
 
-use std::time::Duration;
+use std::{path::Path, time::Duration};
 
 use serde::Serialize;
 use spawnscope_common::{
-    ARGS_TRUNCATED, ARGS_UNREADABLE, ExecEvent, ExitEvent, FILENAME_TRUNCATED, ForkEvent, OomEvent,
-    kind, oom_scope,
+    ARGS_TRUNCATED, ARGS_UNREADABLE, ExecEvent, ExitEvent, FILENAME_TRUNCATED, ForkEvent,
+    OOM_PID_ONLY, OomEvent, kind, oom_scope,
 };
 
 use crate::{
@@ -81,6 +81,41 @@ pub struct Oom {
     pub memcg_id: u64,
     /// Its path, filled in by the caller, which knows the trees.
     pub memcg_path: Option<String>,
+    /// Where the victim's details come from: "kernel", or on kernels whose
+    /// tracepoint gives only a pid, "proc" (looked up in time) or "pid"
+    /// (it was gone).
+    pub victim_from: &'static str,
+}
+
+impl Oom {
+    /// For a pid-only record: the victim's tgid, uid, comm and cgroup2
+    /// path from `proc_root/PID`, while it is still there (an OOM victim
+    /// takes a moment to die). Returns the cgroup path, relative to the
+    /// cgroup2 root, for the caller to turn into an id.
+    pub fn fill_from_proc(&mut self, proc_root: &Path) -> Option<String> {
+        let dir = proc_root.join(self.pid.to_string());
+        let status = std::fs::read_to_string(dir.join("status")).ok()?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u32>().ok())
+        };
+        let (Some(tgid), Some(uid)) = (field("Tgid:"), field("Uid:")) else {
+            return None;
+        };
+        let comm = std::fs::read(dir.join("comm")).ok()?;
+        let cgroup = std::fs::read_to_string(dir.join("cgroup")).ok()?;
+        self.tgid = tgid;
+        self.uid = uid;
+        self.comm = comm.strip_suffix(b"\n").unwrap_or(&comm).to_vec();
+        self.victim_from = "proc";
+        cgroup
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .map(str::to_string)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,6 +258,11 @@ pub fn decode(bytes: &[u8]) -> Option<Event> {
                 memcg_hierarchy: e.memcg_hierarchy,
                 memcg_id: e.memcg_id,
                 memcg_path: None,
+                victim_from: if e.flags & OOM_PID_ONLY != 0 {
+                    "pid"
+                } else {
+                    "kernel"
+                },
             }))
         }
         _ => None,
@@ -515,6 +555,7 @@ struct JsonOom<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     comm_hex: Option<String>,
     rss_bytes: Option<u64>,
+    victim_from: &'static str,
     /// "global" (the machine ran out), "memcg" (a cgroup hit its limit)
     /// or null (this kernel could not say).
     scope: Option<&'static str>,
@@ -613,6 +654,7 @@ pub fn to_json(e: &Event, place: &Place, time_unix: f64) -> String {
                 comm,
                 comm_hex,
                 rss_bytes: x.rss_bytes,
+                victim_from: x.victim_from,
                 scope: x.scope,
                 limiting_cgroup: (x.scope == Some("memcg")).then(|| JsonLimiting {
                     hierarchy: if x.memcg_hierarchy == 0 { "v2" } else { "v1" },
@@ -813,6 +855,8 @@ mod tests {
             killer_tgid: 42,
             scope,
             memcg_hierarchy: hierarchy,
+            flags: 0,
+            _pad: 0,
             memcg_id,
             ts_ns: 9,
             start_ns: 1,
@@ -875,6 +919,46 @@ mod tests {
         assert!(
             to_human(&Event::Oom(o), &place, 0.0).contains("rss 0.1 MiB, global (killed while"),
         );
+        assert_eq!(g["victim_from"], "kernel");
+    }
+
+    /// Before Linux 6.8 the kernel gives only the victim's pid: the rest
+    /// comes from /proc while the victim is there, else stays unknown.
+    #[test]
+    fn pid_only_kills_are_filled_from_proc() {
+        let mut rec = oom_record(oom_scope::UNKNOWN, 0, 0);
+        let flags = std::mem::offset_of!(OomEvent, flags);
+        rec[flags..flags + 4].copy_from_slice(&OOM_PID_ONLY.to_le_bytes());
+        let Some(Event::Oom(mut o)) = decode(&rec) else {
+            panic!()
+        };
+        assert_eq!(o.victim_from, "pid");
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(o.fill_from_proc(d.path()), None, "gone already");
+        assert_eq!(o.victim_from, "pid");
+        let p = d.path().join("42");
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::write(
+            p.join("status"),
+            "Name:\tleaker\nTgid:\t40\nPid:\t42\nUid:\t1000\t1000\t1000\t1000\n",
+        )
+        .unwrap();
+        std::fs::write(p.join("comm"), "leak er\n").unwrap();
+        std::fs::write(
+            p.join("cgroup"),
+            "12:memory:/x\n0::/system.slice/leak.service\n",
+        )
+        .unwrap();
+        assert_eq!(
+            o.fill_from_proc(d.path()).as_deref(),
+            Some("/system.slice/leak.service")
+        );
+        assert_eq!((o.tgid, o.uid, o.victim_from), (40, 1000, "proc"));
+        assert_eq!(o.comm, b"leak er");
+        std::fs::write(p.join("status"), "Name:\tx\nUid:\t0\n").unwrap();
+        let mut again = o.clone();
+        again.victim_from = "pid";
+        assert_eq!(again.fill_from_proc(d.path()), None, "no Tgid line");
     }
 
     #[test]

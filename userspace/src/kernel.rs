@@ -17,7 +17,7 @@ use thiserror::Error;
 use crate::{
     btf::{Btf, BtfError},
     caps,
-    layout::{self, ExitFlavour, LayoutError},
+    layout::{self, ExitFlavour, LayoutError, OomFlavour},
     report::{EventCounts, ProbeStats, Snapshot},
 };
 
@@ -177,6 +177,7 @@ impl Probe {
         })?;
         let btf = Btf::parse(&data, &what)?;
         let (kl, exit_flavour) = layout::from_btf(&btf)?;
+        let oom_flavour = layout::oom_flavour(&btf)?;
         raise_memlock();
 
         let aya_btf = aya::Btf::parse(&data, aya::Endianness::default()).map_err(|e| {
@@ -210,7 +211,13 @@ impl Probe {
         let mut links = Vec::new();
         for (name, tp) in [
             (prog::MKDIR, "cgroup_mkdir"),
-            (prog::OOM, "mark_victim"),
+            (
+                match oom_flavour {
+                    OomFlavour::Task => prog::OOM,
+                    OomFlavour::PidOnly => prog::OOM_PID_ONLY,
+                },
+                "mark_victim",
+            ),
             (prog::FORK, "sched_process_fork"),
             (prog::EXEC, "sched_process_exec"),
             (exit_prog, "sched_process_exit"),
@@ -224,11 +231,20 @@ impl Probe {
             let link = p.attach().map_err(|e| program_error(name, e))?;
             links.push((name, link));
         }
-        let oom_scope_warning = (kl.memcg_layout == 0).then(|| {
-            "OOM kills will not say whether they were global or memcg-limited: this kernel's \
-             BTF does not describe memory cgroups as the probe reads them"
-                .to_string()
-        });
+        let oom_scope_warning = if oom_flavour == OomFlavour::PidOnly {
+            Some(
+                "this kernel's oom:mark_victim names the victim by pid only (Linux < 6.8): its \
+                 comm and cgroup are read from /proc while it is there; its RSS, and whether a \
+                 kill was global or memcg-limited, are not known"
+                    .to_string(),
+            )
+        } else {
+            (kl.memcg_layout == 0).then(|| {
+                "OOM kills will not say whether they were global or memcg-limited: this \
+                 kernel's BTF does not describe memory cgroups as the probe reads them"
+                    .to_string()
+            })
+        };
         let mkdirs = ebpf
             .take_map(MKDIR_EVENTS_MAP)
             .ok_or(KernelError::Missing(MKDIR_EVENTS_MAP))?;

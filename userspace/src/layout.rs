@@ -39,6 +39,26 @@ const FIELDS: [(&str, &str, u32); 21] = [
     ("task_struct", "comm", 16),
 ];
 
+/// What `oom:mark_victim` passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OomFlavour {
+    /// `mark_victim(struct task_struct *task, uid_t uid)` (Linux 6.8+):
+    /// the victim's comm, cgroup, RSS and memory cgroups are read in the
+    /// kernel.
+    Task,
+    /// `mark_victim(int pid)` (older kernels): only the victim's pid; the
+    /// rest is looked up in /proc while the victim is still there.
+    PidOnly,
+}
+
+pub fn oom_flavour(btf: &Btf) -> Result<OomFlavour, BtfError> {
+    Ok(if btf.tracepoint_arg_is_pointer("mark_victim", 0)? {
+        OomFlavour::Task
+    } else {
+        OomFlavour::PidOnly
+    })
+}
+
 pub const TRACEPOINTS: [&str; 5] = [
     "sched_process_fork",
     "sched_process_exec",
@@ -421,6 +441,39 @@ mod tests {
             ),
             (8, 5, 16, 320, 8, 120, 128, 24, 1)
         );
+    }
+
+    #[test]
+    fn mark_victim_flavour_follows_its_first_argument() {
+        let btf = Btf::parse(&kernel(&[1, 2], 8), "k").unwrap();
+        assert_eq!(oom_flavour(&btf).unwrap(), OomFlavour::Task);
+        // Before Linux 6.8: mark_victim(int pid).
+        let mut b = BtfBuilder::new();
+        let int = b.int("int", 4);
+        let vp = b.ptr(0);
+        let proto = b.func_proto(&[vp, int]);
+        let pp = b.ptr(proto);
+        b.typedef("btf_trace_mark_victim", pp);
+        let btf = Btf::parse(&b.finish(), "old").unwrap();
+        assert_eq!(oom_flavour(&btf).unwrap(), OomFlavour::PidOnly);
+        let empty = Btf::parse(&BtfBuilder::new().finish(), "none").unwrap();
+        assert!(oom_flavour(&empty).is_err());
+    }
+
+    #[test]
+    fn running_kernel_passes_the_victim_task() {
+        let p = std::path::Path::new(crate::btf::VMLINUX_BTF);
+        if !p.exists() {
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "no kernel BTF under CI"
+            );
+            eprintln!("SKIP: no kernel BTF");
+            return;
+        }
+        let btf = Btf::from_file(p).unwrap();
+        assert_eq!(oom_flavour(&btf).unwrap(), OomFlavour::Task, "Linux 6.8+");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::{
     io::{self, BufWriter, Write},
     os::fd::AsRawFd,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -253,9 +253,18 @@ fn drain(probe: &mut Probe, sinks: &mut Sinks) -> Result<(), TraceError> {
         if result.is_err() {
             return;
         }
+        let mut e = e;
+        // An old kernel's pid-only kill: the victim is looked up now,
+        // while it is still dying.
+        if let Event::Oom(o) = &mut e
+            && o.victim_from == "pid"
+            && let Some(path) = o.fill_from_proc(Path::new("/proc"))
+            && let Some(id) = names.id_of_path(&path)
+        {
+            o.cgroup_id = id;
+        }
         let r = names.resolve_now(e.cgroup_id());
         let place = Place::of(e.cgroup_id(), &r);
-        let mut e = e;
         if let Event::Oom(o) = &mut e
             && o.scope == Some("memcg")
         {
