@@ -588,7 +588,11 @@ mod tests {
         assert_eq!(names.id_of_path("/web/payload/nope"), None);
         assert_eq!(names.id_of_path("/other/x"), None, "outside the mount");
         fs::create_dir_all(d.path().join("x/payload")).unwrap();
-        assert_eq!(names.id_of_path("/webx/payload"), None, "not /web/x/payload");
+        assert_eq!(
+            names.id_of_path("/webx/payload"),
+            None,
+            "not /web/x/payload"
+        );
         // No cgroup2 mount: ids stay unnamed, without errors.
         let mut none = CgroupNames::new(None, 10);
         assert_eq!(none.id_of_path("/a"), None);

@@ -320,6 +320,8 @@ pub struct MemForecast {
     /// until enough samples.
     pub growth_bytes_per_s: Option<f64>,
     pub seconds_to_exhaustion: Option<f64>,
+    /// The rest of the last /proc/meminfo reading; null before one.
+    pub meminfo: Option<MemInfoOut>,
     /// Growing cgroups, largest growth first (at most 5).
     pub top_growth: Vec<CgroupTrend>,
     /// Growing slab caches (kernel memory no cgroup may own), largest
@@ -328,6 +330,32 @@ pub struct MemForecast {
     /// PID 1, journald and the journal, growing or not, with their growth
     /// per restart of the loops running beside them.
     pub hidden: Vec<HiddenTrend>,
+}
+
+/// /proc/meminfo fields beside MemAvailable, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MemInfoOut {
+    pub available_bytes: u64,
+    pub slab_bytes: u64,
+    /// Slab that cannot be reclaimed: kernel memory that only shrinks when
+    /// its owners free it.
+    pub sunreclaim_bytes: u64,
+    pub committed_as_bytes: u64,
+    pub swap_total_bytes: u64,
+    pub swap_free_bytes: u64,
+}
+
+impl From<&memory::MemInfo> for MemInfoOut {
+    fn from(m: &memory::MemInfo) -> Self {
+        Self {
+            available_bytes: m.available,
+            slab_bytes: m.slab,
+            sunreclaim_bytes: m.sunreclaim,
+            committed_as_bytes: m.committed_as,
+            swap_total_bytes: m.swap_total,
+            swap_free_bytes: m.swap_free,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -346,6 +374,8 @@ pub struct Breakdown {
     pub file_bytes: u64,
     /// Kernel memory charged to it (0 on v1, which does not say).
     pub kernel_bytes: u64,
+    /// v2 memory.high; null if unset (v1 has none).
+    pub high_bytes: Option<u64>,
     /// Times it hit its limit (v2 memory.events max, v1 memory.failcnt).
     pub limit_hits: u64,
     pub oom_kills: u64,
@@ -419,6 +449,7 @@ pub struct MemWatch {
     oom_reported: usize,
     /// Wall-clock time of the last pass.
     last_unix: Option<f64>,
+    meminfo: Option<MemInfoOut>,
 }
 
 fn human_bytes(b: f64) -> String {
@@ -449,6 +480,7 @@ impl MemWatch {
             memcg_oom_kills: Vec::new(),
             oom_reported: 0,
             last_unix: None,
+            meminfo: None,
         }
     }
 
@@ -614,6 +646,7 @@ impl MemWatch {
             self.system.points.push_back((t, used as f64));
             self.system.limit = Some(m.total);
             self.system.last = used;
+            self.meminfo = Some((&m).into());
         }
         let window = self.cfg.window_s;
         let mut out = Vec::new();
@@ -930,6 +963,7 @@ impl MemWatch {
                     anon_bytes: m.anon,
                     file_bytes: m.file,
                     kernel_bytes: m.kernel,
+                    high_bytes: m.high,
                     limit_hits: m.limit_hits,
                     oom_kills: m.oom_kills,
                     pressure_some_avg10: m.pressure.map(|p| p.some.avg10),
@@ -1049,6 +1083,7 @@ impl MemWatch {
             growth_bytes_per_s: sys,
             seconds_to_exhaustion: sys
                 .and_then(|g| time_to_exhaustion(total as f64 - self.system.last as f64, g)),
+            meminfo: self.meminfo,
             top_growth: top,
             slab_growth: slab,
             hidden: Vec::new(),
@@ -1159,6 +1194,17 @@ mod tests {
         assert_eq!(t.growth_bytes_per_s, 32.0 * mib as f64);
         assert_eq!(t.seconds_to_limit, Some(2.0), "64 MiB left at 32 MiB/s");
         assert_eq!(f.growth_bytes_per_s, Some(0.0), "meminfo did not move");
+        assert_eq!(
+            f.meminfo,
+            Some(MemInfoOut {
+                available_bytes: 900000 * 1024,
+                slab_bytes: 0,
+                sunreclaim_bytes: 0,
+                committed_as_bytes: 0,
+                swap_total_bytes: 0,
+                swap_free_bytes: 0
+            })
+        );
         assert_eq!(t.share_of_system_growth, None);
         assert_eq!(f.slab_growth.len(), 1, "{:?}", f.slab_growth);
         assert_eq!(f.slab_growth[0].cache, "dentry");
@@ -1399,6 +1445,39 @@ mod tests {
             Some("/a.slice/leak.service")
         );
         assert_eq!(w.path_of_ino(ino, false), None);
+        // A growing cgroup is ranked with what its memory is.
+        let leak = root.join("a.slice/leak.service");
+        std::fs::write(leak.join("memory.high"), "max\n").unwrap();
+        std::fs::write(
+            leak.join("memory.stat"),
+            "anon 3000000\nfile 1000000\nkernel 200000\nslab 150000\n",
+        )
+        .unwrap();
+        std::fs::write(
+            leak.join("memory.pressure"),
+            "some avg10=4.50 avg60=1.00 avg300=0.20 total=99\n\
+             full avg10=1.00 avg60=0.10 avg300=0.00 total=9\n",
+        )
+        .unwrap();
+        for i in 2..6u64 {
+            std::fs::write(leak.join("memory.current"), format!("{}\n", i << 20)).unwrap();
+            w.sample(i as f64, 0.0);
+        }
+        let f = w.forecast();
+        let top = &f.top_growth[0];
+        assert_eq!(top.cgroup, "/a.slice/leak.service");
+        assert_eq!(
+            top.breakdown,
+            Some(Breakdown {
+                anon_bytes: 3_000_000,
+                file_bytes: 1_000_000,
+                kernel_bytes: 200_000,
+                high_bytes: None,
+                limit_hits: 4,
+                oom_kills: 5,
+                pressure_some_avg10: Some(4.5),
+            })
+        );
     }
 
     /// The system-wide warning names what grows: the leaking cgroup with

@@ -425,6 +425,7 @@ mod tests {
                 total_bytes: 4 << 30,
                 growth_bytes_per_s: Some(1048576.0),
                 seconds_to_exhaustion: Some(3072.0),
+                meminfo: None,
                 top_growth: vec![crate::mempress::CgroupTrend {
                     cgroup: "/system.slice/leak.service".into(),
                     unit: Some("leak.service".into()),
@@ -502,6 +503,7 @@ mod tests {
                     total_bytes: 0,
                     growth_bytes_per_s: None,
                     seconds_to_exhaustion: None,
+                    meminfo: None,
                     top_growth: vec![],
                     slab_growth: vec![],
                     hidden: vec![
