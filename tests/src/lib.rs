@@ -15,6 +15,7 @@ use serde_json::Value;
 use spawnscope::cgroupfs;
 
 pub mod systemd;
+pub mod vm;
 
 /// Skips the calling test loudly, or fails it under CI=true, where a skip
 /// is a failure. `why` names the missing feature.

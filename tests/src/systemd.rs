@@ -32,7 +32,7 @@ fn cache_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/var/cache/spawnscope-tests").join(SUITE))
 }
 
-fn have(program: &str) -> bool {
+pub(crate) fn have(program: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|p| {
         std::env::split_paths(&p).any(|d| {
             fs::metadata(d.join(program))
@@ -84,12 +84,12 @@ pub fn run_with_timeout(c: &mut Command, limit: Duration) -> Output {
 
 /// An exclusive lock on a file, so that test binaries running at the same
 /// time build the rootfs once.
-struct Lock {
+pub(crate) struct Lock {
     _held: fs::File,
 }
 
 impl Lock {
-    fn take(path: &Path) -> Self {
+    pub(crate) fn take(path: &Path) -> Self {
         let f = fs::OpenOptions::new()
             .create(true)
             .truncate(false)

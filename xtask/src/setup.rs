@@ -11,12 +11,15 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages the tests use beyond the build itself: util-linux for
 /// setpriv and nsenter; debootstrap and systemd-container (systemd-nspawn)
 /// for the real systemd the scenario tests boot; stress-ng for the
-/// no-false-alarm scenario.
+/// no-false-alarm scenario; qemu-system-x86 and busybox-static for the VM
+/// that runs out of memory in the OOM scope test.
 const TEST_PACKAGES: &[&str] = &[
     "util-linux",
     "debootstrap",
     "systemd-container",
     "stress-ng",
+    "qemu-system-x86",
+    "busybox-static",
 ];
 
 pub fn run() -> Result<(), Fail> {

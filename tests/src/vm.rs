@@ -1,0 +1,301 @@
+//! A throwaway virtual machine for what this host cannot do to itself: a
+//! Debian 6.12 kernel (another kernel than the host's) booted under qemu
+//! with software emulation, from an initramfs that holds spawnscope, the
+//! test workload and busybox, and whose /init is the test's script. The
+//! console is the test's output. Used for a real global OOM kill (the VM
+//! runs out of memory, not the host) on a pure cgroup2 layout.
+//!
+//! The kernel package is fetched once with `apt-get download` into
+//! /var/cache/spawnscope-tests/kernel-6.12 (outside the repo), under a file
+//! lock, with retries; qemu-system-x86 and busybox-static come from
+//! `cargo xtask setup`.
+
+use std::{
+    fs,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use crate::{
+    skip,
+    systemd::{Lock, have, run_with_timeout},
+};
+
+/// The meta-package that always depends on the current 6.12 cloud kernel
+/// (virtio, serial console and initramfs support built in).
+const KERNEL_META: &str = "linux-image-6.12-cloud-amd64";
+const STAMP: &str = ".spawnscope-kernel-complete";
+
+fn cache_dir() -> PathBuf {
+    PathBuf::from("/var/cache/spawnscope-tests/kernel-6.12")
+}
+
+/// Whether this host can run a VM; false after a loud skip.
+pub fn available(test: &str) -> bool {
+    for (prog, pkg) in [
+        ("qemu-system-x86_64", "qemu-system-x86"),
+        ("busybox", "busybox-static"),
+        ("apt-get", "apt"),
+        ("dpkg-deb", "dpkg"),
+    ] {
+        if !have(prog) {
+            skip(&format!(
+                "{test}: no {prog} (package {pkg}; cargo xtask setup)"
+            ));
+            return false;
+        }
+    }
+    true
+}
+
+/// The cached kernel image, fetched on first use; and its release.
+pub fn kernel() -> (PathBuf, String) {
+    let dir = cache_dir();
+    let done = |d: &Path| {
+        (
+            d.join("vmlinuz"),
+            fs::read_to_string(d.join("release"))
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        )
+    };
+    if dir.join(STAMP).exists() {
+        return done(&dir);
+    }
+    let parent = dir.parent().expect("cache dir has a parent");
+    fs::create_dir_all(parent).unwrap_or_else(|e| panic!("mkdir {}: {e}", parent.display()));
+    let _lock = Lock::take(&parent.join(".kernel.lock"));
+    if dir.join(STAMP).exists() {
+        return done(&dir);
+    }
+    let deps = run_with_timeout(
+        Command::new("apt-cache").args(["depends", KERNEL_META]),
+        Duration::from_secs(60),
+    );
+    let deps = String::from_utf8_lossy(&deps.stdout);
+    let package = deps
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Depends: "))
+        .filter(|p| p.starts_with("linux-image-"))
+        .unwrap_or_else(|| panic!("apt-cache depends {KERNEL_META} names no kernel:\n{deps}"))
+        .to_string();
+    let tmp = parent.join(".kernel-6.12.fetching");
+    let mut last = String::new();
+    for attempt in 1..=3 {
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir_all(&tmp).expect("mkdir fetch dir");
+        eprintln!("vm fixture: apt-get download {package} (attempt {attempt})");
+        let out = run_with_timeout(
+            Command::new("apt-get")
+                .args(["download", "-q", &package])
+                .current_dir(&tmp),
+            Duration::from_secs(600),
+        );
+        if out.status.success() {
+            let deb = fs::read_dir(&tmp)
+                .expect("read fetch dir")
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|x| x == "deb"))
+                .expect("apt-get download wrote a .deb");
+            let root = tmp.join("root");
+            let x = run_with_timeout(
+                Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root),
+                Duration::from_secs(120),
+            );
+            assert!(x.status.success(), "dpkg-deb -x {}", deb.display());
+            let image = fs::read_dir(root.join("boot"))
+                .expect("the package has /boot")
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+                })
+                .expect("a vmlinuz in the package");
+            let release = image
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .trim_start_matches("vmlinuz-")
+                .to_string();
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).expect("mkdir kernel cache");
+            fs::copy(&image, dir.join("vmlinuz")).expect("copy vmlinuz");
+            fs::write(dir.join("release"), &release).expect("write release");
+            fs::write(dir.join(STAMP), b"").expect("write stamp");
+            let _ = fs::remove_dir_all(&tmp);
+            return done(&dir);
+        }
+        last = String::from_utf8_lossy(&out.stderr).into_owned();
+        std::thread::sleep(Duration::from_secs(5 * attempt));
+    }
+    let _ = fs::remove_dir_all(&tmp);
+    panic!("apt-get download {package} failed 3 times:\n{last}");
+}
+
+/// An initramfs in the kernel's `newc` cpio format, uncompressed.
+#[derive(Default)]
+pub struct Initramfs {
+    out: Vec<u8>,
+    ino: u32,
+    dirs: std::collections::BTreeSet<String>,
+    files: std::collections::BTreeSet<String>,
+}
+
+impl Initramfs {
+    fn entry(&mut self, name: &str, mode: u32, data: &[u8]) {
+        self.ino += 1;
+        let name = name.trim_start_matches('/');
+        let header = format!(
+            "070701{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
+            self.ino,
+            mode,
+            0,
+            0,
+            1,
+            0,
+            data.len(),
+            0,
+            0,
+            0,
+            0,
+            name.len() + 1,
+            0
+        );
+        self.out.extend_from_slice(header.as_bytes());
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.push(0);
+        while !self.out.len().is_multiple_of(4) {
+            self.out.push(0);
+        }
+        self.out.extend_from_slice(data);
+        while !self.out.len().is_multiple_of(4) {
+            self.out.push(0);
+        }
+    }
+
+    fn parents(&mut self, path: &str) {
+        let mut at = String::new();
+        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        for p in &parts[..parts.len() - 1] {
+            at = if at.is_empty() {
+                p.to_string()
+            } else {
+                format!("{at}/{p}")
+            };
+            if self.dirs.insert(at.clone()) {
+                self.entry(&at, 0o040755, &[]);
+            }
+        }
+    }
+
+    pub fn dir(&mut self, path: &str) {
+        self.parents(&format!("{path}/x"));
+    }
+
+    pub fn file(&mut self, path: &str, mode: u32, data: &[u8]) {
+        self.parents(path);
+        self.entry(path, 0o100000 | mode, data);
+    }
+
+    pub fn symlink(&mut self, path: &str, target: &str) {
+        self.parents(path);
+        self.entry(path, 0o120777, target.as_bytes());
+    }
+
+    /// A host binary at `path`, without its debug info, with the shared
+    /// libraries `ldd` says it loads at their host paths.
+    pub fn binary(&mut self, host: &Path, path: &str) {
+        let stripped = tempfile::NamedTempFile::new().expect("temp file");
+        let st = Command::new("strip")
+            .arg("--strip-debug")
+            .arg("-o")
+            .arg(stripped.path())
+            .arg(host)
+            .status();
+        let bytes = if st.is_ok_and(|s| s.success()) {
+            fs::read(stripped.path())
+        } else {
+            fs::read(host)
+        }
+        .unwrap_or_else(|e| panic!("read {}: {e}", host.display()));
+        self.file(path, 0o755, &bytes);
+        let ldd = run_with_timeout(Command::new("ldd").arg(host), Duration::from_secs(30));
+        for lib in String::from_utf8_lossy(&ldd.stdout)
+            .split_whitespace()
+            .filter(|w| w.starts_with('/'))
+        {
+            // Each library once, with the contents its symlinks lead to.
+            if self.files.insert(lib.to_string()) {
+                let data = fs::read(lib).unwrap_or_else(|e| panic!("read {lib}: {e}"));
+                self.file(lib, 0o755, &data);
+            }
+        }
+    }
+
+    /// busybox with links for the applets a script uses.
+    pub fn busybox(&mut self, applets: &[&str]) {
+        let bb = which("busybox").expect("busybox (package busybox-static)");
+        let data = fs::read(&bb).unwrap_or_else(|e| panic!("read {}: {e}", bb.display()));
+        self.file("bin/busybox", 0o755, &data);
+        for a in applets {
+            self.symlink(&format!("bin/{a}"), "busybox");
+        }
+    }
+
+    pub fn finish(mut self) -> Vec<u8> {
+        self.entry("TRAILER!!!", 0, &[]);
+        self.out
+    }
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(program))
+        .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+}
+
+/// Boots `kernel` with `initramfs` and `mem_mib` of memory under qemu's
+/// software emulation (no KVM: not every host has it), and returns the
+/// console output. The script must end with `poweroff -f`.
+pub fn boot(kernel: &Path, initramfs: &[u8], mem_mib: u32, limit: Duration) -> String {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let initrd = dir.path().join("initrd.cpio");
+    fs::write(&initrd, initramfs).expect("write initramfs");
+    let out = run_with_timeout(
+        Command::new("qemu-system-x86_64")
+            .args(["-m", &mem_mib.to_string(), "-smp", "2", "-cpu", "max"])
+            .args(["-accel", "tcg", "-nodefaults", "-no-reboot"])
+            .args(["-display", "none", "-serial", "stdio"])
+            .arg("-kernel")
+            .arg(kernel)
+            .arg("-initrd")
+            .arg(&initrd)
+            .args(["-append", "console=ttyS0 panic=-1 quiet"]),
+        limit,
+    );
+    let console = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert!(
+        out.status.success(),
+        "qemu failed ({}): {}\nconsole:\n{console}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    console
+}
+
+/// The lines a script printed between `VM-OUTPUT-BEGIN` and
+/// `VM-OUTPUT-END`.
+pub fn section(console: &str) -> Vec<String> {
+    console
+        .lines()
+        .skip_while(|l| !l.contains("VM-OUTPUT-BEGIN"))
+        .skip(1)
+        .take_while(|l| !l.contains("VM-OUTPUT-END"))
+        .map(str::to_string)
+        .collect()
+}
