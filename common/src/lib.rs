@@ -311,7 +311,7 @@ pub mod oom_scope {
 }
 
 /// `OomEvent::flags`: the kernel named the victim by pid only (its
-/// `mark_victim` predates Linux 6.8); tgid, uid, comm, cgroup, start time
+/// `mark_victim` is the older one); tgid, uid, comm, cgroup, start time
 /// and RSS are zero or unknown in the record.
 pub const OOM_PID_ONLY: u32 = 1;
 

@@ -14,8 +14,7 @@ use core::{
 
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_uid_gid,
-        bpf_probe_read_kernel, generated,
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_uid_gid, generated,
     },
     macros::{btf_tracepoint, map},
     maps::{Array, PerCpuArray, PerCpuHashMap, RingBuf},
@@ -140,14 +139,37 @@ fn bump_stat(slot: u32) {
     }
 }
 
-/// Reads a `T` at `base + off` in kernel memory.
+/// Plain data the probe reads out of kernel memory: integers and byte
+/// arrays, for which all-zero bytes are a valid value.
+trait Plain: Copy {}
+impl Plain for u8 {}
+impl Plain for u32 {}
+impl Plain for i32 {}
+impl Plain for u64 {}
+impl Plain for i64 {}
+impl Plain for [u8; 16] {}
+
+/// Reads a `T` at `base + off` in kernel memory. The destination starts
+/// zeroed: with an uninitialised one the compiler may carry its undefined
+/// bytes through the failure path, and verifiers before Linux ~5.14 reject
+/// that read of uninitialised stack (seen on 5.10).
 #[inline(always)]
-fn read<T>(base: u64, off: u32) -> Option<T> {
+fn read<T: Plain>(base: u64, off: u32) -> Option<T> {
     if base == 0 {
         return None;
     }
-    // SAFETY: bpf_probe_read_kernel validates the address and fails cleanly.
-    unsafe { bpf_probe_read_kernel((base + off as u64) as *const T).ok() }
+    // SAFETY: T is Plain, so all-zero bytes are a valid T.
+    let mut v: T = unsafe { core::mem::zeroed() };
+    // SAFETY: the helper writes at most size_of::<T>() bytes into `v`, and
+    // validates the source address, failing cleanly.
+    let r = unsafe {
+        generated::bpf_probe_read_kernel(
+            (&mut v as *mut T).cast::<c_void>(),
+            core::mem::size_of::<T>() as u32,
+            (base + off as u64) as *const c_void,
+        )
+    };
+    (r == 0).then_some(v)
 }
 
 /// Applies `f` to this CPU's counters for `cgid`, creating the entry on
@@ -657,7 +679,7 @@ pub fn mark_victim(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
-/// `mark_victim(int pid)`, before Linux 6.8: the tracepoint gives only the
+/// `mark_victim(int pid)`, on older kernels: the tracepoint gives only the
 /// victim's pid, so the record carries that and the killer; userspace
 /// looks the victim up in /proc ([`OOM_PID_ONLY`]).
 #[btf_tracepoint(function = "mark_victim")]

@@ -427,16 +427,46 @@ pub fn spawn_true(n: usize) {
 
 /// The exact-count scenario: a workload of known shape in a fresh cgroup,
 /// traced with `extra` arguments; every counter of that cgroup must match.
+/// spawn-workload's arguments for a known mix of spawns, scaled by `k`,
+/// and the counters it must produce in its own cgroup. The workload
+/// process is moved in before its exec: its exec and its clean exit belong
+/// there, its fork to the parent's cgroup.
+pub fn known_mix(k: u64) -> (Vec<String>, [(&'static str, u64); 9]) {
+    let (clean, failed, killed, fork_only, threads) = (10 * k, 5 * k, 3 * k, 2 * k, k);
+    let args = [
+        ("--clean", clean),
+        ("--failed", failed),
+        ("--killed", killed),
+        ("--fork-only", fork_only),
+        ("--threads", threads),
+    ]
+    .iter()
+    .flat_map(|(f, n)| [f.to_string(), n.to_string()])
+    .collect();
+    let expect = [
+        ("forks", clean + failed + killed + fork_only),
+        ("threads", threads),
+        ("execs", 1 + clean + failed),
+        ("exit_clean", clean + fork_only + 1),
+        ("exit_failed", failed),
+        ("exit_signaled", killed),
+        ("exit_core_dumped", 0),
+        ("exits", clean + failed + killed + fork_only + 1),
+        ("thread_exits", threads),
+    ];
+    (args, expect)
+}
+
 pub fn assert_exact_counts(tag: &str, extra: &[&str]) -> Value {
     let cg = TestCgroup::new(tag);
     let mut args = vec!["--interval", "500ms"];
     args.extend_from_slice(extra);
     let tracer = Tracer::start(&args);
 
+    let (mix, expect) = known_mix(100);
     let status = cg
         .command(workload_bin())
-        .args(["--clean", "1000", "--failed", "500", "--killed", "300"])
-        .args(["--fork-only", "200", "--threads", "100"])
+        .args(&mix)
         .status()
         .expect("run workload");
     assert!(
@@ -449,19 +479,6 @@ pub fn assert_exact_counts(tag: &str, extra: &[&str]) -> Value {
     let s = summary(&lines).clone();
     let t = cgroup_total(&s, cg.id);
 
-    // The workload process itself was moved in before its exec: its exec
-    // and its clean exit belong here, its fork to the test's cgroup.
-    let expect = [
-        ("forks", 1000 + 500 + 300 + 200),
-        ("threads", 100),
-        ("execs", 1 + 1000 + 500),
-        ("exit_clean", 1000 + 200 + 1),
-        ("exit_failed", 500),
-        ("exit_signaled", 300),
-        ("exit_core_dumped", 0),
-        ("exits", 1000 + 500 + 300 + 200 + 1),
-        ("thread_exits", 100),
-    ];
     for (field, want) in expect {
         assert_eq!(
             t[field], want,

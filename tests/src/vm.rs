@@ -5,9 +5,9 @@
 //! console is the test's output. Used for a real global OOM kill (the VM
 //! runs out of memory, not the host) on a pure cgroup2 layout.
 //!
-//! The kernel package is fetched once with `apt-get download` into
-//! /var/cache/spawnscope-tests/kernel-6.12 (outside the repo), under a file
-//! lock, with retries; qemu-system-x86 and busybox-static come from
+//! Kernel packages are fetched once with `apt-get download` into
+//! /var/cache/spawnscope-tests/<meta-package> (outside the repo), under a
+//! file lock, with retries; qemu-system-x86 and busybox-static come from
 //! `cargo xtask setup`.
 
 use std::{
@@ -23,13 +23,63 @@ use crate::{
     systemd::{Lock, have, run_with_timeout},
 };
 
-/// The meta-package that always depends on the current 6.12 cloud kernel
-/// (virtio, serial console and initramfs support built in).
-const KERNEL_META: &str = "linux-image-6.12-cloud-amd64";
+/// Where a test kernel comes from: a meta-package that always depends on
+/// the current cloud kernel of a series (serial console and initramfs
+/// support built in), from the host's apt sources or from `apt` lines of
+/// its own (fetched into a private apt state, the host's left alone).
+pub struct KernelSource {
+    /// Cache directory name under /var/cache/spawnscope-tests.
+    pub name: &'static str,
+    pub meta: &'static str,
+    pub sources: Option<&'static str>,
+}
+
+/// Linux 6.12 (bookworm-security): `mark_victim` passes the victim's task.
+pub const KERNEL_6_12: KernelSource = KernelSource {
+    name: "linux-image-6.12-cloud-amd64",
+    meta: "linux-image-6.12-cloud-amd64",
+    sources: None,
+};
+/// Bookworm's 6.1: no `group_dead` in `sched_process_exit`, and the
+/// pre-6.2 `mm_rss_stat` layout.
+pub const KERNEL_6_1: KernelSource = KernelSource {
+    name: "linux-image-cloud-amd64",
+    meta: "linux-image-cloud-amd64",
+    sources: None,
+};
+/// Bullseye's 5.10, the oldest Debian kernel with BTF.
+pub const KERNEL_5_10: KernelSource = KernelSource {
+    name: "bullseye-linux-image-cloud-amd64",
+    meta: "linux-image-cloud-amd64",
+    sources: Some(
+        "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] \
+         http://deb.debian.org/debian-security bullseye-security main",
+    ),
+};
+
 const STAMP: &str = ".spawnscope-kernel-complete";
 
-fn cache_dir() -> PathBuf {
-    PathBuf::from("/var/cache/spawnscope-tests/kernel-6.12")
+fn cache_dir(name: &str) -> PathBuf {
+    PathBuf::from("/var/cache/spawnscope-tests").join(name)
+}
+
+/// `-o` options pointing apt at a private sources list and state in `dir`.
+fn private_apt(dir: &Path, sources: &str) -> Vec<String> {
+    for d in ["lists/partial", "cache/archives/partial"] {
+        fs::create_dir_all(dir.join(d)).expect("mkdir private apt state");
+    }
+    fs::write(dir.join("sources.list"), format!("{sources}\n")).expect("write sources.list");
+    fs::write(dir.join("status"), b"").expect("write empty dpkg status");
+    [
+        ("Dir::Etc::SourceList", "sources.list"),
+        ("Dir::Etc::SourceParts", "no-parts"),
+        ("Dir::State::Lists", "lists"),
+        ("Dir::Cache", "cache"),
+        ("Dir::State::status", "status"),
+    ]
+    .iter()
+    .flat_map(|(k, v)| ["-o".to_string(), format!("{k}={}", dir.join(v).display())])
+    .collect()
 }
 
 /// Whether this host can run a VM; false after a loud skip.
@@ -50,9 +100,11 @@ pub fn available(test: &str) -> bool {
     true
 }
 
-/// The cached kernel image, fetched on first use; and its release.
-pub fn kernel() -> (PathBuf, String) {
-    let dir = cache_dir();
+/// The cached kernel image of `src`, fetched on first use; and its
+/// release.
+pub fn kernel(src: &KernelSource) -> (PathBuf, String) {
+    let dir = cache_dir(src.name);
+    let meta = src.meta;
     let done = |d: &Path| {
         (
             d.join("vmlinuz"),
@@ -67,12 +119,40 @@ pub fn kernel() -> (PathBuf, String) {
     }
     let parent = dir.parent().expect("cache dir has a parent");
     fs::create_dir_all(parent).unwrap_or_else(|e| panic!("mkdir {}: {e}", parent.display()));
-    let _lock = Lock::take(&parent.join(".kernel.lock"));
+    let _lock = Lock::take(&parent.join(format!(".{}.lock", src.name)));
     if dir.join(STAMP).exists() {
         return done(&dir);
     }
+    let tmp = parent.join(format!(".{}.fetching", src.name));
+    let _ = fs::remove_dir_all(&tmp);
+    let apt_opts = match src.sources {
+        Some(lines) => {
+            let opts = private_apt(&tmp.join("apt"), lines);
+            let mut ok = false;
+            for attempt in 1..=3 {
+                eprintln!(
+                    "vm fixture: apt-get update for {} (attempt {attempt})",
+                    src.name
+                );
+                let out = run_with_timeout(
+                    Command::new("apt-get").args(&opts).args(["update", "-q"]),
+                    Duration::from_secs(300),
+                );
+                if out.status.success() {
+                    ok = true;
+                    break;
+                }
+                std::thread::sleep(Duration::from_secs(5 * attempt));
+            }
+            assert!(ok, "apt-get update for {} failed 3 times", src.name);
+            opts
+        }
+        None => Vec::new(),
+    };
     let deps = run_with_timeout(
-        Command::new("apt-cache").args(["depends", KERNEL_META]),
+        Command::new("apt-cache")
+            .args(&apt_opts)
+            .args(["depends", meta]),
         Duration::from_secs(60),
     );
     let deps = String::from_utf8_lossy(&deps.stdout);
@@ -80,28 +160,29 @@ pub fn kernel() -> (PathBuf, String) {
         .lines()
         .find_map(|l| l.trim().strip_prefix("Depends: "))
         .filter(|p| p.starts_with("linux-image-"))
-        .unwrap_or_else(|| panic!("apt-cache depends {KERNEL_META} names no kernel:\n{deps}"))
+        .unwrap_or_else(|| panic!("apt-cache depends {meta} names no kernel:\n{deps}"))
         .to_string();
-    let tmp = parent.join(".kernel-6.12.fetching");
+    let fetch = tmp.join("deb");
     let mut last = String::new();
     for attempt in 1..=3 {
-        let _ = fs::remove_dir_all(&tmp);
-        fs::create_dir_all(&tmp).expect("mkdir fetch dir");
+        let _ = fs::remove_dir_all(&fetch);
+        fs::create_dir_all(&fetch).expect("mkdir fetch dir");
         eprintln!("vm fixture: apt-get download {package} (attempt {attempt})");
         let out = run_with_timeout(
             Command::new("apt-get")
+                .args(&apt_opts)
                 .args(["download", "-q", &package])
-                .current_dir(&tmp),
+                .current_dir(&fetch),
             Duration::from_secs(600),
         );
         if out.status.success() {
-            let deb = fs::read_dir(&tmp)
+            let deb = fs::read_dir(&fetch)
                 .expect("read fetch dir")
                 .flatten()
                 .map(|e| e.path())
                 .find(|p| p.extension().is_some_and(|x| x == "deb"))
                 .expect("apt-get download wrote a .deb");
-            let root = tmp.join("root");
+            let root = fetch.join("root");
             let x = run_with_timeout(
                 Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root),
                 Duration::from_secs(120),
@@ -298,4 +379,30 @@ pub fn section(console: &str) -> Vec<String> {
         .take_while(|l| !l.contains("VM-OUTPUT-END"))
         .map(str::to_string)
         .collect()
+}
+
+/// An initramfs with spawnscope and spawn-workload in /bin, the busybox
+/// applets a test script uses, and `init` as /init.
+pub fn spawnscope_initramfs(init: &str) -> Vec<u8> {
+    let mut ir = Initramfs::default();
+    ir.busybox(&[
+        "sh", "mount", "mkdir", "cat", "sleep", "echo", "grep", "kill", "poweroff", "true", "false",
+    ]);
+    ir.binary(&crate::spawnscope_bin(), "bin/spawnscope");
+    ir.binary(&crate::workload_bin(), "bin/spawn-workload");
+    for d in ["proc", "sys", "dev", "tmp"] {
+        ir.dir(d);
+    }
+    ir.file("init", 0o755, init.as_bytes());
+    ir.finish()
+}
+
+/// The rest of the console line `VM: <what> ...` a script printed.
+pub fn said(console: &str, what: &str) -> String {
+    console
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("VM: {what} ")))
+        .unwrap_or_else(|| panic!("no 'VM: {what}' line:\n{console}"))
+        .trim()
+        .to_string()
 }

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use spawnscope_tests::{require_root, spawnscope_bin, vm, workload_bin};
+use spawnscope_tests::{require_root, vm};
 
 const INIT: &str = r#"#!/bin/sh
 mount -t proc proc /proc
@@ -48,40 +48,26 @@ echo VM-OUTPUT-END
 poweroff -f
 "#;
 
-fn vm_says(console: &str, what: &str) -> String {
-    console
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("VM: {what} ")))
-        .unwrap_or_else(|| panic!("no 'VM: {what}' line:\n{console}"))
-        .trim()
-        .to_string()
-}
-
 #[test]
 fn memcg_and_global_kills_are_told_apart_on_another_kernel() {
     if !require_root("vm_oom_scope") || !vm::available("vm_oom_scope") {
         return;
     }
-    let (kernel, release) = vm::kernel();
-    let mut ir = vm::Initramfs::default();
-    ir.busybox(&[
-        "sh", "mount", "mkdir", "cat", "sleep", "echo", "grep", "kill", "poweroff",
-    ]);
-    ir.binary(&spawnscope_bin(), "bin/spawnscope");
-    ir.binary(&workload_bin(), "bin/spawn-workload");
-    for d in ["proc", "sys", "dev", "tmp"] {
-        ir.dir(d);
-    }
-    ir.file("init", 0o755, INIT.as_bytes());
-    let console = vm::boot(&kernel, &ir.finish(), 512, Duration::from_secs(300));
+    let (kernel, release) = vm::kernel(&vm::KERNEL_6_12);
+    let console = vm::boot(
+        &kernel,
+        &vm::spawnscope_initramfs(INIT),
+        512,
+        Duration::from_secs(300),
+    );
     assert!(
-        vm_says(&console, "kernel").starts_with("6.12"),
+        vm::said(&console, "kernel").starts_with("6.12"),
         "{release}: {console}"
     );
-    assert_eq!(vm_says(&console, "spawnscope exit"), "0", "{console}");
+    assert_eq!(vm::said(&console, "spawnscope exit"), "0", "{console}");
     // Both were SIGKILLed (128 + 9).
-    assert_eq!(vm_says(&console, "memcg exit"), "137", "{console}");
-    assert_eq!(vm_says(&console, "global exit"), "137", "{console}");
+    assert_eq!(vm::said(&console, "memcg exit"), "137", "{console}");
+    assert_eq!(vm::said(&console, "global exit"), "137", "{console}");
     let lines: Vec<Value> = vm::section(&console)
         .iter()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
@@ -94,7 +80,7 @@ fn memcg_and_global_kills_are_told_apart_on_another_kernel() {
             .unwrap_or_else(|| panic!("no kill of {pid}:\n{console}"))
             .clone()
     };
-    let m = kill(&vm_says(&console, "memcg pid"));
+    let m = kill(&vm::said(&console, "memcg pid"));
     assert_eq!(m["comm"], "spawn-workload");
     assert_eq!(m["cgroup"], "/limited");
     assert_eq!(m["victim_from"], "kernel");
@@ -110,7 +96,7 @@ fn memcg_and_global_kills_are_told_apart_on_another_kernel() {
         .unwrap_or_else(|| panic!("no memcg_oom_kill for /limited:\n{console}"));
     assert_eq!(counted["kills"], 1, "{counted}");
 
-    let g = kill(&vm_says(&console, "global pid"));
+    let g = kill(&vm::said(&console, "global pid"));
     assert_eq!(g["cgroup"], "/victim");
     assert_eq!(g["scope"], "global", "{g}");
     assert!(g["limiting_cgroup"].is_null(), "{g}");

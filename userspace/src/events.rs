@@ -922,7 +922,7 @@ mod tests {
         assert_eq!(g["victim_from"], "kernel");
     }
 
-    /// Before Linux 6.8 the kernel gives only the victim's pid: the rest
+    /// Older kernels give only the victim's pid: the rest
     /// comes from /proc while the victim is there, else stays unknown.
     #[test]
     fn pid_only_kills_are_filled_from_proc() {

@@ -140,7 +140,11 @@ fn program_error(name: &'static str, e: ProgramError) -> KernelError {
                 .lines()
                 .rev()
                 .filter(|l| !l.trim().is_empty())
-                .find(|l| !l.starts_with("processed ") && !l.starts_with("verification time"))
+                .find(|l| {
+                    !l.starts_with("processed ")
+                        && !l.starts_with("verification time")
+                        && !l.starts_with("stack depth")
+                })
                 .unwrap_or("");
             format!("{io_error}; verifier: {last}")
         }
@@ -233,7 +237,7 @@ impl Probe {
         }
         let oom_scope_warning = if oom_flavour == OomFlavour::PidOnly {
             Some(
-                "this kernel's oom:mark_victim names the victim by pid only (Linux < 6.8): its \
+                "this kernel's oom:mark_victim names the victim by pid only (an older kernel): its \
                  comm and cgroup are read from /proc while it is there; its RSS, and whether a \
                  kill was global or memcg-limited, are not known"
                     .to_string(),

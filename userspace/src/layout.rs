@@ -42,7 +42,8 @@ const FIELDS: [(&str, &str, u32); 21] = [
 /// What `oom:mark_victim` passes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OomFlavour {
-    /// `mark_victim(struct task_struct *task, uid_t uid)` (Linux 6.8+):
+    /// `mark_victim(struct task_struct *task, uid_t uid)` (newer kernels,
+    /// and stable series that took the change: Debian's 5.10 and 6.1 do):
     /// the victim's comm, cgroup, RSS and memory cgroups are read in the
     /// kernel.
     Task,
@@ -447,7 +448,7 @@ mod tests {
     fn mark_victim_flavour_follows_its_first_argument() {
         let btf = Btf::parse(&kernel(&[1, 2], 8), "k").unwrap();
         assert_eq!(oom_flavour(&btf).unwrap(), OomFlavour::Task);
-        // Before Linux 6.8: mark_victim(int pid).
+        // Older kernels: mark_victim(int pid).
         let mut b = BtfBuilder::new();
         let int = b.int("int", 4);
         let vp = b.ptr(0);
@@ -473,7 +474,11 @@ mod tests {
             return;
         }
         let btf = Btf::from_file(p).unwrap();
-        assert_eq!(oom_flavour(&btf).unwrap(), OomFlavour::Task, "Linux 6.8+");
+        assert_eq!(
+            oom_flavour(&btf).unwrap(),
+            OomFlavour::Task,
+            "6.18 passes the task"
+        );
     }
 
     #[test]
