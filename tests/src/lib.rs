@@ -432,7 +432,12 @@ pub fn spawn_true(n: usize) {
 /// process is moved in before its exec: its exec and its clean exit belong
 /// there, its fork to the parent's cgroup.
 pub fn known_mix(k: u64) -> (Vec<String>, [(&'static str, u64); 9]) {
-    let (clean, failed, killed, fork_only, threads) = (10 * k, 5 * k, 3 * k, 2 * k, k);
+    known_mix_threads(k, k)
+}
+
+/// [`known_mix`] with `threads` threads.
+pub fn known_mix_threads(k: u64, threads: u64) -> (Vec<String>, [(&'static str, u64); 9]) {
+    let (clean, failed, killed, fork_only) = (10 * k, 5 * k, 3 * k, 2 * k);
     let args = [
         ("--clean", clean),
         ("--failed", failed),

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use spawnscope_tests::{known_mix, require_root, vm};
+use spawnscope_tests::{known_mix_threads, require_root, vm};
 
 fn init(mix: &[String]) -> String {
     format!(
@@ -52,7 +52,12 @@ poweroff -f
 
 fn check(src: &vm::KernelSource, series: &str) {
     let (kernel, release) = vm::kernel(src);
-    let (mix, expect) = known_mix(5);
+    // No threads: on these kernels the legacy exit program can count the
+    // last joined thread as its process's exit when that thread's exit
+    // tracepoint runs after the main thread's exit began (documented;
+    // common under emulation, rare on hardware, where the host's
+    // exact_counts_legacy_exit covers threads).
+    let (mix, expect) = known_mix_threads(5, 0);
     let console = vm::boot(
         &kernel,
         &vm::spawnscope_initramfs(&init(&mix)),
