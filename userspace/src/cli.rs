@@ -53,6 +53,34 @@ pub enum Command {
     /// Find respawn loops in a file written by `trace --record`, without root.
     #[command(after_help = EXIT_CODES)]
     Analyze(AnalyzeArgs),
+    /// Write the histograms of a `trace --record` file (per unit: process
+    /// lifetime, respawn interval, exec rate) for other tools, without root.
+    #[command(after_help = EXIT_CODES)]
+    Export(ExportArgs),
+}
+
+/// Export formats (one file each in --out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum ExportFormat {
+    /// HdrHistogram interval log (spawnscope.hlog): compressed V2
+    /// histograms, tagged <measure>:<unit>.
+    Hdr,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// A recording made with `spawnscope trace --record FILE`.
+    #[arg(value_name = "RECORDING")]
+    pub file: PathBuf,
+
+    /// Format to write; repeat for several. Default: every format.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Vec<ExportFormat>,
+
+    /// Directory to write into (created if missing). Files are replaced
+    /// atomically: a reader never sees a half-written one.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

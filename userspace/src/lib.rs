@@ -6,6 +6,7 @@ pub mod cgroupfs;
 pub mod cli;
 pub mod detect;
 pub mod events;
+pub mod export;
 pub mod kernel;
 pub mod layout;
 pub mod memory;

@@ -4,6 +4,7 @@ use clap::Parser;
 use spawnscope::{
     analyze::{self, AnalyzeError},
     cli::{Cli, Command, exit},
+    export::{self, ExportError},
     trace::{self, TraceError},
 };
 
@@ -13,6 +14,8 @@ enum Error {
     Trace(#[from] TraceError),
     #[error(transparent)]
     Analyze(#[from] AnalyzeError),
+    #[error(transparent)]
+    Export(#[from] ExportError),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +43,10 @@ fn run(cli: &Cli) -> Result<(), Error> {
         },
         Command::Analyze(args) => match analyze::run(args) {
             Err(AnalyzeError::Output(e)) if broken_pipe(&e) => Ok(()),
+            other => Ok(other?),
+        },
+        Command::Export(args) => match export::run(args) {
+            Err(ExportError::Output(e)) if broken_pipe(&e) => Ok(()),
             other => Ok(other?),
         },
     }

@@ -29,11 +29,41 @@ pub fn run() -> Result<(), Fail> {
     ensure_llvm(major)?;
     ensure_bpf_linker(major)?;
     ensure_packages(TEST_PACKAGES)?;
+    ensure_python_package(PY_HDRHISTOGRAM, "hdrh")?;
     step(&format!(
         "setup complete ({:.1}s)",
         t0.elapsed().as_secs_f64()
     ));
     Ok(())
+}
+
+/// Python's HdrHistogram implementation (module `hdrh`), pinned: the
+/// export tests decode spawnscope's interval log with it.
+const PY_HDRHISTOGRAM: &str = "hdrhistogram==0.10.8";
+
+fn ensure_python_package(requirement: &str, module: &str) -> Result<(), Fail> {
+    if cmd("python3")
+        .args(["-c", &format!("import {module}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        return Ok(());
+    }
+    step(&format!("pip install {requirement}"));
+    run_with_retries(
+        cmd("python3").args([
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "--root-user-action=ignore",
+            requirement,
+        ]),
+        3,
+    )
 }
 
 fn ensure_nightly() -> Result<(), Fail> {

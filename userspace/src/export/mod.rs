@@ -1,0 +1,391 @@
+//! `spawnscope export`: the histograms of a recording, in formats other
+//! tools read. One module per format; this one builds what they all
+//! export from a `trace --record` file.
+//!
+//! Per unit (the label `trace` shows: unit, else cgroup path, with
+//! ` @container`):
+//! - process lifetime, from exit records (nanoseconds);
+//! - respawn interval: the time between two execs of the same executable
+//!   in the unit (nanoseconds);
+//! - exec rate: one value per `trace` interval in which the unit was
+//!   active (milli-execs per second, so that rates below 1/s keep their
+//!   precision);
+//! - exit-class counts.
+
+pub mod hdr;
+
+use crate::cli::{ExportArgs, ExportFormat};
+
+use std::{
+    collections::BTreeMap,
+    fs::File,
+    io::{self, BufRead, BufReader, Write},
+    path::{Path, PathBuf},
+};
+
+use hdrhistogram::Histogram;
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path}: not a spawnscope recording (line 1 is no spawnscope-record header)")]
+    NotRecord { path: PathBuf },
+    #[error("{path}:{line}: not a JSON record")]
+    BadLine { path: PathBuf, line: usize },
+    #[error("cannot create {path}: {source}")]
+    Mkdir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot write output: {0}")]
+    Output(#[source] io::Error),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// What a histogram measures, and in which unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Measure {
+    LifetimeNs,
+    RespawnIntervalNs,
+    ExecRateMilliPerS,
+}
+
+impl Measure {
+    pub const ALL: [Measure; 3] = [
+        Measure::LifetimeNs,
+        Measure::RespawnIntervalNs,
+        Measure::ExecRateMilliPerS,
+    ];
+
+    /// Name in exported files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Measure::LifetimeNs => "lifetime",
+            Measure::RespawnIntervalNs => "respawn_interval",
+            Measure::ExecRateMilliPerS => "exec_rate",
+        }
+    }
+
+    /// Unit of measure of the recorded values.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Measure::LifetimeNs | Measure::RespawnIntervalNs => "nanoseconds",
+            Measure::ExecRateMilliPerS => "milli-execs per second",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.name() == name)
+    }
+}
+
+/// Exit-class counts of one unit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExitClasses {
+    pub clean: u64,
+    pub failed: u64,
+    pub signaled: u64,
+    pub core_dumped: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct UnitData {
+    pub hists: BTreeMap<Measure, Histogram<u64>>,
+    pub exits: ExitClasses,
+}
+
+/// Everything exported, from one recording.
+#[derive(Debug, Clone)]
+pub struct Data {
+    /// The recording's start and end (seconds since the epoch).
+    pub start_unix: f64,
+    pub end_unix: f64,
+    pub units: BTreeMap<String, UnitData>,
+}
+
+/// 3 significant figures, from 1 up to a day in nanoseconds (and any
+/// rate): what every exported histogram uses.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 86_400_000_000_000, 3).expect("valid bounds")
+}
+
+fn container_label(c: &Value) -> Option<String> {
+    if c.is_null() {
+        return None;
+    }
+    if let Some(l) = c.as_str() {
+        return Some(l.to_string());
+    }
+    let s = |k: &str| c[k].as_str().map(str::to_string);
+    s("name")
+        .or_else(|| {
+            s("id").map(|id| {
+                format!(
+                    "{}:{}",
+                    s("runtime").unwrap_or_default(),
+                    &id[..id.len().min(12)]
+                )
+            })
+        })
+        .or_else(|| s("pod_uid").map(|p| format!("pod:{p}")))
+        .or_else(|| s("runtime"))
+}
+
+/// The label of an event record (unit, else cgroup, else id).
+fn event_label(v: &Value) -> String {
+    let name = v["unit"]
+        .as_str()
+        .or(v["cgroup"].as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("cgroup-id:{}", v["cgroup_id"]));
+    match container_label(&v["container"]) {
+        Some(c) => format!("{name} @{c}"),
+        None => name,
+    }
+}
+
+/// The label of an interval row (its group).
+fn row_label(r: &Value) -> String {
+    let name = r["group"].as_str().unwrap_or("?").to_string();
+    match container_label(&r["container"]) {
+        Some(c) => format!("{name} @{c}"),
+        None => name,
+    }
+}
+
+impl Data {
+    fn unit(&mut self, label: String) -> &mut UnitData {
+        self.units.entry(label).or_insert_with(|| UnitData {
+            hists: Measure::ALL
+                .into_iter()
+                .map(|m| (m, new_histogram()))
+                .collect(),
+            exits: ExitClasses::default(),
+        })
+    }
+
+    /// Reads a `trace --record` file. Lines that are not JSON objects are
+    /// errors; record types this does not use are passed over.
+    pub fn from_recording(path: &Path) -> Result<Self, ExportError> {
+        let read = |source| ExportError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let r = BufReader::new(File::open(path).map_err(read)?);
+        let mut data = Data {
+            start_unix: 0.0,
+            end_unix: 0.0,
+            units: BTreeMap::new(),
+        };
+        // (unit, executable) -> last exec time (ns).
+        let mut last_exec: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for (i, line) in r.split(b'\n').enumerate() {
+            let line = line.map_err(read)?;
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let v: Value = serde_json::from_slice(&line).map_err(|_| ExportError::BadLine {
+                path: path.to_path_buf(),
+                line: i + 1,
+            })?;
+            if i == 0 {
+                if v["format"] != "spawnscope-record" {
+                    return Err(ExportError::NotRecord {
+                        path: path.to_path_buf(),
+                    });
+                }
+                data.start_unix = v["started_unix"].as_f64().unwrap_or(0.0);
+                data.end_unix = data.start_unix;
+                continue;
+            }
+            if let Some(t) = v["time_unix"].as_f64() {
+                data.end_unix = data.end_unix.max(t);
+            }
+            match v["type"].as_str() {
+                Some("exit") => {
+                    let u = data.unit(event_label(&v));
+                    if let Some(ns) = v["lifetime_ns"].as_u64() {
+                        record(&mut u.hists, Measure::LifetimeNs, ns);
+                    }
+                    match (v["code"].as_u64(), v["signal"].as_u64()) {
+                        (Some(0), _) => u.exits.clean += 1,
+                        (Some(_), _) => u.exits.failed += 1,
+                        (None, Some(_)) if v["core_dumped"] == true => u.exits.core_dumped += 1,
+                        (None, Some(_)) => u.exits.signaled += 1,
+                        (None, None) => {}
+                    }
+                }
+                Some("exec") => {
+                    let label = event_label(&v);
+                    let exe = v["filename"].as_str().unwrap_or("?").to_string();
+                    let Some(ts) = v["ts_ns"].as_u64() else {
+                        continue;
+                    };
+                    let prev = last_exec.insert((label.clone(), exe), ts);
+                    let u = data.unit(label);
+                    if let Some(p) = prev.filter(|p| ts >= *p) {
+                        record(&mut u.hists, Measure::RespawnIntervalNs, ts - p);
+                    }
+                }
+                Some("interval") => {
+                    for r in v["rows"].as_array().into_iter().flatten() {
+                        if let Some(rate) = r["rate"]["execs_per_s"].as_f64()
+                            && rate > 0.0
+                        {
+                            let u = data.unit(row_label(r));
+                            record(
+                                &mut u.hists,
+                                Measure::ExecRateMilliPerS,
+                                (rate * 1000.0).round() as u64,
+                            );
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(data)
+    }
+}
+
+fn record(h: &mut BTreeMap<Measure, Histogram<u64>>, m: Measure, v: u64) {
+    let hist = h.get_mut(&m).expect("every measure has a histogram");
+    // Clamp into the trackable range rather than lose the value.
+    let v = v.clamp(hist.low(), hist.high());
+    hist.record(v).expect("clamped into range");
+}
+
+/// One export format: a file name and how to render the data into it.
+pub trait Exporter {
+    fn file_name(&self) -> &'static str;
+    fn render(&self, data: &Data) -> Vec<u8>;
+}
+
+fn exporter(f: ExportFormat) -> Box<dyn Exporter> {
+    match f {
+        ExportFormat::Hdr => Box::new(hdr::Hdr),
+    }
+}
+
+/// `spawnscope export`: every asked format (default: all) into --out,
+/// each file written atomically; prints the paths written.
+pub fn run(args: &ExportArgs) -> Result<(), ExportError> {
+    let data = Data::from_recording(&args.file)?;
+    let mut formats = args.format.clone();
+    if formats.is_empty() {
+        formats = <ExportFormat as clap::ValueEnum>::value_variants().to_vec();
+    }
+    formats.sort();
+    formats.dedup();
+    std::fs::create_dir_all(&args.out).map_err(|source| ExportError::Mkdir {
+        path: args.out.clone(),
+        source,
+    })?;
+    let mut out = io::stdout().lock();
+    for f in formats {
+        let e = exporter(f);
+        let path = write_atomic(&args.out, e.file_name(), &e.render(&data))?;
+        writeln!(out, "{}", path.display()).map_err(ExportError::Output)?;
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `dir/name` atomically: a temporary file in the same
+/// directory, flushed to disk, then renamed over the target, so an
+/// existing file is never half-overwritten.
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, ExportError> {
+    let target = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let err = |source| ExportError::Write {
+        path: target.clone(),
+        source,
+    };
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &target)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err(e));
+    }
+    Ok(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn fixture() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/host-loop.jsonl")
+    }
+
+    #[test]
+    fn a_recording_gives_per_unit_histograms() {
+        let d = Data::from_recording(&fixture()).unwrap();
+        assert!(d.end_unix > d.start_unix);
+        let root = &d.units["/"];
+        // The fixture's root cgroup: 46 exit records, 43 execs.
+        let total_exits = root.exits.clean + root.exits.failed + root.exits.signaled;
+        assert_eq!(root.hists[&Measure::LifetimeNs].len(), 46);
+        assert_eq!(total_exits, 46);
+        // Intervals between execs of the same file: 6 × /bin/sh, 30 ×
+        // /bin/true, 1 × seq, 6 × sleep; each file's first exec starts none.
+        assert_eq!(root.hists[&Measure::RespawnIntervalNs].len(), 5 + 29 + 5);
+        assert_eq!(
+            root.hists[&Measure::ExecRateMilliPerS].len(),
+            2,
+            "2 intervals"
+        );
+    }
+
+    #[test]
+    fn bad_input_is_an_error_with_its_place() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.jsonl");
+        std::fs::write(&p, "{\"type\":\"summary\"}\n").unwrap();
+        assert!(matches!(
+            Data::from_recording(&p),
+            Err(ExportError::NotRecord { .. })
+        ));
+        std::fs::write(
+            &p,
+            "{\"type\":\"header\",\"format\":\"spawnscope-record\",\"version\":1}\nnot json\n",
+        )
+        .unwrap();
+        let e = Data::from_recording(&p).unwrap_err().to_string();
+        assert!(e.ends_with("x.jsonl:2: not a JSON record"), "{e}");
+        assert!(matches!(
+            Data::from_recording(&d.path().join("nope")),
+            Err(ExportError::Read { .. })
+        ));
+    }
+
+    #[test]
+    fn atomic_writes_replace_whole_files_and_leave_no_temporaries() {
+        let d = tempfile::tempdir().unwrap();
+        write_atomic(d.path(), "a.txt", b"first").unwrap();
+        write_atomic(d.path(), "a.txt", b"second").unwrap();
+        assert_eq!(std::fs::read(d.path().join("a.txt")).unwrap(), b"second");
+        let names: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["a.txt"]);
+        let e = write_atomic(&d.path().join("missing"), "a.txt", b"x").unwrap_err();
+        assert!(e.to_string().starts_with("cannot write "), "{e}");
+    }
+}
