@@ -65,6 +65,12 @@ pub enum ExportFormat {
     /// HdrHistogram interval log (spawnscope.hlog): compressed V2
     /// histograms, tagged <measure>:<unit>.
     Hdr,
+    /// JSON (spawnscope-histograms.json): count, percentiles and
+    /// non-empty buckets per unit and measure, exit classes.
+    Json,
+    /// Prometheus text exposition (spawnscope.prom): histograms with
+    /// _bucket/_sum/_count and counters per unit.
+    Prom,
 }
 
 #[derive(Debug, Args)]

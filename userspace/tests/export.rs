@@ -43,6 +43,52 @@ fn export_writes_an_interval_log_that_reads_back_identical() {
     assert_eq!(back.len(), 3);
 }
 
+/// Without --format every format is written, each once.
+#[test]
+fn every_format_by_default() {
+    let d = tempfile::tempdir().unwrap();
+    let out = spawnscope()
+        .args(["export", "--out"])
+        .arg(d.path())
+        .arg(fixture())
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            Path::new(l)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "spawnscope.hlog",
+            "spawnscope-histograms.json",
+            "spawnscope.prom"
+        ]
+    );
+    let mut on_disk: Vec<String> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    on_disk.sort();
+    assert_eq!(
+        on_disk,
+        [
+            "spawnscope-histograms.json",
+            "spawnscope.hlog",
+            "spawnscope.prom"
+        ],
+        "and no temporary files"
+    );
+}
+
 #[test]
 fn bad_format_output_and_input_are_one_line_errors() {
     let d = tempfile::tempdir().unwrap();
@@ -187,7 +233,9 @@ fn help_lists_formats_and_what_is_exported() {
     let help = String::from_utf8(out).unwrap();
     for needle in [
         "--format <FORMAT>",
-        "hdr: HdrHistogram interval log",
+        "- hdr:  HdrHistogram interval log",
+        "- json: JSON",
+        "- prom: Prometheus text exposition",
         "--out <DIR>",
         "atomically",
         "lifetime, respawn interval, exec rate",
@@ -195,4 +243,58 @@ fn help_lists_formats_and_what_is_exported() {
     ] {
         assert!(help.contains(needle), "help lacks {needle:?}:\n{help}");
     }
+}
+
+fn have(program: &str, arg: &str) -> bool {
+    let ok = Std::new(program)
+        .arg(arg)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "{program} is missing under CI (cargo xtask setup installs it)"
+        );
+        eprintln!("SKIP: {program} is missing");
+    }
+    ok
+}
+
+fn promtool_check(text: &[u8]) -> (bool, String) {
+    use std::io::Write;
+    let mut c = Std::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(text).unwrap();
+    let out = c.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// The exposition passes `promtool check metrics` (parse and lint), and
+/// promtool does reject a broken one.
+#[test]
+fn promtool_accepts_the_exposition() {
+    if !have("promtool", "--version") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    spawnscope()
+        .args(["export", "--format", "prom", "--out"])
+        .arg(d.path())
+        .arg(fixture())
+        .assert()
+        .success();
+    let text = std::fs::read(d.path().join("spawnscope.prom")).unwrap();
+    let (ok, said) = promtool_check(&text);
+    assert!(ok && said.trim().is_empty(), "promtool: {said}");
+    let (ok, said) = promtool_check(b"# TYPE spawnscope_x counter\nspawnscope_x{unit=\"/\"} 1\n");
+    assert!(!ok, "a counter without _total must fail the lint: {said}");
 }

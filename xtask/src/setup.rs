@@ -12,8 +12,9 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// setpriv and nsenter; debootstrap and systemd-container (systemd-nspawn)
 /// for the real systemd the scenario tests boot; stress-ng for the
 /// no-false-alarm scenario; qemu-system-x86 and busybox-static for the VM
-/// that runs out of memory in the OOM scope test.
+/// tests; prometheus for `promtool check metrics` on the exposition.
 const TEST_PACKAGES: &[&str] = &[
+    "prometheus",
     "util-linux",
     "debootstrap",
     "systemd-container",

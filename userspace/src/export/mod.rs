@@ -13,6 +13,8 @@
 //! - exit-class counts.
 
 pub mod hdr;
+pub mod json;
+pub mod prom;
 
 use crate::cli::{ExportArgs, ExportFormat};
 
@@ -100,10 +102,22 @@ pub struct ExitClasses {
     pub core_dumped: u64,
 }
 
+/// The kernel's counts for a unit over the whole recording (its summary
+/// row): exact, where events may have been filtered or dropped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub forks: u64,
+    pub execs: u64,
+    pub exits: ExitClasses,
+}
+
 #[derive(Debug, Clone)]
 pub struct UnitData {
     pub hists: BTreeMap<Measure, Histogram<u64>>,
+    /// From exit records.
     pub exits: ExitClasses,
+    /// From the recording's summary; None if it has none (cut short).
+    pub totals: Option<Totals>,
 }
 
 /// Everything exported, from one recording.
@@ -173,6 +187,7 @@ impl Data {
                 .map(|m| (m, new_histogram()))
                 .collect(),
             exits: ExitClasses::default(),
+            totals: None,
         })
     }
 
@@ -239,6 +254,22 @@ impl Data {
                         record(&mut u.hists, Measure::RespawnIntervalNs, ts - p);
                     }
                 }
+                Some("summary") => {
+                    for r in v["rows"].as_array().into_iter().flatten() {
+                        let t = &r["total"];
+                        let n = |k: &str| t[k].as_u64().unwrap_or(0);
+                        data.unit(row_label(r)).totals = Some(Totals {
+                            forks: n("forks"),
+                            execs: n("execs"),
+                            exits: ExitClasses {
+                                clean: n("exit_clean"),
+                                failed: n("exit_failed"),
+                                signaled: n("exit_signaled"),
+                                core_dumped: n("exit_core_dumped"),
+                            },
+                        });
+                    }
+                }
                 Some("interval") => {
                     for r in v["rows"].as_array().into_iter().flatten() {
                         if let Some(rate) = r["rate"]["execs_per_s"].as_f64()
@@ -276,6 +307,8 @@ pub trait Exporter {
 fn exporter(f: ExportFormat) -> Box<dyn Exporter> {
     match f {
         ExportFormat::Hdr => Box::new(hdr::Hdr),
+        ExportFormat::Json => Box::new(json::Json),
+        ExportFormat::Prom => Box::new(prom::Prom),
     }
 }
 
@@ -350,6 +383,9 @@ mod tests {
             2,
             "2 intervals"
         );
+        let t = root.totals.expect("the summary row");
+        assert_eq!((t.forks, t.execs), (43, 43));
+        assert_eq!((t.exits.clean, t.exits.failed), (40, 6));
     }
 
     #[test]

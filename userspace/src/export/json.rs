@@ -1,0 +1,188 @@
+//! JSON: per unit, the exit classes and, per measure, the count,
+//! percentiles and non-empty buckets. Schema (version 1):
+//!
+//! ```text
+//! {"type":"spawnscope-histograms","version":1,"start_unix":F,"end_unix":F,
+//!  "units":[{"unit":S,
+//!            "exits":{"clean":N,"failed":N,"signaled":N,"core_dumped":N},  from exit records
+//!            "totals":{"forks":N,"execs":N,"exits":{...}} | null,            the kernel's, from the summary
+//!            "histograms":[{"measure":"lifetime"|"respawn_interval"|"exec_rate",
+//!                           "unit_of_measure":S,"count":N,"min":N,"p50":N,"p90":N,
+//!                           "p99":N,"p99_9":N,"max":N,"mean":F,
+//!                           "buckets":[{"ge":N,"le":N,"count":N}]}]}]}
+//! ```
+//!
+//! Values are integers in the unit of measure, at 3 significant figures:
+//! a percentile is the highest value equivalent to the bucket that holds
+//! that quantile of the count (rank rounded up); a bucket holds the values
+//! from `ge` to `le` inclusive. Histograms with no values are left out.
+
+use serde::Serialize;
+
+use super::{Data, ExitClasses, Totals};
+
+pub const FILE_NAME: &str = "spawnscope-histograms.json";
+
+pub struct Json;
+
+impl super::Exporter for Json {
+    fn file_name(&self) -> &'static str {
+        FILE_NAME
+    }
+
+    fn render(&self, data: &Data) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(&doc(data)).expect("plain data");
+        v.push(b'\n');
+        v
+    }
+}
+
+#[derive(Serialize)]
+struct Doc<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    version: u32,
+    start_unix: f64,
+    end_unix: f64,
+    units: Vec<UnitOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct ExitsOut {
+    clean: u64,
+    failed: u64,
+    signaled: u64,
+    core_dumped: u64,
+}
+
+impl From<&ExitClasses> for ExitsOut {
+    fn from(e: &ExitClasses) -> Self {
+        Self {
+            clean: e.clean,
+            failed: e.failed,
+            signaled: e.signaled,
+            core_dumped: e.core_dumped,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct TotalsOut {
+    forks: u64,
+    execs: u64,
+    exits: ExitsOut,
+}
+
+impl From<&Totals> for TotalsOut {
+    fn from(t: &Totals) -> Self {
+        Self {
+            forks: t.forks,
+            execs: t.execs,
+            exits: (&t.exits).into(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct UnitOut<'a> {
+    unit: &'a str,
+    exits: ExitsOut,
+    totals: Option<TotalsOut>,
+    histograms: Vec<HistOut>,
+}
+
+#[derive(Serialize)]
+struct Bucket {
+    ge: u64,
+    le: u64,
+    count: u64,
+}
+
+#[derive(Serialize)]
+struct HistOut {
+    measure: &'static str,
+    unit_of_measure: &'static str,
+    count: u64,
+    min: u64,
+    p50: u64,
+    p90: u64,
+    p99: u64,
+    p99_9: u64,
+    max: u64,
+    mean: f64,
+    buckets: Vec<Bucket>,
+}
+
+fn doc(data: &Data) -> Doc<'_> {
+    Doc {
+        kind: "spawnscope-histograms",
+        version: 1,
+        start_unix: data.start_unix,
+        end_unix: data.end_unix,
+        units: data
+            .units
+            .iter()
+            .map(|(label, u)| UnitOut {
+                unit: label,
+                exits: (&u.exits).into(),
+                totals: u.totals.as_ref().map(Into::into),
+                histograms: u
+                    .hists
+                    .iter()
+                    .filter(|(_, h)| !h.is_empty())
+                    .map(|(m, h)| HistOut {
+                        measure: m.name(),
+                        unit_of_measure: m.unit(),
+                        count: h.len(),
+                        min: h.min(),
+                        p50: h.value_at_quantile(0.5),
+                        p90: h.value_at_quantile(0.9),
+                        p99: h.value_at_quantile(0.99),
+                        p99_9: h.value_at_quantile(0.999),
+                        max: h.max(),
+                        mean: (h.mean() * 1000.0).round() / 1000.0,
+                        buckets: h
+                            .iter_recorded()
+                            .map(|v| Bucket {
+                                ge: h.lowest_equivalent(v.value_iterated_to()),
+                                le: v.value_iterated_to(),
+                                count: v.count_at_value(),
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::{Exporter, tests::fixture};
+
+    /// The schema, on a fixed recording: any change to it shows here and
+    /// must be made on purpose (regenerate with SPAWNSCOPE_BLESS=1).
+    #[test]
+    fn golden_schema_on_the_fixture() {
+        let d = Data::from_recording(&fixture()).unwrap();
+        let got = String::from_utf8(Json.render(&d)).unwrap();
+        let golden = fixture().with_file_name("host-loop.histograms.json");
+        if std::env::var_os("SPAWNSCOPE_BLESS").is_some() {
+            std::fs::write(&golden, &got).unwrap();
+        }
+        let want = std::fs::read_to_string(&golden).unwrap();
+        assert_eq!(got, want, "differs from {}", golden.display());
+        // What the golden file says, checked against the histograms too.
+        let v: serde_json::Value = serde_json::from_str(&got).unwrap();
+        let h = &v["units"][0]["histograms"][0];
+        assert_eq!(h["measure"], "lifetime");
+        let sum: u64 = h["buckets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["count"].as_u64().unwrap())
+            .sum();
+        assert_eq!(sum, h["count"].as_u64().unwrap());
+    }
+}

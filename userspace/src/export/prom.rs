@@ -1,0 +1,193 @@
+//! Prometheus text exposition (format 0.0.4): one histogram family per
+//! measure with `_bucket{le=...}`, `_sum` and `_count`, and counters of
+//! spawns and exits by class, all labelled by unit. Bucket counts are read
+//! off the HdrHistogram at its precision (3 significant figures): a value
+//! counts below `le` when its bucket's highest equivalent value does.
+
+use std::fmt::Write;
+
+use hdrhistogram::Histogram;
+
+use super::{Data, Measure};
+
+pub const FILE_NAME: &str = "spawnscope.prom";
+
+pub struct Prom;
+
+impl super::Exporter for Prom {
+    fn file_name(&self) -> &'static str {
+        FILE_NAME
+    }
+
+    fn render(&self, data: &Data) -> Vec<u8> {
+        render(data).into_bytes()
+    }
+}
+
+/// Escapes a label value as the exposition format requires.
+pub fn label_escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    /// Native value per exported unit (1e9: ns to s).
+    scale: f64,
+    /// Upper bounds, in exported units.
+    bounds: &'static [f64],
+}
+
+fn family(m: Measure) -> Family {
+    const TIME: &[f64] = &[
+        0.0001, 0.001, 0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
+    ];
+    match m {
+        Measure::LifetimeNs => Family {
+            name: "spawnscope_process_lifetime_seconds",
+            help: "Process lifetime (exec or fork to exit) per unit.",
+            scale: 1e9,
+            bounds: TIME,
+        },
+        Measure::RespawnIntervalNs => Family {
+            name: "spawnscope_respawn_interval_seconds",
+            help: "Time between two execs of the same executable in a unit.",
+            scale: 1e9,
+            bounds: TIME,
+        },
+        Measure::ExecRateMilliPerS => Family {
+            name: "spawnscope_interval_exec_rate",
+            help: "Execs per second in each trace interval in which the unit was active.",
+            scale: 1e3,
+            bounds: &[0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0],
+        },
+    }
+}
+
+fn count_le(h: &Histogram<u64>, bound_native: f64) -> u64 {
+    h.iter_recorded()
+        .take_while(|v| v.value_iterated_to() as f64 <= bound_native)
+        .map(|v| v.count_at_value())
+        .sum()
+}
+
+fn num(x: f64) -> String {
+    // Shortest round-trip form; integers without a fraction.
+    let s = format!("{x}");
+    if s == "inf" { "+Inf".into() } else { s }
+}
+
+pub fn render(data: &Data) -> String {
+    let mut o = String::new();
+    for m in Measure::ALL {
+        let f = family(m);
+        let _ = writeln!(o, "# HELP {} {}", f.name, f.help);
+        let _ = writeln!(o, "# TYPE {} histogram", f.name);
+        for (label, u) in &data.units {
+            let h = &u.hists[&m];
+            if h.is_empty() {
+                continue;
+            }
+            let l = label_escape(label);
+            for b in f.bounds {
+                let _ = writeln!(
+                    o,
+                    "{}_bucket{{unit=\"{l}\",le=\"{}\"}} {}",
+                    f.name,
+                    num(*b),
+                    count_le(h, b * f.scale)
+                );
+            }
+            let _ = writeln!(
+                o,
+                "{}_bucket{{unit=\"{l}\",le=\"+Inf\"}} {}",
+                f.name,
+                h.len()
+            );
+            let sum: f64 = h
+                .iter_recorded()
+                .map(|v| {
+                    h.median_equivalent(v.value_iterated_to()) as f64 * v.count_at_value() as f64
+                })
+                .sum::<f64>()
+                / f.scale;
+            let _ = writeln!(o, "{}_sum{{unit=\"{l}\"}} {}", f.name, num(sum));
+            let _ = writeln!(o, "{}_count{{unit=\"{l}\"}} {}", f.name, h.len());
+        }
+    }
+    let _ = writeln!(
+        o,
+        "# HELP spawnscope_spawns_total Forks and execs per unit over the recording (the kernel's counts)."
+    );
+    let _ = writeln!(o, "# TYPE spawnscope_spawns_total counter");
+    for (label, u) in &data.units {
+        if let Some(t) = &u.totals {
+            let l = label_escape(label);
+            let _ = writeln!(
+                o,
+                "spawnscope_spawns_total{{unit=\"{l}\",kind=\"fork\"}} {}",
+                t.forks
+            );
+            let _ = writeln!(
+                o,
+                "spawnscope_spawns_total{{unit=\"{l}\",kind=\"exec\"}} {}",
+                t.execs
+            );
+        }
+    }
+    let _ = writeln!(
+        o,
+        "# HELP spawnscope_exits_total Process exits per unit and class over the recording \
+         (the kernel's counts, else the exit records')."
+    );
+    let _ = writeln!(o, "# TYPE spawnscope_exits_total counter");
+    for (label, u) in &data.units {
+        let e = u.totals.as_ref().map_or(u.exits, |t| t.exits);
+        let l = label_escape(label);
+        for (class, n) in [
+            ("clean", e.clean),
+            ("failed", e.failed),
+            ("signaled", e.signaled),
+            ("core_dumped", e.core_dumped),
+        ] {
+            let _ = writeln!(
+                o,
+                "spawnscope_exits_total{{unit=\"{l}\",class=\"{class}\"}} {n}"
+            );
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::tests::fixture;
+
+    #[test]
+    fn buckets_are_cumulative_and_end_at_the_count() {
+        let d = Data::from_recording(&fixture()).unwrap();
+        let text = render(&d);
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("spawnscope_process_lifetime_seconds_bucket{unit=\"/\""))
+            .collect();
+        let counts: Vec<u64> = lines
+            .iter()
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect();
+        assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
+        assert_eq!(*counts.last().unwrap(), 46);
+        assert!(lines.last().unwrap().contains("le=\"+Inf\""));
+        assert!(text.contains("spawnscope_process_lifetime_seconds_count{unit=\"/\"} 46\n"));
+        assert!(text.contains("spawnscope_exits_total{unit=\"/\",class=\"failed\"} 6\n"));
+        assert!(text.contains("spawnscope_spawns_total{unit=\"/\",kind=\"exec\"} 43\n"));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label_escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
