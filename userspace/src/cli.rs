@@ -172,6 +172,13 @@ pub struct TraceArgs {
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
 
+    /// At the end (also on Ctrl-C / SIGTERM), write the histograms in
+    /// every `spawnscope export` format into DIR (created if missing).
+    /// Implies event capture; without --record the events go to a
+    /// temporary file in DIR, removed afterwards.
+    #[arg(long, value_name = "DIR")]
+    pub export: Option<PathBuf>,
+
     /// Size of the per-event ring buffer in bytes (a power of two, at least
     /// 4096). Hidden: the tests shrink it to prove the drop accounting.
     #[arg(long, value_name = "BYTES", hide = true,

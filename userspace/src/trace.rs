@@ -41,6 +41,8 @@ pub enum TraceError {
     Cgroups(#[from] cgroupfs::CgroupError),
     #[error(transparent)]
     Record(RecordError),
+    #[error(transparent)]
+    Export(#[from] crate::export::ExportError),
 }
 
 fn now_unix() -> f64 {
@@ -384,7 +386,20 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
         containers: args.containers.clone(),
     };
     // Created before the probes load, so a bad path fails fast.
-    let mut recorder = match &args.record {
+    // --export reads the recording back at the end: one is made in the
+    // export directory when none was asked for.
+    let own_record = match (&args.export, &args.record) {
+        (Some(dir), None) => {
+            std::fs::create_dir_all(dir).map_err(|source| crate::export::ExportError::Mkdir {
+                path: dir.clone(),
+                source,
+            })?;
+            Some(dir.join(format!(".spawnscope-export-{}.jsonl", std::process::id())))
+        }
+        _ => None,
+    };
+    let record_path = args.record.clone().or_else(|| own_record.clone());
+    let mut recorder = match &record_path {
         Some(p) => Some(Recorder::create(p).map_err(TraceError::Record)?),
         None => None,
     };
@@ -642,5 +657,14 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
     out.summary(&summary).map_err(TraceError::Output)?;
     recorded.map_err(TraceError::Record)?;
     drop(probe);
+    if let (Some(dir), Some(rec)) = (&args.export, &record_path) {
+        let written = crate::export::export_all(rec, dir);
+        if let Some(own) = &own_record {
+            let _ = std::fs::remove_file(own);
+        }
+        for p in written? {
+            eprintln!("spawnscope: exported {}", p.display());
+        }
+    }
     Ok(())
 }

@@ -156,6 +156,28 @@ fn unwritable_record_file_is_one_line_and_exit_1() {
     );
 }
 
+#[test]
+fn uncreatable_export_dir_is_one_line_and_exit_1() {
+    // Made before anything needs privileges, so this runs as any user.
+    let d = tempfile::tempdir().unwrap();
+    let file = d.path().join("plain");
+    std::fs::write(&file, "x").unwrap();
+    let out = spawnscope()
+        .args(["trace", "--for", "1s", "--export"])
+        .arg(file.join("sub"))
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "spawnscope: cannot create {}/sub: Not a directory (os error 20)\n",
+            file.display()
+        )
+    );
+}
+
 /// `analyze` needs no privileges: a recording made elsewhere is analysed
 /// here as any user (these tests run unprivileged in `cargo xtask test`'s
 /// host-crate pass too).

@@ -312,24 +312,44 @@ fn exporter(f: ExportFormat) -> Box<dyn Exporter> {
     }
 }
 
-/// `spawnscope export`: every asked format (default: all) into --out,
-/// each file written atomically; prints the paths written.
-pub fn run(args: &ExportArgs) -> Result<(), ExportError> {
-    let data = Data::from_recording(&args.file)?;
-    let mut formats = args.format.clone();
+/// Writes `formats` of the recording at `file` into `dir` (created if
+/// missing), each atomically; returns the paths written.
+pub fn export(
+    file: &Path,
+    dir: &Path,
+    formats: &[ExportFormat],
+) -> Result<Vec<PathBuf>, ExportError> {
+    let data = Data::from_recording(file)?;
+    let mut formats = formats.to_vec();
     if formats.is_empty() {
         formats = <ExportFormat as clap::ValueEnum>::value_variants().to_vec();
     }
     formats.sort();
     formats.dedup();
-    std::fs::create_dir_all(&args.out).map_err(|source| ExportError::Mkdir {
-        path: args.out.clone(),
+    std::fs::create_dir_all(dir).map_err(|source| ExportError::Mkdir {
+        path: dir.to_path_buf(),
         source,
     })?;
+    formats
+        .into_iter()
+        .map(|f| {
+            let e = exporter(f);
+            write_atomic(dir, e.file_name(), &e.render(&data))
+        })
+        .collect()
+}
+
+/// Every format, as `trace --export DIR` writes them.
+pub fn export_all(file: &Path, dir: &Path) -> Result<Vec<PathBuf>, ExportError> {
+    export(file, dir, &[])
+}
+
+/// `spawnscope export`: every asked format (default: all) into --out;
+/// prints the paths written.
+pub fn run(args: &ExportArgs) -> Result<(), ExportError> {
+    let written = export(&args.file, &args.out, &args.format)?;
     let mut out = io::stdout().lock();
-    for f in formats {
-        let e = exporter(f);
-        let path = write_atomic(&args.out, e.file_name(), &e.render(&data))?;
+    for path in written {
         writeln!(out, "{}", path.display()).map_err(ExportError::Output)?;
     }
     Ok(())
