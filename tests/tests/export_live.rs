@@ -2,7 +2,7 @@
 //! export format for what it traced, and leaves no temporary recording.
 
 use spawnscope::export::hdr;
-use spawnscope_tests::{TestCgroup, Tracer, require_root, workload_bin};
+use spawnscope_tests::{TestCgroup, Tracer, require_root, row_with_id, summary, workload_bin};
 
 #[test]
 fn ctrl_c_writes_every_format_for_the_traced_units() {
@@ -19,8 +19,21 @@ fn ctrl_c_writes_every_format_for_the_traced_units() {
         .status()
         .unwrap();
     assert!(st.success(), "{st}");
-    let (code, _lines, stderr) = tracer.stop_with(libc::SIGINT);
+    let (code, lines, stderr) = tracer.stop_with(libc::SIGINT);
     assert_eq!(code, Some(0), "{stderr}");
+    // The summary row carries the respawn intervals too: 20 execs of
+    // /bin/true and 10 of /bin/false make 19 + 9 intervals.
+    let row = row_with_id(summary(&lines), cg.id);
+    let n = |k: &str| -> u64 {
+        row[k]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {k}: {row}"))
+            .iter()
+            .map(|b| b["count"].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(n("intervals"), 19 + 9, "{row}");
+    assert_eq!(n("lifetimes"), 31, "{row}");
     let mut names: Vec<String> = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

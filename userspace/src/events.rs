@@ -688,7 +688,7 @@ pub fn to_json(e: &Event, place: &Place, time_unix: f64) -> String {
     r.expect("event JSON")
 }
 
-fn fmt_duration(ns: u64) -> String {
+pub fn fmt_duration(ns: u64) -> String {
     match ns {
         n if n < 1_000 => format!("{n}ns"),
         n if n < 1_000_000 => format!("{:.1}us", n as f64 / 1e3),

@@ -200,6 +200,11 @@ pub struct Row {
     /// Summary only: process lifetimes, log2 buckets with any count.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lifetimes: Option<Vec<LifetimeBucket>>,
+    /// Summary only, when events were streamed: respawn intervals (time
+    /// between two execs of the same executable in this group), log2
+    /// buckets with any count.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intervals: Option<Vec<LifetimeBucket>>,
     /// During the last interval (absent in the summary).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interval: Option<CountersOut>,
@@ -230,7 +235,7 @@ fn sparse(h: &Lifetimes) -> Vec<LifetimeBucket> {
 
 /// The grouping key: container, user manager, then the name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct Key {
+pub struct Key {
     container: Option<String>,
     user_manager: Option<u32>,
     name: String,
@@ -240,7 +245,8 @@ fn id_label(id: u64) -> String {
     format!("cgroup-id:{id}")
 }
 
-fn key_of(by: By, id: u64, r: &Resolved) -> Key {
+/// The row a cgroup's counts go to under `--by`.
+pub fn key_of(by: By, id: u64, r: &Resolved) -> Key {
     let fallback = || r.path.clone().unwrap_or_else(|| id_label(id));
     let o = r.owner.as_ref();
     let container = o.and_then(|o| o.container.as_ref()).map(Container::label);
@@ -286,6 +292,7 @@ fn owner_view(by: By, r: &Resolved) -> Row {
         cgroups: Vec::new(),
         total: (&Counters::ZERO).into(),
         lifetimes: None,
+        intervals: None,
         interval: None,
         rate: None,
     };
@@ -342,6 +349,7 @@ fn group(
     resolve: &dyn Fn(u64) -> Resolved,
     secs: Option<f64>,
     lifetimes: Option<&BTreeMap<u64, Lifetimes>>,
+    intervals: Option<&BTreeMap<Key, Lifetimes>>,
 ) -> Vec<Row> {
     let mut groups: BTreeMap<Key, Acc> = BTreeMap::new();
     for (id, total, delta) in entries {
@@ -382,11 +390,14 @@ fn group(
         }
     }
     let mut rows: Vec<(u64, Row)> = groups
-        .into_values()
-        .map(|mut a| {
+        .into_iter()
+        .map(|(key, mut a)| {
             a.row.total = (&a.total).into();
             if lifetimes.is_some() {
                 a.row.lifetimes = Some(sparse(&a.lifetimes));
+            }
+            if let Some(iv) = intervals {
+                a.row.intervals = Some(iv.get(&key).map(sparse).unwrap_or_default());
             }
             if let Some(secs) = secs {
                 a.row.interval = Some((&a.delta).into());
@@ -512,7 +523,7 @@ pub fn interval_rows(
         let delta = total.saturating_sub(&before);
         (!delta.is_zero()).then_some((id, *total, Some(delta)))
     });
-    group(by, filter, entries, resolve, Some(secs), None)
+    group(by, filter, entries, resolve, Some(secs), None, None)
 }
 
 pub fn summary_rows(
@@ -521,8 +532,28 @@ pub fn summary_rows(
     filter: &Filter,
     resolve: &dyn Fn(u64) -> Resolved,
 ) -> Vec<Row> {
+    summary_rows_with(cur, by, filter, resolve, None)
+}
+
+/// [`summary_rows`] with respawn intervals per group, where events gave
+/// them.
+pub fn summary_rows_with(
+    cur: &Snapshot,
+    by: By,
+    filter: &Filter,
+    resolve: &dyn Fn(u64) -> Resolved,
+    intervals: Option<&BTreeMap<Key, Lifetimes>>,
+) -> Vec<Row> {
     let entries = cur.per_cgroup.iter().map(|(&id, t)| (id, *t, None));
-    group(by, filter, entries, resolve, None, Some(&cur.lifetimes))
+    group(
+        by,
+        filter,
+        entries,
+        resolve,
+        None,
+        Some(&cur.lifetimes),
+        intervals,
+    )
 }
 
 /// The sum of rows' totals (for `matched`).

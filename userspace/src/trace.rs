@@ -1,6 +1,7 @@
 //! `spawnscope trace`: the poll loop.
 
 use std::{
+    collections::{BTreeMap, HashMap},
     io::{self, BufWriter, Write},
     os::fd::AsRawFd,
     path::{Path, PathBuf},
@@ -12,6 +13,7 @@ use std::{
 };
 
 use serde::Serialize;
+use spawnscope_common::Lifetimes;
 
 use crate::{
     cgroupfs::{self, CgroupNames},
@@ -24,8 +26,8 @@ use crate::{
     output::{Reporter, json::Json, table::Table},
     record::{RecordError, Recorder},
     report::{
-        self, EventAccounting, EventCounts, Filter, IntervalReport, MemorySummary, Snapshot,
-        Summary,
+        self, By, EventAccounting, EventCounts, Filter, IntervalReport, Key, MemorySummary,
+        Snapshot, Summary,
     },
 };
 
@@ -65,6 +67,35 @@ struct EventSink {
     out: BufWriter<io::Stdout>,
     detector: Option<Detector>,
     oom_kills: Vec<serde_json::Value>,
+    respawns: Respawns,
+}
+
+/// Respawn intervals per report group: the time between two execs of the
+/// same executable in the group, in log2 buckets as lifetimes are.
+struct Respawns {
+    by: By,
+    last: HashMap<(Key, Vec<u8>), u64>,
+    hist: BTreeMap<Key, Lifetimes>,
+}
+
+impl Respawns {
+    /// (group, executable) pairs remembered at most; past that the map is
+    /// cleared and intervals start over, rather than grow without bound.
+    const MAX_PAIRS: usize = 1 << 16;
+
+    fn exec(&mut self, id: u64, r: &report::Resolved, exe: &[u8], ts_ns: u64) {
+        let key = report::key_of(self.by, id, r);
+        if self.last.len() >= Self::MAX_PAIRS {
+            self.last.clear();
+        }
+        if let Some(prev) = self.last.insert((key.clone(), exe.to_vec()), ts_ns)
+            && ts_ns >= prev
+        {
+            let h = self.hist.entry(key).or_insert(Lifetimes::ZERO);
+            let b = &mut h.buckets[spawnscope_common::lifetime_bucket(ts_ns - prev) as usize];
+            *b = b.saturating_add(1);
+        }
+    }
 }
 
 impl EventSink {
@@ -267,6 +298,9 @@ fn drain(probe: &mut Probe, sinks: &mut Sinks) -> Result<(), TraceError> {
         }
         let r = names.resolve_now(e.cgroup_id());
         let place = Place::of(e.cgroup_id(), &r);
+        if let Event::Exec(x) = &e {
+            ev.respawns.exec(x.cgroup_id, &r, &x.filename, x.ts_ns);
+        }
         if let Event::Oom(o) = &mut e
             && o.scope == Some("memcg")
         {
@@ -451,6 +485,11 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
         out: BufWriter::with_capacity(1 << 16, io::stdout()),
         detector: detect.then(|| Detector::new(DetectConfig::default(), started_ns, mono_to_unix)),
         oom_kills: Vec::new(),
+        respawns: Respawns {
+            by: args.by,
+            last: HashMap::new(),
+            hist: BTreeMap::new(),
+        },
     };
     let mut mem = MemState {
         watch: MemWatch::new(
@@ -600,7 +639,13 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
         },
     )?;
     names.refresh(cur.per_cgroup.keys());
-    let rows = report::summary_rows(&cur, args.by, &filter, &|id| names.resolve(id));
+    let rows = report::summary_rows_with(
+        &cur,
+        args.by,
+        &filter,
+        &|id| names.resolve(id),
+        want_events.then_some(&sink.respawns.hist),
+    );
     let totals = report::totals(&cur);
     let end_ns = monotonic_now_ns();
     let findings = sink.detector.as_mut().map(|d| d.findings(end_ns));

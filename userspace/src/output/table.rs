@@ -88,6 +88,31 @@ fn memory_line(m: &crate::mempress::MemForecast) -> String {
     s
 }
 
+/// One line of bars for log2 buckets: from the lowest bucket with a count
+/// to the highest, one character per bucket, ' ' for none and ▁ to █ by
+/// count relative to the largest. None when there is no count.
+pub fn bars(buckets: &[crate::report::LifetimeBucket]) -> Option<String> {
+    const BLOCKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let first = buckets.first()?;
+    let last = buckets.last()?;
+    let idx = |b: &crate::report::LifetimeBucket| b.ge_ns.max(1).ilog2() as usize;
+    let (lo, hi) = (idx(first), idx(last));
+    let max = buckets.iter().map(|b| b.count).max()?.max(1);
+    let mut line: Vec<char> = vec![' '; hi - lo + 1];
+    for b in buckets {
+        // The smallest block for any count: a lone process still shows.
+        let level = ((b.count * 8).div_ceil(max)).clamp(1, 8) as usize - 1;
+        line[idx(b) - lo] = BLOCKS[level];
+    }
+    let n: u64 = buckets.iter().map(|b| b.count).sum();
+    Some(format!(
+        "{:>7} {} {:<7} n={n}",
+        crate::events::fmt_duration(first.ge_ns),
+        line.into_iter().collect::<String>(),
+        crate::events::fmt_duration(last.lt_ns),
+    ))
+}
+
 /// A growing hidden victim (PID 1, journald, the journal), with its
 /// growth per restart of the loops beside it; None while it does not grow.
 fn hidden_line(h: &crate::mempress::HiddenTrend) -> Option<String> {
@@ -227,6 +252,30 @@ impl<W: Write> Reporter for Table<W> {
                 s.rows.len() - self.top
             )?;
         }
+        // The top rows' distributions, as bars.
+        let shown: Vec<&Row> = s
+            .rows
+            .iter()
+            .take(self.top.min(5))
+            .filter(|r| r.lifetimes.as_ref().is_some_and(|l| !l.is_empty()))
+            .collect();
+        if !shown.is_empty() {
+            writeln!(
+                self.out,
+                "distributions (log2 buckets, ▁ to █ by count, from the first bucket's floor to the last's ceiling):"
+            )?;
+            for r in shown {
+                let name = match &r.container {
+                    Some(c) => format!("{} @{}", r.group, c.label()),
+                    None => r.group.clone(),
+                };
+                for (what, b) in [("lifetime", &r.lifetimes), ("interval", &r.intervals)] {
+                    if let Some(line) = b.as_deref().and_then(bars) {
+                        writeln!(self.out, "  {name:<40} {what:<8} {line}")?;
+                    }
+                }
+            }
+        }
         match &s.findings {
             Some(f) if f.is_empty() => writeln!(self.out, "respawn loops: none found")?,
             Some(f) => {
@@ -342,6 +391,23 @@ mod tests {
     use crate::report::{Filter, ProbeStats, Resolved, summary_rows};
     use crate::unit;
     use spawnscope_common::Counters;
+
+    #[test]
+    fn bars_span_the_buckets_with_counts() {
+        use crate::report::LifetimeBucket as B;
+        let b = |i: u32, count| B {
+            ge_ns: 1 << i,
+            lt_ns: 1 << (i + 1),
+            count,
+        };
+        // 1 ms (2^20 ns) ×16, nothing at 2^21, 4 ms ×1, 8 ms ×8.
+        assert_eq!(
+            bars(&[b(20, 16), b(22, 1), b(23, 8)]).unwrap(),
+            "  1.0ms █ ▁▄ 16.8ms  n=25"
+        );
+        assert_eq!(bars(&[]), None);
+        assert_eq!(bars(&[b(0, 3)]).unwrap(), "    1ns █ 2ns     n=3");
+    }
 
     #[test]
     fn fit_keeps_the_leaf() {
