@@ -1,6 +1,8 @@
 //! `trace --export DIR`: stopped with Ctrl-C, spawnscope writes every
 //! export format for what it traced, and leaves no temporary recording.
 
+use std::time::Duration;
+
 use spawnscope::export::hdr;
 use spawnscope_tests::{TestCgroup, Tracer, require_root, row_with_id, summary, workload_bin};
 
@@ -12,13 +14,17 @@ fn ctrl_c_writes_every_format_for_the_traced_units() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("exports");
     let cg = TestCgroup::new("export");
-    let tracer = Tracer::start(&["--interval", "500ms", "--export", out.to_str().unwrap()]);
+    let mut tracer = Tracer::start(&["--interval", "500ms", "--export", out.to_str().unwrap()]);
     let st = cg
         .command(workload_bin())
         .args(["--clean", "20", "--failed", "10"])
         .status()
         .unwrap();
     assert!(st.success(), "{st}");
+    // One interval with the memory forecast, so the series has a point.
+    tracer.wait_for(Duration::from_secs(10), "an interval", |v| {
+        v["type"] == "interval" && !v["memory"].is_null()
+    });
     let (code, lines, stderr) = tracer.stop_with(libc::SIGINT);
     assert_eq!(code, Some(0), "{stderr}");
     // The summary row carries the respawn intervals too: 20 execs of
@@ -42,7 +48,11 @@ fn ctrl_c_writes_every_format_for_the_traced_units() {
     assert_eq!(
         names,
         [
+            "spawnscope-exec-rate.svg",
             "spawnscope-histograms.json",
+            "spawnscope-interval.svg",
+            "spawnscope-lifetime.svg",
+            "spawnscope-memory.svg",
             "spawnscope.hlog",
             "spawnscope.prom"
         ],
@@ -69,6 +79,12 @@ fn ctrl_c_writes_every_format_for_the_traced_units() {
         serde_json::json!({"clean": 21, "failed": 10, "signaled": 0, "core_dumped": 0})
     );
     assert_eq!(unit["totals"]["execs"], 31);
+    // The memory series of the trace's intervals is exported too.
+    let mem = v["memory"].as_array().unwrap();
+    assert!(!mem.is_empty(), "{v}");
+    assert!(
+        mem[0]["used_bytes"].as_u64().unwrap() > 0 && mem[0]["total_bytes"].as_u64().unwrap() > 0
+    );
     let lifetime = &unit["histograms"][0];
     assert_eq!(lifetime["measure"], "lifetime");
     assert_eq!(lifetime["count"], 31);

@@ -71,6 +71,10 @@ pub enum ExportFormat {
     /// Prometheus text exposition (spawnscope.prom): histograms with
     /// _bucket/_sum/_count and counters per unit.
     Prom,
+    /// SVG charts, one file each (spawnscope-{lifetime,interval,exec-rate,
+    /// memory}.svg): distributions of the top units, rate and memory over
+    /// time.
+    Svg,
 }
 
 #[derive(Debug, Args)]

@@ -70,7 +70,11 @@ fn every_format_by_default() {
         [
             "spawnscope.hlog",
             "spawnscope-histograms.json",
-            "spawnscope.prom"
+            "spawnscope.prom",
+            "spawnscope-lifetime.svg",
+            "spawnscope-interval.svg",
+            "spawnscope-exec-rate.svg",
+            "spawnscope-memory.svg"
         ]
     );
     let mut on_disk: Vec<String> = std::fs::read_dir(d.path())
@@ -81,7 +85,11 @@ fn every_format_by_default() {
     assert_eq!(
         on_disk,
         [
+            "spawnscope-exec-rate.svg",
             "spawnscope-histograms.json",
+            "spawnscope-interval.svg",
+            "spawnscope-lifetime.svg",
+            "spawnscope-memory.svg",
             "spawnscope.hlog",
             "spawnscope.prom"
         ],
@@ -236,6 +244,7 @@ fn help_lists_formats_and_what_is_exported() {
         "- hdr:  HdrHistogram interval log",
         "- json: JSON",
         "- prom: Prometheus text exposition",
+        "- svg:  SVG charts",
         "--out <DIR>",
         "atomically",
         "lifetime, respawn interval, exec rate",
@@ -297,4 +306,58 @@ fn promtool_accepts_the_exposition() {
     assert!(ok && said.trim().is_empty(), "promtool: {said}");
     let (ok, said) = promtool_check(b"# TYPE spawnscope_x counter\nspawnscope_x{unit=\"/\"} 1\n");
     assert!(!ok, "a counter without _total must fail the lint: {said}");
+}
+
+/// Every chart is well-formed SVG (parsed by Python's XML parser) with a
+/// title, axis labels and, where there is data, a legend.
+#[test]
+fn charts_parse_as_svg() {
+    if !have("python3", "--version") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    spawnscope()
+        .args(["export", "--format", "svg", "--out"])
+        .arg(d.path())
+        .arg(fixture())
+        .assert()
+        .success();
+    let script = r#"
+import sys, xml.etree.ElementTree as ET
+for f in sys.argv[1:]:
+    root = ET.parse(f).getroot()
+    assert root.tag == "{http://www.w3.org/2000/svg}svg", root.tag
+    texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    print(f.rsplit("/", 1)[1] + "|" + str(len(texts)) + "|" + texts[0])
+"#;
+    let files: Vec<_> = [
+        "spawnscope-lifetime.svg",
+        "spawnscope-interval.svg",
+        "spawnscope-exec-rate.svg",
+        "spawnscope-memory.svg",
+    ]
+    .iter()
+    .map(|f| d.path().join(f))
+    .collect();
+    let out = Std::new("python3")
+        .args(["-c", script])
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    let titles: Vec<&str> = said.lines().map(|l| l.split('|').nth(2).unwrap()).collect();
+    assert_eq!(
+        titles,
+        [
+            "Process lifetime by unit",
+            "Respawn interval by unit (time between execs of the same executable)",
+            "Exec rate by unit",
+            "Memory used (MemTotal − MemAvailable)"
+        ]
+    );
 }

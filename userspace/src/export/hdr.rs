@@ -22,12 +22,8 @@ pub const FILE_NAME: &str = "spawnscope.hlog";
 pub struct Hdr;
 
 impl super::Exporter for Hdr {
-    fn file_name(&self) -> &'static str {
-        FILE_NAME
-    }
-
-    fn render(&self, data: &Data) -> Vec<u8> {
-        write(data)
+    fn files(&self, data: &Data) -> Vec<(&'static str, Vec<u8>)> {
+        vec![(FILE_NAME, write(data))]
     }
 }
 

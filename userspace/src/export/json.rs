@@ -9,8 +9,12 @@
 //!            "histograms":[{"measure":"lifetime"|"respawn_interval"|"exec_rate",
 //!                           "unit_of_measure":S,"count":N,"min":N,"p50":N,"p90":N,
 //!                           "p99":N,"p99_9":N,"max":N,"mean":F,
-//!                           "buckets":[{"ge":N,"le":N,"count":N}]}]}]}
+//!                           "buckets":[{"ge":N,"le":N,"count":N}]}]}],
+//!  "exec_rate":[{"unit":S,"points":[{"t_s":F,"per_s":F}]}],   per trace interval
+//!  "memory":[{"t_s":F,"used_bytes":N,"total_bytes":N}]}       per trace interval
 //! ```
+//!
+//! `t_s` is seconds since the recording started.
 //!
 //! Values are integers in the unit of measure, at 3 significant figures:
 //! a percentile is the highest value equivalent to the bucket that holds
@@ -26,14 +30,10 @@ pub const FILE_NAME: &str = "spawnscope-histograms.json";
 pub struct Json;
 
 impl super::Exporter for Json {
-    fn file_name(&self) -> &'static str {
-        FILE_NAME
-    }
-
-    fn render(&self, data: &Data) -> Vec<u8> {
+    fn files(&self, data: &Data) -> Vec<(&'static str, Vec<u8>)> {
         let mut v = serde_json::to_vec_pretty(&doc(data)).expect("plain data");
         v.push(b'\n');
-        v
+        vec![(FILE_NAME, v)]
     }
 }
 
@@ -45,6 +45,27 @@ struct Doc<'a> {
     start_unix: f64,
     end_unix: f64,
     units: Vec<UnitOut<'a>>,
+    exec_rate: Vec<RateOut<'a>>,
+    memory: Vec<MemOut>,
+}
+
+#[derive(Serialize)]
+struct RateOut<'a> {
+    unit: &'a str,
+    points: Vec<RatePoint>,
+}
+
+#[derive(Serialize)]
+struct RatePoint {
+    t_s: f64,
+    per_s: f64,
+}
+
+#[derive(Serialize)]
+struct MemOut {
+    t_s: f64,
+    used_bytes: u64,
+    total_bytes: u64,
 }
 
 #[derive(Serialize)]
@@ -153,6 +174,26 @@ fn doc(data: &Data) -> Doc<'_> {
                     .collect(),
             })
             .collect(),
+        exec_rate: data
+            .rates
+            .iter()
+            .map(|(unit, pts)| RateOut {
+                unit,
+                points: pts
+                    .iter()
+                    .map(|&(t_s, per_s)| RatePoint { t_s, per_s })
+                    .collect(),
+            })
+            .collect(),
+        memory: data
+            .memory
+            .iter()
+            .map(|&(t_s, used_bytes, total_bytes)| MemOut {
+                t_s,
+                used_bytes,
+                total_bytes,
+            })
+            .collect(),
     }
 }
 
@@ -166,7 +207,7 @@ mod tests {
     #[test]
     fn golden_schema_on_the_fixture() {
         let d = Data::from_recording(&fixture()).unwrap();
-        let got = String::from_utf8(Json.render(&d)).unwrap();
+        let got = String::from_utf8(Json.files(&d).remove(0).1).unwrap();
         let golden = fixture().with_file_name("host-loop.histograms.json");
         if std::env::var_os("SPAWNSCOPE_BLESS").is_some() {
             std::fs::write(&golden, &got).unwrap();

@@ -15,6 +15,7 @@
 pub mod hdr;
 pub mod json;
 pub mod prom;
+pub mod svg;
 
 use crate::cli::{ExportArgs, ExportFormat};
 
@@ -127,6 +128,12 @@ pub struct Data {
     pub start_unix: f64,
     pub end_unix: f64,
     pub units: BTreeMap<String, UnitData>,
+    /// Per unit, (seconds since start, execs per second) of each `trace`
+    /// interval in which it was active.
+    pub rates: BTreeMap<String, Vec<(f64, f64)>>,
+    /// (seconds since start, bytes used, bytes total) of the system's
+    /// memory, from each interval's forecast.
+    pub memory: Vec<(f64, u64, u64)>,
 }
 
 /// 3 significant figures, from 1 up to a day in nanoseconds (and any
@@ -203,6 +210,8 @@ impl Data {
             start_unix: 0.0,
             end_unix: 0.0,
             units: BTreeMap::new(),
+            rates: BTreeMap::new(),
+            memory: Vec::new(),
         };
         // (unit, executable) -> last exec time (ns).
         let mut last_exec: BTreeMap<(String, String), u64> = BTreeMap::new();
@@ -271,10 +280,18 @@ impl Data {
                     }
                 }
                 Some("interval") => {
+                    let t = v["time_unix"].as_f64().unwrap_or(data.start_unix) - data.start_unix;
+                    if let (Some(used), Some(total)) = (
+                        v["memory"]["used_bytes"].as_u64(),
+                        v["memory"]["total_bytes"].as_u64(),
+                    ) {
+                        data.memory.push((t, used, total));
+                    }
                     for r in v["rows"].as_array().into_iter().flatten() {
                         if let Some(rate) = r["rate"]["execs_per_s"].as_f64()
                             && rate > 0.0
                         {
+                            data.rates.entry(row_label(r)).or_default().push((t, rate));
                             let u = data.unit(row_label(r));
                             record(
                                 &mut u.hists,
@@ -298,10 +315,9 @@ fn record(h: &mut BTreeMap<Measure, Histogram<u64>>, m: Measure, v: u64) {
     hist.record(v).expect("clamped into range");
 }
 
-/// One export format: a file name and how to render the data into it.
+/// One export format: the files it makes of the data.
 pub trait Exporter {
-    fn file_name(&self) -> &'static str;
-    fn render(&self, data: &Data) -> Vec<u8>;
+    fn files(&self, data: &Data) -> Vec<(&'static str, Vec<u8>)>;
 }
 
 fn exporter(f: ExportFormat) -> Box<dyn Exporter> {
@@ -309,6 +325,7 @@ fn exporter(f: ExportFormat) -> Box<dyn Exporter> {
         ExportFormat::Hdr => Box::new(hdr::Hdr),
         ExportFormat::Json => Box::new(json::Json),
         ExportFormat::Prom => Box::new(prom::Prom),
+        ExportFormat::Svg => Box::new(svg::Svg),
     }
 }
 
@@ -330,13 +347,13 @@ pub fn export(
         path: dir.to_path_buf(),
         source,
     })?;
-    formats
-        .into_iter()
-        .map(|f| {
-            let e = exporter(f);
-            write_atomic(dir, e.file_name(), &e.render(&data))
-        })
-        .collect()
+    let mut written = Vec::new();
+    for f in formats {
+        for (name, bytes) in exporter(f).files(&data) {
+            written.push(write_atomic(dir, name, &bytes)?);
+        }
+    }
+    Ok(written)
 }
 
 /// Every format, as `trace --export DIR` writes them.

@@ -15,12 +15,8 @@ pub const FILE_NAME: &str = "spawnscope.prom";
 pub struct Prom;
 
 impl super::Exporter for Prom {
-    fn file_name(&self) -> &'static str {
-        FILE_NAME
-    }
-
-    fn render(&self, data: &Data) -> Vec<u8> {
-        render(data).into_bytes()
+    fn files(&self, data: &Data) -> Vec<(&'static str, Vec<u8>)> {
+        vec![(FILE_NAME, render(data).into_bytes())]
     }
 }
 
