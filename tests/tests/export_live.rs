@@ -85,6 +85,44 @@ fn ctrl_c_writes_every_format_for_the_traced_units() {
     assert!(
         mem[0]["used_bytes"].as_u64().unwrap() > 0 && mem[0]["total_bytes"].as_u64().unwrap() > 0
     );
+    assert!(v["memory_used"]["count"].as_u64().unwrap() >= 1, "{v}");
+    // Three executables ran in the unit: each has its own histograms.
+    let exes: Vec<&str> = unit["executables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["executable"].as_str().unwrap())
+        .collect();
+    assert!(
+        exes.contains(&"/bin/true") && exes.contains(&"/bin/false"),
+        "{exes:?}"
+    );
+    let t = unit["executables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["executable"] == "/bin/true")
+        .unwrap();
+    assert_eq!(t["histograms"][0]["count"], 20, "20 lifetimes of true: {t}");
+    assert_eq!(t["histograms"][1]["count"], 19, "19 intervals: {t}");
+    // The exposition with memory gauges still passes promtool.
+    let prom = std::fs::read(out.join("spawnscope.prom")).unwrap();
+    assert!(String::from_utf8_lossy(&prom).contains("\nspawnscope_memory_used_bytes "));
+    let mut c = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (cargo xtask setup installs prometheus)");
+    std::io::Write::write_all(&mut c.stdin.take().unwrap(), &prom).unwrap();
+    let checked = c.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
     let lifetime = &unit["histograms"][0];
     assert_eq!(lifetime["measure"], "lifetime");
     assert_eq!(lifetime["count"], 31);

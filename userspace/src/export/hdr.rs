@@ -75,6 +75,7 @@ pub fn write(data: &Data) -> Vec<u8> {
     for m in Measure::ALL {
         b.add_comment(&format!("{} in {}", m.name(), m.unit()));
     }
+    b.add_comment("memory_used in bytes, one value per trace interval");
     b.with_start_time(start);
     let mut w = b
         .begin_log_with(&mut out, &mut ser)
@@ -94,8 +95,20 @@ pub fn write(data: &Data) -> Vec<u8> {
             .expect("writing to memory");
         }
     }
+    if !data.memory_hist.is_empty() {
+        w.write_histogram(
+            &data.memory_hist,
+            Duration::ZERO,
+            span,
+            Some(Tag::new(MEMORY_TAG).expect("plain")),
+        )
+        .expect("writing to memory");
+    }
     out
 }
+
+/// The system's memory used (bytes), one value per `trace` interval.
+pub const MEMORY_TAG: &str = "memory_used:(system)";
 
 /// One histogram read back from a log.
 #[derive(Debug, Clone)]
@@ -175,6 +188,21 @@ mod tests {
         }
         assert_eq!(back.len(), n, "nothing else in the log");
         assert_eq!(n, 3, "lifetime, respawn interval and exec rate of '/'");
+    }
+
+    #[test]
+    fn memory_series_is_a_histogram_of_its_own() {
+        let mut d = Data::from_recording(&fixture()).unwrap();
+        for v in [100u64 << 20, 120 << 20, 140 << 20] {
+            d.memory_hist.record(v).unwrap();
+        }
+        let back = read(&write(&d)).unwrap();
+        let m = back
+            .iter()
+            .find(|e| e.measure.is_none() && e.unit == "(system)")
+            .expect("the memory line");
+        assert_eq!(m.hist, d.memory_hist);
+        assert_eq!(m.hist.len(), 3);
     }
 
     #[test]

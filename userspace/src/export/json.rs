@@ -9,7 +9,9 @@
 //!            "histograms":[{"measure":"lifetime"|"respawn_interval"|"exec_rate",
 //!                           "unit_of_measure":S,"count":N,"min":N,"p50":N,"p90":N,
 //!                           "p99":N,"p99_9":N,"max":N,"mean":F,
-//!                           "buckets":[{"ge":N,"le":N,"count":N}]}]}],
+//!                           "buckets":[{"ge":N,"le":N,"count":N}]}],
+//!            "executables":[{"executable":S,"histograms":[...]}]}],   units with 2+ executables
+//!  "memory_used":{histogram as above, "measure":"memory_used"} | null,
 //!  "exec_rate":[{"unit":S,"points":[{"t_s":F,"per_s":F}]}],   per trace interval
 //!  "memory":[{"t_s":F,"used_bytes":N,"total_bytes":N}]}       per trace interval
 //! ```
@@ -23,7 +25,11 @@
 
 use serde::Serialize;
 
-use super::{Data, ExitClasses, Totals};
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+
+use super::{Data, ExitClasses, Measure, Totals};
 
 pub const FILE_NAME: &str = "spawnscope-histograms.json";
 
@@ -45,6 +51,7 @@ struct Doc<'a> {
     start_unix: f64,
     end_unix: f64,
     units: Vec<UnitOut<'a>>,
+    memory_used: Option<HistOut>,
     exec_rate: Vec<RateOut<'a>>,
     memory: Vec<MemOut>,
 }
@@ -110,6 +117,15 @@ struct UnitOut<'a> {
     exits: ExitsOut,
     totals: Option<TotalsOut>,
     histograms: Vec<HistOut>,
+    /// Only where it matters: units that ran more than one executable.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    executables: Vec<ExeOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct ExeOut<'a> {
+    executable: &'a str,
+    histograms: Vec<HistOut>,
 }
 
 #[derive(Serialize)]
@@ -134,6 +150,36 @@ struct HistOut {
     buckets: Vec<Bucket>,
 }
 
+fn hist(measure: &'static str, unit: &'static str, h: &Histogram<u64>) -> HistOut {
+    HistOut {
+        measure,
+        unit_of_measure: unit,
+        count: h.len(),
+        min: h.min(),
+        p50: h.value_at_quantile(0.5),
+        p90: h.value_at_quantile(0.9),
+        p99: h.value_at_quantile(0.99),
+        p99_9: h.value_at_quantile(0.999),
+        max: h.max(),
+        mean: (h.mean() * 1000.0).round() / 1000.0,
+        buckets: h
+            .iter_recorded()
+            .map(|v| Bucket {
+                ge: h.lowest_equivalent(v.value_iterated_to()),
+                le: v.value_iterated_to(),
+                count: v.count_at_value(),
+            })
+            .collect(),
+    }
+}
+
+fn hists(h: &BTreeMap<Measure, Histogram<u64>>) -> Vec<HistOut> {
+    h.iter()
+        .filter(|(_, h)| !h.is_empty())
+        .map(|(m, h)| hist(m.name(), m.unit(), h))
+        .collect()
+}
+
 fn doc(data: &Data) -> Doc<'_> {
     Doc {
         kind: "spawnscope-histograms",
@@ -147,33 +193,22 @@ fn doc(data: &Data) -> Doc<'_> {
                 unit: label,
                 exits: (&u.exits).into(),
                 totals: u.totals.as_ref().map(Into::into),
-                histograms: u
-                    .hists
-                    .iter()
-                    .filter(|(_, h)| !h.is_empty())
-                    .map(|(m, h)| HistOut {
-                        measure: m.name(),
-                        unit_of_measure: m.unit(),
-                        count: h.len(),
-                        min: h.min(),
-                        p50: h.value_at_quantile(0.5),
-                        p90: h.value_at_quantile(0.9),
-                        p99: h.value_at_quantile(0.99),
-                        p99_9: h.value_at_quantile(0.999),
-                        max: h.max(),
-                        mean: (h.mean() * 1000.0).round() / 1000.0,
-                        buckets: h
-                            .iter_recorded()
-                            .map(|v| Bucket {
-                                ge: h.lowest_equivalent(v.value_iterated_to()),
-                                le: v.value_iterated_to(),
-                                count: v.count_at_value(),
-                            })
-                            .collect(),
-                    })
-                    .collect(),
+                histograms: hists(&u.hists),
+                executables: if u.executables.len() > 1 {
+                    u.executables
+                        .iter()
+                        .map(|(exe, h)| ExeOut {
+                            executable: exe,
+                            histograms: hists(h),
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                },
             })
             .collect(),
+        memory_used: (!data.memory_hist.is_empty())
+            .then(|| hist("memory_used", "bytes", &data.memory_hist)),
         exec_rate: data
             .rates
             .iter()

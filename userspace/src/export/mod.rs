@@ -115,6 +115,10 @@ pub struct Totals {
 #[derive(Debug, Clone)]
 pub struct UnitData {
     pub hists: BTreeMap<Measure, Histogram<u64>>,
+    /// Lifetime and respawn interval per executable (the exec'd file name;
+    /// a process that exited without an exec seen is under its comm in
+    /// brackets).
+    pub executables: BTreeMap<String, BTreeMap<Measure, Histogram<u64>>>,
     /// From exit records.
     pub exits: ExitClasses,
     /// From the recording's summary; None if it has none (cut short).
@@ -134,6 +138,8 @@ pub struct Data {
     /// (seconds since start, bytes used, bytes total) of the system's
     /// memory, from each interval's forecast.
     pub memory: Vec<(f64, u64, u64)>,
+    /// The same samples' bytes used, as a histogram.
+    pub memory_hist: Histogram<u64>,
 }
 
 /// 3 significant figures, from 1 up to a day in nanoseconds (and any
@@ -193,6 +199,7 @@ impl Data {
                 .into_iter()
                 .map(|m| (m, new_histogram()))
                 .collect(),
+            executables: BTreeMap::new(),
             exits: ExitClasses::default(),
             totals: None,
         })
@@ -212,7 +219,10 @@ impl Data {
             units: BTreeMap::new(),
             rates: BTreeMap::new(),
             memory: Vec::new(),
+            memory_hist: new_histogram(),
         };
+        // pid -> executable of its last exec, for per-executable lifetimes.
+        let mut exe_of: std::collections::HashMap<u64, String> = std::collections::HashMap::new();
         // (unit, executable) -> last exec time (ns).
         let mut last_exec: BTreeMap<(String, String), u64> = BTreeMap::new();
         for (i, line) in r.split(b'\n').enumerate() {
@@ -239,9 +249,14 @@ impl Data {
             }
             match v["type"].as_str() {
                 Some("exit") => {
+                    let exe = v["pid"]
+                        .as_u64()
+                        .and_then(|p| exe_of.remove(&p))
+                        .unwrap_or_else(|| format!("[{}]", v["comm"].as_str().unwrap_or("?")));
                     let u = data.unit(event_label(&v));
                     if let Some(ns) = v["lifetime_ns"].as_u64() {
                         record(&mut u.hists, Measure::LifetimeNs, ns);
+                        record(per_exe(u, exe), Measure::LifetimeNs, ns);
                     }
                     match (v["code"].as_u64(), v["signal"].as_u64()) {
                         (Some(0), _) => u.exits.clean += 1,
@@ -257,10 +272,14 @@ impl Data {
                     let Some(ts) = v["ts_ns"].as_u64() else {
                         continue;
                     };
-                    let prev = last_exec.insert((label.clone(), exe), ts);
+                    if let Some(pid) = v["pid"].as_u64() {
+                        exe_of.insert(pid, exe.clone());
+                    }
+                    let prev = last_exec.insert((label.clone(), exe.clone()), ts);
                     let u = data.unit(label);
                     if let Some(p) = prev.filter(|p| ts >= *p) {
                         record(&mut u.hists, Measure::RespawnIntervalNs, ts - p);
+                        record(per_exe(u, exe), Measure::RespawnIntervalNs, ts - p);
                     }
                 }
                 Some("summary") => {
@@ -286,6 +305,8 @@ impl Data {
                         v["memory"]["total_bytes"].as_u64(),
                     ) {
                         data.memory.push((t, used, total));
+                        let h = &mut data.memory_hist;
+                        h.record(used.clamp(h.low(), h.high())).expect("clamped");
                     }
                     for r in v["rows"].as_array().into_iter().flatten() {
                         if let Some(rate) = r["rate"]["execs_per_s"].as_f64()
@@ -306,6 +327,16 @@ impl Data {
         }
         Ok(data)
     }
+}
+
+/// A unit's histograms for one executable.
+fn per_exe(u: &mut UnitData, exe: String) -> &mut BTreeMap<Measure, Histogram<u64>> {
+    u.executables.entry(exe).or_insert_with(|| {
+        [Measure::LifetimeNs, Measure::RespawnIntervalNs]
+            .into_iter()
+            .map(|m| (m, new_histogram()))
+            .collect()
+    })
 }
 
 fn record(h: &mut BTreeMap<Measure, Histogram<u64>>, m: Measure, v: u64) {
@@ -420,6 +451,11 @@ mod tests {
             2,
             "2 intervals"
         );
+        // Per executable: 30 × /bin/true, so 29 intervals, and as many
+        // lifetimes as true processes exited.
+        let t = &root.executables["/bin/true"];
+        assert_eq!(t[&Measure::RespawnIntervalNs].len(), 29);
+        assert_eq!(t[&Measure::LifetimeNs].len(), 30);
         let t = root.totals.expect("the summary row");
         assert_eq!((t.forks, t.execs), (43, 43));
         assert_eq!((t.exits.clean, t.exits.failed), (40, 6));

@@ -113,6 +113,20 @@ pub fn render(data: &Data) -> String {
             let _ = writeln!(o, "{}_count{{unit=\"{l}\"}} {}", f.name, h.len());
         }
     }
+    if let Some((_, used, total)) = data.memory.last() {
+        let _ = writeln!(
+            o,
+            "# HELP spawnscope_memory_used_bytes System memory used (MemTotal - MemAvailable) at the recording's last interval."
+        );
+        let _ = writeln!(o, "# TYPE spawnscope_memory_used_bytes gauge");
+        let _ = writeln!(o, "spawnscope_memory_used_bytes {used}");
+        let _ = writeln!(
+            o,
+            "# HELP spawnscope_memory_total_bytes System memory (MemTotal)."
+        );
+        let _ = writeln!(o, "# TYPE spawnscope_memory_total_bytes gauge");
+        let _ = writeln!(o, "spawnscope_memory_total_bytes {total}");
+    }
     let _ = writeln!(
         o,
         "# HELP spawnscope_spawns_total Forks and execs per unit over the recording (the kernel's counts)."
@@ -180,6 +194,19 @@ mod tests {
         assert!(text.contains("spawnscope_process_lifetime_seconds_count{unit=\"/\"} 46\n"));
         assert!(text.contains("spawnscope_exits_total{unit=\"/\",class=\"failed\"} 6\n"));
         assert!(text.contains("spawnscope_spawns_total{unit=\"/\",kind=\"exec\"} 43\n"));
+    }
+
+    #[test]
+    fn memory_gauges_come_from_the_last_sample() {
+        let mut d = Data::from_recording(&fixture()).unwrap();
+        assert!(
+            !render(&d).contains("spawnscope_memory"),
+            "no samples, no gauges"
+        );
+        d.memory = vec![(1.0, 100, 1000), (2.0, 150, 1000)];
+        let t = render(&d);
+        assert!(t.contains("\nspawnscope_memory_used_bytes 150\n"), "{t}");
+        assert!(t.contains("\nspawnscope_memory_total_bytes 1000\n"), "{t}");
     }
 
     #[test]
