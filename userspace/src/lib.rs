@@ -14,5 +14,6 @@ pub mod mempress;
 pub mod output;
 pub mod record;
 pub mod report;
+pub mod state;
 pub mod trace;
 pub mod unit;

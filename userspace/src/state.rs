@@ -1,0 +1,328 @@
+//! The sentinel's persistent state (issue 8, first part): what must
+//! survive a restart or a reboot so that totals continue ("421,491
+//! restarts since 13 Jan"): cumulative per-unit counts and histograms,
+//! active findings with their first-seen time, and recent OOM kills.
+//!
+//! One JSON file, versioned. Written atomically: a temporary file in the
+//! same directory, fsync, rename over the old one, fsync of the directory,
+//! so a crash leaves the old state or the new one, never a mix. A file
+//! that cannot be parsed, or of another version, is moved aside (renamed
+//! with a `.corrupt-<unix time>` suffix) and the caller starts fresh: a bad
+//! state file must never keep the sentinel from starting.
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    fs::{self, File},
+    io::{self, Write},
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+pub const STATE_VERSION: u32 = 1;
+/// OOM kills kept, newest last.
+pub const MAX_OOM_KILLS: usize = 100;
+/// Log2 buckets per histogram, as the probe's lifetime histograms.
+pub const BUCKETS: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot read state {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot write state {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitState {
+    pub forks: u64,
+    pub execs: u64,
+    pub exit_clean: u64,
+    pub exit_failed: u64,
+    pub exit_signaled: u64,
+    pub exit_core_dumped: u64,
+    /// Process lifetimes, log2 buckets of nanoseconds.
+    pub lifetimes: Vec<u64>,
+    /// Respawn intervals, log2 buckets of nanoseconds.
+    pub intervals: Vec<u64>,
+}
+
+fn add_buckets(into: &mut Vec<u64>, from: &[u64]) {
+    if into.len() < from.len() {
+        into.resize(from.len(), 0);
+    }
+    for (a, b) in into.iter_mut().zip(from) {
+        *a = a.saturating_add(*b);
+    }
+}
+
+impl UnitState {
+    /// Adds `other` (counts since the last save) to this running total.
+    pub fn add(&mut self, other: &UnitState) {
+        self.forks = self.forks.saturating_add(other.forks);
+        self.execs = self.execs.saturating_add(other.execs);
+        self.exit_clean = self.exit_clean.saturating_add(other.exit_clean);
+        self.exit_failed = self.exit_failed.saturating_add(other.exit_failed);
+        self.exit_signaled = self.exit_signaled.saturating_add(other.exit_signaled);
+        self.exit_core_dumped = self.exit_core_dumped.saturating_add(other.exit_core_dumped);
+        add_buckets(&mut self.lifetimes, &other.lifetimes);
+        add_buckets(&mut self.intervals, &other.intervals);
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FindingState {
+    pub unit: String,
+    pub first_seen_unix: f64,
+    pub last_seen_unix: f64,
+    /// Restarts counted since first seen, across sentinel restarts.
+    pub restarts: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub version: u32,
+    /// When counting began (the first start with no state).
+    pub since_unix: f64,
+    pub saved_unix: f64,
+    pub units: BTreeMap<String, UnitState>,
+    /// Active findings by their key.
+    pub findings: BTreeMap<String, FindingState>,
+    pub oom_kills: VecDeque<serde_json::Value>,
+}
+
+impl State {
+    pub fn fresh(now_unix: f64) -> Self {
+        Self {
+            version: STATE_VERSION,
+            since_unix: now_unix,
+            saved_unix: now_unix,
+            units: BTreeMap::new(),
+            findings: BTreeMap::new(),
+            oom_kills: VecDeque::new(),
+        }
+    }
+
+    /// Keeps an OOM kill, dropping the oldest past [`MAX_OOM_KILLS`].
+    pub fn push_oom_kill(&mut self, kill: serde_json::Value) {
+        self.oom_kills.push_back(kill);
+        while self.oom_kills.len() > MAX_OOM_KILLS {
+            self.oom_kills.pop_front();
+        }
+    }
+}
+
+/// What [`load`] found.
+#[derive(Debug, PartialEq)]
+pub enum Loaded {
+    /// No state yet: start fresh.
+    Fresh(State),
+    /// The saved state: totals continue.
+    Restored(State),
+    /// The file was unusable and is now at `moved_to`; start fresh, and
+    /// warn with `why`.
+    MovedAside {
+        state: State,
+        moved_to: PathBuf,
+        why: String,
+    },
+}
+
+/// Loads the state at `path`. Only an I/O error other than a missing file
+/// (the file cannot be read, or cannot be moved aside) is an error.
+pub fn load(path: &Path, now_unix: f64) -> Result<Loaded, StateError> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Ok(Loaded::Fresh(State::fresh(now_unix)));
+        }
+        Err(source) => {
+            return Err(StateError::Read {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let why = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Err(e) => format!("not valid JSON ({e})"),
+        Ok(v) => match v["version"].as_u64() {
+            Some(n) if n == u64::from(STATE_VERSION) => match serde_json::from_value(v) {
+                Ok(s) => return Ok(Loaded::Restored(s)),
+                Err(e) => format!("not a version-{STATE_VERSION} state ({e})"),
+            },
+            Some(n) => format!("version {n}, this spawnscope reads version {STATE_VERSION}"),
+            None => "no version".to_string(),
+        },
+    };
+    let moved_to = aside_name(path, now_unix);
+    fs::rename(path, &moved_to).map_err(|source| StateError::Write {
+        path: moved_to.clone(),
+        source,
+    })?;
+    Ok(Loaded::MovedAside {
+        state: State::fresh(now_unix),
+        moved_to,
+        why,
+    })
+}
+
+fn aside_name(path: &Path, now_unix: f64) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".corrupt-{}", now_unix as u64));
+    path.with_file_name(name)
+}
+
+/// Saves `state` at `path` atomically (see the module's documentation).
+pub fn save(path: &Path, state: &State) -> Result<(), StateError> {
+    let err = |source| StateError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        serde_json::to_writer(&mut f, state).map_err(io::Error::from)?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        // The rename itself is durable only once the directory is synced.
+        File::open(dir)?.sync_all()
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(err(e));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> State {
+        let mut s = State::fresh(1_768_262_400.0);
+        let mut u = UnitState {
+            forks: 3,
+            execs: 421_491,
+            exit_failed: 421_490,
+            ..Default::default()
+        };
+        u.lifetimes = vec![0; BUCKETS];
+        u.lifetimes[33] = 421_490;
+        s.units.insert("serial-getty@ttyS0.service".into(), u);
+        s.findings.insert(
+            "serial-getty@ttyS0.service\0/sbin/agetty".into(),
+            FindingState {
+                unit: "serial-getty@ttyS0.service".into(),
+                first_seen_unix: 1_768_262_460.0,
+                last_seen_unix: 1_772_582_400.0,
+                restarts: 421_491,
+            },
+        );
+        s.push_oom_kill(serde_json::json!({"pid": 42}));
+        s
+    }
+
+    #[test]
+    fn saved_state_loads_back_equal_and_leaves_no_temporaries() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("state");
+        assert_eq!(load(&p, 5.0).unwrap(), Loaded::Fresh(State::fresh(5.0)));
+        let s = sample();
+        save(&p, &s).unwrap();
+        save(&p, &s).unwrap();
+        assert_eq!(load(&p, 9.0).unwrap(), Loaded::Restored(s));
+        let names: Vec<_> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["state"]);
+    }
+
+    #[test]
+    fn corrupt_or_foreign_state_is_moved_aside_not_fatal() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("state");
+        for (content, why) in [
+            ("{\"version\":1,\"since_unix\":1,", "not valid JSON"),
+            (
+                "{\"version\":7}",
+                "version 7, this spawnscope reads version 1",
+            ),
+            ("[1,2]", "no version"),
+            ("{\"version\":1,\"units\":3}", "not a version-1 state"),
+        ] {
+            fs::write(&p, content).unwrap();
+            match load(&p, 1_000.0).unwrap() {
+                Loaded::MovedAside {
+                    state,
+                    moved_to,
+                    why: w,
+                } => {
+                    assert!(w.starts_with(why), "{w}");
+                    assert_eq!(state, State::fresh(1_000.0));
+                    assert_eq!(moved_to, d.path().join("state.corrupt-1000"));
+                    assert_eq!(fs::read_to_string(&moved_to).unwrap(), content);
+                    assert!(!p.exists());
+                }
+                other => panic!("{content}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn totals_continue_across_saves() {
+        let mut s = sample();
+        let delta = UnitState {
+            execs: 9,
+            exit_failed: 9,
+            lifetimes: vec![0, 0, 1],
+            ..Default::default()
+        };
+        s.units
+            .get_mut("serial-getty@ttyS0.service")
+            .unwrap()
+            .add(&delta);
+        let u = &s.units["serial-getty@ttyS0.service"];
+        assert_eq!((u.execs, u.exit_failed), (421_500, 421_499));
+        assert_eq!((u.lifetimes[2], u.lifetimes[33]), (1, 421_490));
+        let mut short = UnitState::default();
+        short.add(&delta);
+        assert_eq!(short.lifetimes, [0, 0, 1], "grows to fit");
+        for i in 0..150 {
+            s.push_oom_kill(serde_json::json!({ "pid": i }));
+        }
+        assert_eq!(s.oom_kills.len(), MAX_OOM_KILLS);
+        assert_eq!(s.oom_kills[0]["pid"], 50, "oldest dropped first");
+    }
+
+    #[test]
+    fn unwritable_places_are_errors_naming_the_path() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("plain");
+        fs::write(&file, "x").unwrap();
+        let e = save(&file.join("state"), &sample())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!("cannot write state {}/state: ", file.display())),
+            "{e}"
+        );
+        let e = load(&file.join("state"), 1.0).unwrap_err().to_string();
+        assert!(e.starts_with("cannot read state "), "{e}");
+    }
+}
