@@ -4,6 +4,7 @@ pub mod btf;
 pub mod caps;
 pub mod cgroupfs;
 pub mod cli;
+pub mod config;
 pub mod detect;
 pub mod events;
 pub mod export;
