@@ -1,4 +1,5 @@
 //! spawnscope's userspace: loading the probe, naming cgroups, reporting.
+pub mod alert;
 pub mod analyze;
 pub mod btf;
 pub mod caps;

@@ -1,0 +1,327 @@
+//! The sentinel's alerts (issue 8, first part): when a finding opens,
+//! escalates or closes, and when a memory warning fires. Each goes to
+//! stderr as one line with a syslog priority prefix (`<4>`, which journald
+//! reads as the message's priority), optionally to a JSON-lines file, and
+//! optionally to a hook: a command run directly (no shell) with the alert
+//! as JSON on its stdin, so nothing traced ever reaches a command line.
+//! A finding alerts once per state change; repeats are counted and
+//! summarised, not sent again.
+
+use std::{
+    collections::HashMap,
+    fs::{File, OpenOptions},
+    io::{self, Write},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+
+/// syslog priorities, as sd-daemon(3) prefixes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    Err = 3,
+    Warning = 4,
+    Notice = 5,
+    Info = 6,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Alert {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// "finding_opened", "finding_escalated", "finding_closed" or
+    /// "memory_warning".
+    pub event: &'static str,
+    pub key: String,
+    pub priority: Priority,
+    pub time_unix: f64,
+    pub message: String,
+    /// The finding or warning itself.
+    pub detail: serde_json::Value,
+}
+
+/// How long a hook may run before it is killed.
+pub const HOOK_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    #[error("cannot open alerts file {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+pub struct Alerter<W: Write> {
+    log: W,
+    jsonl: Option<(PathBuf, File)>,
+    hook: Option<Vec<String>>,
+    /// Per finding key: its last alerted severity rank and whether open.
+    state: HashMap<String, (u8, bool)>,
+    /// Repeats not sent since the last summary.
+    pub suppressed: u64,
+}
+
+impl<W: Write> Alerter<W> {
+    pub fn new(
+        log: W,
+        jsonl: Option<&Path>,
+        hook: Option<Vec<String>>,
+    ) -> Result<Self, AlertError> {
+        let jsonl = match jsonl {
+            Some(p) => Some((
+                p.to_path_buf(),
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map_err(|source| AlertError::Open {
+                        path: p.to_path_buf(),
+                        source,
+                    })?,
+            )),
+            None => None,
+        };
+        Ok(Self {
+            log,
+            jsonl,
+            hook,
+            state: HashMap::new(),
+            suppressed: 0,
+        })
+    }
+
+    /// A finding as the detector sees it now. Alerts when it opens, when
+    /// its severity rank rises, and when it closes; otherwise counts a
+    /// repeat. Returns the alert sent, if any.
+    pub fn finding(
+        &mut self,
+        key: &str,
+        severity_rank: u8,
+        active: bool,
+        time_unix: f64,
+        message: &str,
+        detail: serde_json::Value,
+    ) -> Option<Alert> {
+        let prev = self.state.get(key).copied();
+        let event = match (prev, active) {
+            (None | Some((_, false)), true) => "finding_opened",
+            (Some((rank, true)), true) if severity_rank > rank => "finding_escalated",
+            (Some((_, true)), false) => "finding_closed",
+            _ => {
+                self.suppressed += 1;
+                return None;
+            }
+        };
+        self.state.insert(key.to_string(), (severity_rank, active));
+        let alert = Alert {
+            kind: "alert",
+            event,
+            key: key.to_string(),
+            priority: match (event, severity_rank) {
+                ("finding_closed", _) => Priority::Notice,
+                (_, r) if r >= 2 => Priority::Err,
+                _ => Priority::Warning,
+            },
+            time_unix,
+            message: message.to_string(),
+            detail,
+        };
+        self.send(&alert);
+        Some(alert)
+    }
+
+    /// A memory warning: always sent (the forecaster already warns once
+    /// per growth episode).
+    pub fn memory_warning(&mut self, time_unix: f64, message: &str, detail: serde_json::Value) {
+        let alert = Alert {
+            kind: "alert",
+            event: "memory_warning",
+            key: "memory".into(),
+            priority: Priority::Warning,
+            time_unix,
+            message: message.to_string(),
+            detail,
+        };
+        self.send(&alert);
+    }
+
+    /// One line summarising the repeats not sent since the last call.
+    pub fn summarise(&mut self) {
+        if self.suppressed > 0 {
+            let _ = writeln!(
+                self.log,
+                "<6>spawnscope: {} repeated finding report(s) not alerted again",
+                self.suppressed
+            );
+            self.suppressed = 0;
+        }
+    }
+
+    fn send(&mut self, a: &Alert) {
+        // The message may hold traced names: one line, control bytes shown.
+        let msg: String = a
+            .message
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        let _ = writeln!(
+            self.log,
+            "<{}>spawnscope: {}: {msg}",
+            a.priority as u8, a.event
+        );
+        let json = serde_json::to_string(a).expect("alert JSON");
+        if let Some((path, f)) = &mut self.jsonl
+            && let Err(e) = writeln!(f, "{json}").and_then(|()| f.flush())
+        {
+            let _ = writeln!(
+                self.log,
+                "<4>spawnscope: cannot append to {}: {e}",
+                path.display()
+            );
+        }
+        if let Some(argv) = self.hook.clone()
+            && let Err(why) = run_hook(&argv, &json)
+        {
+            let _ = writeln!(self.log, "<4>spawnscope: hook {}: {why}", argv[0]);
+        }
+    }
+}
+
+/// Runs `argv` directly with `json` on stdin; kills it after
+/// [`HOOK_TIMEOUT`].
+fn run_hook(argv: &[String], json: &str) -> Result<(), String> {
+    let mut child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A hook that does not read its input is its own business.
+        let _ = stdin
+            .write_all(json.as_bytes())
+            .and_then(|()| stdin.write_all(b"\n"));
+    }
+    let deadline = Instant::now() + HOOK_TIMEOUT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(st)) if st.success() => return Ok(()),
+            Ok(Some(st)) => return Err(format!("exited with {st}")),
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("killed after {}s", HOOK_TIMEOUT.as_secs()));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => return Err(format!("wait: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn detail() -> serde_json::Value {
+        serde_json::json!({"unit": "serial-getty@ttyS0.service"})
+    }
+
+    #[test]
+    fn a_finding_alerts_once_per_state_change() {
+        let mut log = Vec::new();
+        let mut a = Alerter::new(&mut log, None, None).unwrap();
+        let k = "serial-getty@ttyS0.service\0/sbin/agetty";
+        let ev = |a: &mut Alerter<&mut Vec<u8>>, rank, active| {
+            a.finding(k, rank, active, 1.0, "agetty restarted 3 times", detail())
+                .map(|x| x.event)
+        };
+        assert_eq!(ev(&mut a, 1, true), Some("finding_opened"));
+        assert_eq!(ev(&mut a, 1, true), None);
+        assert_eq!(ev(&mut a, 1, true), None);
+        assert_eq!(ev(&mut a, 2, true), Some("finding_escalated"));
+        assert_eq!(ev(&mut a, 1, true), None, "no alert for a lower rank");
+        assert_eq!(ev(&mut a, 2, false), Some("finding_closed"));
+        assert_eq!(ev(&mut a, 2, false), None);
+        assert_eq!(ev(&mut a, 1, true), Some("finding_opened"), "reopened");
+        assert_eq!(a.suppressed, 4);
+        a.summarise();
+        a.summarise();
+        drop(a);
+        let text = String::from_utf8(log).unwrap();
+        assert_eq!(
+            text.lines().collect::<Vec<_>>(),
+            [
+                "<4>spawnscope: finding_opened: agetty restarted 3 times",
+                "<3>spawnscope: finding_escalated: agetty restarted 3 times",
+                "<5>spawnscope: finding_closed: agetty restarted 3 times",
+                "<4>spawnscope: finding_opened: agetty restarted 3 times",
+                "<6>spawnscope: 4 repeated finding report(s) not alerted again",
+            ]
+        );
+    }
+
+    /// The hook runs without a shell and gets the alert as JSON on stdin;
+    /// hostile traced text stays data. Its failure is logged, not fatal.
+    #[test]
+    fn hook_and_jsonl_get_the_alert_as_json() {
+        let d = tempfile::tempdir().unwrap();
+        let got = d.path().join("hook-got.json");
+        let jsonl = d.path().join("alerts.jsonl");
+        let mut log = Vec::new();
+        let mut a = Alerter::new(
+            &mut log,
+            Some(&jsonl),
+            Some(vec!["/usr/bin/tee".into(), got.display().to_string()]),
+        )
+        .unwrap();
+        let evil = "$(touch /tmp/pwned); `id` \"x\"\nnext";
+        a.finding("k", 1, true, 7.0, evil, serde_json::json!({"argv": [evil]}));
+        a.memory_warning(8.0, "the system will run out of memory in 600 s", detail());
+        drop(a);
+        let hooked: serde_json::Value = serde_json::from_str(
+            std::fs::read_to_string(&got)
+                .unwrap()
+                .lines()
+                .last()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(hooked["event"], "memory_warning", "tee kept the last alert");
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(&jsonl)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["message"], evil, "kept exactly, as data");
+        assert_eq!(lines[0]["detail"]["argv"][0], evil);
+        let text = String::from_utf8(log).unwrap();
+        assert!(
+            text.starts_with(
+                "<4>spawnscope: finding_opened: $(touch /tmp/pwned); `id` \"x\" next\n"
+            ),
+            "one line on stderr: {text}"
+        );
+        // A failing hook is reported and the alert still goes out.
+        let mut log = Vec::new();
+        let mut a = Alerter::new(&mut log, None, Some(vec!["/bin/false".into()])).unwrap();
+        a.memory_warning(9.0, "m", detail());
+        drop(a);
+        let text = String::from_utf8(log).unwrap();
+        assert!(
+            text.contains("<4>spawnscope: hook /bin/false: exited with exit status: 1"),
+            "{text}"
+        );
+        let e = Alerter::new(io::sink(), Some(&d.path().join("no/dir/a.jsonl")), None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.starts_with("cannot open alerts file "), "{e}");
+    }
+}
