@@ -13,6 +13,7 @@ pub mod kernel;
 pub mod layout;
 pub mod memory;
 pub mod mempress;
+pub mod metrics;
 pub mod output;
 pub mod record;
 pub mod report;
