@@ -45,6 +45,80 @@ pub fn check_bpf_privileges() -> Result<(), String> {
     }
 }
 
+/// The highest capability number this code knows to drop from the
+/// bounding set; the kernel answers EINVAL past its own last one.
+const CAP_LAST_KNOWN: u32 = 63;
+
+/// Drops every capability but `keep`, for good: from the bounding set
+/// (so an exec cannot regain them), the ambient set, and the effective,
+/// permitted and inheritable sets. For after the probe is loaded: reading
+/// its maps through the file descriptors already open needs none.
+pub fn drop_to(keep: &[u32]) -> std::io::Result<()> {
+    let mask: u64 = keep.iter().fold(0, |m, c| m | (1u64 << c));
+    for cap in 0..=CAP_LAST_KNOWN {
+        if mask & (1u64 << cap) != 0 {
+            continue;
+        }
+        // SAFETY: prctl with integer arguments only.
+        let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+        if r != 0 {
+            let e = std::io::Error::last_os_error();
+            // Past the kernel's last capability: nothing more to drop.
+            if e.raw_os_error() == Some(libc::EINVAL) {
+                break;
+            }
+            return Err(e);
+        }
+    }
+    // SAFETY: prctl with integer arguments only.
+    unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let half = |shift: u32| (mask >> shift) as u32;
+    let data = [
+        Data {
+            effective: half(0),
+            permitted: half(0),
+            inheritable: 0,
+        },
+        Data {
+            effective: half(32),
+            permitted: half(32),
+            inheritable: 0,
+        },
+    ];
+    // SAFETY: capset reads a valid header and two data structs, the
+    // layout of _LINUX_CAPABILITY_VERSION_3.
+    let r = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

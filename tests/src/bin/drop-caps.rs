@@ -1,0 +1,55 @@
+//! Test helper: drops every capability with spawnscope's own
+//! `caps::drop_to(&[])`, then prints its capability sets and whether it
+//! can still create a BPF map, as `key value` lines.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    if let Err(e) = spawnscope::caps::drop_to(&[]) {
+        eprintln!("drop-caps: {e}");
+        return ExitCode::from(1);
+    }
+    let status = std::fs::read_to_string("/proc/self/status").expect("status");
+    for l in status.lines() {
+        if let Some((k, v)) = l.split_once(':')
+            && ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"].contains(&k)
+        {
+            println!("{k} {}", v.trim());
+        }
+    }
+    // BPF_MAP_CREATE of a 1-entry array: needs CAP_BPF (or CAP_SYS_ADMIN).
+    #[repr(C)]
+    struct MapCreate {
+        map_type: u32,
+        key_size: u32,
+        value_size: u32,
+        max_entries: u32,
+        pad: [u8; 112],
+    }
+    let attr = MapCreate {
+        map_type: 2,
+        key_size: 4,
+        value_size: 4,
+        max_entries: 1,
+        pad: [0; 112],
+    };
+    // SAFETY: bpf(2) reads `size` bytes of a zero-padded attribute.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            0,
+            &attr as *const MapCreate,
+            std::mem::size_of::<MapCreate>(),
+        )
+    };
+    let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    println!(
+        "bpf_map_create {}",
+        if fd >= 0 {
+            "ok".to_string()
+        } else {
+            format!("errno {errno}")
+        }
+    );
+    ExitCode::SUCCESS
+}
