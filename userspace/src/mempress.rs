@@ -487,12 +487,7 @@ impl MemWatch {
     /// What the last pass forecast, for a kill report; None before any
     /// pass. `cgroup`: a path in the memory hierarchy.
     pub fn kill_forecast(&self, cgroup: Option<&str>) -> Option<KillForecast> {
-        let slope = |s: &Series| {
-            let v: Vec<(f64, f64)> = s.points.iter().copied().collect();
-            (v.len() >= self.cfg.min_samples)
-                .then(|| theil_sen(&v))
-                .flatten()
-        };
+        let slope = |s: &Series| self.slope(s.points.iter().copied());
         let sys = slope(&self.system);
         let total = self.system.limit.unwrap_or(0);
         Some(KillForecast {
@@ -974,10 +969,7 @@ impl MemWatch {
             .hidden
             .iter()
             .map(|(&(what, pid, _), w)| {
-                let v: Vec<(f64, f64)> = w.series.points.iter().copied().collect();
-                let growth = (v.len() >= self.cfg.min_samples)
-                    .then(|| theil_sen(&v))
-                    .flatten();
+                let growth = self.slope(w.series.points.iter().copied());
                 let beside: Vec<&LoopRate> = self
                     .loops
                     .iter()
@@ -1007,27 +999,13 @@ impl MemWatch {
     }
 
     fn forecast_without_detail(&self) -> MemForecast {
-        let slope = |s: &Series| {
-            let v: Vec<(f64, f64)> = s.points.iter().copied().collect();
-            (v.len() >= self.cfg.min_samples)
-                .then(|| theil_sen(&v))
-                .flatten()
-        };
+        let slope = |s: &Series| self.slope(s.points.iter().copied());
         let sys = slope(&self.system);
         // A share compares like with like: the system's growth over the
         // same span as the cgroup's (or cache's) own samples.
         let share = |s: &Series, g: f64| {
             let since = s.points.front()?.0;
-            let v: Vec<(f64, f64)> = self
-                .system
-                .points
-                .iter()
-                .filter(|p| p.0 >= since)
-                .copied()
-                .collect();
-            let sys = (v.len() >= self.cfg.min_samples)
-                .then(|| theil_sen(&v))
-                .flatten()?;
+            let sys = self.slope(self.system.points.iter().copied().filter(|p| p.0 >= since))?;
             (sys > 0.0).then(|| g / sys)
         };
         let total = self.system.limit.unwrap_or(0);
@@ -1088,6 +1066,14 @@ impl MemWatch {
             slab_growth: slab,
             hidden: Vec::new(),
         }
+    }
+
+    /// Theil–Sen slope of `points`; None with fewer than `min_samples`.
+    fn slope(&self, points: impl Iterator<Item = (f64, f64)>) -> Option<f64> {
+        let v: Vec<(f64, f64)> = points.collect();
+        (v.len() >= self.cfg.min_samples)
+            .then(|| theil_sen(&v))
+            .flatten()
     }
 
     /// "v2" or "v1": the hierarchy whose memory cgroups are sampled.
