@@ -409,3 +409,48 @@ pub fn said(console: &str, what: &str) -> String {
         .trim()
         .to_string()
 }
+
+/// The /init script a VM test runs: mounts, `spawnscope trace --json`
+/// started and waited for, then `body`, then the trace stopped with
+/// SIGINT, its stderr and (between the markers [`section`] reads) its JSON
+/// printed, and the VM powered off. `body` may print `VM: <what> <value>`
+/// lines for [`said`].
+pub fn script(body: &str) -> String {
+    format!(
+        r#"#!/bin/sh
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mkdir -p /sys/fs/cgroup /tmp
+mount -t tmpfs tmp /tmp
+mount -t cgroup2 none /sys/fs/cgroup
+echo +memory > /sys/fs/cgroup/cgroup.subtree_control
+echo "VM: kernel $(cat /proc/sys/kernel/osrelease)"
+/bin/spawnscope trace --json --interval 1s --mem-interval 200ms > /tmp/out.jsonl 2> /tmp/err.txt &
+T=$!
+n=0
+while ! grep -q "spawnscope: tracing" /tmp/err.txt && [ $n -lt 600 ]; do sleep 0.1; n=$((n+1)); done
+{body}
+kill -INT $T
+wait $T
+echo "VM: spawnscope exit $?"
+cat /tmp/err.txt
+echo VM-OUTPUT-BEGIN
+cat /tmp/out.jsonl
+echo VM-OUTPUT-END
+poweroff -f
+"#
+    )
+}
+
+/// Script lines: a process leaking 64 MiB/s into `/limited` (memory.max
+/// 64M) until the kernel kills it; prints `VM: memcg pid` and `VM: memcg
+/// exit`, and leaves the sampler a second to see the cgroup's counter.
+pub const MEMCG_KILL: &str = r#"mkdir /sys/fs/cgroup/limited
+echo 64M > /sys/fs/cgroup/limited/memory.max
+sh -c 'echo $$ > /sys/fs/cgroup/limited/cgroup.procs; exec /bin/spawn-workload --leak-mib-per-s 64' &
+M=$!
+echo "VM: memcg pid $M"
+wait $M
+echo "VM: memcg exit $?"
+sleep 1"#;

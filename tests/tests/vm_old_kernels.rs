@@ -12,42 +12,13 @@ use serde_json::Value;
 use spawnscope_tests::{known_mix_threads, require_root, vm};
 
 fn init(mix: &[String]) -> String {
-    format!(
-        r#"#!/bin/sh
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev
-mkdir -p /sys/fs/cgroup /tmp
-mount -t tmpfs tmp /tmp
-mount -t cgroup2 none /sys/fs/cgroup
-echo +memory > /sys/fs/cgroup/cgroup.subtree_control
-echo "VM: kernel $(cat /proc/sys/kernel/osrelease)"
-/bin/spawnscope trace --json --interval 1s --mem-interval 200ms > /tmp/out.jsonl 2> /tmp/err.txt &
-T=$!
-n=0
-while ! grep -q "spawnscope: tracing" /tmp/err.txt && [ $n -lt 300 ]; do sleep 0.1; n=$((n+1)); done
-mkdir /sys/fs/cgroup/counted
-sh -c 'echo $$ > /sys/fs/cgroup/counted/cgroup.procs; exec /bin/spawn-workload {mix}'
-echo "VM: mix exit $?"
-mkdir /sys/fs/cgroup/limited
-echo 64M > /sys/fs/cgroup/limited/memory.max
-sh -c 'echo $$ > /sys/fs/cgroup/limited/cgroup.procs; exec /bin/spawn-workload --leak-mib-per-s 64' &
-M=$!
-echo "VM: memcg pid $M"
-wait $M
-echo "VM: memcg exit $?"
-sleep 1
-kill -INT $T
-wait $T
-echo "VM: spawnscope exit $?"
-cat /tmp/err.txt
-echo VM-OUTPUT-BEGIN
-cat /tmp/out.jsonl
-echo VM-OUTPUT-END
-poweroff -f
-"#,
-        mix = mix.join(" ")
-    )
+    vm::script(&format!(
+        "mkdir /sys/fs/cgroup/counted\n\
+         sh -c 'echo $$ > /sys/fs/cgroup/counted/cgroup.procs; exec /bin/spawn-workload {}'\n\
+         echo \"VM: mix exit $?\"\n{}",
+        mix.join(" "),
+        vm::MEMCG_KILL
+    ))
 }
 
 fn check(src: &vm::KernelSource, series: &str) {

@@ -9,6 +9,16 @@ fn spawnscope() -> Command {
     Command::cargo_bin("spawnscope").unwrap()
 }
 
+/// Exports the fixture as `format` into `dir`; it must succeed.
+fn export_ok(dir: &Path, format: &str) {
+    spawnscope()
+        .args(["export", "--format", format, "--out"])
+        .arg(dir)
+        .arg(fixture())
+        .assert()
+        .success();
+}
+
 fn fixture() -> &'static Path {
     Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -159,12 +169,7 @@ fn python_hdrhistogram_reads_the_same_histograms() {
         return;
     }
     let d = tempfile::tempdir().unwrap();
-    spawnscope()
-        .args(["export", "--format", "hdr", "--out"])
-        .arg(d.path())
-        .arg(fixture())
-        .assert()
-        .success();
+    export_ok(d.path(), "hdr");
     let script = r#"
 import json, sys
 from hdrh.histogram import HdrHistogram
@@ -295,12 +300,7 @@ fn promtool_accepts_the_exposition() {
         return;
     }
     let d = tempfile::tempdir().unwrap();
-    spawnscope()
-        .args(["export", "--format", "prom", "--out"])
-        .arg(d.path())
-        .arg(fixture())
-        .assert()
-        .success();
+    export_ok(d.path(), "prom");
     let text = std::fs::read(d.path().join("spawnscope.prom")).unwrap();
     let (ok, said) = promtool_check(&text);
     assert!(ok && said.trim().is_empty(), "promtool: {said}");
@@ -316,12 +316,7 @@ fn charts_parse_as_svg() {
         return;
     }
     let d = tempfile::tempdir().unwrap();
-    spawnscope()
-        .args(["export", "--format", "svg", "--out"])
-        .arg(d.path())
-        .arg(fixture())
-        .assert()
-        .success();
+    export_ok(d.path(), "svg");
     let script = r#"
 import sys, xml.etree.ElementTree as ET
 for f in sys.argv[1:]:

@@ -39,6 +39,14 @@ pub enum ExportError {
     },
     #[error("{path}: not a spawnscope recording (line 1 is no spawnscope-record header)")]
     NotRecord { path: PathBuf },
+    #[error(
+        "{path}: recording format version {found} is not supported (this spawnscope reads version {supported})"
+    )]
+    Version {
+        path: PathBuf,
+        found: u64,
+        supported: u32,
+    },
     #[error("{path}:{line}: not a JSON record")]
     BadLine { path: PathBuf, line: usize },
     #[error("cannot create {path}: {source}")]
@@ -235,9 +243,17 @@ impl Data {
                 line: i + 1,
             })?;
             if i == 0 {
-                if v["format"] != "spawnscope-record" {
+                if v["format"] != crate::record::FORMAT {
                     return Err(ExportError::NotRecord {
                         path: path.to_path_buf(),
+                    });
+                }
+                let found = v["version"].as_u64().unwrap_or(0);
+                if found != u64::from(crate::record::VERSION) {
+                    return Err(ExportError::Version {
+                        path: path.to_path_buf(),
+                        found,
+                        supported: crate::record::VERSION,
                     });
                 }
                 data.start_unix = v["started_unix"].as_f64().unwrap_or(0.0);
@@ -477,6 +493,18 @@ mod tests {
         .unwrap();
         let e = Data::from_recording(&p).unwrap_err().to_string();
         assert!(e.ends_with("x.jsonl:2: not a JSON record"), "{e}");
+        std::fs::write(
+            &p,
+            "{\"type\":\"header\",\"format\":\"spawnscope-record\",\"version\":7}\n",
+        )
+        .unwrap();
+        let e = Data::from_recording(&p).unwrap_err().to_string();
+        assert!(
+            e.ends_with(
+                "recording format version 7 is not supported (this spawnscope reads version 1)"
+            ),
+            "{e}"
+        );
         assert!(matches!(
             Data::from_recording(&d.path().join("nope")),
             Err(ExportError::Read { .. })
