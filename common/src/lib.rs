@@ -209,17 +209,22 @@ pub const MKDIR_EVENTS_BYTES: u32 = 1 << 20;
 /// buffer of this size (TRACE_CGROUP_PATH_LEN in kernel/cgroup/).
 pub const CGROUP_PATH_MAX: usize = 1024;
 
-/// A cgroup2 directory was created. Streamed so that a cgroup that lives
-/// shorter than one poll interval can still be named after it is gone.
+/// A cgroup2 directory was created (or, for the modes that ask, removed).
+/// Streamed so that a cgroup that lives shorter than one poll interval can
+/// still be named after it is gone, and so that the sentinel can fold a
+/// removed cgroup's final counts into its unit and free its map entries.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct CgroupMkdir {
-    /// The new cgroup's id, as the counters are keyed.
+    /// The cgroup's id, as the counters are keyed.
     pub id: u64,
+    /// bpf_ktime_get_ns() at the tracepoint: a systemd service gets a new
+    /// cgroup at every (re)start, so creation times are its start times.
+    pub ts_ns: u64,
     /// Bytes of `path` in use, without the terminating NUL.
     pub len: u32,
-    /// Explicit so the record has no hidden padding.
-    pub _pad: u32,
+    /// 1 for an rmdir (no path is read), 0 for a mkdir.
+    pub removed: u32,
     /// Path from the cgroup2 root ("/system.slice/foo.service"), as the
     /// kernel's tracepoint formats it; possibly truncated when `len` is
     /// `CGROUP_PATH_MAX - 1`.
@@ -238,7 +243,8 @@ pub const EVENT_CONFIG_SYMBOL: &str = "EVENT_CONFIG";
 pub const DEFAULT_EVENT_BUFFER_BYTES: u32 = 8 << 20;
 
 /// What the probe streams, set by userspace at load time. With `enabled`
-/// zero the verifier prunes the event code: counters-only modes pay nothing.
+/// and `drill` zero the verifier prunes the event code: counters-only modes
+/// pay nothing.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EventConfig {
@@ -246,6 +252,37 @@ pub struct EventConfig {
     pub enabled: u32,
     /// Also stream fork records.
     pub forks: u32,
+    /// Keep the drill-down code: exec and exit records of the cgroups in
+    /// [`DRILL_IDS_MAP`] only, while [`DRILL_MAP`] is active.
+    pub drill: u32,
+}
+
+pub const DRILL_MAP: &str = "DRILL";
+pub const DRILL_IDS_MAP: &str = "DRILL_IDS";
+/// Cgroups streamed at once by a drill-down (one unit's successive
+/// cgroups; a bigger set is a sign the drill has run long enough).
+pub const DRILL_MAX_IDS: u32 = 64;
+/// Longest cgroup path a drill-down can follow across re-creations.
+pub const DRILL_PATH_MAX: usize = 256;
+
+/// Slot 0 of [`DRILL_MAP`]: while `active`, a cgroup created at exactly
+/// `path` joins [`DRILL_IDS_MAP`] in the kernel, race-free, so a unit's
+/// next restart (a new cgroup) is streamed from its first exec.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DrillPath {
+    pub active: u32,
+    /// Bytes of `path` in use, without a NUL; 0 matches no creation.
+    pub len: u32,
+    pub path: [u8; DRILL_PATH_MAX],
+}
+
+impl DrillPath {
+    pub const OFF: Self = Self {
+        active: 0,
+        len: 0,
+        path: [0; DRILL_PATH_MAX],
+    };
 }
 
 /// Record kinds; also the slots of the per-CPU [`EVENT_DROPS_MAP`].
@@ -478,6 +515,8 @@ pub mod prog {
     /// For older kernels: `group_dead` is derived from `signal_struct.live`.
     pub const EXIT_LEGACY: &str = "sched_process_exit_legacy";
     pub const MKDIR: &str = "cgroup_mkdir";
+    /// Attached only by modes that fold and forget removed cgroups.
+    pub const RMDIR: &str = "cgroup_rmdir";
     pub const OOM: &str = "mark_victim";
     /// For kernels whose `mark_victim` passes only the victim's pid.
     pub const OOM_PID_ONLY: &str = "mark_victim_pid";
@@ -511,9 +550,11 @@ mod pod {
     unsafe impl aya::Pod for super::Counters {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::KernelLayout {}
-    // SAFETY: repr(C), u64 + two u32 + a byte array: no padding, and any bit
-    // pattern is valid.
+    // SAFETY: repr(C), two u64 + two u32 + a byte array: no padding, and
+    // any bit pattern is valid.
     unsafe impl aya::Pod for super::CgroupMkdir {}
+    // SAFETY: repr(C), two u32 + a byte array of a multiple of 4: no padding.
+    unsafe impl aya::Pod for super::DrillPath {}
     // SAFETY: repr(C), u32/u64 fields in an order without gaps and byte
     // arrays (sizes asserted below): no padding, any bit pattern is valid.
     unsafe impl aya::Pod for super::ExecEvent {}
@@ -526,13 +567,15 @@ mod pod {
 
     // SAFETY: an array of u64.
     unsafe impl aya::Pod for super::Lifetimes {}
-    // SAFETY: two u32.
+    // SAFETY: three u32.
     unsafe impl aya::Pod for super::EventConfig {}
 }
 
 const _: () = assert!(core::mem::size_of::<Counters>() == 8 * 8);
 const _: () = assert!(core::mem::size_of::<KernelLayout>() == 34 * 4);
-const _: () = assert!(core::mem::size_of::<CgroupMkdir>() == 16 + CGROUP_PATH_MAX);
+const _: () = assert!(core::mem::size_of::<CgroupMkdir>() == 24 + CGROUP_PATH_MAX);
+const _: () = assert!(core::mem::size_of::<DrillPath>() == 8 + DRILL_PATH_MAX);
+const _: () = assert!(core::mem::size_of::<EventConfig>() == 12);
 const _: () = assert!(
     core::mem::size_of::<ExecEvent>() == 8 * 4 + 3 * 8 + 2 * COMM_LEN + FILENAME_MAX + ARGS_MAX
 );

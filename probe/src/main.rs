@@ -17,15 +17,15 @@ use aya_ebpf::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_uid_gid, generated,
     },
     macros::{btf_tracepoint, map},
-    maps::{Array, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::BtfTracePointContext,
 };
 use spawnscope_common::{
     ARGS_MAX, ARGS_TRUNCATED, ARGS_UNREADABLE, CGROUP_PATH_MAX, CgroupMkdir, Counters,
-    DEFAULT_MAX_CGROUPS, EventConfig, ExecEvent, ExitClass, ExitEvent, FILENAME_MAX,
-    FILENAME_TRUNCATED, ForkEvent, KernelLayout, LAYOUT_MAGIC, Lifetimes, MEMCG_LIMIT_SLACK_PAGES,
-    MEMCG_MAX_DEPTH, MKDIR_EVENTS_BYTES, OOM_PID_ONLY, OomEvent, SIGNAL_GROUP_EXIT, classify_exit,
-    kind, lifetime_bucket, oom_scope, stat,
+    DEFAULT_MAX_CGROUPS, DRILL_MAX_IDS, DRILL_PATH_MAX, DrillPath, EventConfig, ExecEvent,
+    ExitClass, ExitEvent, FILENAME_MAX, FILENAME_TRUNCATED, ForkEvent, KernelLayout, LAYOUT_MAGIC,
+    Lifetimes, MEMCG_LIMIT_SLACK_PAGES, MEMCG_MAX_DEPTH, MKDIR_EVENTS_BYTES, OOM_PID_ONLY,
+    OomEvent, SIGNAL_GROUP_EXIT, classify_exit, kind, lifetime_bucket, oom_scope, stat,
 };
 
 /// Overridden by userspace before load; zero means "not provided".
@@ -72,6 +72,7 @@ static KERNEL_LAYOUT: KernelLayout = KernelLayout {
 static EVENT_CONFIG: EventConfig = EventConfig {
     enabled: 0,
     forks: 0,
+    drill: 0,
 };
 
 /// BPF_F_NO_PREALLOC: memory grows with the cgroups actually seen instead of
@@ -102,6 +103,14 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(4096, 0);
 /// Records that found EVENTS full, by kind.
 #[map(name = "EVENT_DROPS")]
 static EVENT_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(kind::COUNT, 0);
+
+/// The drill-down's target path (slot 0), written by userspace at run time.
+#[map(name = "DRILL")]
+static DRILL: Array<DrillPath> = Array::with_max_entries(1, 0);
+
+/// Cgroups whose exec and exit records a drill-down streams.
+#[map(name = "DRILL_IDS")]
+static DRILL_IDS: HashMap<u64, u32> = HashMap::with_max_entries(DRILL_MAX_IDS, 0);
 
 /// Process lifetime histograms per cgroup, kept in every mode.
 #[map(name = "LIFETIMES")]
@@ -218,6 +227,52 @@ fn events_on() -> bool {
 }
 
 #[inline(always)]
+fn drill_on() -> bool {
+    // SAFETY: as above.
+    unsafe { read_volatile(addr_of!(EVENT_CONFIG.drill)) != 0 }
+}
+
+/// Whether exec and exit records of `cgid` are streamed: always in the
+/// event modes; in a drill-down only for the drilled cgroups. The array
+/// lookup keeps the idle sentinel's cost at one inlined load per event.
+#[inline(always)]
+fn streams(cgid: u64) -> bool {
+    if events_on() {
+        return true;
+    }
+    if !drill_on() {
+        return false;
+    }
+    match DRILL.get(0) {
+        Some(d) if d.active != 0 => {}
+        _ => return false,
+    }
+    // SAFETY: the value is only tested for presence, never read.
+    unsafe { DRILL_IDS.get(&cgid).is_some() }
+}
+
+/// A drill-down follows its unit across restarts: the new cgroup is added
+/// here, before any process can be moved into it.
+#[inline(always)]
+fn drill_match(id: u64, path: *const u8, len: u32) {
+    let Some(d) = DRILL.get(0) else { return };
+    if d.active == 0 || d.len == 0 || d.len != len {
+        return;
+    }
+    for i in 0..DRILL_PATH_MAX {
+        if i as u32 >= len {
+            break;
+        }
+        // SAFETY: i < len = d.len <= DRILL_PATH_MAX < CGROUP_PATH_MAX, so
+        // the byte is inside the reserved record `path` points into.
+        if unsafe { *path.add(i) } != d.path[i] {
+            return;
+        }
+    }
+    let _ = DRILL_IDS.insert(&id, &1, 0);
+}
+
+#[inline(always)]
 fn fork_events_on() -> bool {
     // SAFETY: as above.
     unsafe { read_volatile(addr_of!(EVENT_CONFIG.forks)) != 0 }
@@ -320,7 +375,7 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
 pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
     let cgid = current_cgroup();
     with_counters(cgid, |c| c.execs += 1);
-    if events_on() && layout_ready() {
+    if layout_ready() && streams(cgid) {
         emit_exec(&ctx, cgid);
     }
     0
@@ -436,7 +491,7 @@ fn count_exit(task: u64, group_dead: bool) {
     let now = now_ns();
     let start = process_start(task);
     record_lifetime(cgid, now.saturating_sub(start));
-    if events_on() {
+    if streams(cgid) {
         match EVENTS.reserve::<ExitEvent>(0) {
             Some(mut e) => {
                 e.write(ExitEvent {
@@ -519,8 +574,23 @@ pub fn sched_process_exit_legacy(ctx: BtfTracePointContext) -> i32 {
 /// here, as it is created.
 #[btf_tracepoint(function = "cgroup_mkdir")]
 pub fn cgroup_mkdir(ctx: BtfTracePointContext) -> i32 {
+    cgroup_change(&ctx, false);
+    0
+}
+
+/// `cgroup_rmdir(struct cgroup *cgrp, const char *path)`: a removed cgroup
+/// has no task left, and every task's exit was counted before it left, so
+/// its counters are final once this record is read.
+#[btf_tracepoint(function = "cgroup_rmdir")]
+pub fn cgroup_rmdir(ctx: BtfTracePointContext) -> i32 {
+    cgroup_change(&ctx, true);
+    0
+}
+
+#[inline(always)]
+fn cgroup_change(ctx: &BtfTracePointContext, removed: bool) {
     if !layout_ready() {
-        return 0;
+        return;
     }
     let cgrp: u64 = ctx.arg(0);
     let path: u64 = ctx.arg(1);
@@ -536,22 +606,32 @@ pub fn cgroup_mkdir(ctx: BtfTracePointContext) -> i32 {
         _ => {
             bump_stat(stat::READ_FAILED);
             bump_stat(stat::NAMES_LOST);
-            return 0;
+            return;
         }
     };
     if hierarchy != 0 {
-        return 0;
+        return;
     }
     let Some(mut entry) = MKDIR_EVENTS.reserve::<CgroupMkdir>(0) else {
         bump_stat(stat::NAMES_LOST);
-        return 0;
+        return;
     };
     let rec = entry.as_mut_ptr();
     // SAFETY: `rec` is a reserved ring buffer record of our type; fields are
     // written through raw pointers because the memory is uninitialised.
-    let n = unsafe {
+    unsafe {
         addr_of_mut!((*rec).id).write(id);
-        addr_of_mut!((*rec)._pad).write(0);
+        addr_of_mut!((*rec).ts_ns).write(now_ns());
+        addr_of_mut!((*rec).removed).write(removed as u32);
+    }
+    if removed {
+        // SAFETY: as above.
+        unsafe { addr_of_mut!((*rec).len).write(0) };
+        entry.submit(0);
+        return;
+    }
+    // SAFETY: as above.
+    let n = unsafe {
         generated::bpf_probe_read_kernel_str(
             addr_of_mut!((*rec).path) as *mut c_void,
             CGROUP_PATH_MAX as u32,
@@ -561,12 +641,16 @@ pub fn cgroup_mkdir(ctx: BtfTracePointContext) -> i32 {
     if n <= 0 {
         entry.discard(0);
         bump_stat(stat::NAMES_LOST);
-        return 0;
+        return;
     }
+    let len = n as u32 - 1;
     // SAFETY: as above; n counts the NUL, and is at most CGROUP_PATH_MAX.
-    unsafe { addr_of_mut!((*rec).len).write(n as u32 - 1) };
+    unsafe { addr_of_mut!((*rec).len).write(len) };
+    if drill_on() {
+        // SAFETY: as above.
+        drill_match(id, unsafe { addr_of!((*rec).path) } as *const u8, len);
+    }
     entry.submit(0);
-    0
 }
 
 /// Pages counted in one of mm->rss_stat's per-CPU counters (its central

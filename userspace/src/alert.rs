@@ -64,6 +64,8 @@ pub struct Alerter<W: Write> {
     state: HashMap<String, (u8, bool)>,
     /// Repeats not sent since the last summary.
     pub suppressed: u64,
+    /// Alerts sent.
+    pub sent: u64,
 }
 
 impl<W: Write> Alerter<W> {
@@ -92,6 +94,7 @@ impl<W: Write> Alerter<W> {
             hook,
             state: HashMap::new(),
             suppressed: 0,
+            sent: 0,
         })
     }
 
@@ -138,11 +141,40 @@ impl<W: Write> Alerter<W> {
     /// A memory warning: always sent (the forecaster already warns once
     /// per growth episode).
     pub fn memory_warning(&mut self, time_unix: f64, message: &str, detail: serde_json::Value) {
+        self.notice(
+            "memory_warning",
+            "memory",
+            Priority::Warning,
+            time_unix,
+            message,
+            detail,
+        );
+    }
+
+    /// Carries finding states over from the alerter this one replaces
+    /// (a reloaded configuration), so that nothing open is alerted again.
+    pub fn take_state_from<V: Write>(&mut self, old: &mut Alerter<V>) {
+        self.state = std::mem::take(&mut old.state);
+        self.suppressed += std::mem::take(&mut old.suppressed);
+        self.sent += old.sent;
+    }
+
+    /// An alert that is its own event, never a repeat: a memory warning,
+    /// an OOM kill, what a drill-down learnt about an open finding.
+    pub fn notice(
+        &mut self,
+        event: &'static str,
+        key: &str,
+        priority: Priority,
+        time_unix: f64,
+        message: &str,
+        detail: serde_json::Value,
+    ) {
         let alert = Alert {
             kind: "alert",
-            event: "memory_warning",
-            key: "memory".into(),
-            priority: Priority::Warning,
+            event,
+            key: key.to_string(),
+            priority,
             time_unix,
             message: message.to_string(),
             detail,
@@ -163,6 +195,7 @@ impl<W: Write> Alerter<W> {
     }
 
     fn send(&mut self, a: &Alert) {
+        self.sent += 1;
         // The message may hold traced names: one line, control bytes shown.
         let msg: String = a
             .message

@@ -119,9 +119,52 @@ pub fn drop_to(keep: &[u32]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The capabilities still needed once the probe is loaded, on a kernel
+/// of this release ("6.18.0-1-amd64"): reading and updating maps through
+/// file descriptors already held needs none since 5.19 (the
+/// unprivileged_bpf_disabled check moved to map and program creation);
+/// before, every bpf() call needs CAP_BPF (5.8+) or CAP_SYS_ADMIN.
+pub fn needed_after_load(release: &str) -> Vec<u32> {
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let version = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if version >= (5, 19) {
+        Vec::new()
+    } else if version >= (5, 8) {
+        vec![CAP_BPF]
+    } else {
+        vec![CAP_SYS_ADMIN]
+    }
+}
+
+/// The running kernel's release (uname -r).
+pub fn kernel_release() -> String {
+    // SAFETY: uname fills the zeroed struct; its fields are NUL-terminated.
+    unsafe {
+        let mut u: libc::utsname = std::mem::zeroed();
+        if libc::uname(&mut u) != 0 {
+            return String::new();
+        }
+        std::ffi::CStr::from_ptr(u.release.as_ptr())
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keeps_only_what_old_kernels_need_for_map_access() {
+        assert_eq!(needed_after_load("6.18.0-2-amd64"), Vec::<u32>::new());
+        assert_eq!(needed_after_load("5.19.0"), Vec::<u32>::new());
+        assert_eq!(needed_after_load("5.10.0-35-amd64"), vec![CAP_BPF]);
+        assert_eq!(needed_after_load("5.8.1"), vec![CAP_BPF]);
+        assert_eq!(needed_after_load("4.19.0-27-amd64"), vec![CAP_SYS_ADMIN]);
+        assert_eq!(needed_after_load("garbage"), vec![CAP_SYS_ADMIN]);
+    }
 
     #[test]
     fn parses_capeff() {

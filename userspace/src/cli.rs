@@ -57,6 +57,64 @@ pub enum Command {
     /// lifetime, respawn interval, exec rate) for other tools, without root.
     #[command(after_help = EXIT_CODES)]
     Export(ExportArgs),
+    /// Run resident: count in the kernel at almost no cost, keep totals
+    /// across restarts, alert on respawn loops and memory exhaustion, and
+    /// serve Prometheus metrics.
+    #[command(after_help = SENTINEL_HELP)]
+    Sentinel(SentinelArgs),
+}
+
+const SENTINEL_HELP: &str = "\
+The configuration file is TOML; every key is optional:
+
+  interval = \"5s\"                       # counter poll interval
+  state = \"/var/lib/spawnscope/state\"   # totals, findings, OOM kills
+  save_every = 12                         # polls between state saves
+  listen = \"127.0.0.1:9479\"             # Prometheus /metrics
+  top_units = 50                          # units with their own label
+  [alerts]
+  jsonl = \"/var/log/spawnscope/alerts.jsonl\"
+  hook = [\"/usr/local/bin/page\", \"--team\", \"infra\"]  # JSON on stdin, no shell
+  [memory]
+  warn_before = \"60m\"
+  psi_warn = 10.0
+  psi_for = \"30s\"
+
+Signals: SIGHUP reloads the file (an invalid one is logged and the old
+configuration kept; `listen` changes at the next start); SIGTERM or
+SIGINT saves the state and exits 0.
+
+Exit status:
+  0  stopped by SIGTERM or SIGINT, state saved (or --check-config: valid)
+  1  runtime failure, or an invalid configuration
+  2  invalid command line
+  3  insufficient privileges (needs root, or CAP_BPF and CAP_PERFMON)
+  4  kernel not supported (no BTF, missing tracepoint, unexpected struct layout)";
+
+#[derive(Debug, Args)]
+pub struct SentinelArgs {
+    /// Configuration file. Default: /etc/spawnscope/sentinel.toml if it
+    /// exists, else the built-in defaults.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Validate the configuration, print "FILE: valid" and exit.
+    #[arg(long)]
+    pub check_config: bool,
+
+    /// Capacity of the per-cgroup counter maps (live cgroups; removed ones
+    /// are folded into their unit and freed).
+    #[arg(long, value_name = "N", default_value_t = spawnscope_common::DEFAULT_MAX_CGROUPS,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_cgroups: u32,
+
+    /// Kernel type information (BTF) to read struct layouts from.
+    #[arg(long, value_name = "FILE", default_value = crate::btf::VMLINUX_BTF)]
+    pub btf: PathBuf,
+
+    /// Where to find the cgroup mounts (hidden, for tests).
+    #[arg(long, value_name = "FILE", default_value = crate::cgroupfs::MOUNTINFO, hide = true)]
+    pub mountinfo: PathBuf,
 }
 
 /// Export formats (one file each in --out).

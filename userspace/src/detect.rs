@@ -80,7 +80,7 @@ impl Outcome {
     }
 }
 
-fn signal_name(s: u8) -> Option<&'static str> {
+pub fn signal_name(s: u8) -> Option<&'static str> {
     Some(match s {
         1 => "SIGHUP",
         2 => "SIGINT",

@@ -4,13 +4,13 @@ use std::path::{Path, PathBuf};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{BtfTracePoint, ProgramError},
 };
 use spawnscope_common::{
-    CGROUP_PATH_MAX, COUNTERS_MAP, CgroupMkdir, Counters, EVENT_CONFIG_SYMBOL, EVENT_DROPS_MAP,
-    EVENTS_MAP, EventConfig, KERNEL_LAYOUT_SYMBOL, LIFETIMES_MAP, Lifetimes, MKDIR_EVENTS_MAP,
-    OVERFLOW_MAP, PROBE_STATS_MAP, kind, prog, stat,
+    CGROUP_PATH_MAX, COUNTERS_MAP, CgroupMkdir, Counters, DRILL_IDS_MAP, DRILL_MAP, DRILL_PATH_MAX,
+    DrillPath, EVENT_CONFIG_SYMBOL, EVENT_DROPS_MAP, EVENTS_MAP, EventConfig, KERNEL_LAYOUT_SYMBOL,
+    LIFETIMES_MAP, Lifetimes, MKDIR_EVENTS_MAP, OVERFLOW_MAP, PROBE_STATS_MAP, kind, prog, stat,
 };
 use thiserror::Error;
 
@@ -75,6 +75,22 @@ pub struct LoadOptions {
     pub events: Option<EventOptions>,
     /// None: whichever the kernel's tracepoint signature calls for.
     pub exit_flavour: Option<ExitFlavour>,
+    /// Keep the drill-down code, with an event ring of this many bytes,
+    /// when `events` is None (the sentinel).
+    pub drill_buffer: Option<u32>,
+    /// Also report cgroup removals, for a mode that forgets them.
+    pub cgroup_removals: bool,
+    /// Size of the cgroup creation ring, if not the default.
+    pub cgroup_buffer: Option<u32>,
+}
+
+/// One program's cumulative run time, counted by the kernel while
+/// `kernel.bpf_stats_enabled` is 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgStats {
+    pub name: &'static str,
+    pub run_time_ns: u64,
+    pub run_count: u64,
 }
 
 pub struct Probe {
@@ -93,10 +109,14 @@ pub struct Probe {
     pub exit_flavour: ExitFlavour,
 }
 
-/// A cgroup creation reported by the probe.
+/// A cgroup creation (or removal) reported by the probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mkdir {
     pub id: u64,
+    /// bpf_ktime_get_ns() when it happened.
+    pub ts_ns: u64,
+    /// A removal: `path` is empty.
+    pub removed: bool,
     /// Path from the cgroup2 root, raw bytes.
     pub path: Vec<u8>,
     /// The kernel's buffer was filled: the path may be cut short.
@@ -116,6 +136,8 @@ impl Mkdir {
         let len = (rec.len as usize).min(CGROUP_PATH_MAX);
         Some(Self {
             id: rec.id,
+            ts_ns: rec.ts_ns,
+            removed: rec.removed != 0,
             path: rec.path[..len].to_vec(),
             truncated: len >= CGROUP_PATH_MAX - 1,
         })
@@ -192,6 +214,7 @@ impl Probe {
         let event_config = EventConfig {
             enabled: opts.events.is_some() as u32,
             forks: opts.events.is_some_and(|e| e.forks) as u32,
+            drill: (opts.events.is_none() && opts.drill_buffer.is_some()) as u32,
         };
         let mut loader = EbpfLoader::new();
         loader
@@ -200,8 +223,11 @@ impl Probe {
             .override_global(EVENT_CONFIG_SYMBOL, &event_config, true)
             .map_max_entries(COUNTERS_MAP, opts.max_cgroups)
             .map_max_entries(LIFETIMES_MAP, opts.max_cgroups);
-        if let Some(e) = opts.events {
-            loader.map_max_entries(EVENTS_MAP, e.buffer_bytes);
+        if let Some(bytes) = opts.cgroup_buffer {
+            loader.map_max_entries(MKDIR_EVENTS_MAP, bytes);
+        }
+        if let Some(bytes) = opts.events.map(|e| e.buffer_bytes).or(opts.drill_buffer) {
+            loader.map_max_entries(EVENTS_MAP, bytes);
         }
         let mut ebpf = loader.load(PROBE_OBJ)?;
 
@@ -213,19 +239,26 @@ impl Probe {
         // The mkdir program goes first, so that no cgroup created after the
         // counting starts can escape it.
         let mut links = Vec::new();
+        let rmdir = opts
+            .cgroup_removals
+            .then_some((prog::RMDIR, "cgroup_rmdir"));
         for (name, tp) in [
-            (prog::MKDIR, "cgroup_mkdir"),
-            (
+            Some((prog::MKDIR, "cgroup_mkdir")),
+            rmdir,
+            Some((
                 match oom_flavour {
                     OomFlavour::Task => prog::OOM,
                     OomFlavour::PidOnly => prog::OOM_PID_ONLY,
                 },
                 "mark_victim",
-            ),
-            (prog::FORK, "sched_process_fork"),
-            (prog::EXEC, "sched_process_exec"),
-            (exit_prog, "sched_process_exit"),
-        ] {
+            )),
+            Some((prog::FORK, "sched_process_fork")),
+            Some((prog::EXEC, "sched_process_exec")),
+            Some((exit_prog, "sched_process_exit")),
+        ]
+        .into_iter()
+        .flatten()
+        {
             let p: &mut BtfTracePoint = ebpf
                 .program_mut(name)
                 .ok_or(KernelError::Missing(name))?
@@ -303,6 +336,122 @@ impl Probe {
                 let _ = p.detach(link);
             }
         }
+    }
+
+    /// Starts (or retargets) a drill-down: exec and exit records of the
+    /// cgroups `ids`, and of any cgroup created at `path` from now on (a
+    /// restarted unit), are streamed. A path longer than a drill can match
+    /// follows `ids` only.
+    pub fn drill(&mut self, path: &[u8], ids: &[u64]) -> Result<(), KernelError> {
+        self.drill_off()?;
+        let err = |map: &'static str| move |source| KernelError::Map { map, source };
+        {
+            let mut set: BpfHashMap<_, u64, u32> = BpfHashMap::try_from(
+                self.ebpf
+                    .map_mut(DRILL_IDS_MAP)
+                    .ok_or(KernelError::Missing(DRILL_IDS_MAP))?,
+            )
+            .map_err(err(DRILL_IDS_MAP))?;
+            for id in ids {
+                set.insert(id, 1, 0).map_err(err(DRILL_IDS_MAP))?;
+            }
+        }
+        let mut d = DrillPath::OFF;
+        d.active = 1;
+        if path.len() <= DRILL_PATH_MAX {
+            d.len = path.len() as u32;
+            d.path[..path.len()].copy_from_slice(path);
+        }
+        self.set_drill(d)
+    }
+
+    /// Ends a drill-down: nothing but OOM kills is streamed any more.
+    pub fn drill_off(&mut self) -> Result<(), KernelError> {
+        self.set_drill(DrillPath::OFF)?;
+        let err = |source| KernelError::Map {
+            map: DRILL_IDS_MAP,
+            source,
+        };
+        let mut set: BpfHashMap<_, u64, u32> = BpfHashMap::try_from(
+            self.ebpf
+                .map_mut(DRILL_IDS_MAP)
+                .ok_or(KernelError::Missing(DRILL_IDS_MAP))?,
+        )
+        .map_err(err)?;
+        let ids: Vec<u64> = set.keys().filter_map(Result::ok).collect();
+        for id in ids {
+            // Gone already is as good as removed.
+            let _ = set.remove(&id);
+        }
+        Ok(())
+    }
+
+    /// The cgroups a drill-down streams now.
+    pub fn drill_ids(&self) -> Result<Vec<u64>, KernelError> {
+        let set: BpfHashMap<_, u64, u32> = BpfHashMap::try_from(
+            self.ebpf
+                .map(DRILL_IDS_MAP)
+                .ok_or(KernelError::Missing(DRILL_IDS_MAP))?,
+        )
+        .map_err(|source| KernelError::Map {
+            map: DRILL_IDS_MAP,
+            source,
+        })?;
+        Ok(set.keys().filter_map(Result::ok).collect())
+    }
+
+    fn set_drill(&mut self, d: DrillPath) -> Result<(), KernelError> {
+        let err = |source| KernelError::Map {
+            map: DRILL_MAP,
+            source,
+        };
+        let mut slot: Array<_, DrillPath> = Array::try_from(
+            self.ebpf
+                .map_mut(DRILL_MAP)
+                .ok_or(KernelError::Missing(DRILL_MAP))?,
+        )
+        .map_err(err)?;
+        slot.set(0, d, 0).map_err(err)
+    }
+
+    /// Frees the counters and lifetimes of removed cgroups, after their
+    /// final reading. An id that is already gone is not an error.
+    pub fn forget(&mut self, ids: &[u64]) -> Result<(), KernelError> {
+        let err = |map: &'static str| move |source| KernelError::Map { map, source };
+        let mut counters: PerCpuHashMap<_, u64, Counters> = PerCpuHashMap::try_from(
+            self.ebpf
+                .map_mut(COUNTERS_MAP)
+                .ok_or(KernelError::Missing(COUNTERS_MAP))?,
+        )
+        .map_err(err(COUNTERS_MAP))?;
+        for id in ids {
+            let _ = counters.remove(id);
+        }
+        let mut lifetimes: PerCpuHashMap<_, u64, Lifetimes> = PerCpuHashMap::try_from(
+            self.ebpf
+                .map_mut(LIFETIMES_MAP)
+                .ok_or(KernelError::Missing(LIFETIMES_MAP))?,
+        )
+        .map_err(err(LIFETIMES_MAP))?;
+        for id in ids {
+            let _ = lifetimes.remove(id);
+        }
+        Ok(())
+    }
+
+    /// Run time and count per attached program.
+    pub fn prog_stats(&self) -> Vec<ProgStats> {
+        self.links
+            .iter()
+            .filter_map(|(name, _)| {
+                let info = self.ebpf.program(name)?.info().ok()?;
+                Some(ProgStats {
+                    name,
+                    run_time_ns: info.run_time().as_nanos() as u64,
+                    run_count: info.run_count(),
+                })
+            })
+            .collect()
     }
 
     /// Hands every waiting cgroup creation to `f`.
@@ -390,8 +539,9 @@ mod tests {
     fn mkdir_records_decode_and_flag_truncation() {
         let mut rec = CgroupMkdir {
             id: 77,
+            ts_ns: 5,
             len: 9,
-            _pad: 0,
+            removed: 0,
             path: [0xaa; CGROUP_PATH_MAX],
         };
         rec.path[..9].copy_from_slice(b"/a.scope\0");
@@ -405,8 +555,8 @@ mod tests {
         };
         let m = Mkdir::decode(bytes).unwrap();
         assert_eq!(
-            (m.id, m.path.as_slice(), m.truncated),
-            (77, &b"/a.scope"[..], false)
+            (m.id, m.ts_ns, m.removed, m.path.as_slice(), m.truncated),
+            (77, 5, false, &b"/a.scope"[..], false)
         );
         rec.len = (CGROUP_PATH_MAX - 1) as u32;
         // SAFETY: as above.

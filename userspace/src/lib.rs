@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod output;
 pub mod record;
 pub mod report;
+pub mod sentinel;
 pub mod state;
 pub mod trace;
 pub mod unit;

@@ -5,6 +5,7 @@ use spawnscope::{
     analyze::{self, AnalyzeError},
     cli::{Cli, Command, exit},
     export::{self, ExportError},
+    sentinel::{self, SentinelError},
     trace::{self, TraceError},
 };
 
@@ -16,6 +17,8 @@ enum Error {
     Analyze(#[from] AnalyzeError),
     #[error(transparent)]
     Export(#[from] ExportError),
+    #[error(transparent)]
+    Sentinel(#[from] SentinelError),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +52,7 @@ fn run(cli: &Cli) -> Result<(), Error> {
             Err(ExportError::Output(e)) if broken_pipe(&e) => Ok(()),
             other => Ok(other?),
         },
+        Command::Sentinel(args) => Ok(sentinel::run(args)?),
     }
 }
 
@@ -57,6 +61,8 @@ fn code_for(e: &Error) -> i32 {
     match e {
         Error::Trace(TraceError::Kernel(KernelError::Privileges(_))) => exit::PRIVILEGES,
         Error::Trace(TraceError::Kernel(k)) if k.is_unsupported() => exit::UNSUPPORTED,
+        Error::Sentinel(SentinelError::Kernel(KernelError::Privileges(_))) => exit::PRIVILEGES,
+        Error::Sentinel(SentinelError::Kernel(k)) if k.is_unsupported() => exit::UNSUPPORTED,
         _ => exit::FAILURE,
     }
 }

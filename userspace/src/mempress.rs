@@ -517,6 +517,11 @@ impl MemWatch {
 
     /// Where to look for systemd managers and journalds: the cgroup2
     /// mount. Without it only the host's PID 1 is watched.
+    /// A reloaded configuration: thresholds change, history stays.
+    pub fn set_config(&mut self, cfg: MemConfig) {
+        self.cfg = cfg;
+    }
+
     pub fn with_units_root(mut self, root: Option<PathBuf>) -> Self {
         self.units_root = root;
         self

@@ -48,7 +48,7 @@ pub struct ProbeStats {
 }
 
 /// Counters as they appear in JSON: flat, with the process-exit total.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Default, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct CountersOut {
     pub forks: u64,
     pub threads: u64,
@@ -239,6 +239,21 @@ pub struct Key {
     container: Option<String>,
     user_manager: Option<u32>,
     name: String,
+}
+
+impl Key {
+    /// One string for the group, as exported files and the sentinel name
+    /// it: "name", "name (uid N)" for a user manager's, "... @container".
+    pub fn label(&self) -> String {
+        let mut l = self.name.clone();
+        if let Some(uid) = self.user_manager {
+            l.push_str(&format!(" (uid {uid})"));
+        }
+        if let Some(c) = &self.container {
+            l.push_str(&format!(" @{c}"));
+        }
+        l
+    }
 }
 
 fn id_label(id: u64) -> String {

@@ -41,7 +41,7 @@ pub enum StateError {
     },
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UnitState {
     pub forks: u64,
     pub execs: u64,
@@ -53,7 +53,21 @@ pub struct UnitState {
     pub lifetimes: Vec<u64>,
     /// Respawn intervals, log2 buckets of nanoseconds.
     pub intervals: Vec<u64>,
+    /// Times its cgroup was created again at the same path: systemd
+    /// (re)starts of a service, counted exactly.
+    #[serde(default)]
+    pub recreations: u64,
+    /// Last interval with any activity; the least recent units are folded
+    /// into [`OTHER_UNIT`] when there are too many.
+    #[serde(default)]
+    pub last_active_unix: f64,
 }
+
+/// Where the counts of units beyond [`MAX_UNITS`] go.
+pub const OTHER_UNIT: &str = "other";
+/// Units kept apart in the state (and so in memory): 10,000 transient
+/// units coming and going must not grow the sentinel without bound.
+pub const MAX_UNITS: usize = 1000;
 
 fn add_buckets(into: &mut Vec<u64>, from: &[u64]) {
     if into.len() < from.len() {
@@ -75,6 +89,19 @@ impl UnitState {
         self.exit_core_dumped = self.exit_core_dumped.saturating_add(other.exit_core_dumped);
         add_buckets(&mut self.lifetimes, &other.lifetimes);
         add_buckets(&mut self.intervals, &other.intervals);
+        self.recreations = self.recreations.saturating_add(other.recreations);
+        self.last_active_unix = self.last_active_unix.max(other.last_active_unix);
+    }
+
+    pub fn process_exits(&self) -> u64 {
+        self.exit_clean
+            .saturating_add(self.exit_failed)
+            .saturating_add(self.exit_signaled)
+            .saturating_add(self.exit_core_dumped)
+    }
+
+    pub fn spawns(&self) -> u64 {
+        self.forks.saturating_add(self.execs)
     }
 }
 
@@ -85,6 +112,16 @@ pub struct FindingState {
     pub last_seen_unix: f64,
     /// Restarts counted since first seen, across sentinel restarts.
     pub restarts: u64,
+    /// "respawn_loop" or "failing_periodic_job".
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub severity: String,
+    #[serde(default)]
+    pub rate_per_min: f64,
+    /// What a drill-down found: executable, argv, exit status.
+    #[serde(default)]
+    pub detail: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,6 +134,9 @@ pub struct State {
     /// Active findings by their key.
     pub findings: BTreeMap<String, FindingState>,
     pub oom_kills: VecDeque<serde_json::Value>,
+    /// All OOM kills seen, including those no longer kept.
+    #[serde(default)]
+    pub oom_kills_total: u64,
 }
 
 impl State {
@@ -108,12 +148,41 @@ impl State {
             units: BTreeMap::new(),
             findings: BTreeMap::new(),
             oom_kills: VecDeque::new(),
+            oom_kills_total: 0,
         }
+    }
+
+    /// Folds the least recently active units into [`OTHER_UNIT`] while
+    /// there are more than [`MAX_UNITS`], sparing those with a finding.
+    /// A tenth more go at once, so this runs rarely.
+    pub fn bound_units(&mut self) {
+        if self.units.len() <= MAX_UNITS {
+            return;
+        }
+        let keep = MAX_UNITS - MAX_UNITS / 10;
+        let busy: std::collections::HashSet<&str> =
+            self.findings.values().map(|f| f.unit.as_str()).collect();
+        let mut idle: Vec<(f64, String)> = self
+            .units
+            .iter()
+            .filter(|(k, _)| k.as_str() != OTHER_UNIT && !busy.contains(k.as_str()))
+            .map(|(k, u)| (u.last_active_unix, k.clone()))
+            .collect();
+        idle.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+        let excess = self.units.len().saturating_sub(keep);
+        let mut other = self.units.remove(OTHER_UNIT).unwrap_or_default();
+        for (_, k) in idle.into_iter().take(excess) {
+            if let Some(u) = self.units.remove(&k) {
+                other.add(&u);
+            }
+        }
+        self.units.insert(OTHER_UNIT.to_string(), other);
     }
 
     /// Keeps an OOM kill, dropping the oldest past [`MAX_OOM_KILLS`].
     pub fn push_oom_kill(&mut self, kill: serde_json::Value) {
         self.oom_kills.push_back(kill);
+        self.oom_kills_total = self.oom_kills_total.saturating_add(1);
         while self.oom_kills.len() > MAX_OOM_KILLS {
             self.oom_kills.pop_front();
         }
@@ -231,6 +300,10 @@ mod tests {
                 first_seen_unix: 1_768_262_460.0,
                 last_seen_unix: 1_772_582_400.0,
                 restarts: 421_491,
+                kind: "respawn_loop".into(),
+                severity: "high".into(),
+                rate_per_min: 6.0,
+                detail: None,
             },
         );
         s.push_oom_kill(serde_json::json!({"pid": 42}));
@@ -308,6 +381,50 @@ mod tests {
         }
         assert_eq!(s.oom_kills.len(), MAX_OOM_KILLS);
         assert_eq!(s.oom_kills[0]["pid"], 50, "oldest dropped first");
+    }
+
+    #[test]
+    fn units_beyond_the_bound_fold_into_other_sparing_findings() {
+        let mut s = sample();
+        for i in 0..MAX_UNITS + 5 {
+            s.units.insert(
+                format!("run-u{i}.service"),
+                UnitState {
+                    execs: 1,
+                    last_active_unix: i as f64,
+                    ..Default::default()
+                },
+            );
+        }
+        // The loop's unit is the least recently active of all.
+        s.units
+            .get_mut("serial-getty@ttyS0.service")
+            .unwrap()
+            .last_active_unix = -1.0;
+        let before: u64 = s.units.values().map(|u| u.execs).sum();
+        s.bound_units();
+        assert_eq!(s.units.len(), MAX_UNITS - MAX_UNITS / 10 + 1, "+ other");
+        assert!(s.units.contains_key("serial-getty@ttyS0.service"));
+        assert!(!s.units.contains_key("run-u0.service"), "oldest folded");
+        assert!(
+            s.units
+                .contains_key(&format!("run-u{}.service", MAX_UNITS + 4))
+        );
+        let after: u64 = s.units.values().map(|u| u.execs).sum();
+        assert_eq!(before, after, "nothing lost in the fold");
+        // The old "other" is folded again, not replaced.
+        for i in 0..MAX_UNITS {
+            s.units.insert(
+                format!("x{i}.scope"),
+                UnitState {
+                    execs: 2,
+                    ..Default::default()
+                },
+            );
+        }
+        s.bound_units();
+        let again: u64 = s.units.values().map(|u| u.execs).sum();
+        assert_eq!(again, after + 2 * MAX_UNITS as u64);
     }
 
     #[test]

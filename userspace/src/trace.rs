@@ -263,7 +263,7 @@ fn drain(probe: &mut Probe, sinks: &mut Sinks) -> Result<(), TraceError> {
     probe.drain_mkdirs(|m| {
         // A path the kernel cut short would name the wrong cgroup; leave
         // that id to the tree walk.
-        if !m.truncated {
+        if !m.truncated && !m.removed {
             names.learn(m.id, &m.path);
         }
     });
@@ -452,6 +452,9 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
             ExitProgram::GroupDead => Some(ExitFlavour::GroupDeadArg),
             ExitProgram::Legacy => Some(ExitFlavour::Legacy),
         },
+        drill_buffer: None,
+        cgroup_removals: false,
+        cgroup_buffer: None,
     })?;
     if let Some(w) = &probe.oom_scope_warning {
         eprintln!("spawnscope: warning: {w}");

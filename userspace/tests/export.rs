@@ -1,6 +1,10 @@
 //! `spawnscope export`, without root, on the recorded fixture.
 
+mod common;
+
 use std::{path::Path, process::Command as Std};
+
+use common::{have, promtool_check};
 
 use assert_cmd::Command;
 use spawnscope::export::{Data, Measure, hdr};
@@ -257,39 +261,6 @@ fn help_lists_formats_and_what_is_exported() {
     ] {
         assert!(help.contains(needle), "help lacks {needle:?}:\n{help}");
     }
-}
-
-fn have(program: &str, arg: &str) -> bool {
-    let ok = Std::new(program)
-        .arg(arg)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "{program} is missing under CI (cargo xtask setup installs it)"
-        );
-        eprintln!("SKIP: {program} is missing");
-    }
-    ok
-}
-
-fn promtool_check(text: &[u8]) -> (bool, String) {
-    use std::io::Write;
-    let mut c = Std::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin.take().unwrap().write_all(text).unwrap();
-    let out = c.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
 }
 
 /// The exposition passes `promtool check metrics` (parse and lint), and

@@ -1,0 +1,458 @@
+//! The sentinel's `/metrics`: Prometheus text exposition (0.0.4) of the
+//! persistent per-unit totals, the open findings and the sentinel's own
+//! health. Pure: rendered from values, tested with promtool.
+//!
+//! Label cardinality is bounded: the `top_units` busiest units (by spawns
+//! since the state began) get their own `unit` label, all others are
+//! summed under `unit="other"`. Histograms are the probe's log2 buckets:
+//! `le` is a power of two nanoseconds, in seconds, every fourth bucket
+//! from ~1 µs to ~20 h, so each bound is exact (a value in bucket
+//! [2^i, 2^(i+1)) is below every `le` ≥ 2^(i+1)). `_sum` is estimated from
+//! bucket midpoints.
+
+use std::fmt::Write;
+
+use crate::{
+    export::prom::label_escape,
+    kernel::ProgStats,
+    report::{CountersOut, EventCounts, ProbeStats},
+    state::{OTHER_UNIT, State, UnitState},
+};
+
+use super::track::UnitFinding;
+
+/// The sentinel's view of itself, for the health metrics.
+#[derive(Debug, Clone, Default)]
+pub struct Health {
+    pub dropped: EventCounts,
+    /// Events whose cgroup found the counters map full.
+    pub overflow: CountersOut,
+    pub probe: ProbeStats,
+    /// The last poll's duration.
+    pub poll_seconds: f64,
+    pub polls: u64,
+    pub rss_bytes: u64,
+    /// None when kernel.bpf_stats_enabled is off.
+    pub programs: Option<Vec<ProgStats>>,
+    pub drills: u64,
+    pub alerts: u64,
+    pub alerts_suppressed: u64,
+    pub state_saves: u64,
+    pub state_save_errors: u64,
+    pub memory_used_bytes: Option<(u64, u64)>,
+    pub memory_warnings: u64,
+}
+
+fn family(o: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(o, "# HELP {name} {help}");
+    let _ = writeln!(o, "# TYPE {name} {kind}");
+}
+
+/// Every fourth log2 bucket edge, in ns: 2^10 (~1 µs) ... 2^46 (~19.5 h).
+const EDGES: std::ops::RangeInclusive<u32> = 10..=46;
+
+fn secs(ns: f64) -> String {
+    let s = format!("{}", ns / 1e9);
+    if s == "inf" { "+Inf".into() } else { s }
+}
+
+fn histogram(o: &mut String, name: &str, unit: &str, buckets: &[u64]) {
+    let total: u64 = buckets.iter().sum();
+    if total == 0 {
+        return;
+    }
+    let l = label_escape(unit);
+    let mut below = 0u64;
+    let mut i = 0usize;
+    for edge in EDGES.step_by(4) {
+        // Bucket i holds [2^i, 2^(i+1)): all of it is below 2^edge when
+        // i < edge.
+        while i < buckets.len() && i < edge as usize {
+            below += buckets[i];
+            i += 1;
+        }
+        let _ = writeln!(
+            o,
+            "{name}_bucket{{unit=\"{l}\",le=\"{}\"}} {below}",
+            secs((1u64 << edge) as f64)
+        );
+    }
+    let _ = writeln!(o, "{name}_bucket{{unit=\"{l}\",le=\"+Inf\"}} {total}");
+    let sum: f64 = buckets
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| n as f64 * 1.5 * (1u64 << i.min(62)) as f64)
+        .sum();
+    let _ = writeln!(o, "{name}_sum{{unit=\"{l}\"}} {}", secs(sum));
+    let _ = writeln!(o, "{name}_count{{unit=\"{l}\"}} {total}");
+}
+
+/// The top `n` units by spawns, and the rest summed as "other".
+pub fn bounded_units(state: &State, n: usize) -> Vec<(String, UnitState)> {
+    let mut units: Vec<(&String, &UnitState)> = state
+        .units
+        .iter()
+        .filter(|(k, _)| k.as_str() != OTHER_UNIT)
+        .collect();
+    units.sort_by(|a, b| {
+        (b.1.spawns() + b.1.process_exits())
+            .cmp(&(a.1.spawns() + a.1.process_exits()))
+            .then_with(|| a.0.cmp(b.0))
+    });
+    let mut out: Vec<(String, UnitState)> = units
+        .iter()
+        .take(n)
+        .map(|(k, u)| ((*k).clone(), (*u).clone()))
+        .collect();
+    let mut other = state.units.get(OTHER_UNIT).cloned().unwrap_or_default();
+    let mut any_other = state.units.contains_key(OTHER_UNIT);
+    for (_, u) in units.iter().skip(n) {
+        other.add(u);
+        any_other = true;
+    }
+    if any_other {
+        out.push((OTHER_UNIT.to_string(), other));
+    }
+    out
+}
+
+pub fn render(state: &State, findings: &[UnitFinding], top_units: usize, h: &Health) -> String {
+    let mut o = String::with_capacity(16 << 10);
+    let units = bounded_units(state, top_units);
+
+    family(
+        &mut o,
+        "spawnscope_spawns_total",
+        "counter",
+        "Forks and execs per unit since the sentinel's state began (spawnscope_state_since_timestamp_seconds).",
+    );
+    for (u, s) in &units {
+        let l = label_escape(u);
+        let _ = writeln!(
+            o,
+            "spawnscope_spawns_total{{unit=\"{l}\",kind=\"fork\"}} {}",
+            s.forks
+        );
+        let _ = writeln!(
+            o,
+            "spawnscope_spawns_total{{unit=\"{l}\",kind=\"exec\"}} {}",
+            s.execs
+        );
+    }
+    family(
+        &mut o,
+        "spawnscope_exits_total",
+        "counter",
+        "Process exits per unit by class since the state began.",
+    );
+    for (u, s) in &units {
+        let l = label_escape(u);
+        for (class, n) in [
+            ("clean", s.exit_clean),
+            ("failed", s.exit_failed),
+            ("signaled", s.exit_signaled),
+            ("core_dumped", s.exit_core_dumped),
+        ] {
+            let _ = writeln!(
+                o,
+                "spawnscope_exits_total{{unit=\"{l}\",class=\"{class}\"}} {n}"
+            );
+        }
+    }
+    family(
+        &mut o,
+        "spawnscope_unit_restarts_total",
+        "counter",
+        "Times a unit's cgroup was created again at the same path (systemd restarts) since the state began.",
+    );
+    for (u, s) in &units {
+        let _ = writeln!(
+            o,
+            "spawnscope_unit_restarts_total{{unit=\"{}\"}} {}",
+            label_escape(u),
+            s.recreations
+        );
+    }
+    family(
+        &mut o,
+        "spawnscope_process_lifetime_seconds",
+        "histogram",
+        "Process lifetime (start to exit) per unit, from the kernel's log2 buckets.",
+    );
+    for (u, s) in &units {
+        histogram(
+            &mut o,
+            "spawnscope_process_lifetime_seconds",
+            u,
+            &s.lifetimes,
+        );
+    }
+    family(
+        &mut o,
+        "spawnscope_respawn_interval_seconds",
+        "histogram",
+        "Time between two creations of a unit's cgroup (systemd restarts), log2 buckets.",
+    );
+    for (u, s) in &units {
+        histogram(
+            &mut o,
+            "spawnscope_respawn_interval_seconds",
+            u,
+            &s.intervals,
+        );
+    }
+
+    family(
+        &mut o,
+        "spawnscope_finding",
+        "gauge",
+        "1 for each open finding (a respawn loop or a failing periodic job), by severity.",
+    );
+    for f in findings {
+        let kind = serde_json::to_value(f.kind).unwrap_or_default();
+        let sev = serde_json::to_value(f.severity).unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "spawnscope_finding{{unit=\"{}\",kind=\"{}\",severity=\"{}\"}} 1",
+            label_escape(&f.unit),
+            kind.as_str().unwrap_or(""),
+            sev.as_str().unwrap_or("")
+        );
+    }
+    family(
+        &mut o,
+        "spawnscope_finding_restarts",
+        "gauge",
+        "Restarts of an open finding's unit since it was first seen (across sentinel restarts).",
+    );
+    for f in findings {
+        let _ = writeln!(
+            o,
+            "spawnscope_finding_restarts{{unit=\"{}\"}} {}",
+            label_escape(&f.unit),
+            f.restarts
+        );
+    }
+    family(
+        &mut o,
+        "spawnscope_finding_restarts_per_minute",
+        "gauge",
+        "Restart rate of an open finding's unit over the detection window.",
+    );
+    for f in findings {
+        let _ = writeln!(
+            o,
+            "spawnscope_finding_restarts_per_minute{{unit=\"{}\"}} {}",
+            label_escape(&f.unit),
+            f.rate_per_min
+        );
+    }
+    family(
+        &mut o,
+        "spawnscope_finding_first_seen_timestamp_seconds",
+        "gauge",
+        "When an open finding was first seen.",
+    );
+    for f in findings {
+        let _ = writeln!(
+            o,
+            "spawnscope_finding_first_seen_timestamp_seconds{{unit=\"{}\"}} {}",
+            label_escape(&f.unit),
+            f.first_seen_unix
+        );
+    }
+    family(
+        &mut o,
+        "spawnscope_oom_kills_total",
+        "counter",
+        "OOM kills seen since the state began (the state keeps the last 100 in detail).",
+    );
+    let _ = writeln!(o, "spawnscope_oom_kills_total {}", state.oom_kills_total);
+    if let Some((used, total)) = h.memory_used_bytes {
+        family(
+            &mut o,
+            "spawnscope_memory_used_bytes",
+            "gauge",
+            "System memory used (MemTotal - MemAvailable) at the last sample.",
+        );
+        let _ = writeln!(o, "spawnscope_memory_used_bytes {used}");
+        family(
+            &mut o,
+            "spawnscope_memory_total_bytes",
+            "gauge",
+            "System memory (MemTotal).",
+        );
+        let _ = writeln!(o, "spawnscope_memory_total_bytes {total}");
+    }
+    family(
+        &mut o,
+        "spawnscope_memory_warnings_total",
+        "counter",
+        "Memory exhaustion warnings raised since the sentinel started.",
+    );
+    let _ = writeln!(o, "spawnscope_memory_warnings_total {}", h.memory_warnings);
+
+    // Health.
+    family(
+        &mut o,
+        "spawnscope_state_since_timestamp_seconds",
+        "gauge",
+        "When counting began: the first start without saved state.",
+    );
+    let _ = writeln!(
+        o,
+        "spawnscope_state_since_timestamp_seconds {}",
+        state.since_unix
+    );
+    family(
+        &mut o,
+        "spawnscope_dropped_records_total",
+        "counter",
+        "Event records lost because the ring buffer was full, by kind, since the sentinel started.",
+    );
+    for (kind, n) in [
+        ("exec", h.dropped.exec),
+        ("exit", h.dropped.exit),
+        ("fork", h.dropped.fork),
+        ("oom", h.dropped.oom),
+    ] {
+        let _ = writeln!(o, "spawnscope_dropped_records_total{{kind=\"{kind}\"}} {n}");
+    }
+    family(
+        &mut o,
+        "spawnscope_map_overflow_events_total",
+        "counter",
+        "Spawns and exits counted in the overflow slot because the per-cgroup map was full, since the sentinel started.",
+    );
+    let ov = &h.overflow;
+    let _ = writeln!(
+        o,
+        "spawnscope_map_overflow_events_total {}",
+        ov.forks + ov.threads + ov.execs + ov.exits + ov.thread_exits
+    );
+    family(
+        &mut o,
+        "spawnscope_probe_errors_total",
+        "counter",
+        "Probe-side problems by kind since the sentinel started (each still counted its event).",
+    );
+    for (kind, n) in [
+        ("map_full", h.probe.map_full),
+        ("read_failed", h.probe.read_failed),
+        ("no_layout", h.probe.no_layout),
+        ("names_lost", h.probe.names_lost),
+        ("lifetimes_full", h.probe.lifetimes_full),
+    ] {
+        let _ = writeln!(o, "spawnscope_probe_errors_total{{kind=\"{kind}\"}} {n}");
+    }
+    family(
+        &mut o,
+        "spawnscope_poll_duration_seconds",
+        "gauge",
+        "How long the last poll (read, fold, detect, render) took.",
+    );
+    let _ = writeln!(o, "spawnscope_poll_duration_seconds {}", h.poll_seconds);
+    family(
+        &mut o,
+        "spawnscope_polls_total",
+        "counter",
+        "Polls since the sentinel started.",
+    );
+    let _ = writeln!(o, "spawnscope_polls_total {}", h.polls);
+    family(
+        &mut o,
+        "spawnscope_resident_memory_bytes",
+        "gauge",
+        "The sentinel's own resident set size.",
+    );
+    let _ = writeln!(o, "spawnscope_resident_memory_bytes {}", h.rss_bytes);
+    family(
+        &mut o,
+        "spawnscope_tracked_units",
+        "gauge",
+        "Units in the state (bounded; the least recent are folded into unit=\"other\").",
+    );
+    let _ = writeln!(o, "spawnscope_tracked_units {}", state.units.len());
+    family(
+        &mut o,
+        "spawnscope_drilldowns_total",
+        "counter",
+        "Event drill-downs started since the sentinel started.",
+    );
+    let _ = writeln!(o, "spawnscope_drilldowns_total {}", h.drills);
+    family(
+        &mut o,
+        "spawnscope_alerts_total",
+        "counter",
+        "Alerts sent since the sentinel started; repeats are suppressed and counted apart.",
+    );
+    let _ = writeln!(o, "spawnscope_alerts_total {}", h.alerts);
+    family(
+        &mut o,
+        "spawnscope_alerts_suppressed_total",
+        "counter",
+        "Repeated finding reports not alerted again.",
+    );
+    let _ = writeln!(
+        o,
+        "spawnscope_alerts_suppressed_total {}",
+        h.alerts_suppressed
+    );
+    family(
+        &mut o,
+        "spawnscope_state_saves_total",
+        "counter",
+        "State saves since the sentinel started, by result.",
+    );
+    let _ = writeln!(
+        o,
+        "spawnscope_state_saves_total{{result=\"ok\"}} {}",
+        h.state_saves
+    );
+    let _ = writeln!(
+        o,
+        "spawnscope_state_saves_total{{result=\"error\"}} {}",
+        h.state_save_errors
+    );
+    family(
+        &mut o,
+        "spawnscope_bpf_stats_enabled",
+        "gauge",
+        "1 when kernel.bpf_stats_enabled is on, so that BPF run times are counted.",
+    );
+    let _ = writeln!(
+        o,
+        "spawnscope_bpf_stats_enabled {}",
+        u8::from(h.programs.is_some())
+    );
+    if let Some(progs) = &h.programs {
+        family(
+            &mut o,
+            "spawnscope_bpf_run_seconds_total",
+            "counter",
+            "Time the kernel spent in each spawnscope program while bpf_stats_enabled was on.",
+        );
+        for p in progs {
+            let _ = writeln!(
+                o,
+                "spawnscope_bpf_run_seconds_total{{program=\"{}\"}} {}",
+                p.name,
+                secs(p.run_time_ns as f64)
+            );
+        }
+        family(
+            &mut o,
+            "spawnscope_bpf_runs_total",
+            "counter",
+            "Runs of each spawnscope program while bpf_stats_enabled was on.",
+        );
+        for p in progs {
+            let _ = writeln!(
+                o,
+                "spawnscope_bpf_runs_total{{program=\"{}\"}} {}",
+                p.name, p.run_count
+            );
+        }
+    }
+    o
+}

@@ -1,0 +1,671 @@
+//! Counter-mode accounting and loop detection for the sentinel: pure code
+//! over per-interval deltas, so it is tested on fixtures without root.
+//!
+//! The kernel's per-cgroup counters are folded into per-unit running
+//! totals (the persistent [`State`]). Loops are found from counts alone:
+//! a unit whose cgroup was created again (a systemd restart) at least
+//! [`TrackConfig::min_restarts`] times, with as many abnormal exits, within
+//! the window is a loop. A unit with failing exits and execs but no new
+//! cgroup (a supervisor inside one cgroup, or a script whose commands just
+//! fail) is only a *candidate*: the sentinel drills into its events, and
+//! the finding opens when the event detector confirms the loop.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use serde::Serialize;
+use spawnscope_common::{Counters, LIFETIME_BUCKETS, Lifetimes, lifetime_bucket};
+
+use crate::{
+    detect::{FindingKind, Severity},
+    state::{FindingState, State, UnitState},
+};
+
+#[derive(Debug, Clone, Copy)]
+pub struct TrackConfig {
+    /// How far back restarts are counted.
+    pub window_s: f64,
+    /// A loop is reported at this many restarts, with as many deaths.
+    pub min_restarts: u64,
+    /// Restarts further apart (on average) make a failing periodic job.
+    pub periodic_after_s: f64,
+    /// A loop is closed after no restart for 3 mean intervals, or this,
+    /// whichever is longer.
+    pub stop_min_s: f64,
+    /// A candidate the drill-down did not confirm is not drilled again
+    /// for this long.
+    pub reject_for_s: f64,
+}
+
+impl Default for TrackConfig {
+    fn default() -> Self {
+        Self {
+            window_s: 600.0,
+            min_restarts: 3,
+            periodic_after_s: 60.0,
+            stop_min_s: 60.0,
+            reject_for_s: 600.0,
+        }
+    }
+}
+
+/// One interval's counts of one unit.
+#[derive(Debug, Clone, Copy, Default)]
+struct Tick {
+    t: f64,
+    execs: u64,
+    deaths: u64,
+    recreations: u64,
+}
+
+#[derive(Debug, Default)]
+struct Recent {
+    ticks: VecDeque<Tick>,
+    /// Last creation of the unit's cgroup, monotonic ns (for intervals).
+    last_creation_ns: Option<u64>,
+    /// Creations since the last interval, not yet in a tick.
+    pending_recreations: u64,
+}
+
+impl Recent {
+    fn sums(&self) -> Tick {
+        self.ticks.iter().fold(Tick::default(), |a, t| Tick {
+            t: a.t,
+            execs: a.execs + t.execs,
+            deaths: a.deaths + t.deaths,
+            recreations: a.recreations + t.recreations,
+        })
+    }
+
+    /// Restarts in one tick: cgroup re-creations where systemd restarts
+    /// the unit, else its deaths (the supervisor restarts in place).
+    fn restarts(&self, t: &Tick) -> u64 {
+        if self.ticks.iter().any(|t| t.recreations > 0) {
+            t.recreations
+        } else {
+            t.deaths.min(t.execs)
+        }
+    }
+}
+
+/// A loop as the sentinel reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UnitFinding {
+    pub kind: FindingKind,
+    pub severity: Severity,
+    /// "active" or "stopped".
+    pub state: &'static str,
+    pub unit: String,
+    /// Restarts since first seen, across sentinel restarts and reboots.
+    pub restarts: u64,
+    pub rate_per_min: f64,
+    pub projected_per_day: f64,
+    pub first_seen_unix: f64,
+    pub last_seen_unix: f64,
+    /// What a drill-down found, once it has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
+    pub message: String,
+}
+
+impl UnitFinding {
+    /// Stable across restarts: one finding per unit.
+    pub fn key(&self) -> &str {
+        &self.unit
+    }
+}
+
+pub struct Tracker {
+    pub cfg: TrackConfig,
+    pub state: State,
+    recent: HashMap<String, Recent>,
+    /// Candidates the drill-down confirmed.
+    confirmed: HashSet<String>,
+    /// Candidates it did not, until when.
+    rejected: HashMap<String, f64>,
+    /// Drill-down details for a finding about to open.
+    pending_detail: HashMap<String, serde_json::Value>,
+}
+
+fn severity_of(kind: FindingKind, per_day: f64) -> Severity {
+    match kind {
+        FindingKind::FailingPeriodicJob => Severity::Low,
+        _ if per_day >= 86_400.0 => Severity::Critical,
+        _ if per_day >= 1_000.0 => Severity::High,
+        _ => Severity::Medium,
+    }
+}
+
+fn name_of<T: Serialize>(v: T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// "13 Jan 2026 09:12 UTC"
+pub fn date(unix: f64) -> String {
+    let secs = unix.max(0.0) as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{d} {} {y} {:02}:{:02} UTC",
+        MONTHS[(m - 1) as usize],
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
+/// 421491 -> "421,491"
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn message(f: &FindingState) -> String {
+    let what = if f.kind == "failing_periodic_job" {
+        "failing periodic job"
+    } else {
+        "respawn loop"
+    };
+    let mut m = format!(
+        "{what} in {}: {} restarts since {} ({:.1}/min)",
+        f.unit,
+        thousands(f.restarts),
+        date(f.first_seen_unix),
+        f.rate_per_min
+    );
+    if let Some(d) = &f.detail {
+        if let Some(exe) = d["executable"].as_str() {
+            m.push_str(&format!("; runs {exe}"));
+        }
+        if let Some(code) = d["exit_code"].as_u64() {
+            m.push_str(&format!(", exits with status {code}"));
+        } else if let Some(sig) = d["signal"].as_str() {
+            m.push_str(&format!(", killed by {sig}"));
+        }
+    }
+    m
+}
+
+impl Tracker {
+    pub fn new(cfg: TrackConfig, state: State) -> Self {
+        Self {
+            cfg,
+            state,
+            recent: HashMap::new(),
+            confirmed: HashSet::new(),
+            rejected: HashMap::new(),
+            pending_detail: HashMap::new(),
+        }
+    }
+
+    /// A cgroup was created for `unit` at `ts_ns` (monotonic): if it had
+    /// one before, the unit was started again.
+    pub fn creation(&mut self, unit: &str, ts_ns: u64) {
+        let r = self.recent.entry(unit.to_string()).or_default();
+        if let Some(prev) = r.last_creation_ns.replace(ts_ns)
+            && ts_ns >= prev
+        {
+            r.pending_recreations += 1;
+            let u = self.state.units.entry(unit.to_string()).or_default();
+            if u.intervals.len() < LIFETIME_BUCKETS {
+                u.intervals.resize(LIFETIME_BUCKETS, 0);
+            }
+            let b = &mut u.intervals[lifetime_bucket(ts_ns - prev)];
+            *b = b.saturating_add(1);
+            u.recreations = u.recreations.saturating_add(1);
+        }
+    }
+
+    /// Folds one interval's per-cgroup deltas, already named by unit, into
+    /// the totals, and opens, updates and closes findings.
+    pub fn interval(
+        &mut self,
+        now_unix: f64,
+        deltas: impl IntoIterator<Item = (String, Counters, Option<Lifetimes>)>,
+    ) -> Outcome {
+        let mut per_unit: HashMap<String, UnitState> = HashMap::new();
+        for (unit, c, l) in deltas {
+            let u = per_unit.entry(unit).or_default();
+            u.add(&UnitState {
+                forks: c.forks,
+                execs: c.execs,
+                exit_clean: c.exit_clean,
+                exit_failed: c.exit_failed,
+                exit_signaled: c.exit_signaled,
+                exit_core_dumped: c.exit_core,
+                lifetimes: l.map(|l| l.buckets.to_vec()).unwrap_or_default(),
+                ..Default::default()
+            });
+        }
+        for (unit, r) in &self.recent {
+            if r.pending_recreations > 0 {
+                per_unit.entry(unit.clone()).or_default();
+            }
+        }
+        // Restarts of this interval, per unit.
+        let mut now_restarts: HashMap<String, u64> = HashMap::new();
+        for (unit, mut d) in per_unit {
+            let r = self.recent.entry(unit.clone()).or_default();
+            let tick = Tick {
+                t: now_unix,
+                execs: d.execs,
+                deaths: d.exit_failed + d.exit_signaled + d.exit_core_dumped,
+                recreations: std::mem::take(&mut r.pending_recreations),
+            };
+            if d.spawns() + d.process_exits() + tick.recreations > 0 {
+                d.last_active_unix = now_unix;
+                self.state.units.entry(unit.clone()).or_default().add(&d);
+            }
+            if tick.deaths + tick.recreations > 0 {
+                r.ticks.push_back(tick);
+                now_restarts.insert(unit, r.restarts(&tick));
+            }
+        }
+        let horizon = now_unix - self.cfg.window_s;
+        for r in self.recent.values_mut() {
+            while r.ticks.front().is_some_and(|t| t.t < horizon) {
+                r.ticks.pop_front();
+            }
+        }
+        self.rejected.retain(|_, until| *until > now_unix);
+
+        let mut out = Outcome::default();
+        // Open findings: count this interval's restarts, or close.
+        let keys: Vec<String> = self.state.findings.keys().cloned().collect();
+        for key in keys {
+            let f = self.state.findings.get_mut(&key).expect("listed above");
+            let n = now_restarts.get(&f.unit).copied().unwrap_or(0);
+            if n > 0 {
+                f.restarts = f.restarts.saturating_add(n);
+                f.last_seen_unix = now_unix;
+            }
+            if let Some(r) = self.recent.get(&f.unit) {
+                f.rate_per_min = rate(r, now_unix);
+                let kind = kind_of(f.rate_per_min, &self.cfg);
+                f.kind = name_of(kind);
+                f.severity = name_of(severity_of(kind, f.rate_per_min * 1440.0));
+            }
+            let mean_s = if f.rate_per_min > 0.0 {
+                60.0 / f.rate_per_min
+            } else {
+                0.0
+            };
+            let stop_after = self.cfg.stop_min_s.max(3.0 * mean_s);
+            if now_unix - f.last_seen_unix > stop_after {
+                let f = self.state.findings.remove(&key).expect("listed above");
+                self.confirmed.remove(&f.unit);
+                // Its history is spent: only new restarts open it again.
+                if let Some(r) = self.recent.get_mut(&f.unit) {
+                    r.ticks.clear();
+                }
+                out.closed.push(view(&f, "stopped"));
+            }
+        }
+        // New findings.
+        let mut units: Vec<&String> = self.recent.keys().collect();
+        units.sort();
+        for unit in units {
+            if self.state.findings.contains_key(unit.as_str()) {
+                continue;
+            }
+            let r = &self.recent[unit];
+            let s = r.sums();
+            let min = self.cfg.min_restarts;
+            let proven = (s.recreations >= min && s.deaths >= min)
+                || (self.confirmed.contains(unit.as_str()) && s.deaths > 0);
+            if proven {
+                let restarts: u64 = r.ticks.iter().map(|t| r.restarts(t)).sum();
+                let per_min = rate(r, now_unix);
+                let kind = kind_of(per_min, &self.cfg);
+                let f = FindingState {
+                    unit: unit.clone(),
+                    first_seen_unix: r.ticks.front().map_or(now_unix, |t| t.t),
+                    last_seen_unix: r.ticks.back().map_or(now_unix, |t| t.t),
+                    restarts,
+                    kind: name_of(kind),
+                    severity: name_of(severity_of(kind, per_min * 1440.0)),
+                    rate_per_min: per_min,
+                    detail: self.pending_detail.remove(unit.as_str()),
+                };
+                out.opened.push(unit.clone());
+                self.state.findings.insert(unit.clone(), f);
+            } else if s.recreations == 0
+                && s.deaths >= min
+                && s.execs >= min
+                && !self.confirmed.contains(unit.as_str())
+                && !self.rejected.contains_key(unit.as_str())
+            {
+                out.drill.push(unit.clone());
+            }
+        }
+        // Units with nothing recent and no cgroup creation to remember;
+        // past a bound, the creations are forgotten too.
+        self.recent
+            .retain(|_, r| !r.ticks.is_empty() || r.last_creation_ns.is_some());
+        if self.recent.len() > 4 * crate::state::MAX_UNITS {
+            self.recent.retain(|_, r| !r.ticks.is_empty());
+        }
+        self.state.bound_units();
+        out
+    }
+
+    /// The open findings, as reported.
+    pub fn findings(&self) -> Vec<UnitFinding> {
+        self.state
+            .findings
+            .values()
+            .map(|f| view(f, "active"))
+            .collect()
+    }
+
+    pub fn finding(&self, unit: &str) -> Option<UnitFinding> {
+        self.state.findings.get(unit).map(|f| view(f, "active"))
+    }
+
+    /// The drill-down saw `unit` loop; `detail` is what it learnt. True
+    /// when an open finding gained the detail.
+    pub fn confirm(&mut self, unit: &str, detail: Option<serde_json::Value>) -> bool {
+        self.confirmed.insert(unit.to_string());
+        self.rejected.remove(unit);
+        let Some(d) = detail else { return false };
+        match self.state.findings.get_mut(unit) {
+            Some(f) => {
+                f.detail = Some(d);
+                true
+            }
+            None => {
+                self.pending_detail.insert(unit.to_string(), d);
+                false
+            }
+        }
+    }
+
+    /// The drill-down ended without seeing a loop.
+    pub fn reject(&mut self, unit: &str, now_unix: f64) {
+        self.pending_detail.remove(unit);
+        self.rejected
+            .insert(unit.to_string(), now_unix + self.cfg.reject_for_s);
+    }
+
+    /// Units whose recent history is kept (for the footprint bench).
+    pub fn tracked(&self) -> usize {
+        self.recent.len()
+    }
+}
+
+/// What one interval changed.
+#[derive(Debug, Default, PartialEq)]
+pub struct Outcome {
+    /// Units whose finding opened.
+    pub opened: Vec<String>,
+    /// Findings that closed.
+    pub closed: Vec<UnitFinding>,
+    /// Candidates to drill into.
+    pub drill: Vec<String>,
+}
+
+/// Restarts per minute over the window, between the first and the last
+/// restart seen in it.
+fn rate(r: &Recent, now_unix: f64) -> f64 {
+    let restarts: u64 = r.ticks.iter().map(|t| r.restarts(t)).sum();
+    let Some(first) = r.ticks.front() else {
+        return 0.0;
+    };
+    // The first tick's restarts happened somewhere in the interval before
+    // it; counting from that tick would overstate the rate of a slow loop
+    // seen only once or twice, so its own restarts are left out.
+    let after_first = restarts.saturating_sub(r.restarts(first));
+    // Between the first and the last restart seen: a loop that has just
+    // stopped keeps its rate until it is closed.
+    let last = r.ticks.back().map_or(now_unix, |t| t.t);
+    let span = last - first.t;
+    if after_first == 0 || span <= 0.0 {
+        return 0.0;
+    }
+    after_first as f64 / span * 60.0
+}
+
+fn kind_of(per_min: f64, cfg: &TrackConfig) -> FindingKind {
+    if per_min > 0.0 && 60.0 / per_min > cfg.periodic_after_s {
+        FindingKind::FailingPeriodicJob
+    } else {
+        FindingKind::RespawnLoop
+    }
+}
+
+fn view(f: &FindingState, state: &'static str) -> UnitFinding {
+    let kind = if f.kind == "failing_periodic_job" {
+        FindingKind::FailingPeriodicJob
+    } else {
+        FindingKind::RespawnLoop
+    };
+    UnitFinding {
+        kind,
+        severity: severity_of(kind, f.rate_per_min * 1440.0),
+        state,
+        unit: f.unit.clone(),
+        restarts: f.restarts,
+        rate_per_min: f.rate_per_min,
+        projected_per_day: f.rate_per_min * 1440.0,
+        first_seen_unix: f.first_seen_unix,
+        last_seen_unix: f.last_seen_unix,
+        detail: f.detail.clone(),
+        message: match state {
+            "stopped" => format!("stopped: {}", message(f)),
+            _ => message(f),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: f64 = 1_768_294_800.0; // 13 Jan 2026 09:00 UTC
+    const S: u64 = 1_000_000_000;
+
+    fn failed(execs: u64, deaths: u64) -> Counters {
+        Counters {
+            forks: execs,
+            execs,
+            exit_failed: deaths,
+            ..Counters::ZERO
+        }
+    }
+
+    /// A systemd service restarted every 10 s, as in the incident: a new
+    /// cgroup, one exec and one failed exit per restart; polled every 5 s.
+    fn getty_loop(t: &mut Tracker, from_s: u64, restarts: u64) -> Vec<Outcome> {
+        let unit = "serial-getty@ttyS0.service";
+        let mut out = Vec::new();
+        for i in 0..restarts {
+            let at = from_s + 10 * i;
+            t.creation(unit, at * S);
+            out.push(t.interval(T0 + at as f64 + 1.0, [(unit.into(), failed(1, 1), None)]));
+            out.push(t.interval(T0 + at as f64 + 6.0, []));
+        }
+        out
+    }
+
+    #[test]
+    fn a_systemd_restart_loop_opens_at_the_third_restart_and_counts_on() {
+        let mut t = Tracker::new(TrackConfig::default(), State::fresh(T0));
+        let outs = getty_loop(&mut t, 0, 5);
+        // The first creation has nothing before it; restarts 1..3 follow.
+        let opened_at = outs.iter().position(|o| !o.opened.is_empty()).unwrap();
+        assert_eq!(opened_at, 6, "the 4th creation is the 3rd restart");
+        assert_eq!(outs[opened_at].opened, ["serial-getty@ttyS0.service"]);
+        assert!(outs.iter().all(|o| o.drill.is_empty()), "counts prove it");
+        let f = t.finding("serial-getty@ttyS0.service").unwrap();
+        assert_eq!(f.kind, FindingKind::RespawnLoop);
+        assert_eq!(f.restarts, 4, "restarts 1-4 of the 5 starts");
+        assert!((f.rate_per_min - 6.0).abs() < 0.5, "{}", f.rate_per_min);
+        assert_eq!(f.severity, Severity::High, "8,640/day");
+        let u = &t.state.units["serial-getty@ttyS0.service"];
+        assert_eq!((u.execs, u.exit_failed, u.recreations), (5, 5, 4));
+        // 10 s intervals land in log2 bucket 33 (8.6 s .. 17.2 s).
+        assert_eq!(u.intervals[33], 4);
+        assert!(
+            f.message.starts_with(
+                "respawn loop in serial-getty@ttyS0.service: 4 restarts since 13 Jan 2026 09:00 UTC"
+            ),
+            "{}",
+            f.message
+        );
+    }
+
+    #[test]
+    fn totals_and_findings_continue_after_a_restart_of_the_sentinel() {
+        let mut t = Tracker::new(TrackConfig::default(), State::fresh(T0));
+        getty_loop(&mut t, 0, 5);
+        let saved = t.state.clone();
+        // The sentinel restarts 30 s later; the loop went on meanwhile.
+        let mut t = Tracker::new(TrackConfig::default(), saved);
+        let outs = getty_loop(&mut t, 80, 3);
+        assert!(
+            outs.iter()
+                .all(|o| o.opened.is_empty() && o.closed.is_empty())
+        );
+        let f = t.finding("serial-getty@ttyS0.service").unwrap();
+        // 4 before. The restarts while it was down are not seen; the 3
+        // after are (the first by its death, its creation having no
+        // predecessor in memory).
+        assert_eq!(f.restarts, 7);
+        assert_eq!(f.first_seen_unix, T0 + 1.0, "first seen before the restart");
+        assert_eq!(t.state.units["serial-getty@ttyS0.service"].execs, 8);
+    }
+
+    #[test]
+    fn a_loop_that_stops_is_closed_once() {
+        let mut t = Tracker::new(TrackConfig::default(), State::fresh(T0));
+        getty_loop(&mut t, 0, 5);
+        let mut closed = Vec::new();
+        for s in (50..200).step_by(5) {
+            closed.extend(t.interval(T0 + s as f64, []).closed);
+        }
+        assert_eq!(closed.len(), 1);
+        assert_eq!(closed[0].state, "stopped");
+        assert!(
+            closed[0]
+                .message
+                .starts_with("stopped: respawn loop in serial-getty")
+        );
+        assert!(t.findings().is_empty());
+    }
+
+    #[test]
+    fn failing_exits_without_new_cgroups_are_drilled_then_confirmed_or_rejected() {
+        let mut t = Tracker::new(TrackConfig::default(), State::fresh(T0));
+        let unit = "health-check.service";
+        let mut drill = Vec::new();
+        for i in 0..3 {
+            drill = t
+                .interval(T0 + 5.0 * i as f64, [(unit.into(), failed(2, 1), None)])
+                .drill;
+        }
+        assert_eq!(drill, [unit], "3 deaths and 6 execs: a candidate");
+        assert!(t.findings().is_empty(), "counts alone do not prove it");
+        // The drill-down saw no loop (say, grep failing inside a healthy
+        // service): not drilled again for a while.
+        t.reject(unit, T0 + 15.0);
+        let o = t.interval(T0 + 20.0, [(unit.into(), failed(2, 1), None)]);
+        assert!(o.drill.is_empty() && o.opened.is_empty());
+        // Another unit, confirmed by its events: opens at the next poll,
+        // with what the drill-down learnt.
+        let other = "worker.service";
+        for i in 0..3 {
+            t.interval(T0 + 30.0 + i as f64, [(other.into(), failed(1, 1), None)]);
+        }
+        let detail = serde_json::json!({"executable": "/usr/bin/worker", "exit_code": 2});
+        assert!(!t.confirm(other, Some(detail.clone())), "not open yet");
+        let o = t.interval(T0 + 34.0, [(other.into(), failed(1, 1), None)]);
+        assert_eq!(o.opened, [other]);
+        let f = t.finding(other).unwrap();
+        assert_eq!(f.detail, Some(detail));
+        assert!(
+            f.message
+                .ends_with("; runs /usr/bin/worker, exits with status 2"),
+            "{}",
+            f.message
+        );
+    }
+
+    #[test]
+    fn clean_exits_never_make_a_finding() {
+        let mut t = Tracker::new(TrackConfig::default(), State::fresh(T0));
+        for i in 0..100 {
+            t.creation("build.service", i * S);
+            let c = Counters {
+                forks: 500,
+                execs: 500,
+                exit_clean: 500,
+                ..Counters::ZERO
+            };
+            let o = t.interval(T0 + i as f64, [("build.service".into(), c, None)]);
+            assert_eq!(o, Outcome::default());
+        }
+        assert_eq!(t.state.units["build.service"].execs, 50_000);
+    }
+
+    #[test]
+    fn slow_restarts_are_a_failing_periodic_job_of_low_severity() {
+        let mut t = Tracker::new(TrackConfig::default(), State::fresh(T0));
+        for i in 0..5u64 {
+            t.creation("backup.service", i * 120 * S);
+            t.interval(
+                T0 + (i * 120) as f64 + 1.0,
+                [("backup.service".into(), failed(1, 1), None)],
+            );
+        }
+        let f = t.finding("backup.service").unwrap();
+        assert_eq!(f.kind, FindingKind::FailingPeriodicJob);
+        assert_eq!(f.severity, Severity::Low);
+        assert!(
+            f.message
+                .starts_with("failing periodic job in backup.service")
+        );
+    }
+
+    #[test]
+    fn lifetimes_fold_into_their_unit() {
+        let mut t = Tracker::new(TrackConfig::default(), State::fresh(T0));
+        let mut l = Lifetimes::ZERO;
+        l.buckets[20] = 3;
+        t.interval(T0, [("a.service".into(), failed(3, 0), Some(l))]);
+        t.interval(T0 + 5.0, [("a.service".into(), failed(1, 0), Some(l))]);
+        let u = &t.state.units["a.service"];
+        assert_eq!((u.lifetimes.len(), u.lifetimes[20]), (LIFETIME_BUCKETS, 6));
+        assert_eq!(u.last_active_unix, T0 + 5.0);
+    }
+
+    #[test]
+    fn dates_and_thousands_read_as_people_write_them() {
+        assert_eq!(date(T0), "13 Jan 2026 09:00 UTC");
+        assert_eq!(date(0.0), "1 Jan 1970 00:00 UTC");
+        assert_eq!(date(951_825_600.0), "29 Feb 2000 12:00 UTC");
+        assert_eq!(thousands(421_491), "421,491");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000_000), "1,000,000");
+    }
+}
