@@ -14,6 +14,7 @@ use std::{
 use serde_json::Value;
 use spawnscope::cgroupfs;
 
+pub mod sentinel;
 pub mod systemd;
 pub mod vm;
 

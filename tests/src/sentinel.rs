@@ -1,0 +1,217 @@
+//! A running `spawnscope sentinel` for the privileged tests: its own
+//! configuration and state in a temporary directory, `/metrics` on a
+//! loopback port the kernel picks, its stderr collected line by line.
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader, Read, Write},
+    net::{SocketAddr, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use crate::spawnscope_bin;
+
+pub struct Sentinel {
+    child: Child,
+    pub config: PathBuf,
+    pub addr: SocketAddr,
+    stderr: Arc<Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A configuration for the tests: `dir` holds the state; every poll
+/// saves it; `extra` is appended as is.
+pub fn config(dir: &Path, extra: &str) -> String {
+    format!(
+        "interval = \"500ms\"\nstate = \"{}\"\nsave_every = 1\nlisten = \"127.0.0.1:0\"\n{extra}",
+        dir.join("state").display()
+    )
+}
+
+impl Sentinel {
+    /// Writes `config_text` to `dir`/sentinel.toml, starts the sentinel
+    /// and returns once it serves metrics.
+    pub fn start(dir: &Path, config_text: &str) -> Self {
+        let config = dir.join("sentinel.toml");
+        std::fs::write(&config, config_text).unwrap();
+        let mut child = Command::new(spawnscope_bin())
+            .arg("sentinel")
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start spawnscope sentinel");
+        let err = child.stderr.take().unwrap();
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&stderr);
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut s = Self {
+            child,
+            config,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            stderr,
+            reader: Some(reader),
+        };
+        let line = s.wait_line(Duration::from_secs(60), "sentinel started");
+        let url = line
+            .split("metrics on http://")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        s.addr = url.parse().unwrap_or_else(|e| panic!("{url}: {e}"));
+        s
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Everything written on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    /// Waits for a stderr line containing `needle` and returns it.
+    pub fn wait_line(&mut self, limit: Duration, needle: &str) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(l) = self
+                .stderr
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(needle))
+            {
+                return l.clone();
+            }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "sentinel exited ({st}) before {needle:?}; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} within {limit:?}; stderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// GET `path`: (status code, body).
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let mut c = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("connect {}: {e}", self.addr));
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            c,
+            "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut resp = String::new();
+        c.read_to_string(&mut resp).unwrap();
+        let status = resp
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad response: {resp:?}"));
+        let body = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        (status, body.to_string())
+    }
+
+    pub fn scrape(&self) -> String {
+        let (status, body) = self.get("/metrics");
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Scrapes until `pred` holds for the parsed samples; panics with the
+    /// last scrape after `limit`.
+    pub fn wait_metrics(
+        &self,
+        limit: Duration,
+        what: &str,
+        pred: impl Fn(&BTreeMap<String, f64>) -> bool,
+    ) -> BTreeMap<String, f64> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let m = samples(&self.scrape());
+            if pred(&m) {
+                return m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what} within {limit:?}; last scrape:\n{}\nstderr:\n{}",
+                m.iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    /// Waits for the exit; returns the exit code (None: killed by a
+    /// signal) and all of stderr.
+    pub fn wait(mut self) -> (Option<i32>, String) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let st = loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                break st;
+            }
+            assert!(Instant::now() < deadline, "sentinel did not exit in 30 s");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        (st.code(), self.stderr())
+    }
+}
+
+/// Samples of an exposition by their full name with labels:
+/// `spawnscope_spawns_total{unit="x",kind="exec"}` -> 3.
+pub fn samples(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The value of `metric` for `unit` with one more label, 0 if absent.
+pub fn unit_value(m: &BTreeMap<String, f64>, metric: &str, unit: &str, extra: &str) -> f64 {
+    let key = if extra.is_empty() {
+        format!("{metric}{{unit=\"{unit}\"}}")
+    } else {
+        format!("{metric}{{unit=\"{unit}\",{extra}}}")
+    };
+    m.get(&key).copied().unwrap_or(0.0)
+}
