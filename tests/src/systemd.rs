@@ -174,6 +174,11 @@ impl SystemdContainer {
     /// Boots a container, or returns None after a loud skip when this host
     /// cannot (not root, no systemd-nspawn/debootstrap). Skips fail under CI.
     pub fn boot(tag: &str) -> Option<Self> {
+        Self::boot_with(tag, &[])
+    }
+
+    /// [`SystemdContainer::boot`] with extra systemd-nspawn arguments.
+    pub fn boot_with(tag: &str, nspawn_args: &[&str]) -> Option<Self> {
         if !crate::require_root(&format!("systemd fixture ({tag})")) {
             return None;
         }
@@ -211,6 +216,7 @@ impl SystemdContainer {
                 "--machine",
                 &name,
             ])
+            .args(nspawn_args)
             .stdin(Stdio::null())
             .stdout(logf.try_clone().unwrap())
             .stderr(logf)

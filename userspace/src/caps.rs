@@ -50,8 +50,8 @@ pub fn check_bpf_privileges() -> Result<(), String> {
 const CAP_LAST_KNOWN: u32 = 63;
 
 /// Drops every capability but `keep`, for good: from the bounding set
-/// (so an exec cannot regain them), the ambient set, and the effective,
-/// permitted and inheritable sets. For after the probe is loaded: reading
+/// (so an exec cannot regain them; skipped without CAP_SETPCAP), the
+/// ambient set, and the effective, permitted and inheritable sets. For after the probe is loaded: reading
 /// its maps through the file descriptors already open needs none.
 pub fn drop_to(keep: &[u32]) -> std::io::Result<()> {
     let mask: u64 = keep.iter().fold(0, |m, c| m | (1u64 << c));
@@ -64,7 +64,10 @@ pub fn drop_to(keep: &[u32]) -> std::io::Result<()> {
         if r != 0 {
             let e = std::io::Error::last_os_error();
             // Past the kernel's last capability: nothing more to drop.
-            if e.raw_os_error() == Some(libc::EINVAL) {
+            // EPERM: no CAP_SETPCAP, as under a unit whose bounding set is
+            // already the two capabilities loading needs; there, the unit's
+            // SecureBits=noroot keeps an exec (a hook) from regaining them.
+            if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EPERM)) {
                 break;
             }
             return Err(e);
