@@ -44,12 +44,18 @@ impl Sentinel {
     /// Writes `config_text` to `dir`/sentinel.toml, starts the sentinel
     /// and returns once it serves metrics.
     pub fn start(dir: &Path, config_text: &str) -> Self {
+        Self::start_with(dir, config_text, &[])
+    }
+
+    /// [`Sentinel::start`] with extra command-line arguments.
+    pub fn start_with(dir: &Path, config_text: &str, args: &[&str]) -> Self {
         let config = dir.join("sentinel.toml");
         std::fs::write(&config, config_text).unwrap();
         let mut child = Command::new(spawnscope_bin())
             .arg("sentinel")
             .arg("--config")
             .arg(&config)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

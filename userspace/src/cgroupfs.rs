@@ -271,6 +271,13 @@ impl CgroupNames {
         self.known.insert(id, named);
     }
 
+    /// Drops the name of a cgroup that is gone and whose counts are
+    /// folded: nothing will ask for it again.
+    pub fn forget(&mut self, id: u64) {
+        self.known.remove(&id);
+        self.unresolvable.remove(&id);
+    }
+
     /// Walks the tree and learns every cgroup not yet known.
     pub fn walk(&mut self) {
         let Some(mount) = &self.mount else { return };

@@ -414,9 +414,11 @@ impl Probe {
         slot.set(0, d, 0).map_err(err)
     }
 
-    /// Frees the counters and lifetimes of removed cgroups, after their
-    /// final reading. An id that is already gone is not an error.
-    pub fn forget(&mut self, ids: &[u64]) -> Result<(), KernelError> {
+    /// Reads and frees the counters and lifetimes of a removed cgroup:
+    /// its counts are final once its removal is reported (a cgroup is
+    /// removed empty, after every exit in it was counted). None when the
+    /// probe never counted anything there.
+    pub fn take(&mut self, id: u64) -> Result<Option<(Counters, Option<Lifetimes>)>, KernelError> {
         let err = |map: &'static str| move |source| KernelError::Map { map, source };
         let mut counters: PerCpuHashMap<_, u64, Counters> = PerCpuHashMap::try_from(
             self.ebpf
@@ -424,19 +426,35 @@ impl Probe {
                 .ok_or(KernelError::Missing(COUNTERS_MAP))?,
         )
         .map_err(err(COUNTERS_MAP))?;
-        for id in ids {
-            let _ = counters.remove(id);
-        }
+        let c = match counters.get(&id, 0) {
+            Ok(per_cpu) => per_cpu
+                .iter()
+                .fold(Counters::ZERO, |a, c| a.saturating_add(c)),
+            Err(aya::maps::MapError::KeyNotFound) => return Ok(None),
+            Err(e) => return Err(err(COUNTERS_MAP)(e)),
+        };
+        // Gone already is as good as removed.
+        let _ = counters.remove(&id);
         let mut lifetimes: PerCpuHashMap<_, u64, Lifetimes> = PerCpuHashMap::try_from(
             self.ebpf
                 .map_mut(LIFETIMES_MAP)
                 .ok_or(KernelError::Missing(LIFETIMES_MAP))?,
         )
         .map_err(err(LIFETIMES_MAP))?;
-        for id in ids {
-            let _ = lifetimes.remove(id);
-        }
-        Ok(())
+        let l = match lifetimes.get(&id, 0) {
+            Ok(per_cpu) => {
+                let mut sum = Lifetimes::ZERO;
+                for h in per_cpu.iter() {
+                    for (a, b) in sum.buckets.iter_mut().zip(h.buckets.iter()) {
+                        *a = a.saturating_add(*b);
+                    }
+                }
+                let _ = lifetimes.remove(&id);
+                Some(sum)
+            }
+            Err(_) => None,
+        };
+        Ok(Some((c, l)))
     }
 
     /// Run time and count per attached program.

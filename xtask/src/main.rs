@@ -1,6 +1,7 @@
 //! Project chores: `cargo xtask setup|build|run|test`.
 
 mod bench;
+mod bench_sentinel;
 mod setup;
 mod util;
 
@@ -23,7 +24,10 @@ commands:
   bench detect    respawn-loop detection latency for 10 s, 2 s and 100 ms
                   loops in a real systemd (root; about 2 minutes)
   bench memory    cost of one memory sampling pass, as is and with 500
-                  more memory cgroups (root; about 2 minutes)";
+                  more memory cgroups (root; about 2 minutes)
+  bench sentinel  the resident sentinel's CPU and memory, idle, under
+                  1,000 spawns/s, and as 10,000 transient units come and
+                  go (root; about 5 minutes)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -36,6 +40,7 @@ fn main() -> ExitCode {
             Some("events") => setup::run().and_then(|()| bench::events()),
             Some("detect") => setup::run().and_then(|()| bench::detect()),
             Some("memory") => setup::run().and_then(|()| bench::memory()),
+            Some("sentinel") => setup::run().and_then(|()| bench_sentinel::sentinel()),
             other => Err(Fail(format!("unknown benchmark {other:?}\n{USAGE}"))),
         },
         Some("-h" | "--help" | "help") => {

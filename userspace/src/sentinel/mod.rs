@@ -9,7 +9,7 @@ pub mod expo;
 pub mod track;
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     io::{self, Write},
     os::fd::AsRawFd,
     path::{Path, PathBuf},
@@ -20,7 +20,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use spawnscope_common::Counters;
+use spawnscope_common::{Counters, Lifetimes};
 
 use crate::{
     alert::{AlertError, Alerter, Priority},
@@ -122,6 +122,15 @@ fn rss_bytes() -> u64 {
         .map_or(0, |pages| pages * 4096)
 }
 
+/// Returns freed heap to the system (glibc keeps it otherwise).
+fn trim_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory; no pointer is passed.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 fn bpf_stats_enabled() -> bool {
     std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").is_ok_and(|s| s.trim() == "1")
 }
@@ -196,9 +205,10 @@ struct Loop {
     mem: MemWatch,
     body: metrics::Shared,
     prev: Snapshot,
-    /// Removed cgroups drained before the next reading: final there, then
-    /// forgotten.
-    removed: Vec<u64>,
+    /// Final counts of cgroups removed since the last poll, read and freed
+    /// as their removal is reported, so the kernel maps hold live cgroups
+    /// only, however fast transient units come and go.
+    folded: Vec<(String, Counters, Option<Lifetimes>)>,
     /// Live cgroup ids per unit label, from the last reading.
     unit_ids: HashMap<String, Vec<u64>>,
     drill: Option<Drill>,
@@ -215,10 +225,10 @@ fn label_of(names: &CgroupNames, id: u64) -> String {
 
 impl Loop {
     /// Cgroup creations and removals, then event records.
-    fn drain(&mut self) {
+    fn drain(&mut self) -> Result<(), SentinelError> {
         let names = &mut self.names;
         let tracker = &mut self.tracker;
-        let removed = &mut self.removed;
+        let mut removed = Vec::new();
         self.probe.drain_mkdirs(|m| {
             if m.removed {
                 removed.push(m.id);
@@ -238,6 +248,9 @@ impl Loop {
                 tracker.creation(&report::key_of(By::Unit, m.id, &r).label(), m.ts_ns);
             }
         });
+        for id in removed {
+            self.fold_removed(id)?;
+        }
         let mut evs = Vec::new();
         self.probe.drain_events(|bytes| {
             if let Some(e) = events::decode(bytes) {
@@ -247,6 +260,28 @@ impl Loop {
         for e in evs {
             self.event(e);
         }
+        Ok(())
+    }
+
+    /// A removed cgroup's final counts, less what earlier polls took,
+    /// go to its unit at the next poll; its map entries and name are freed.
+    fn fold_removed(&mut self, id: u64) -> Result<(), SentinelError> {
+        let before_c = self.prev.per_cgroup.remove(&id);
+        let before_l = self.prev.lifetimes.remove(&id);
+        if let Some((c, l)) = self.probe.take(id)? {
+            let d = c.saturating_sub(&before_c.unwrap_or(Counters::ZERO));
+            let l = l.map(|mut l| {
+                if let Some(p) = before_l {
+                    for (a, b) in l.buckets.iter_mut().zip(p.buckets.iter()) {
+                        *a = a.saturating_sub(*b);
+                    }
+                }
+                l
+            });
+            self.folded.push((label_of(&self.names, id), d, l));
+        }
+        self.names.forget(id);
+        Ok(())
     }
 
     fn event(&mut self, mut e: Event) {
@@ -390,15 +425,14 @@ impl Loop {
     /// One poll: read, fold, detect, alert, render.
     fn poll(&mut self) -> Result<(), SentinelError> {
         let started = Instant::now();
-        self.drain();
-        let forget = std::mem::take(&mut self.removed);
+        self.drain()?;
         let cur = self.probe.snapshot()?;
         self.names.refresh(cur.per_cgroup.keys());
         let now = now_unix();
 
-        let mut deltas = Vec::new();
+        let mut deltas = std::mem::take(&mut self.folded);
+        let churn = deltas.len() >= 64;
         let mut unit_ids: HashMap<String, Vec<u64>> = HashMap::new();
-        let gone: HashSet<u64> = forget.iter().copied().collect();
         for (id, c) in &cur.per_cgroup {
             let before = self
                 .prev
@@ -417,25 +451,13 @@ impl Loop {
                 out
             });
             let label = label_of(&self.names, *id);
-            if !gone.contains(id) {
-                unit_ids.entry(label.clone()).or_default().push(*id);
-            }
+            unit_ids.entry(label.clone()).or_default().push(*id);
             if !d.is_zero() || l.is_some_and(|l| l.buckets.iter().any(|&b| b > 0)) {
                 deltas.push((label, d, l));
             }
         }
         self.unit_ids = unit_ids;
         let out = self.tracker.interval(now, deltas);
-
-        // Removed cgroups' counts are in this reading and final: free them.
-        if !forget.is_empty() {
-            self.probe.forget(&forget)?;
-        }
-        let mut cur = cur;
-        for id in &forget {
-            cur.per_cgroup.remove(id);
-            cur.lifetimes.remove(id);
-        }
 
         // Alerts: every open finding is reported each poll; the alerter
         // sends only openings, escalations and closings.
@@ -520,6 +542,9 @@ impl Loop {
         );
         *self.body.lock().unwrap_or_else(|p| p.into_inner()) = text;
         self.prev = cur;
+        if churn {
+            trim_heap();
+        }
 
         self.polls_since_save += 1;
         if self.polls_since_save >= self.cfg.save_every {
@@ -529,6 +554,9 @@ impl Loop {
     }
 
     fn save(&mut self) {
+        // Transient units come and go by the thousand: hand the heap they
+        // freed back, so the resident set tracks what is kept.
+        trim_heap();
         self.polls_since_save = 0;
         self.tracker.state.saved_unix = now_unix();
         match state::save(&self.cfg.state, &self.tracker.state) {
@@ -679,13 +707,8 @@ pub fn run(args: &SentinelArgs) -> Result<(), SentinelError> {
     let body: metrics::Shared = Arc::new(Mutex::new(String::new()));
     let bound = metrics::serve(cfg.listen, Arc::clone(&body))?;
 
-    // Loading parsed the kernel's BTF (several MiB, now freed): hand the
-    // freed heap back, so the resident set is what the sentinel uses.
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only releases free memory; no pointer is passed.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    // Loading parsed the kernel's BTF (several MiB, now freed).
+    trim_heap();
     // Everything privileged is done: the probe is loaded and attached, the
     // port is bound. What is left reads maps through open descriptors.
     let release = caps::kernel_release();
@@ -710,7 +733,7 @@ pub fn run(args: &SentinelArgs) -> Result<(), SentinelError> {
         mem,
         body,
         prev: Snapshot::default(),
-        removed: Vec::new(),
+        folded: Vec::new(),
         unit_ids: HashMap::new(),
         drill: None,
         drill_queue: Vec::new(),
@@ -763,7 +786,7 @@ pub fn run(args: &SentinelArgs) -> Result<(), SentinelError> {
         // ends the wait, and the loop re-checks its flags.
         let n = unsafe { libc::poll(pfds.as_mut_ptr(), 2, wait) };
         if n > 0 {
-            lp.drain();
+            lp.drain()?;
         }
     }
     // SIGTERM: the last interval's counts, then the state.

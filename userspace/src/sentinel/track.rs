@@ -13,7 +13,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use serde::Serialize;
-use spawnscope_common::{Counters, LIFETIME_BUCKETS, Lifetimes, lifetime_bucket};
+use spawnscope_common::{Counters, Lifetimes, lifetime_bucket};
 
 use crate::{
     detect::{FindingKind, Severity},
@@ -228,10 +228,11 @@ impl Tracker {
         {
             r.pending_recreations += 1;
             let u = self.state.units.entry(unit.to_string()).or_default();
-            if u.intervals.len() < LIFETIME_BUCKETS {
-                u.intervals.resize(LIFETIME_BUCKETS, 0);
+            let i = lifetime_bucket(ts_ns - prev);
+            if u.intervals.len() <= i {
+                u.intervals.resize(i + 1, 0);
             }
-            let b = &mut u.intervals[lifetime_bucket(ts_ns - prev)];
+            let b = &mut u.intervals[i];
             *b = b.saturating_add(1);
             u.recreations = u.recreations.saturating_add(1);
         }
@@ -254,7 +255,14 @@ impl Tracker {
                 exit_failed: c.exit_failed,
                 exit_signaled: c.exit_signaled,
                 exit_core_dumped: c.exit_core,
-                lifetimes: l.map(|l| l.buckets.to_vec()).unwrap_or_default(),
+                // Up to the highest bucket in use: most units' lifetimes
+                // span a few buckets, and a thousand units are kept.
+                lifetimes: l
+                    .map(|l| {
+                        let used = l.buckets.iter().rposition(|&n| n > 0).map_or(0, |i| i + 1);
+                        l.buckets[..used].to_vec()
+                    })
+                    .unwrap_or_default(),
                 ..Default::default()
             });
         }
@@ -363,7 +371,7 @@ impl Tracker {
         // past a bound, the creations are forgotten too.
         self.recent
             .retain(|_, r| !r.ticks.is_empty() || r.last_creation_ns.is_some());
-        if self.recent.len() > 4 * crate::state::MAX_UNITS {
+        if self.recent.len() > 2 * crate::state::MAX_UNITS {
             self.recent.retain(|_, r| !r.ticks.is_empty());
         }
         self.state.bound_units();
@@ -655,7 +663,8 @@ mod tests {
         t.interval(T0, [("a.service".into(), failed(3, 0), Some(l))]);
         t.interval(T0 + 5.0, [("a.service".into(), failed(1, 0), Some(l))]);
         let u = &t.state.units["a.service"];
-        assert_eq!((u.lifetimes.len(), u.lifetimes[20]), (LIFETIME_BUCKETS, 6));
+        assert_eq!(u.lifetimes.len(), 21, "up to the highest bucket used");
+        assert_eq!(u.lifetimes[20], 6);
         assert_eq!(u.last_active_unix, T0 + 5.0);
     }
 

@@ -1,0 +1,361 @@
+//! `cargo xtask bench sentinel`: the resident sentinel's footprint. Its
+//! own CPU time (every thread's, from /proc/PID/task/*/schedstat, in ns)
+//! and resident set while the machine is idle and under a paced 1,000
+//! spawns/s, the BPF programs' in-kernel time at that rate (charged to the
+//! spawning tasks, not to the sentinel), and its memory while 10,000
+//! distinct transient units come and go.
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use crate::util::{Fail, cmd, run_checked, step, workspace_root};
+
+const WINDOWS: usize = 3;
+const WINDOW: Duration = Duration::from_secs(20);
+const SPAWN_RATE: f64 = 1000.0;
+const TRANSIENT_UNITS: usize = 10_000;
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+struct Sentinel {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+impl Sentinel {
+    fn start(bin: &Path, dir: &Path, extra: &[&str]) -> Result<Self, Fail> {
+        let config = dir.join("sentinel.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "state = \"{}\"\nlisten = \"127.0.0.1:0\"\n",
+                dir.join("state").display()
+            ),
+        )
+        .map_err(|e| Fail(format!("{}: {e}", config.display())))?;
+        let _ = std::fs::remove_file(dir.join("state"));
+        let mut child = Command::new(bin)
+            .arg("sentinel")
+            .arg("--config")
+            .arg(&config)
+            .args(extra)
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Fail(format!("cannot start {}: {e}", bin.display())))?;
+        let err = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("metrics on http://").nth(1) {
+                    let _ = tx.send(rest.split('/').next().unwrap_or("").to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .map_err(|_| Fail("the sentinel did not start within 60 s".into()))?;
+        Ok(Self { child, addr })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// CPU time of every thread, ns.
+    fn cpu_ns(&self) -> u64 {
+        let dir = format!("/proc/{}/task", self.pid());
+        std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+                    .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    fn metric(&self, name: &str) -> Result<f64, Fail> {
+        let mut c = TcpStream::connect(&self.addr).map_err(|e| Fail(format!("scrape: {e}")))?;
+        write!(c, "GET /metrics HTTP/1.1\r\nHost: bench\r\n\r\n")
+            .map_err(|e| Fail(format!("scrape: {e}")))?;
+        let mut body = String::new();
+        c.read_to_string(&mut body)
+            .map_err(|e| Fail(format!("scrape: {e}")))?;
+        Ok(body
+            .lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
+    }
+}
+
+/// Spawns /bin/true at `rate` per second for `d`; returns the rate met.
+fn paced_spawns(rate: f64, d: Duration) -> Result<f64, Fail> {
+    let t0 = Instant::now();
+    let mut n = 0u64;
+    while t0.elapsed() < d {
+        let due = t0 + Duration::from_secs_f64(n as f64 / rate);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let st = Command::new("/bin/true")
+            .status()
+            .map_err(|e| Fail(format!("/bin/true: {e}")))?;
+        if !st.success() {
+            return Err(Fail("/bin/true failed".into()));
+        }
+        n += 1;
+    }
+    Ok(n as f64 / t0.elapsed().as_secs_f64())
+}
+
+/// The sentinel's CPU share of one core over one window while `load`
+/// runs, in percent; and what `load` returned.
+fn cpu_window(s: &Sentinel, load: impl FnOnce() -> Result<f64, Fail>) -> Result<(f64, f64), Fail> {
+    let c0 = s.cpu_ns();
+    let t0 = Instant::now();
+    let r = load()?;
+    let pct = (s.cpu_ns() - c0) as f64 / t0.elapsed().as_nanos() as f64 * 100.0;
+    Ok((pct, r))
+}
+
+struct BpfStats(String);
+
+impl BpfStats {
+    fn enable() -> Result<Self, Fail> {
+        let p = "/proc/sys/kernel/bpf_stats_enabled";
+        let old = std::fs::read_to_string(p).map_err(|e| Fail(format!("{p}: {e}")))?;
+        std::fs::write(p, "1").map_err(|e| Fail(format!("{p}: {e}")))?;
+        Ok(Self(old))
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", self.0.trim());
+    }
+}
+
+/// A slice of throwaway units below our own cgroup2 cgroup.
+struct Slice(PathBuf);
+
+impl Drop for Slice {
+    fn drop(&mut self) {
+        if let Ok(rd) = std::fs::read_dir(&self.0) {
+            for e in rd.flatten() {
+                let _ = std::fs::remove_dir(e.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+fn cgroup2_slice() -> Result<Slice, Fail> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Fail(format!("mountinfo: {e}")))?;
+    let mount = mountinfo
+        .lines()
+        .find(|l| {
+            l.split(" - ")
+                .nth(1)
+                .is_some_and(|t| t.starts_with("cgroup2 "))
+        })
+        .and_then(|l| l.split_whitespace().nth(4))
+        .ok_or_else(|| Fail("no cgroup2 mount".into()))?;
+    let own = std::fs::read_to_string("/proc/self/cgroup")
+        .map_err(|e| Fail(format!("/proc/self/cgroup: {e}")))?;
+    let own = own
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .ok_or_else(|| Fail("no cgroup2 entry in /proc/self/cgroup".into()))?;
+    let dir = Path::new(mount)
+        .join(own.trim_start_matches('/'))
+        .join(format!("spawnscope-bench-{}.slice", std::process::id()));
+    std::fs::create_dir(&dir).map_err(|e| Fail(format!("mkdir {}: {e}", dir.display())))?;
+    Ok(Slice(dir))
+}
+
+/// One transient unit: a cgroup, one process in it, removed.
+fn transient_unit(slice: &Path, i: usize) -> Result<(), Fail> {
+    let dir = slice.join(format!("run-u{i}.service"));
+    std::fs::create_dir(&dir).map_err(|e| Fail(format!("mkdir {}: {e}", dir.display())))?;
+    let procs = dir.join("cgroup.procs");
+    let mut c = Command::new("/bin/true");
+    // SAFETY: the closure only writes a path prepared before the fork.
+    unsafe {
+        c.pre_exec(move || std::fs::write(&procs, b"0"));
+    }
+    let st = c.status().map_err(|e| Fail(format!("/bin/true: {e}")))?;
+    if !st.success() {
+        return Err(Fail("/bin/true in a transient unit failed".into()));
+    }
+    std::fs::remove_dir(&dir).map_err(|e| Fail(format!("rmdir {}: {e}", dir.display())))
+}
+
+fn settle(s: &Sentinel) -> Result<(), Fail> {
+    // Two polls at the default 5 s interval.
+    let p = s.metric("spawnscope_polls_total")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.metric("spawnscope_polls_total")? < p + 2.0 {
+        if Instant::now() > deadline {
+            return Err(Fail("the sentinel stopped polling".into()));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    Ok(())
+}
+
+pub fn sentinel() -> Result<(), Fail> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(Fail(
+            "bench sentinel loads BPF programs: run it as root".into(),
+        ));
+    }
+    step("build: release spawnscope");
+    run_checked(cmd("cargo").args(["build", "--release", "--package", "spawnscope"]))?;
+    let bin = workspace_root().join("target/release/spawnscope");
+    let dir =
+        std::env::temp_dir().join(format!("spawnscope-bench-sentinel-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| Fail(format!("{}: {e}", dir.display())))?;
+
+    println!("spawnscope sentinel footprint, default configuration (5 s polls), release build.");
+    println!(
+        "CPU: the sentinel's threads (schedstat ns) over {WINDOWS} windows of {} s, median (min-max),",
+        WINDOW.as_secs()
+    );
+    println!("in % of one core. RSS: VmRSS at the end. BPF: the probes' run time (kernel.");
+    println!("bpf_stats_enabled on for that phase only), charged to the spawning tasks.");
+    println!();
+
+    let s = Sentinel::start(&bin, &dir, &[])?;
+    std::thread::sleep(Duration::from_secs(5));
+    let mut idle = Vec::new();
+    for _ in 0..WINDOWS {
+        idle.push(
+            cpu_window(&s, || {
+                std::thread::sleep(WINDOW);
+                Ok(0.0)
+            })?
+            .0,
+        );
+    }
+    let idle_rss = s.rss_kib();
+    let (lo, hi) = minmax(&idle);
+    println!(
+        "idle:              CPU {:.4}% ({lo:.4}-{hi:.4}), RSS {:.1} MiB",
+        median(&mut idle),
+        idle_rss as f64 / 1024.0
+    );
+
+    let stats = BpfStats::enable()?;
+    let mut busy = Vec::new();
+    let mut rates = Vec::new();
+    let mut bpf_pct = Vec::new();
+    let mut per_run = Vec::new();
+    for _ in 0..WINDOWS {
+        let (t0, n0) = (
+            s.metric("spawnscope_bpf_run_seconds_total")?,
+            s.metric("spawnscope_bpf_runs_total")?,
+        );
+        let w0 = Instant::now();
+        let (pct, rate) = cpu_window(&s, || paced_spawns(SPAWN_RATE, WINDOW))?;
+        settle(&s)?;
+        let (t1, n1) = (
+            s.metric("spawnscope_bpf_run_seconds_total")?,
+            s.metric("spawnscope_bpf_runs_total")?,
+        );
+        busy.push(pct);
+        rates.push(rate);
+        // Over the window and the settling polls: every run happened then.
+        bpf_pct.push((t1 - t0) / w0.elapsed().as_secs_f64() * 100.0);
+        per_run.push((t1 - t0) * 1e9 / (n1 - n0).max(1.0));
+    }
+    drop(stats);
+    let busy_rss = s.rss_kib();
+    let (lo, hi) = minmax(&busy);
+    println!(
+        "{:.0} spawns/s:      CPU {:.3}% ({lo:.3}-{hi:.3}), RSS {:.1} MiB; BPF {:.3}% of a core, {:.0} ns per run",
+        median(&mut rates),
+        median(&mut busy),
+        busy_rss as f64 / 1024.0,
+        median(&mut bpf_pct),
+        median(&mut per_run),
+    );
+    drop(s);
+
+    // Transient units, against a counter map smaller than their number:
+    // only freeing removed cgroups keeps it from overflowing.
+    let s = Sentinel::start(&bin, &dir, &["--max-cgroups", "2048"])?;
+    let slice = cgroup2_slice()?;
+    settle(&s)?;
+    let mut line = format!("{TRANSIENT_UNITS} transient units (counter map of 2048): RSS MiB");
+    let mut making = Duration::ZERO;
+    let mut rss = vec![s.rss_kib()];
+    line.push_str(&format!(" {:.1}@0", rss[0] as f64 / 1024.0));
+    for i in 0..TRANSIENT_UNITS {
+        let t = Instant::now();
+        transient_unit(&slice.0, i)?;
+        making += t.elapsed();
+        if (i + 1) % (TRANSIENT_UNITS / 4) == 0 {
+            settle(&s)?;
+            rss.push(s.rss_kib());
+            line.push_str(&format!(
+                " {:.1}@{}",
+                *rss.last().unwrap() as f64 / 1024.0,
+                i + 1
+            ));
+        }
+    }
+    let secs = making.as_secs_f64();
+    let units = s.metric("spawnscope_tracked_units")?;
+    let overflow = s.metric("spawnscope_map_overflow_events_total")?;
+    let lost = s.metric("spawnscope_probe_errors_total")?;
+    let execs_other = s.metric("spawnscope_spawns_total{unit=\"other\",kind=\"exec\"}")?;
+    println!("{line}");
+    println!(
+        "  {:.0} units/s; units in state {units:.0} (bounded at 1000, the rest folded into \
+         \"other\": {execs_other:.0} execs); map overflow {overflow:.0}; probe errors {lost:.0}",
+        TRANSIENT_UNITS as f64 / secs
+    );
+    drop(slice);
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn minmax(v: &[f64]) -> (f64, f64) {
+    (
+        v.iter().copied().fold(f64::MAX, f64::min),
+        v.iter().copied().fold(f64::MIN, f64::max),
+    )
+}
