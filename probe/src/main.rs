@@ -248,7 +248,7 @@ fn streams(cgid: u64) -> bool {
         _ => return false,
     }
     // SAFETY: the value is only tested for presence, never read.
-    unsafe { DRILL_IDS.get(&cgid).is_some() }
+    unsafe { DRILL_IDS.get(cgid).is_some() }
 }
 
 /// A drill-down follows its unit across restarts: the new cgroup is added
@@ -269,7 +269,7 @@ fn drill_match(id: u64, path: *const u8, len: u32) {
             return;
         }
     }
-    let _ = DRILL_IDS.insert(&id, &1, 0);
+    let _ = DRILL_IDS.insert(id, 1, 0);
 }
 
 #[inline(always)]

@@ -62,7 +62,7 @@ fn live_scrape_passes_promtool_with_a_loop_open() {
         ),
     );
     // A supervisor restarting a failing child in place (no new cgroup).
-    let _sup = cg
+    let mut sup = cg
         .command("/bin/sh")
         .args(["-c", "while :; do /bin/sh -c 'exit 3'; sleep 0.2; done"])
         .spawn()
@@ -112,6 +112,8 @@ fn live_scrape_passes_promtool_with_a_loop_open() {
         opened[0]["detail"]["detail"]["argv"],
         serde_json::json!(["/bin/sh", "-c", "exit 3"])
     );
+    sup.kill().unwrap();
+    sup.wait().unwrap();
     s.signal(libc::SIGTERM);
     let (code, stderr) = s.wait();
     assert_eq!(code, Some(0), "{stderr}");
