@@ -211,6 +211,9 @@ struct Loop {
     folded: Vec<(String, Counters, Option<Lifetimes>)>,
     /// Live cgroup ids per unit label, from the last reading.
     unit_ids: HashMap<String, Vec<u64>>,
+    /// Where each unit's cgroup was last created: where a drill-down waits
+    /// for its next restart when it has no cgroup between two.
+    unit_paths: HashMap<String, String>,
     drill: Option<Drill>,
     drill_queue: Vec<(String, bool)>,
     mono_to_unix: f64,
@@ -228,6 +231,7 @@ impl Loop {
     fn drain(&mut self) -> Result<(), SentinelError> {
         let names = &mut self.names;
         let tracker = &mut self.tracker;
+        let unit_paths = &mut self.unit_paths;
         let mut removed = Vec::new();
         self.probe.drain_mkdirs(|m| {
             if m.removed {
@@ -245,12 +249,18 @@ impl Loop {
                 .as_ref()
                 .is_some_and(|o| o.unit.is_some() && o.subpath.is_none())
             {
-                tracker.creation(&report::key_of(By::Unit, m.id, &r).label(), m.ts_ns);
+                let label = report::key_of(By::Unit, m.id, &r).label();
+                tracker.creation(&label, m.ts_ns);
+                if unit_paths.len() >= 2 * state::MAX_UNITS {
+                    unit_paths.clear();
+                }
+                if let Some(p) = r.path {
+                    unit_paths.insert(label, p);
+                }
             }
         });
-        for id in removed {
-            self.fold_removed(id)?;
-        }
+        // Events before removals: an OOM victim's cgroup may be gone by
+        // now, and its name is forgotten with its counts.
         let mut evs = Vec::new();
         self.probe.drain_events(|bytes| {
             if let Some(e) = events::decode(bytes) {
@@ -259,6 +269,9 @@ impl Loop {
         });
         for e in evs {
             self.event(e);
+        }
+        for id in removed {
+            self.fold_removed(id)?;
         }
         Ok(())
     }
@@ -387,6 +400,7 @@ impl Loop {
             .iter()
             .filter_map(|id| self.names.resolve(*id).path)
             .find(|p| !p.is_empty())
+            .or_else(|| self.unit_paths.get(&unit).cloned())
             .unwrap_or_default();
         if ids.is_empty() && path.is_empty() {
             return;
@@ -735,6 +749,7 @@ pub fn run(args: &SentinelArgs) -> Result<(), SentinelError> {
         prev: Snapshot::default(),
         folded: Vec::new(),
         unit_ids: HashMap::new(),
+        unit_paths: HashMap::new(),
         drill: None,
         drill_queue: Vec::new(),
         mono_to_unix,
