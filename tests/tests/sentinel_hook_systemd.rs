@@ -115,6 +115,16 @@ fn hook_receives_the_loop_of_a_real_systemd_unit() {
         "sentinel: opened at restart {restarts} ({}), systemd NRestarts now {}",
         msg, props["NRestarts"]
     );
+    // The container's journald and PID 1, which such a loop makes grow,
+    // are watched.
+    let text = s.scrape();
+    for what in ["journald", "pid1", "journal"] {
+        let key = format!(
+            "spawnscope_hidden_bytes{{what=\"{what}\",container=\"{}\",pid=",
+            ct.name
+        );
+        assert!(text.contains(&key), "no {key} in:\n{text}");
+    }
     s.signal(libc::SIGTERM);
     let (code, stderr) = s.wait();
     assert_eq!(code, Some(0), "{stderr}");

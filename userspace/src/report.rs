@@ -242,6 +242,15 @@ pub struct Key {
 }
 
 impl Key {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The container's label, if the group is in one.
+    pub fn container(&self) -> Option<&str> {
+        self.container.as_deref()
+    }
+
     /// One string for the group, as exported files and the sentinel name
     /// it: "name", "name (uid N)" for a user manager's, "... @container".
     pub fn label(&self) -> String {

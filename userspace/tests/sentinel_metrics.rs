@@ -7,6 +7,7 @@ mod common;
 use common::{have, promtool_check};
 use spawnscope::{
     kernel::ProgStats,
+    mempress::{HiddenKind, HiddenTrend, PerRestart},
     sentinel::{
         expo::{Health, render},
         track::{TrackConfig, Tracker},
@@ -69,6 +70,34 @@ fn health() -> Health {
             run_count: 1000,
         }]),
         memory_used_bytes: Some((1 << 30, 8 << 30)),
+        hidden: vec![
+            HiddenTrend {
+                what: HiddenKind::Journald,
+                pid: 31,
+                comm: "systemd-journal".into(),
+                cgroup: Some("/system.slice/systemd-journald.service".into()),
+                container: None,
+                bytes: 40 << 20,
+                disk_bytes: None,
+                growth_bytes_per_s: Some(1536.0),
+                per_restart: Some(PerRestart {
+                    loops: vec!["serial-getty@ttyS0.service".into()],
+                    restarts_per_s: 0.1,
+                    bytes_per_restart: 15360.0,
+                }),
+            },
+            HiddenTrend {
+                what: HiddenKind::Pid1,
+                pid: 1,
+                comm: "systemd".into(),
+                cgroup: Some("/init.scope".into()),
+                container: None,
+                bytes: 12 << 20,
+                disk_bytes: None,
+                growth_bytes_per_s: None,
+                per_restart: None,
+            },
+        ],
         ..Health::default()
     }
 }
@@ -164,4 +193,13 @@ fn lifetime_buckets_are_exact_powers_of_two() {
     ));
     assert!(text.contains("spawnscope_bpf_runs_total{program=\"sched_process_exec\"} 1000"));
     assert!(text.contains("spawnscope_resident_memory_bytes 7340032"));
+    // journald beside the loop: its growth per restart; PID 1 has no
+    // growth yet, so only its size.
+    assert!(text.contains(
+        "spawnscope_hidden_bytes_per_restart{what=\"journald\",container=\"\",pid=\"31\"} 15360\n"
+    ));
+    assert!(
+        text.contains("spawnscope_hidden_bytes{what=\"pid1\",container=\"\",pid=\"1\"} 12582912\n")
+    );
+    assert!(!text.contains("spawnscope_hidden_growth_bytes_per_second{what=\"pid1\""));
 }

@@ -15,6 +15,7 @@ use std::fmt::Write;
 use crate::{
     export::prom::label_escape,
     kernel::ProgStats,
+    mempress::HiddenTrend,
     report::{CountersOut, EventCounts, ProbeStats},
     state::{OTHER_UNIT, State, UnitState},
 };
@@ -41,6 +42,8 @@ pub struct Health {
     pub state_save_errors: u64,
     pub memory_used_bytes: Option<(u64, u64)>,
     pub memory_warnings: u64,
+    /// PID 1s, journalds and journals: what a respawn loop makes grow.
+    pub hidden: Vec<HiddenTrend>,
 }
 
 fn family(o: &mut String, name: &str, kind: &str, help: &str) {
@@ -283,6 +286,61 @@ pub fn render(state: &State, findings: &[UnitFinding], top_units: usize, h: &Hea
             "System memory (MemTotal).",
         );
         let _ = writeln!(o, "spawnscope_memory_total_bytes {total}");
+    }
+    family(
+        &mut o,
+        "spawnscope_hidden_bytes",
+        "gauge",
+        "Memory a respawn loop makes grow out of sight: PID 1's and journald's resident bytes, the journal's bytes in use; container=\"\" is the host (or a container without a name).",
+    );
+    let hidden_labels = |h: &HiddenTrend| {
+        let what = serde_json::to_value(h.what).unwrap_or_default();
+        // The pid keeps two unnamed containers' PID 1s apart.
+        format!(
+            "what=\"{}\",container=\"{}\",pid=\"{}\"",
+            what.as_str().unwrap_or(""),
+            label_escape(h.container.as_deref().unwrap_or("")),
+            h.pid
+        )
+    };
+    for h in &h.hidden {
+        let _ = writeln!(
+            o,
+            "spawnscope_hidden_bytes{{{}}} {}",
+            hidden_labels(h),
+            h.bytes
+        );
+    }
+    family(
+        &mut o,
+        "spawnscope_hidden_growth_bytes_per_second",
+        "gauge",
+        "Their growth over the last 10 minutes (Theil-Sen), once known.",
+    );
+    for h in &h.hidden {
+        if let Some(g) = h.growth_bytes_per_s {
+            let _ = writeln!(
+                o,
+                "spawnscope_hidden_growth_bytes_per_second{{{}}} {g}",
+                hidden_labels(h)
+            );
+        }
+    }
+    family(
+        &mut o,
+        "spawnscope_hidden_bytes_per_restart",
+        "gauge",
+        "Their growth divided by the restart rate of the respawn loops beside them (same host or container), while both are positive.",
+    );
+    for h in &h.hidden {
+        if let Some(p) = &h.per_restart {
+            let _ = writeln!(
+                o,
+                "spawnscope_hidden_bytes_per_restart{{{}}} {}",
+                hidden_labels(h),
+                p.bytes_per_restart
+            );
+        }
     }
     family(
         &mut o,

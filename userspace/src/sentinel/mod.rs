@@ -212,8 +212,9 @@ struct Loop {
     /// Live cgroup ids per unit label, from the last reading.
     unit_ids: HashMap<String, Vec<u64>>,
     /// Where each unit's cgroup was last created: where a drill-down waits
-    /// for its next restart when it has no cgroup between two.
-    unit_paths: HashMap<String, String>,
+    /// for its next restart when it has no cgroup between two; and the
+    /// unit's name and container apart, for the memory watch.
+    unit_paths: HashMap<String, (String, String, Option<String>)>,
     drill: Option<Drill>,
     drill_queue: Vec<(String, bool)>,
     mono_to_unix: f64,
@@ -249,13 +250,19 @@ impl Loop {
                 .as_ref()
                 .is_some_and(|o| o.unit.is_some() && o.subpath.is_none())
             {
-                let label = report::key_of(By::Unit, m.id, &r).label();
+                let key = report::key_of(By::Unit, m.id, &r);
+                let label = key.label();
                 tracker.creation(&label, m.ts_ns);
                 if unit_paths.len() >= 2 * state::MAX_UNITS {
                     unit_paths.clear();
                 }
                 if let Some(p) = r.path {
-                    unit_paths.insert(label, p);
+                    let who = (
+                        p,
+                        key.name().to_string(),
+                        key.container().map(str::to_string),
+                    );
+                    unit_paths.insert(label, who);
                 }
             }
         });
@@ -400,7 +407,7 @@ impl Loop {
             .iter()
             .filter_map(|id| self.names.resolve(*id).path)
             .find(|p| !p.is_empty())
-            .or_else(|| self.unit_paths.get(&unit).cloned())
+            .or_else(|| self.unit_paths.get(&unit).map(|(p, _, _)| p.clone()))
             .unwrap_or_default();
         if ids.is_empty() && path.is_empty() {
             return;
@@ -516,7 +523,22 @@ impl Loop {
             self.start_drill(u, enrich);
         }
 
-        // Memory.
+        // Memory: the loops' rates give the hidden victims' growth (PID 1,
+        // journald, the journal beside them) per restart.
+        let loops = self
+            .tracker
+            .findings()
+            .iter()
+            .filter_map(|f| {
+                let (_, unit, container) = self.unit_paths.get(&f.unit)?;
+                Some(mempress::LoopRate {
+                    unit: unit.clone(),
+                    container: container.clone(),
+                    restarts_per_s: f.rate_per_min / 60.0,
+                })
+            })
+            .collect();
+        self.mem.set_loops(loops);
         let warnings = self.mem.sample(monotonic_now_ns() as f64 / 1e9, now);
         for w in &warnings {
             self.health.memory_warnings += 1;
@@ -547,6 +569,7 @@ impl Loop {
         let f = self.mem.forecast();
         self.health.memory_used_bytes =
             (f.total_bytes > 0).then_some((f.used_bytes, f.total_bytes));
+        self.health.hidden = f.hidden;
         self.health.poll_seconds = started.elapsed().as_secs_f64();
         let text = expo::render(
             &self.tracker.state,
