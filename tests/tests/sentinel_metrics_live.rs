@@ -2,7 +2,8 @@
 //! `promtool check metrics`; the loop is a finding gauge and an alert in
 //! the JSON-lines file, named by its executable and exit status through
 //! the drill-down; BPF run time per program appears while
-//! kernel.bpf_stats_enabled is on (restored afterwards).
+//! kernel.bpf_stats_enabled is on (restored afterwards). A restart while
+//! the loop goes on restores the finding without alerting it again.
 
 use std::{process::Stdio, time::Duration};
 
@@ -54,13 +55,11 @@ fn live_scrape_passes_promtool_with_a_loop_open() {
     let alerts = dir.path().join("alerts.jsonl");
     let cg = TestCgroup::named("flaky", ".service");
     let unit = cg.path.file_name().unwrap().to_str().unwrap().to_string();
-    let s = Sentinel::start(
+    let cfg = config(
         dir.path(),
-        &config(
-            dir.path(),
-            &format!("[alerts]\njsonl = \"{}\"\n", alerts.display()),
-        ),
+        &format!("[alerts]\njsonl = \"{}\"\n", alerts.display()),
     );
+    let s = Sentinel::start(dir.path(), &cfg);
     // A supervisor restarting a failing child in place (no new cgroup).
     let mut sup = cg
         .command("/bin/sh")
@@ -112,8 +111,6 @@ fn live_scrape_passes_promtool_with_a_loop_open() {
         opened[0]["detail"]["detail"]["argv"],
         serde_json::json!(["/bin/sh", "-c", "exit 3"])
     );
-    sup.kill().unwrap();
-    sup.wait().unwrap();
     s.signal(libc::SIGTERM);
     let (code, stderr) = s.wait();
     assert_eq!(code, Some(0), "{stderr}");
@@ -121,4 +118,29 @@ fn live_scrape_passes_promtool_with_a_loop_open() {
         stderr.contains(&format!("drill-down into {unit} ended: loop confirmed")),
         "{stderr}"
     );
+
+    // Restarted while the loop goes on: the finding is restored, its
+    // restarts keep counting, and it is not alerted as opened again.
+    let restarts = |m: &std::collections::BTreeMap<String, f64>| {
+        m.get(&format!("spawnscope_finding_restarts{{unit=\"{unit}\"}}"))
+            .copied()
+    };
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("state")).unwrap()).unwrap();
+    let saved = state["findings"][&unit]["restarts"].as_f64().unwrap();
+    let s = Sentinel::start(dir.path(), &cfg);
+    s.wait_metrics(Duration::from_secs(20), "restarts counted on", |m| {
+        restarts(m).is_some_and(|r| r >= saved + 3.0)
+    });
+    sup.kill().unwrap();
+    sup.wait().unwrap();
+    s.signal(libc::SIGTERM);
+    let (code, stderr) = s.wait();
+    assert_eq!(code, Some(0), "{stderr}");
+    let opened = std::fs::read_to_string(&alerts)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"finding_opened\"") && l.contains(&format!("\"key\":\"{unit}\"")))
+        .count();
+    assert_eq!(opened, 1, "opened once, across the restart");
 }

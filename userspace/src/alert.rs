@@ -151,6 +151,13 @@ impl<W: Write> Alerter<W> {
         );
     }
 
+    /// A finding already open before this alerter existed (restored from
+    /// the saved state): not alerted again as opened, but alerted when it
+    /// escalates or closes.
+    pub fn seed(&mut self, key: &str, severity_rank: u8) {
+        self.state.insert(key.to_string(), (severity_rank, true));
+    }
+
     /// Carries finding states over from the alerter this one replaces
     /// (a reloaded configuration), so that nothing open is alerted again.
     pub fn take_state_from<V: Write>(&mut self, old: &mut Alerter<V>) {
@@ -263,6 +270,18 @@ mod tests {
 
     fn detail() -> serde_json::Value {
         serde_json::json!({"unit": "serial-getty@ttyS0.service"})
+    }
+
+    #[test]
+    fn a_seeded_finding_is_not_opened_again_but_closes() {
+        let mut a = Alerter::new(Vec::new(), None, None).unwrap();
+        a.seed("x.service", 2);
+        assert_eq!(a.finding("x.service", 2, true, 1.0, "m", detail()), None);
+        assert_eq!(a.suppressed, 1);
+        let closed = a
+            .finding("x.service", 2, false, 2.0, "m", detail())
+            .unwrap();
+        assert_eq!(closed.event, "finding_closed");
     }
 
     #[test]

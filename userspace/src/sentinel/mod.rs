@@ -625,7 +625,19 @@ impl Loop {
                 return;
             }
         };
-        let alerter = match make_alerter(&new) {
+        if let Some(dir) = new.state.parent().filter(|d| !d.as_os_str().is_empty())
+            && let Err(e) = std::fs::create_dir_all(dir)
+        {
+            log(
+                Priority::Err,
+                &format!(
+                    "SIGHUP: keeping the old configuration: cannot create the state directory {}: {e}",
+                    dir.display()
+                ),
+            );
+            return;
+        }
+        let mut alerter = match make_alerter(&new) {
             Ok(a) => a,
             Err(e) => {
                 log(
@@ -636,7 +648,6 @@ impl Loop {
             }
         };
         // Finding states carry over, so nothing open is alerted again.
-        let mut alerter = alerter;
         alerter.take_state_from(&mut self.alerter);
         self.alerter = alerter;
         if new.listen != self.cfg.listen {
@@ -720,7 +731,7 @@ pub fn run(args: &SentinelArgs) -> Result<(), SentinelError> {
             state
         }
     };
-    let alerter = make_alerter(&cfg)?;
+    let mut alerter = make_alerter(&cfg)?;
 
     let mounts = cgroupfs::cgroup_mounts(&args.mountinfo)?;
     if let Some(w) = cgroupfs::attribution_warning(&mounts) {
@@ -760,12 +771,17 @@ pub fn run(args: &SentinelArgs) -> Result<(), SentinelError> {
     let started_ns = monotonic_now_ns();
     let mono_to_unix = now_unix() - started_ns as f64 / 1e9;
     let interval = cfg.interval;
+    let tracker = Tracker::new(TrackConfig::default(), state);
+    // Findings open before a restart were alerted then.
+    for f in tracker.findings() {
+        alerter.seed(f.key(), f.severity as u8);
+    }
     let mut lp = Loop {
         cfg,
         config_path,
         probe,
         names,
-        tracker: Tracker::new(TrackConfig::default(), state),
+        tracker,
         alerter,
         mem,
         body,
