@@ -262,8 +262,10 @@ pub const DRILL_IDS_MAP: &str = "DRILL_IDS";
 /// Cgroups streamed at once by a drill-down (one unit's successive
 /// cgroups; a bigger set is a sign the drill has run long enough).
 pub const DRILL_MAX_IDS: u32 = 64;
-/// Longest cgroup path a drill-down can follow across re-creations.
+/// Longest cgroup path a drill-down can follow across re-creations. A
+/// multiple of 8: the probe compares paths a word at a time.
 pub const DRILL_PATH_MAX: usize = 256;
+const _: () = assert!(DRILL_PATH_MAX.is_multiple_of(8) && DRILL_PATH_MAX < CGROUP_PATH_MAX);
 
 /// Slot 0 of [`DRILL_MAP`]: while `active`, a cgroup created at exactly
 /// `path` joins [`DRILL_IDS_MAP`] in the kernel, race-free, so a unit's

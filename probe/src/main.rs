@@ -253,23 +253,41 @@ fn streams(cgid: u64) -> bool {
 
 /// A drill-down follows its unit across restarts: the new cgroup is added
 /// here, before any process can be moved into it.
+///
+/// The paths are compared a word at a time over a fixed length, with the
+/// bytes past `len` masked off: a loop whose trip count depends on `len`
+/// is compiled into pointer increments that 5.10's and 6.1's verifiers
+/// cannot bound (seen in the VM tests).
 #[inline(always)]
 fn drill_match(id: u64, path: *const u8, len: u32) {
     let Some(d) = DRILL.get(0) else { return };
     if d.active == 0 || d.len == 0 || d.len != len {
         return;
     }
-    for i in 0..DRILL_PATH_MAX {
-        if i as u32 >= len {
-            break;
-        }
-        // SAFETY: i < len = d.len <= DRILL_PATH_MAX < CGROUP_PATH_MAX, so
-        // the byte is inside the reserved record `path` points into.
-        if unsafe { *path.add(i) } != d.path[i] {
-            return;
-        }
+    let mut diff = 0u64;
+    for k in 0..DRILL_PATH_MAX / 8 {
+        let off = (k * 8) as u32;
+        let mask = if len >= off + 8 {
+            u64::MAX
+        } else if len <= off {
+            0
+        } else {
+            (1u64 << ((len - off) * 8)) - 1
+        };
+        // SAFETY: k * 8 + 8 <= DRILL_PATH_MAX < CGROUP_PATH_MAX, so both
+        // words lie inside the reserved record and the map value; both
+        // arrays start 8-aligned (offsets 24 and 8 of 8-aligned records).
+        let (a, b) = unsafe {
+            (
+                *(path.add(k * 8) as *const u64),
+                *(d.path.as_ptr().add(k * 8) as *const u64),
+            )
+        };
+        diff |= (a ^ b) & mask;
     }
-    let _ = DRILL_IDS.insert(id, 1, 0);
+    if diff == 0 {
+        let _ = DRILL_IDS.insert(id, 1, 0);
+    }
 }
 
 #[inline(always)]

@@ -4,18 +4,39 @@
 //! (the legacy exit program runs) and have the pre-6.2 `mm_rss_stat`
 //! layout (OOM victims' RSS is unknown). On each: exact counts for a known
 //! mix of spawns, and a memcg OOM kill named with its victim and limiting
-//! cgroup, plus the cgroup's own kill counter.
+//! cgroup, plus the cgroup's own kill counter; and the sentinel loads,
+//! drops its capabilities to what the kernel still needs for map reads,
+//! and counts a unit whose cgroup is gone by the time it polls.
 
 use std::time::Duration;
 
 use serde_json::Value;
 use spawnscope_tests::{known_mix_threads, require_root, vm};
 
+/// The sentinel beside the trace: it must load (with its cgroup_rmdir
+/// program and drill-down code) and, having dropped its capabilities to
+/// what this kernel's map reads need, still count a short-lived unit.
+const SENTINEL: &str = r#"printf 'interval = "500ms"\nstate = "/tmp/state"\nsave_every = 1\nlisten = "0.0.0.0:0"\n' > /tmp/s.toml
+/bin/spawnscope sentinel --config /tmp/s.toml 2> /tmp/sentinel.txt &
+S=$!
+n=0
+while ! grep -q "sentinel started" /tmp/sentinel.txt && [ $n -lt 600 ]; do sleep 0.1; n=$((n+1)); done
+echo "VM: sentinel capeff $(grep CapEff /proc/$S/status)"
+mkdir /sys/fs/cgroup/brief.service
+sh -c 'echo $$ > /sys/fs/cgroup/brief.service/cgroup.procs; exec /bin/spawn-workload --clean 5'
+rmdir /sys/fs/cgroup/brief.service
+sleep 2
+kill -TERM $S
+wait $S
+echo "VM: sentinel exit $?"
+sed 's/^/VM: sentinel said /' /tmp/sentinel.txt
+echo "VM: sentinel state $(cat /tmp/state)""#;
+
 fn init(mix: &[String]) -> String {
     vm::script(&format!(
         "mkdir /sys/fs/cgroup/counted\n\
          sh -c 'echo $$ > /sys/fs/cgroup/counted/cgroup.procs; exec /bin/spawn-workload {}'\n\
-         echo \"VM: mix exit $?\"\n{}",
+         echo \"VM: mix exit $?\"\n{}\n{SENTINEL}",
         mix.join(" "),
         vm::MEMCG_KILL
     ))
@@ -85,8 +106,28 @@ fn check(src: &vm::KernelSource, series: &str) {
         .find(|l| l["type"] == "memcg_oom_kill" && l["cgroup"] == "/limited")
         .unwrap_or_else(|| panic!("no memcg_oom_kill for /limited:\n{console}"));
     assert_eq!(counted["kills"], 1, "{counted}");
+
+    // The sentinel.
+    assert_eq!(vm::said(&console, "sentinel exit"), "0", "{console}");
+    let capeff = vm::said(&console, "sentinel capeff");
+    let kept = if series == "5.10." {
+        "0000008000000000" // CAP_BPF: map reads need it before 5.19
+    } else {
+        "0000000000000000"
+    };
+    assert!(capeff.ends_with(kept), "{release}: {capeff}");
+    let state: Value = serde_json::from_str(&vm::said(&console, "sentinel state"))
+        .unwrap_or_else(|e| panic!("{release}: state ({e}):\n{console}"));
+    let u = &state["units"]["brief.service"];
+    // The workload's own exec and 5 children, each exec'd and exited
+    // clean, its 5 forks; all read after the cgroup was removed.
+    assert_eq!(
+        (&u["execs"], &u["forks"], &u["exit_clean"]),
+        (&Value::from(6), &Value::from(5), &Value::from(6)),
+        "{release}: {state}"
+    );
     eprintln!(
-        "VM {release}: exact counts and a memcg kill ({})",
+        "VM {release}: exact counts, a memcg kill ({}), and the sentinel (CapEff {capeff})",
         k["victim_from"]
     );
 }
