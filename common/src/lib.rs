@@ -255,6 +255,11 @@ pub struct EventConfig {
     /// Keep the drill-down code: exec and exit records of the cgroups in
     /// [`DRILL_IDS_MAP`] only, while [`DRILL_MAP`] is active.
     pub drill: u32,
+    /// Submit cgroup records without waking userspace until the ring is
+    /// half full: a mode that reads on its own schedule (the sentinel)
+    /// then wakes at its interval, and early only when records would
+    /// otherwise be lost.
+    pub lazy_cgroups: u32,
 }
 
 pub const DRILL_MAP: &str = "DRILL";
@@ -569,7 +574,7 @@ mod pod {
 
     // SAFETY: an array of u64.
     unsafe impl aya::Pod for super::Lifetimes {}
-    // SAFETY: three u32.
+    // SAFETY: four u32.
     unsafe impl aya::Pod for super::EventConfig {}
 }
 
@@ -577,7 +582,7 @@ const _: () = assert!(core::mem::size_of::<Counters>() == 8 * 8);
 const _: () = assert!(core::mem::size_of::<KernelLayout>() == 34 * 4);
 const _: () = assert!(core::mem::size_of::<CgroupMkdir>() == 24 + CGROUP_PATH_MAX);
 const _: () = assert!(core::mem::size_of::<DrillPath>() == 8 + DRILL_PATH_MAX);
-const _: () = assert!(core::mem::size_of::<EventConfig>() == 12);
+const _: () = assert!(core::mem::size_of::<EventConfig>() == 16);
 const _: () = assert!(
     core::mem::size_of::<ExecEvent>() == 8 * 4 + 3 * 8 + 2 * COMM_LEN + FILENAME_MAX + ARGS_MAX
 );

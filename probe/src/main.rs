@@ -13,6 +13,7 @@ use core::{
 };
 
 use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE},
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_uid_gid, generated,
     },
@@ -73,6 +74,7 @@ static EVENT_CONFIG: EventConfig = EventConfig {
     enabled: 0,
     forks: 0,
     drill: 0,
+    lazy_cgroups: 0,
 };
 
 /// BPF_F_NO_PREALLOC: memory grows with the cgroups actually seen instead of
@@ -287,6 +289,23 @@ fn drill_match(id: u64, path: *const u8, len: u32) {
     }
     if diff == 0 {
         let _ = DRILL_IDS.insert(id, 1, 0);
+    }
+}
+
+/// The wakeup a cgroup record asks for: the default (wake a waiting
+/// reader), or, in lazy mode, none until the ring is half full.
+#[inline(always)]
+fn cgroup_submit_flags() -> u64 {
+    // SAFETY: as events_on.
+    if unsafe { read_volatile(addr_of!(EVENT_CONFIG.lazy_cgroups)) } == 0 {
+        return 0;
+    }
+    let size = MKDIR_EVENTS.query(BPF_RB_RING_SIZE as u64);
+    let used = MKDIR_EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    if used >= size / 2 {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
     }
 }
 
@@ -645,7 +664,7 @@ fn cgroup_change(ctx: &BtfTracePointContext, removed: bool) {
     if removed {
         // SAFETY: as above.
         unsafe { addr_of_mut!((*rec).len).write(0) };
-        entry.submit(0);
+        entry.submit(cgroup_submit_flags());
         return;
     }
     // SAFETY: as above.
@@ -668,7 +687,7 @@ fn cgroup_change(ctx: &BtfTracePointContext, removed: bool) {
         // SAFETY: as above.
         drill_match(id, unsafe { addr_of!((*rec).path) } as *const u8, len);
     }
-    entry.submit(0);
+    entry.submit(cgroup_submit_flags());
 }
 
 /// Pages counted in one of mm->rss_stat's per-CPU counters (its central

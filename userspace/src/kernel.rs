@@ -82,6 +82,9 @@ pub struct LoadOptions {
     pub cgroup_removals: bool,
     /// Size of the cgroup creation ring, if not the default.
     pub cgroup_buffer: Option<u32>,
+    /// Cgroup records wake a waiting reader only when the ring is half
+    /// full (for a mode that reads on its own schedule).
+    pub lazy_cgroups: bool,
 }
 
 /// One program's cumulative run time, counted by the kernel while
@@ -215,6 +218,7 @@ impl Probe {
             enabled: opts.events.is_some() as u32,
             forks: opts.events.is_some_and(|e| e.forks) as u32,
             drill: (opts.events.is_none() && opts.drill_buffer.is_some()) as u32,
+            lazy_cgroups: opts.lazy_cgroups as u32,
         };
         let mut loader = EbpfLoader::new();
         loader

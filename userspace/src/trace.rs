@@ -455,6 +455,7 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
         drill_buffer: None,
         cgroup_removals: false,
         cgroup_buffer: None,
+        lazy_cgroups: false,
     })?;
     if let Some(w) = &probe.oom_scope_warning {
         eprintln!("spawnscope: warning: {w}");

@@ -46,8 +46,9 @@ use self::{
 pub const DEFAULT_CONFIG: &str = "/etc/spawnscope/sentinel.toml";
 /// The event ring while drilling: a loop's records for one interval.
 pub const DRILL_BUFFER_BYTES: u32 = 128 << 10;
-/// The cgroup ring: the loop wakes at each creation, so a few hundred
-/// records of room is plenty, and the ring is resident memory (mapped
+/// The cgroup ring: records wait in it until the next poll, and wake the
+/// loop early only once it is half full (about 120 records), so a few
+/// hundred records of room is enough; and it is resident memory (mapped
 /// twice).
 pub const CGROUP_BUFFER_BYTES: u32 = 256 << 10;
 /// A drill-down ends after this long even without an answer.
@@ -747,6 +748,7 @@ pub fn run(args: &SentinelArgs) -> Result<(), SentinelError> {
         drill_buffer: Some(DRILL_BUFFER_BYTES),
         cgroup_removals: true,
         cgroup_buffer: Some(CGROUP_BUFFER_BYTES),
+        lazy_cgroups: true,
     })?;
     if let Some(w) = &probe.oom_scope_warning {
         log(Priority::Warning, w);
@@ -820,9 +822,9 @@ pub fn run(args: &SentinelArgs) -> Result<(), SentinelError> {
             }
             continue;
         }
-        // Sleep until the next poll; a cgroup creation (its name must be
-        // caught while it exists), an OOM kill or a drill-down record
-        // wakes the loop early, and a signal ends the wait.
+        // Sleep until the next poll. An OOM kill or a drill-down record
+        // wakes the loop early, and so does a cgroup ring half full (a
+        // burst of transient units); a signal ends the wait.
         let wait = (next - now).as_millis().min(i32::MAX as u128) as libc::c_int;
         let mut pfds = [
             libc::pollfd {

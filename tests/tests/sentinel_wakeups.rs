@@ -1,0 +1,79 @@
+//! The sentinel wakes on its poll interval, not per event: 100 short-lived
+//! units (a cgroup created, a process run in it, the cgroup removed: 200
+//! ring records) cost its main thread a handful of wakeups, while every
+//! one of them is still named and counted exactly at the next poll.
+
+use std::{os::unix::process::CommandExt, time::Duration};
+
+use spawnscope_tests::{
+    TestCgroup, require_root,
+    sentinel::{Sentinel, config, unit_value},
+};
+
+const UNITS: usize = 100;
+
+/// Voluntary context switches of the sentinel's main thread: each sleep
+/// it wakes from.
+fn wakeups(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn cgroup_records_wait_for_the_poll() {
+    if !require_root("sentinel_wakeups") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let slice = TestCgroup::named("wakeups", ".slice");
+    // Polls 4 s apart, state saved rarely (an fsync is a sleep too).
+    let text = config(dir.path(), "top_units = 1000\n")
+        .replace("interval = \"500ms\"", "interval = \"4s\"")
+        .replace("save_every = 1", "save_every = 100");
+    let s = Sentinel::start(dir.path(), &text);
+    // Right after a poll, so that the burst falls between two.
+    let polls =
+        s.wait_metrics(Duration::from_secs(10), "a poll", |_| true)["spawnscope_polls_total"];
+    s.wait_metrics(Duration::from_secs(10), "the next poll", |m| {
+        m["spawnscope_polls_total"] > polls
+    });
+    let before = wakeups(s.pid());
+    for i in 0..UNITS {
+        let cg = slice.path.join(format!("brief-{i}.service"));
+        std::fs::create_dir(&cg).unwrap();
+        let procs = cg.join("cgroup.procs");
+        let mut c = std::process::Command::new("/bin/true");
+        // SAFETY: the closure only writes a path prepared before the fork.
+        unsafe {
+            c.pre_exec(move || std::fs::write(&procs, b"0"));
+        }
+        assert!(c.status().unwrap().success());
+        std::fs::remove_dir(&cg).unwrap();
+    }
+    let woke = wakeups(s.pid()) - before;
+    // 200 records; a wakeup each would be 200. The burst takes well under
+    // the 4 s between polls; one poll may fall inside it, and a half-full
+    // ring (about 120 records) wakes the loop once.
+    eprintln!("{woke} wakeups for {} ring records", 2 * UNITS);
+    assert!(woke <= 20, "{woke} wakeups for {} ring records", 2 * UNITS);
+    let m = s.wait_metrics(Duration::from_secs(15), "every unit counted", |m| {
+        (0..UNITS).all(|i| {
+            unit_value(
+                m,
+                "spawnscope_spawns_total",
+                &format!("brief-{i}.service"),
+                "kind=\"exec\"",
+            ) == 1.0
+        })
+    });
+    assert_eq!(m["spawnscope_probe_errors_total{kind=\"names_lost\"}"], 0.0);
+    s.signal(libc::SIGTERM);
+    let (code, stderr) = s.wait();
+    assert_eq!(code, Some(0), "{stderr}");
+}
