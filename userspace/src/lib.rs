@@ -5,6 +5,7 @@ pub mod btf;
 pub mod caps;
 pub mod cgroupfs;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod detect;
 pub mod events;

@@ -9,7 +9,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use serde::Serialize;
@@ -18,6 +18,7 @@ use spawnscope_common::Lifetimes;
 use crate::{
     cgroupfs::{self, CgroupNames},
     cli::{ExitProgram, TraceArgs},
+    clock::{monotonic_now_ns, now_unix},
     detect::{Change, Config as DetectConfig, Detector, Finding, FindingKind},
     events::{self, Event, EventFilter, Place},
     kernel::{EventOptions, KernelError, LoadOptions, Probe},
@@ -45,13 +46,6 @@ pub enum TraceError {
     Record(RecordError),
     #[error(transparent)]
     Export(#[from] crate::export::ExportError),
-}
-
-fn now_unix() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 /// Per-event state of a trace that streams or records events.
@@ -198,17 +192,6 @@ fn loop_rates(findings: &[Finding]) -> Vec<LoopRate> {
             restarts_per_s: f.rate_per_min / 60.0,
         })
         .collect()
-}
-
-/// The clock bpf_ktime_get_ns() reads.
-fn monotonic_now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid out-pointer; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Waits until `until`, draining the ring buffers as they fill rather than

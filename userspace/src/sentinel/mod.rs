@@ -1,6 +1,6 @@
 //! `spawnscope sentinel`: the resident mode. The probe counts in the kernel;
-//! this loop wakes once per interval (or when a cgroup is created, an OOM
-//! kill or a drill-down record arrives), folds the counts into per-unit
+//! this loop wakes once per interval (early only for an OOM kill, a
+//! drill-down's records or a cgroup ring half full), folds the counts into per-unit
 //! totals that survive restarts, finds loops from counts alone, drills into
 //! a candidate's events for a bounded time, raises alerts and serves
 //! `/metrics`.
@@ -17,7 +17,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use spawnscope_common::{Counters, Lifetimes};
@@ -27,6 +27,7 @@ use crate::{
     caps,
     cgroupfs::{self, CgroupNames},
     cli::SentinelArgs,
+    clock::{monotonic_now_ns, now_unix},
     config::{Config, ConfigError},
     detect::{self, Change, Detector},
     events::{self, Event, Place},
@@ -78,23 +79,6 @@ pub enum SentinelError {
     Signals(#[source] io::Error),
     #[error("cannot drop capabilities: {0}")]
     Caps(#[source] io::Error),
-}
-
-fn now_unix() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-fn monotonic_now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid out-pointer; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// The configuration: the file named, else the default file if there is
