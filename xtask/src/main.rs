@@ -1,6 +1,7 @@
 //! Project chores: `cargo xtask setup|build|run|test`.
 
 mod bench;
+mod bench_overhead;
 mod bench_sentinel;
 mod setup;
 mod util;
@@ -27,7 +28,10 @@ commands:
                   more memory cgroups (root; about 2 minutes)
   bench sentinel  the resident sentinel's CPU and memory, idle, under
                   1,000 spawns/s, and as 10,000 transient units come and
-                  go (root; about 5 minutes)";
+                  go (root; about 5 minutes)
+  bench overhead  what sentinel, trace and trace --events add to a spawn
+                  loop, interleaved A/B against no tracer (root; about
+                  6 minutes; peers not yet)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
             Some("detect") => setup::run().and_then(|()| bench::detect()),
             Some("memory") => setup::run().and_then(|()| bench::memory()),
             Some("sentinel") => setup::run().and_then(|()| bench_sentinel::sentinel()),
+            Some("overhead") => setup::run().and_then(|()| bench_overhead::overhead()),
             other => Err(Fail(format!("unknown benchmark {other:?}\n{USAGE}"))),
         },
         Some("-h" | "--help" | "help") => {

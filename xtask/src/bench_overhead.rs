@@ -1,0 +1,173 @@
+//! `cargo xtask bench overhead` (issue 9, first part): what each of
+//! spawnscope's own modes adds to a spawn loop. `spawn-workload --clean N`
+//! does N × (spawn `/bin/true`, wait). Each round times an untraced loop,
+//! then the same loop under the mode (A/B, back to back, so that drift of
+//! the machine cancels), for every mode in turn; the overhead is the
+//! median over rounds of B/A − 1, with its min–max. Peers (bpftrace,
+//! forkstat, auditd) are not here yet.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use crate::util::{Fail, cmd, run_checked, step, workspace_root};
+
+const ROUNDS: usize = 11;
+const SPAWNS: u32 = 5000;
+
+struct Mode {
+    name: &'static str,
+    args: &'static [&'static str],
+    ready: &'static str,
+}
+
+const MODES: [Mode; 3] = [
+    Mode {
+        name: "spawnscope sentinel (counter mode)",
+        args: &["sentinel", "--config"],
+        ready: "sentinel started",
+    },
+    Mode {
+        name: "spawnscope trace",
+        args: &["trace", "--interval", "1s"],
+        ready: "spawnscope: tracing",
+    },
+    Mode {
+        name: "spawnscope trace --events > /dev/null",
+        args: &["trace", "--events", "--interval", "1s"],
+        ready: "spawnscope: tracing",
+    },
+];
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Seconds for one spawn loop.
+fn spawn_loop(workload: &Path) -> Result<f64, Fail> {
+    let t0 = Instant::now();
+    let st = Command::new(workload)
+        .args(["--clean", &SPAWNS.to_string()])
+        .status()
+        .map_err(|e| Fail(format!("spawn-workload: {e}")))?;
+    if !st.success() {
+        return Err(Fail(format!("spawn-workload failed: {st}")));
+    }
+    Ok(t0.elapsed().as_secs_f64())
+}
+
+struct Tracer(Child);
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+fn start(bin: &Path, mode: &Mode, config: &Path) -> Result<Tracer, Fail> {
+    let mut c = Command::new(bin);
+    c.args(mode.args);
+    if mode.args.last() == Some(&"--config") {
+        c.arg(config);
+    }
+    let mut child = c
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Fail(format!("cannot start {}: {e}", bin.display())))?;
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let ready = mode.ready;
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            if line.contains(ready) {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let t = Tracer(child);
+    rx.recv_timeout(Duration::from_secs(60))
+        .map_err(|_| Fail(format!("{} did not start within 60 s", mode.name)))?;
+    Ok(t)
+}
+
+pub fn overhead() -> Result<(), Fail> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(Fail(
+            "bench overhead loads BPF programs: run it as root".into(),
+        ));
+    }
+    step("build: release spawnscope and spawn-workload");
+    run_checked(cmd("cargo").args([
+        "build",
+        "--release",
+        "--package",
+        "spawnscope",
+        "--package",
+        "spawnscope-tests",
+        "--bins",
+    ]))?;
+    let target = workspace_root().join("target/release");
+    let bin = target.join("spawnscope");
+    let workload = target.join("spawn-workload");
+    let dir =
+        std::env::temp_dir().join(format!("spawnscope-bench-overhead-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| Fail(format!("{}: {e}", dir.display())))?;
+    let config = dir.join("sentinel.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state = \"{}\"\nlisten = \"127.0.0.1:0\"\n",
+            dir.join("state").display()
+        ),
+    )
+    .map_err(|e| Fail(format!("{}: {e}", config.display())))?;
+
+    println!(
+        "spawn loop: spawn-workload --clean {SPAWNS} (spawn /bin/true, wait; {SPAWNS} times), \
+         {ROUNDS} rounds;"
+    );
+    println!("each round times the loop untraced (A), then under the mode (B), for every mode.");
+    println!("Overhead: median of B/A - 1 over the rounds (min-max); A: the untraced rate.");
+    println!();
+    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); MODES.len()];
+    let mut base_rates = Vec::new();
+    for _ in 0..ROUNDS {
+        for (i, mode) in MODES.iter().enumerate() {
+            let a = spawn_loop(&workload)?;
+            let tracer = start(&bin, mode, &config)?;
+            let b = spawn_loop(&workload)?;
+            drop(tracer);
+            ratios[i].push(b / a);
+            base_rates.push(SPAWNS as f64 / a);
+        }
+    }
+    println!(
+        "untraced: {:.0} spawns/s (median of {} runs)",
+        median(&mut base_rates),
+        base_rates.len()
+    );
+    println!("{:<40} {:>9}  {:>17}  runs", "mode", "overhead", "min-max");
+    for (mode, r) in MODES.iter().zip(ratios.iter_mut()) {
+        let lo = r.iter().copied().fold(f64::MAX, f64::min);
+        let hi = r.iter().copied().fold(f64::MIN, f64::max);
+        println!(
+            "{:<40} {:>8.1}%  {:>7.1}% .. {:>5.1}%  {}",
+            mode.name,
+            (median(r) - 1.0) * 100.0,
+            (lo - 1.0) * 100.0,
+            (hi - 1.0) * 100.0,
+            r.len()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
