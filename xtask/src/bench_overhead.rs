@@ -3,8 +3,9 @@
 //! does N × (spawn `/bin/true`, wait). Each round times an untraced loop,
 //! then the same loop under the mode (A/B, back to back, so that drift of
 //! the machine cancels), for every mode in turn; the overhead is the
-//! median over rounds of B/A − 1, with its min–max. Peers (bpftrace,
-//! forkstat, auditd) are not here yet.
+//! median over rounds of B/A − 1, with its min–max. Peers: bpftrace
+//! counting the same three tracepoints per cgroup, and forkstat (both
+//! installed by the bench); auditd is not here yet.
 
 use std::{
     io::{BufRead, BufReader},
@@ -19,27 +20,61 @@ use crate::util::{Fail, cmd, run_checked, step, workspace_root};
 const ROUNDS: usize = 11;
 const SPAWNS: u32 = 5000;
 
-struct Mode {
-    name: &'static str,
-    args: &'static [&'static str],
-    ready: &'static str,
+/// How a mode says it is attached.
+#[derive(Clone, Copy)]
+enum Ready {
+    /// A line on stderr containing this.
+    Stderr(&'static str),
+    /// Its stdout (sent to a file) contains this.
+    Stdout(&'static str),
+    /// Nothing to wait for (forkstat's netlink socket is live as soon as
+    /// it runs): a fixed pause.
+    Pause,
 }
 
-const MODES: [Mode; 3] = [
+struct Mode {
+    name: &'static str,
+    /// None: the spawnscope binary under test.
+    program: Option<&'static str>,
+    args: &'static [&'static str],
+    ready: Ready,
+}
+
+/// bpftrace's per-cgroup count of the three tracepoints spawnscope uses.
+const BPFTRACE_SCRIPT: &str = "tracepoint:sched:sched_process_fork { @forks[cgroup] = count(); }\n\
+    tracepoint:sched:sched_process_exec { @execs[cgroup] = count(); }\n\
+    tracepoint:sched:sched_process_exit { @exits[cgroup] = count(); }\n";
+
+const MODES: [Mode; 5] = [
     Mode {
         name: "spawnscope sentinel (counter mode)",
+        program: None,
         args: &["sentinel", "--config"],
-        ready: "sentinel started",
+        ready: Ready::Stderr("sentinel started"),
     },
     Mode {
         name: "spawnscope trace",
+        program: None,
         args: &["trace", "--interval", "1s"],
-        ready: "spawnscope: tracing",
+        ready: Ready::Stderr("spawnscope: tracing"),
     },
     Mode {
         name: "spawnscope trace --events > /dev/null",
+        program: None,
         args: &["trace", "--events", "--interval", "1s"],
-        ready: "spawnscope: tracing",
+        ready: Ready::Stderr("spawnscope: tracing"),
+    },
+    Mode {
+        name: "bpftrace, 3 tracepoints per cgroup",
+        program: Some("bpftrace"),
+        args: &["-e", BPFTRACE_SCRIPT],
+        ready: Ready::Stdout("Attaching 3 probes"),
+    },
+    Mode {
+        name: "forkstat > /dev/null",
+        program: Some("forkstat"),
+        args: &[],
+        ready: Ready::Pause,
     },
 ];
 
@@ -71,31 +106,80 @@ impl Drop for Tracer {
     }
 }
 
-fn start(bin: &Path, mode: &Mode, config: &Path) -> Result<Tracer, Fail> {
-    let mut c = Command::new(bin);
+fn start(bin: &Path, mode: &Mode, dir: &Path) -> Result<Tracer, Fail> {
+    let mut c = match mode.program {
+        Some(p) => Command::new(p),
+        None => Command::new(bin),
+    };
     c.args(mode.args);
     if mode.args.last() == Some(&"--config") {
-        c.arg(config);
+        c.arg(dir.join("sentinel.toml"));
     }
+    let out = dir.join("stdout");
+    let stdout = match mode.ready {
+        Ready::Stdout(_) => Stdio::from(
+            std::fs::File::create(&out).map_err(|e| Fail(format!("{}: {e}", out.display())))?,
+        ),
+        _ => Stdio::null(),
+    };
     let mut child = c
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| Fail(format!("cannot start {}: {e}", bin.display())))?;
+        .map_err(|e| Fail(format!("cannot start {}: {e}", mode.name)))?;
     let err = child.stderr.take().unwrap();
     let (tx, rx) = mpsc::channel();
-    let ready = mode.ready;
+    let needle = match mode.ready {
+        Ready::Stderr(s) => Some(s),
+        _ => None,
+    };
     std::thread::spawn(move || {
         for line in BufReader::new(err).lines().map_while(Result::ok) {
-            if line.contains(ready) {
+            if needle.is_some_and(|n| line.contains(n)) {
                 let _ = tx.send(());
             }
         }
     });
     let t = Tracer(child);
-    rx.recv_timeout(Duration::from_secs(60))
-        .map_err(|_| Fail(format!("{} did not start within 60 s", mode.name)))?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    match mode.ready {
+        Ready::Stderr(_) => rx
+            .recv_timeout(Duration::from_secs(60))
+            .map_err(|_| Fail(format!("{} did not start within 60 s", mode.name)))?,
+        Ready::Stdout(s) => loop {
+            if std::fs::read_to_string(&out).is_ok_and(|t| t.contains(s)) {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(Fail(format!("{} did not start within 60 s", mode.name)));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        },
+        Ready::Pause => std::thread::sleep(Duration::from_secs(1)),
+    }
     Ok(t)
+}
+
+/// bpftrace finds tracepoints through tracefs; mounted for the bench if
+/// it is not, and unmounted afterwards.
+struct Tracefs(bool);
+
+impl Tracefs {
+    fn ensure() -> Result<Self, Fail> {
+        if Path::new("/sys/kernel/tracing/events").exists() {
+            return Ok(Self(false));
+        }
+        run_checked(Command::new("mount").args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"]))?;
+        Ok(Self(true))
+    }
+}
+
+impl Drop for Tracefs {
+    fn drop(&mut self) {
+        if self.0 {
+            let _ = Command::new("umount").arg("/sys/kernel/tracing").status();
+        }
+    }
 }
 
 pub fn overhead() -> Result<(), Fail> {
@@ -115,6 +199,8 @@ pub fn overhead() -> Result<(), Fail> {
         "spawnscope-tests",
         "--bins",
     ]))?;
+    crate::setup::ensure_packages(&["bpftrace", "forkstat"])?;
+    let _tracefs = Tracefs::ensure()?;
     let target = workspace_root().join("target/release");
     let bin = target.join("spawnscope");
     let workload = target.join("spawn-workload");
@@ -143,7 +229,7 @@ pub fn overhead() -> Result<(), Fail> {
     for _ in 0..ROUNDS {
         for (i, mode) in MODES.iter().enumerate() {
             let a = spawn_loop(&workload)?;
-            let tracer = start(&bin, mode, &config)?;
+            let tracer = start(&bin, mode, &dir)?;
             let b = spawn_loop(&workload)?;
             drop(tracer);
             ratios[i].push(b / a);

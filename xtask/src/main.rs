@@ -29,9 +29,10 @@ commands:
   bench sentinel  the resident sentinel's CPU and memory, idle, under
                   1,000 spawns/s, and as 10,000 transient units come and
                   go (root; about 5 minutes)
-  bench overhead  what sentinel, trace and trace --events add to a spawn
-                  loop, interleaved A/B against no tracer (root; about
-                  6 minutes; peers not yet)";
+  bench overhead  what sentinel, trace, trace --events, bpftrace (the same
+                  tracepoints per cgroup) and forkstat add to a spawn loop,
+                  interleaved A/B against no tracer (root; installs
+                  bpftrace and forkstat; about 9 minutes)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();

@@ -145,7 +145,7 @@ fn apt_install(pkgs: &[String]) -> Result<(), Fail> {
     )
 }
 
-fn ensure_packages(pkgs: &[&str]) -> Result<(), Fail> {
+pub fn ensure_packages(pkgs: &[&str]) -> Result<(), Fail> {
     if !have_apt() {
         return Ok(());
     }
