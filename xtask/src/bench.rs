@@ -15,7 +15,15 @@ use crate::util::{Fail, cmd, run_checked, step, workspace_root};
 const RUNS: usize = 5;
 const EXECS_PER_WORKER: u32 = 3000;
 
-fn median(v: &mut [f64]) -> f64 {
+/// The smallest and the largest of `v`.
+pub fn minmax(v: &[f64]) -> (f64, f64) {
+    (
+        v.iter().copied().fold(f64::MAX, f64::min),
+        v.iter().copied().fold(f64::MIN, f64::max),
+    )
+}
+
+pub fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
 }
@@ -29,18 +37,42 @@ fn start_tracer(bin: &std::path::Path, out: &std::path::Path) -> Result<Child, F
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| Fail(format!("cannot start {}: {e}", bin.display())))?;
-    let err = child.stderr.take().unwrap();
+    await_stderr(&mut child, "spawnscope: tracing", "spawnscope")?;
+    Ok(child)
+}
+
+/// Reads a child's (piped) stderr on a thread, to the end, and returns
+/// the first line containing `needle`; fails after 60 s.
+pub fn await_stderr(child: &mut Child, needle: &'static str, what: &str) -> Result<String, Fail> {
+    let err = child
+        .stderr
+        .take()
+        .ok_or_else(|| Fail(format!("{what}: stderr not piped")))?;
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(err).lines().map_while(Result::ok) {
-            if line.contains("spawnscope: tracing") {
-                let _ = tx.send(());
+            if line.contains(needle) {
+                let _ = tx.send(line);
             }
         }
     });
     rx.recv_timeout(Duration::from_secs(60))
-        .map_err(|_| Fail("spawnscope did not attach within 60 s".into()))?;
-    Ok(child)
+        .map_err(|_| Fail(format!("{what} did not start within 60 s")))
+}
+
+/// Release builds of spawnscope and the test helpers (spawn-workload).
+pub fn build_release_bins() -> Result<std::path::PathBuf, Fail> {
+    step("build: release spawnscope and spawn-workload");
+    run_checked(cmd("cargo").args([
+        "build",
+        "--release",
+        "--package",
+        "spawnscope",
+        "--package",
+        "spawnscope-tests",
+        "--bins",
+    ]))?;
+    Ok(workspace_root().join("target/release"))
 }
 
 /// Runs `workers` storms at once; returns execs per second.
@@ -74,7 +106,7 @@ fn stop(child: &mut Child) -> Result<(), Fail> {
 }
 
 /// Benchmarks load BPF programs (and boot containers): root only.
-fn require_root(bench: &str, why: &str) -> Result<(), Fail> {
+pub fn require_root(bench: &str, why: &str) -> Result<(), Fail> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Err(Fail(format!("bench {bench} {why}: run it as root")));
@@ -84,17 +116,7 @@ fn require_root(bench: &str, why: &str) -> Result<(), Fail> {
 
 pub fn events() -> Result<(), Fail> {
     require_root("events", "loads BPF programs")?;
-    step("build: release spawnscope and spawn-workload");
-    run_checked(cmd("cargo").args([
-        "build",
-        "--release",
-        "--package",
-        "spawnscope",
-        "--package",
-        "spawnscope-tests",
-        "--bins",
-    ]))?;
-    let target = workspace_root().join("target/release");
+    let target = build_release_bins()?;
     let spawnscope = target.join("spawnscope");
     let workload = target.join("spawn-workload");
     let scratch = tempfile_dir()?;
@@ -325,10 +347,7 @@ pub fn memory() -> Result<(), Fail> {
             cgroups = get("cgroups")?;
             passes = get("samples")?;
         }
-        let (lo, hi) = (
-            p50.iter().copied().fold(f64::MAX, f64::min),
-            p50.iter().copied().fold(0.0, f64::max),
-        );
+        let (lo, hi) = minmax(&p50);
         println!(
             "{:<20}  {cgroups:>7}  {passes:>6}  {:>8.0} ({lo:.0}-{hi:.0})  {:>13.0}  {max}",
             if extra == 0 {

@@ -8,14 +8,15 @@
 //! installed by the bench); auditd is not here yet.
 
 use std::{
-    io::{BufRead, BufReader},
     path::Path,
     process::{Child, Command, Stdio},
-    sync::mpsc,
     time::{Duration, Instant},
 };
 
-use crate::util::{Fail, cmd, run_checked, step, workspace_root};
+use crate::{
+    bench::{await_stderr, build_release_bins, median, minmax, require_root},
+    util::{Fail, run_checked},
+};
 
 const ROUNDS: usize = 11;
 const SPAWNS: u32 = 5000;
@@ -78,11 +79,6 @@ const MODES: [Mode; 5] = [
     },
 ];
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 /// Seconds for one spawn loop.
 fn spawn_loop(workload: &Path) -> Result<f64, Fail> {
     let t0 = Instant::now();
@@ -122,30 +118,21 @@ fn start(bin: &Path, mode: &Mode, dir: &Path) -> Result<Tracer, Fail> {
         ),
         _ => Stdio::null(),
     };
-    let mut child = c
+    let stderr = match mode.ready {
+        Ready::Stderr(_) => Stdio::piped(),
+        _ => Stdio::null(),
+    };
+    let child = c
         .stdout(stdout)
-        .stderr(Stdio::piped())
+        .stderr(stderr)
         .spawn()
         .map_err(|e| Fail(format!("cannot start {}: {e}", mode.name)))?;
-    let err = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let needle = match mode.ready {
-        Ready::Stderr(s) => Some(s),
-        _ => None,
-    };
-    std::thread::spawn(move || {
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            if needle.is_some_and(|n| line.contains(n)) {
-                let _ = tx.send(());
-            }
-        }
-    });
-    let t = Tracer(child);
+    let mut t = Tracer(child);
     let deadline = Instant::now() + Duration::from_secs(60);
     match mode.ready {
-        Ready::Stderr(_) => rx
-            .recv_timeout(Duration::from_secs(60))
-            .map_err(|_| Fail(format!("{} did not start within 60 s", mode.name)))?,
+        Ready::Stderr(needle) => {
+            await_stderr(&mut t.0, needle, mode.name)?;
+        }
         Ready::Stdout(s) => loop {
             if std::fs::read_to_string(&out).is_ok_and(|t| t.contains(s)) {
                 break;
@@ -183,25 +170,10 @@ impl Drop for Tracefs {
 }
 
 pub fn overhead() -> Result<(), Fail> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err(Fail(
-            "bench overhead loads BPF programs: run it as root".into(),
-        ));
-    }
-    step("build: release spawnscope and spawn-workload");
-    run_checked(cmd("cargo").args([
-        "build",
-        "--release",
-        "--package",
-        "spawnscope",
-        "--package",
-        "spawnscope-tests",
-        "--bins",
-    ]))?;
+    require_root("overhead", "loads BPF programs")?;
+    let target = build_release_bins()?;
     crate::setup::ensure_packages(&["bpftrace", "forkstat"])?;
     let _tracefs = Tracefs::ensure()?;
-    let target = workspace_root().join("target/release");
     let bin = target.join("spawnscope");
     let workload = target.join("spawn-workload");
     let dir =
@@ -243,8 +215,7 @@ pub fn overhead() -> Result<(), Fail> {
     );
     println!("{:<40} {:>9}  {:>17}  runs", "mode", "overhead", "min-max");
     for (mode, r) in MODES.iter().zip(ratios.iter_mut()) {
-        let lo = r.iter().copied().fold(f64::MAX, f64::min);
-        let hi = r.iter().copied().fold(f64::MIN, f64::max);
+        let (lo, hi) = minmax(r);
         println!(
             "{:<40} {:>8.1}%  {:>7.1}% .. {:>5.1}%  {}",
             mode.name,

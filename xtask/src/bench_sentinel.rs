@@ -6,26 +6,23 @@
 //! distinct transient units come and go.
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::TcpStream,
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::mpsc,
     time::{Duration, Instant},
 };
 
-use crate::util::{Fail, cmd, run_checked, step, workspace_root};
+use crate::{
+    bench::{await_stderr, median, minmax, require_root},
+    util::{Fail, cmd, run_checked, step, workspace_root},
+};
 
 const WINDOWS: usize = 3;
 const WINDOW: Duration = Duration::from_secs(20);
 const SPAWN_RATE: f64 = 1000.0;
 const TRANSIENT_UNITS: usize = 10_000;
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 struct Sentinel {
     child: Child,
@@ -60,18 +57,13 @@ impl Sentinel {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| Fail(format!("cannot start {}: {e}", bin.display())))?;
-        let err = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("metrics on http://").nth(1) {
-                    let _ = tx.send(rest.split('/').next().unwrap_or("").to_string());
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(60))
-            .map_err(|_| Fail("the sentinel did not start within 60 s".into()))?;
+        let line = await_stderr(&mut child, "metrics on http://", "the sentinel")?;
+        let addr = line
+            .split("metrics on http://")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .unwrap_or("")
+            .to_string();
         Ok(Self { child, addr })
     }
 
@@ -235,12 +227,7 @@ fn settle(s: &Sentinel) -> Result<(), Fail> {
 }
 
 pub fn sentinel() -> Result<(), Fail> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err(Fail(
-            "bench sentinel loads BPF programs: run it as root".into(),
-        ));
-    }
+    require_root("sentinel", "loads BPF programs")?;
     step("build: release spawnscope");
     run_checked(cmd("cargo").args(["build", "--release", "--package", "spawnscope"]))?;
     let bin = workspace_root().join("target/release/spawnscope");
@@ -351,11 +338,4 @@ pub fn sentinel() -> Result<(), Fail> {
     drop(s);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
-}
-
-fn minmax(v: &[f64]) -> (f64, f64) {
-    (
-        v.iter().copied().fold(f64::MAX, f64::min),
-        v.iter().copied().fold(f64::MIN, f64::max),
-    )
 }
