@@ -112,6 +112,24 @@ impl TestCgroup {
     }
 }
 
+impl TestCgroup {
+    /// A short-lived unit below this cgroup: the child cgroup `name` is
+    /// created, `/bin/true` runs in it (moved in before its exec), and the
+    /// cgroup is removed.
+    pub fn run_transient(&self, name: &str) {
+        let cg = self.path.join(name);
+        fs::create_dir(&cg).unwrap_or_else(|e| panic!("mkdir {}: {e}", cg.display()));
+        let procs = cg.join("cgroup.procs");
+        let mut c = Command::new("/bin/true");
+        // SAFETY: the closure only writes a path prepared before the fork.
+        unsafe {
+            c.pre_exec(move || fs::write(&procs, b"0"));
+        }
+        assert!(c.status().unwrap().success());
+        fs::remove_dir(&cg).unwrap_or_else(|e| panic!("rmdir {}: {e}", cg.display()));
+    }
+}
+
 /// Every cgroup directory at and below `dir`, deepest first.
 fn cgroup_dirs_bottom_up(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

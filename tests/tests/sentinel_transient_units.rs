@@ -4,7 +4,7 @@
 //! half full, about 120 records), so nothing overflows and every unit's
 //! exec and exit are counted exactly.
 
-use std::{os::unix::process::CommandExt, time::Duration};
+use std::time::Duration;
 
 use spawnscope_tests::{
     TestCgroup, require_root,
@@ -26,16 +26,7 @@ fn removed_cgroups_are_folded_and_freed() {
         &["--max-cgroups", "200"],
     );
     for i in 0..UNITS {
-        let cg = slice.path.join(format!("run-u{i}.service"));
-        std::fs::create_dir(&cg).unwrap();
-        let procs = cg.join("cgroup.procs");
-        let mut c = std::process::Command::new("/bin/true");
-        // SAFETY: the closure only writes a path prepared before the fork.
-        unsafe {
-            c.pre_exec(move || std::fs::write(&procs, b"0"));
-        }
-        assert!(c.status().unwrap().success());
-        std::fs::remove_dir(&cg).unwrap();
+        slice.run_transient(&format!("run-u{i}.service"));
     }
     let m = s.wait_metrics(Duration::from_secs(30), "every unit counted", |m| {
         (0..UNITS).all(|i| {

@@ -3,7 +3,7 @@
 //! ring records) cost its main thread a handful of wakeups, while every
 //! one of them is still named and counted exactly at the next poll.
 
-use std::{os::unix::process::CommandExt, time::Duration};
+use std::time::Duration;
 
 use spawnscope_tests::{
     TestCgroup, require_root,
@@ -45,16 +45,7 @@ fn cgroup_records_wait_for_the_poll() {
     });
     let before = wakeups(s.pid());
     for i in 0..UNITS {
-        let cg = slice.path.join(format!("brief-{i}.service"));
-        std::fs::create_dir(&cg).unwrap();
-        let procs = cg.join("cgroup.procs");
-        let mut c = std::process::Command::new("/bin/true");
-        // SAFETY: the closure only writes a path prepared before the fork.
-        unsafe {
-            c.pre_exec(move || std::fs::write(&procs, b"0"));
-        }
-        assert!(c.status().unwrap().success());
-        std::fs::remove_dir(&cg).unwrap();
+        slice.run_transient(&format!("brief-{i}.service"));
     }
     let woke = wakeups(s.pid()) - before;
     // 200 records; a wakeup each would be 200. The burst takes well under
