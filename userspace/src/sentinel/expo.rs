@@ -119,6 +119,9 @@ pub fn bounded_units(state: &State, n: usize) -> Vec<(String, UnitState)> {
     out
 }
 
+/// One number of a finding, as a gauge.
+type FindingValue = fn(&UnitFinding) -> f64;
+
 pub fn render(state: &State, findings: &[UnitFinding], top_units: usize, h: &Health) -> String {
     let mut o = String::with_capacity(16 << 10);
     let units = bounded_units(state, top_units);
@@ -222,47 +225,33 @@ pub fn render(state: &State, findings: &[UnitFinding], top_units: usize, h: &Hea
             sev.as_str().unwrap_or("")
         );
     }
-    family(
-        &mut o,
-        "spawnscope_finding_restarts",
-        "gauge",
-        "Restarts of an open finding's unit since it was first seen (across sentinel restarts).",
-    );
-    for f in findings {
-        let _ = writeln!(
-            o,
-            "spawnscope_finding_restarts{{unit=\"{}\"}} {}",
-            label_escape(&f.unit),
-            f.restarts
-        );
-    }
-    family(
-        &mut o,
-        "spawnscope_finding_restarts_per_minute",
-        "gauge",
-        "Restart rate of an open finding's unit over the detection window.",
-    );
-    for f in findings {
-        let _ = writeln!(
-            o,
-            "spawnscope_finding_restarts_per_minute{{unit=\"{}\"}} {}",
-            label_escape(&f.unit),
-            f.rate_per_min
-        );
-    }
-    family(
-        &mut o,
-        "spawnscope_finding_first_seen_timestamp_seconds",
-        "gauge",
-        "When an open finding was first seen.",
-    );
-    for f in findings {
-        let _ = writeln!(
-            o,
-            "spawnscope_finding_first_seen_timestamp_seconds{{unit=\"{}\"}} {}",
-            label_escape(&f.unit),
-            f.first_seen_unix
-        );
+    let per_finding: [(&str, &str, FindingValue); 3] = [
+        (
+            "spawnscope_finding_restarts",
+            "Restarts of an open finding's unit since it was first seen (across sentinel restarts).",
+            |f| f.restarts as f64,
+        ),
+        (
+            "spawnscope_finding_restarts_per_minute",
+            "Restart rate of an open finding's unit over the detection window.",
+            |f| f.rate_per_min,
+        ),
+        (
+            "spawnscope_finding_first_seen_timestamp_seconds",
+            "When an open finding was first seen.",
+            |f| f.first_seen_unix,
+        ),
+    ];
+    for (name, help, value) in per_finding {
+        family(&mut o, name, "gauge", help);
+        for f in findings {
+            let _ = writeln!(
+                o,
+                "{name}{{unit=\"{}\"}} {}",
+                label_escape(&f.unit),
+                value(f)
+            );
+        }
     }
     family(
         &mut o,
