@@ -75,6 +75,7 @@ static EVENT_CONFIG: EventConfig = EventConfig {
     forks: 0,
     drill: 0,
     lazy_cgroups: 0,
+    lazy_events: 0,
 };
 
 /// BPF_F_NO_PREALLOC: memory grows with the cgroups actually seen instead of
@@ -292,21 +293,34 @@ fn drill_match(id: u64, path: *const u8, len: u32) {
     }
 }
 
-/// The wakeup a cgroup record asks for: the default (wake a waiting
-/// reader), or, in lazy mode, none until the ring is half full.
+/// The wakeup a record asks for: the default (wake a waiting reader), or,
+/// in lazy mode, none until the ring is half full.
 #[inline(always)]
-fn cgroup_submit_flags() -> u64 {
-    // SAFETY: as events_on.
-    if unsafe { read_volatile(addr_of!(EVENT_CONFIG.lazy_cgroups)) } == 0 {
+fn submit_flags(ring: &RingBuf, lazy: &u32) -> u64 {
+    if layout_field(lazy) == 0 {
         return 0;
     }
-    let size = MKDIR_EVENTS.query(BPF_RB_RING_SIZE as u64);
-    let used = MKDIR_EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    let size = ring.query(BPF_RB_RING_SIZE as u64);
+    let used = ring.query(BPF_RB_AVAIL_DATA as u64);
     if used >= size / 2 {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64
     }
+}
+
+#[inline(always)]
+fn cgroup_submit_flags() -> u64 {
+    // SAFETY: addr_of! on a static never creates an invalid reference.
+    submit_flags(&MKDIR_EVENTS, unsafe {
+        &*addr_of!(EVENT_CONFIG.lazy_cgroups)
+    })
+}
+
+#[inline(always)]
+fn event_submit_flags() -> u64 {
+    // SAFETY: as above.
+    submit_flags(&EVENTS, unsafe { &*addr_of!(EVENT_CONFIG.lazy_events) })
 }
 
 #[inline(always)]
@@ -398,7 +412,7 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
                     cgroup_id: cgid,
                     comm: comm(),
                 });
-                e.submit(0);
+                e.submit(event_submit_flags());
             }
             None => count_drop(kind::FORK),
         }
@@ -485,7 +499,7 @@ fn emit_exec(ctx: &BtfTracePointContext, cgid: u64) {
         addr_of_mut!((*rec).args_len).write(alen);
         addr_of_mut!((*rec).flags).write(flags);
     }
-    entry.submit(0);
+    entry.submit(event_submit_flags());
 }
 
 /// The status wait(2) will report for the process whose last thread is
@@ -544,7 +558,7 @@ fn count_exit(task: u64, group_dead: bool) {
                     cgroup_id: cgid,
                     comm: comm(),
                 });
-                e.submit(0);
+                e.submit(event_submit_flags());
             }
             None => count_drop(kind::EXIT),
         }

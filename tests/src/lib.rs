@@ -654,3 +654,24 @@ impl MemCgroup {
         c
     }
 }
+
+/// A benchmark's section of BENCHMARKS.md: written to the file named by
+/// `SPAWNSCOPE_BENCH_OUT` when `cargo xtask bench` runs the benchmark.
+pub fn bench_report(markdown: &str) {
+    if let Some(path) = std::env::var_os("SPAWNSCOPE_BENCH_OUT") {
+        fs::write(&path, markdown).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    }
+}
+
+/// Voluntary context switches of `pid`'s main thread: each sleep it woke
+/// from.
+pub fn main_thread_wakeups(pid: i32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/task/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}

@@ -6,24 +6,11 @@
 use std::time::Duration;
 
 use spawnscope_tests::{
-    TestCgroup, require_root,
+    TestCgroup, main_thread_wakeups as wakeups, require_root,
     sentinel::{Sentinel, config, unit_value},
 };
 
 const UNITS: usize = 100;
-
-/// Voluntary context switches of the sentinel's main thread: each sleep
-/// it wakes from.
-fn wakeups(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
 
 #[test]
 fn cgroup_records_wait_for_the_poll() {

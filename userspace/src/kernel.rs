@@ -85,6 +85,8 @@ pub struct LoadOptions {
     /// Cgroup records wake a waiting reader only when the ring is half
     /// full (for a mode that reads on its own schedule).
     pub lazy_cgroups: bool,
+    /// Exec, exit and fork records likewise.
+    pub lazy_events: bool,
 }
 
 /// One program's cumulative run time, counted by the kernel while
@@ -219,6 +221,7 @@ impl Probe {
             forks: opts.events.is_some_and(|e| e.forks) as u32,
             drill: (opts.events.is_none() && opts.drill_buffer.is_some()) as u32,
             lazy_cgroups: opts.lazy_cgroups as u32,
+            lazy_events: opts.lazy_events as u32,
         };
         let mut loader = EbpfLoader::new();
         loader

@@ -438,7 +438,10 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
         drill_buffer: None,
         cgroup_removals: false,
         cgroup_buffer: None,
-        lazy_cgroups: false,
+        // The loop below looks at both rings at least every 100 ms, so
+        // no record needs to wake it (see EventConfig::lazy_events).
+        lazy_cgroups: true,
+        lazy_events: true,
     })?;
     if let Some(w) = &probe.oom_scope_warning {
         eprintln!("spawnscope: warning: {w}");

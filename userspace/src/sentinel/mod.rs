@@ -733,6 +733,9 @@ pub fn run(args: &SentinelArgs) -> Result<(), SentinelError> {
         cgroup_removals: true,
         cgroup_buffer: Some(CGROUP_BUFFER_BYTES),
         lazy_cgroups: true,
+        // A drill-down's records wake the sentinel as they come: only the
+        // drilled unit pays for that, and only while it is drilled.
+        lazy_events: false,
     })?;
     if let Some(w) = &probe.oom_scope_warning {
         log(Priority::Warning, w);
