@@ -10,7 +10,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use spawnscope_tests::{Tracer, systemd::SystemdContainer, workload_bin};
+use spawnscope_tests::{
+    Tracer, bench_report, sentinel::Sentinel, systemd::SystemdContainer, workload_bin,
+};
 
 const LOOPS: [(&str, &str); 3] = [
     ("loop-10s.service", "10s"),
@@ -35,8 +37,21 @@ fn detection_latency() {
         );
     }
     let mut tracer = Tracer::start(&["--interval", "1s"]);
+    // The sentinel as shipped (5 s polls), its alerts in a file.
+    let dir = tempfile::tempdir().unwrap();
+    let alerts = dir.path().join("alerts.jsonl");
+    let sentinel = Sentinel::start(
+        dir.path(),
+        &format!(
+            "state = \"{}\"\nlisten = \"127.0.0.1:0\"\n[alerts]\njsonl = \"{}\"\n",
+            dir.path().join("state").display(),
+            alerts.display()
+        ),
+    );
     let t0 = Instant::now();
+    let mut started_unix = BTreeMap::new();
     for (unit, _) in LOOPS {
+        started_unix.insert(unit, unix_now());
         ct.run(&["systemctl", "start", unit]);
     }
     let mut detected = BTreeMap::new();
@@ -48,9 +63,12 @@ fn detection_latency() {
         });
         detected.insert(f["unit"].as_str().unwrap().to_string(), (f, at));
     }
+    let opened = sentinel_alerts(&alerts, "finding_opened", &ct.name, &sentinel);
     let stopped_at = Instant::now();
+    let mut stopped_unix = BTreeMap::new();
     for (unit, _) in LOOPS {
         ct.run(&["systemctl", "stop", unit]);
+        stopped_unix.insert(unit, unix_now());
     }
     let mut stopped = BTreeMap::new();
     while stopped.len() < LOOPS.len() {
@@ -61,9 +79,18 @@ fn detection_latency() {
     }
     let (code, _, stderr) = tracer.stop_with(libc::SIGINT);
     assert_eq!(code, Some(0), "{stderr}");
-    println!();
-    println!(
-        "loop (RestartSec)   interval p50  restarts to detection  seconds to detection  seconds from last start to 'stopped'"
+    let closed = sentinel_alerts(&alerts, "finding_closed", &ct.name, &sentinel);
+    drop(sentinel);
+    let mut md = String::from(
+        "`spawnscope trace`:\n\n\
+         | loop (RestartSec) | interval p50 | restarts to detection | seconds to detection | \
+         seconds from last start to 'stopped' |\n|---|---|---|---|---|\n",
+    );
+    let mut sentinel_md = String::from(
+        "\n`spawnscope sentinel` (default configuration: 5 s polls), on the same loops at the \
+         same time:\n\n\
+         | loop (RestartSec) | restarts at the opening alert | seconds from the first start \
+         to the alert | seconds from the stop to the closing alert |\n|---|---|---|---|\n",
     );
     for (unit, every) in LOOPS {
         let (f, _) = &detected[unit];
@@ -78,19 +105,65 @@ fn detection_latency() {
             .as_secs_f64();
         let arrived_unix = now_unix - at.elapsed().as_secs_f64();
         let to_stop = arrived_unix - s["last_seen_unix"].as_f64().unwrap();
-        println!(
-            "{unit:<19} {:>12.3}s  {:>21}  {:>20.2}  {:>37.1}",
+        md.push_str(&format!(
+            "| {unit} ({every}) | {:.3} s | {} | {to_detect:.2} | {to_stop:.1} |\n",
             f["interval_ms"]["p50"].as_f64().unwrap() / 1000.0,
             f["restarts"],
-            to_detect,
-            to_stop,
-        );
-        let _ = every;
+        ));
+        let (o, c) = (&opened[unit], &closed[unit]);
+        sentinel_md.push_str(&format!(
+            "| {unit} ({every}) | {} | {:.2} | {:.1} |\n",
+            o["detail"]["restarts"],
+            o["time_unix"].as_f64().unwrap() - started_unix[unit],
+            c["time_unix"].as_f64().unwrap() - stopped_unix[unit],
+        ));
     }
-    println!(
-        "(whole run {:.0} s; loops stopped {:.0} s in)",
+    md.push_str(&sentinel_md);
+    md.push_str(&format!(
+        "\n(One run: {:.0} s in all; the loops were stopped {:.0} s in.)\n",
         t0.elapsed().as_secs_f64(),
         (stopped_at - t0).as_secs_f64()
-    );
+    ));
+    println!("{md}");
+    bench_report(&md);
     ct.shutdown();
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// The sentinel's `event` alert for each loop, by unit, waiting for all.
+fn sentinel_alerts(
+    path: &std::path::Path,
+    event: &str,
+    container: &str,
+    sentinel: &Sentinel,
+) -> BTreeMap<&'static str, serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(150);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let found: BTreeMap<&'static str, serde_json::Value> = LOOPS
+            .iter()
+            .filter_map(|(unit, _)| {
+                let key = format!("{unit} @{container}");
+                text.lines()
+                    .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                    .find(|a| a["event"] == event && a["key"] == key.as_str())
+                    .map(|a| (*unit, a))
+            })
+            .collect();
+        if found.len() == LOOPS.len() {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {event} alert for every loop within 150 s: {text}\nstderr:\n{}",
+            sentinel.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -15,12 +15,12 @@ use std::{
 };
 
 use crate::{
-    bench::{await_stderr, median, minmax, require_root},
-    util::{Fail, cmd, run_checked, step, workspace_root},
+    bench::{BpfStats, Section, await_stderr, cpu_ns, median, minmax, require_root},
+    util::Fail,
 };
 
 const WINDOWS: usize = 3;
-const WINDOW: Duration = Duration::from_secs(20);
+const WINDOW: Duration = Duration::from_secs(10);
 const SPAWN_RATE: f64 = 1000.0;
 const TRANSIENT_UNITS: usize = 10_000;
 
@@ -71,17 +71,8 @@ impl Sentinel {
         self.child.id()
     }
 
-    /// CPU time of every thread, ns.
     fn cpu_ns(&self) -> u64 {
-        let dir = format!("/proc/{}/task", self.pid());
-        std::fs::read_dir(dir)
-            .map(|rd| {
-                rd.flatten()
-                    .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-                    .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-                    .sum()
-            })
-            .unwrap_or(0)
+        cpu_ns(self.pid())
     }
 
     fn rss_kib(&self) -> u64 {
@@ -138,23 +129,6 @@ fn cpu_window(s: &Sentinel, load: impl FnOnce() -> Result<f64, Fail>) -> Result<
     let r = load()?;
     let pct = (s.cpu_ns() - c0) as f64 / t0.elapsed().as_nanos() as f64 * 100.0;
     Ok((pct, r))
-}
-
-struct BpfStats(String);
-
-impl BpfStats {
-    fn enable() -> Result<Self, Fail> {
-        let p = "/proc/sys/kernel/bpf_stats_enabled";
-        let old = std::fs::read_to_string(p).map_err(|e| Fail(format!("{p}: {e}")))?;
-        std::fs::write(p, "1").map_err(|e| Fail(format!("{p}: {e}")))?;
-        Ok(Self(old))
-    }
-}
-
-impl Drop for BpfStats {
-    fn drop(&mut self) {
-        let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", self.0.trim());
-    }
 }
 
 /// A slice of throwaway units below our own cgroup2 cgroup.
@@ -226,25 +200,27 @@ fn settle(s: &Sentinel) -> Result<(), Fail> {
     Ok(())
 }
 
-pub fn sentinel() -> Result<(), Fail> {
+pub fn sentinel(bin: &Path) -> Result<Section, Fail> {
     require_root("sentinel", "loads BPF programs")?;
-    step("build: release spawnscope");
-    run_checked(cmd("cargo").args(["build", "--release", "--package", "spawnscope"]))?;
-    let bin = workspace_root().join("target/release/spawnscope");
     let dir =
         std::env::temp_dir().join(format!("spawnscope-bench-sentinel-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| Fail(format!("{}: {e}", dir.display())))?;
-
-    println!("spawnscope sentinel footprint, default configuration (5 s polls), release build.");
-    println!(
-        "CPU: the sentinel's threads (schedstat ns) over {WINDOWS} windows of {} s, median (min-max),",
+    let mut md = format!(
+        "`spawnscope sentinel`, default configuration (5 s polls, state saved every 12 polls). \
+         CPU: the sentinel's own CPU time (every thread's `/proc/PID/task/*/schedstat`) over \
+         {WINDOWS} windows of {} s, median (min … max), in % of one core. RSS: VmRSS at the end \
+         of the phase. Under load the bench spawns `/bin/true` paced at {SPAWN_RATE:.0} per \
+         second; BPF is the probes' own run time at that rate (from the sentinel's \
+         `spawnscope_bpf_run_seconds_total`, with `kernel.bpf_stats_enabled` on for that phase \
+         and restored afterwards), which the kernel spends in the spawning tasks, not in the \
+         sentinel. Last, {TRANSIENT_UNITS} distinct transient units (`run-uN.service` cgroups \
+         below the bench's own, one `/bin/true` each, removed right after) against a sentinel \
+         whose counter map holds only 2,048 cgroups, with RSS after each quarter.\n\n\
+         | phase | sentinel CPU | RSS | other |\n|---|---|---|---|\n",
         WINDOW.as_secs()
     );
-    println!("in % of one core. RSS: VmRSS at the end. BPF: the probes' run time (kernel.");
-    println!("bpf_stats_enabled on for that phase only), charged to the spawning tasks.");
-    println!();
 
-    let s = Sentinel::start(&bin, &dir, &[])?;
+    let s = Sentinel::start(bin, &dir, &[])?;
     std::thread::sleep(Duration::from_secs(5));
     let mut idle = Vec::new();
     for _ in 0..WINDOWS {
@@ -256,13 +232,12 @@ pub fn sentinel() -> Result<(), Fail> {
             .0,
         );
     }
-    let idle_rss = s.rss_kib();
+    let idle_rss = s.rss_kib() as f64 / 1024.0;
     let (lo, hi) = minmax(&idle);
-    println!(
-        "idle:              CPU {:.4}% ({lo:.4}-{hi:.4}), RSS {:.1} MiB",
-        median(&mut idle),
-        idle_rss as f64 / 1024.0
-    );
+    let idle_pct = median(&mut idle);
+    md.push_str(&format!(
+        "| idle | {idle_pct:.4} % ({lo:.4} … {hi:.4}) | {idle_rss:.1} MiB | |\n"
+    ));
 
     let stats = BpfStats::enable()?;
     let mut busy = Vec::new();
@@ -288,39 +263,32 @@ pub fn sentinel() -> Result<(), Fail> {
         per_run.push((t1 - t0) * 1e9 / (n1 - n0).max(1.0));
     }
     drop(stats);
-    let busy_rss = s.rss_kib();
+    let busy_rss = s.rss_kib() as f64 / 1024.0;
     let (lo, hi) = minmax(&busy);
-    println!(
-        "{:.0} spawns/s:      CPU {:.3}% ({lo:.3}-{hi:.3}), RSS {:.1} MiB; BPF {:.3}% of a core, {:.0} ns per run",
+    let busy_pct = median(&mut busy);
+    md.push_str(&format!(
+        "| {:.0} spawns/s | {busy_pct:.3} % ({lo:.3} … {hi:.3}) | {busy_rss:.1} MiB | BPF {:.3} % \
+         of a core, {:.0} ns per run |\n",
         median(&mut rates),
-        median(&mut busy),
-        busy_rss as f64 / 1024.0,
         median(&mut bpf_pct),
         median(&mut per_run),
-    );
+    ));
     drop(s);
 
     // Transient units, against a counter map smaller than their number:
     // only freeing removed cgroups keeps it from overflowing.
-    let s = Sentinel::start(&bin, &dir, &["--max-cgroups", "2048"])?;
+    let s = Sentinel::start(bin, &dir, &["--max-cgroups", "2048"])?;
     let slice = cgroup2_slice()?;
     settle(&s)?;
-    let mut line = format!("{TRANSIENT_UNITS} transient units (counter map of 2048): RSS MiB");
     let mut making = Duration::ZERO;
-    let mut rss = vec![s.rss_kib()];
-    line.push_str(&format!(" {:.1}@0", rss[0] as f64 / 1024.0));
+    let mut rss = vec![(0, s.rss_kib())];
     for i in 0..TRANSIENT_UNITS {
         let t = Instant::now();
         transient_unit(&slice.0, i)?;
         making += t.elapsed();
         if (i + 1) % (TRANSIENT_UNITS / 4) == 0 {
             settle(&s)?;
-            rss.push(s.rss_kib());
-            line.push_str(&format!(
-                " {:.1}@{}",
-                *rss.last().unwrap() as f64 / 1024.0,
-                i + 1
-            ));
+            rss.push((i + 1, s.rss_kib()));
         }
     }
     let secs = making.as_secs_f64();
@@ -328,14 +296,34 @@ pub fn sentinel() -> Result<(), Fail> {
     let overflow = s.metric("spawnscope_map_overflow_events_total")?;
     let lost = s.metric("spawnscope_probe_errors_total")?;
     let execs_other = s.metric("spawnscope_spawns_total{unit=\"other\",kind=\"exec\"}")?;
-    println!("{line}");
-    println!(
-        "  {:.0} units/s; units in state {units:.0} (bounded at 1000, the rest folded into \
-         \"other\": {execs_other:.0} execs); map overflow {overflow:.0}; probe errors {lost:.0}",
+    let last_rss = rss.last().map_or(0.0, |r| r.1 as f64 / 1024.0);
+    md.push_str(&format!(
+        "| {TRANSIENT_UNITS} transient units, map of 2,048 | | {} | {:.0} units/s; {units:.0} \
+         units in state (bounded at 1,000; the rest folded into \"other\": {execs_other:.0} \
+         execs); map overflow {overflow:.0}; probe errors {lost:.0} |\n",
+        rss.iter()
+            .map(|(n, kib)| format!("{:.1} MiB at {n}", *kib as f64 / 1024.0))
+            .collect::<Vec<_>>()
+            .join(", "),
         TRANSIENT_UNITS as f64 / secs
-    );
+    ));
     drop(slice);
     drop(s);
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
+    let met = |ok: bool| crate::bench_overhead::verdict(ok);
+    md.push_str(&format!(
+        "\nTargets (issue 8): RSS ≤ 10 MiB at steady state ({:.1} MiB): {} ≤ 0.1 % of one core \
+         idle ({idle_pct:.4} %): {} ≤ 1 % under 1,000 spawns/s ({busy_pct:.3} %): {} Memory \
+         bounded as {TRANSIENT_UNITS} transient units come and go ({last_rss:.1} MiB at the end, \
+         map overflow {overflow:.0}): {}\n",
+        idle_rss.max(busy_rss).max(last_rss),
+        met(idle_rss.max(busy_rss).max(last_rss) <= 10.0),
+        met(idle_pct <= 0.1),
+        met(busy_pct <= 1.0),
+        met(last_rss <= 10.0 && overflow == 0.0),
+    ));
+    Ok(Section {
+        title: "4. Sentinel footprint".into(),
+        body: md,
+    })
 }

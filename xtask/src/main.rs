@@ -20,19 +20,24 @@ commands:
   test            setup, lint (fmt, clippy incl. the probe), then every test;
                   privileged tests run only as root, and fail instead of
                   skipping when CI=true
-  bench events    exec-storm rate with every event streamed, and drops
-                  (root; prints medians)
-  bench detect    respawn-loop detection latency for 10 s, 2 s and 100 ms
-                  loops in a real systemd (root; about 2 minutes)
-  bench memory    cost of one memory sampling pass, as is and with 500
-                  more memory cgroups (root; about 2 minutes)
-  bench sentinel  the resident sentinel's CPU and memory, idle, under
+  bench           every benchmark below but memory, in one run (root; about
+                  13 minutes); writes BENCHMARKS.md. It installs bpftrace,
+                  forkstat, auditd, bpftool and stress-ng if missing
+  bench overhead  1. what sentinel, trace, trace --events, bpftrace (the same
+                  tracepoints per cgroup), forkstat and auditd (an execve
+                  rule) add to a spawn loop, interleaved A/B against no
+                  tracer; 2. each BPF program's cost per run, next to
+                  bpftrace's (about 6 minutes)
+  bench capacity  3. the highest spawn rates (stress-ng, spawn-workload);
+                  counter mode's counts at that rate (exact, asserted) and
+                  event mode's drops (about 2 minutes)
+  bench sentinel  4. the resident sentinel's CPU and memory, idle, under
                   1,000 spawns/s, and as 10,000 transient units come and
-                  go (root; about 5 minutes)
-  bench overhead  what sentinel, trace, trace --events, bpftrace (the same
-                  tracepoints per cgroup) and forkstat add to a spawn loop,
-                  interleaved A/B against no tracer (root; installs
-                  bpftrace and forkstat; about 9 minutes)";
+                  go (about 3 minutes)
+  bench detect    5. respawn-loop detection latency for 10 s, 2 s and 100 ms
+                  loops in a real systemd (about 2 minutes)
+  bench memory    cost of one memory sampling pass, as is and with 500
+                  more memory cgroups (about 2 minutes; printed only)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -41,14 +46,23 @@ fn main() -> ExitCode {
         Some("build") => setup::run().and_then(|()| build_release()).map(|_| ()),
         Some("run") => run(&args[1..]),
         Some("test") => test(),
-        Some("bench") => match args.get(1).map(String::as_str) {
-            Some("events") => setup::run().and_then(|()| bench::events()),
-            Some("detect") => setup::run().and_then(|()| bench::detect()),
-            Some("memory") => setup::run().and_then(|()| bench::memory()),
-            Some("sentinel") => setup::run().and_then(|()| bench_sentinel::sentinel()),
-            Some("overhead") => setup::run().and_then(|()| bench_overhead::overhead()),
-            other => Err(Fail(format!("unknown benchmark {other:?}\n{USAGE}"))),
-        },
+        Some("bench") => setup::run().and_then(|()| match args.get(1).map(String::as_str) {
+            None => bench::all(),
+            Some("overhead") => bench::build_release_bins()
+                .and_then(|t| bench_overhead::overhead(&t))
+                .map(|(a, b)| bench::print(&[a, b])),
+            Some("capacity") => bench::build_release_bins()
+                .and_then(|_| bench::capacity())
+                .map(|s| bench::print(&[s])),
+            Some("sentinel") => bench::build_release_bins()
+                .and_then(|t| bench_sentinel::sentinel(&t.join("spawnscope")))
+                .map(|s| bench::print(&[s])),
+            Some("detect") => bench::build_release_bins()
+                .and_then(|_| bench::detect())
+                .map(|s| bench::print(&[s])),
+            Some("memory") => bench::memory(),
+            Some(other) => Err(Fail(format!("unknown benchmark {other:?}\n{USAGE}"))),
+        }),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
