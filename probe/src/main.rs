@@ -184,6 +184,27 @@ fn read<T: Plain>(base: u64, off: u32) -> Option<T> {
     (r == 0).then_some(v)
 }
 
+/// Reads a `T` at `base + off` with a plain load instead of a helper call
+/// (a helper call per field was most of the exit program's cost). Only for
+/// pointers the verifier knows by BTF type: a `tp_btf` argument, or a
+/// pointer field loaded from one. `off` comes from KERNEL_LAYOUT, which
+/// is frozen read-only data, so the verifier sees a constant and checks the
+/// access against the kernel's BTF at load time; a faulting load reads as
+/// zero (the kernel's exception table), and a zero `base` is not followed
+/// but read as zero too. No `Option` here: a `None` leaves its payload
+/// register unset, and verifiers before 6.x reject reading it on the
+/// path they cannot prune ("!read_ok", seen on 5.10 and 6.1).
+#[inline(always)]
+fn load<T: Plain>(base: u64, off: u32) -> T {
+    if base == 0 {
+        // SAFETY: T is Plain, so all-zero bytes are a valid T.
+        return unsafe { core::mem::zeroed() };
+    }
+    // SAFETY: see above: the verifier admits the access only as a checked
+    // BTF field read, which cannot fault the kernel.
+    unsafe { read_volatile((base + off as u64) as *const T) }
+}
+
 /// Applies `f` to this CPU's counters for `cgid`, creating the entry on
 /// first sight. A full map routes the event to OVERFLOW, so nothing is lost.
 #[inline(always)]
@@ -347,8 +368,11 @@ fn now_ns() -> u64 {
 /// copies it), so (tgid, start) names one process for its whole life.
 #[inline(always)]
 fn process_start(task: u64) -> u64 {
-    let leader: u64 = read(task, off!(task_group_leader)).unwrap_or(task);
-    read(leader, off!(task_start_time)).unwrap_or(0)
+    let leader: u64 = match load(task, off!(task_group_leader)) {
+        0 => task,
+        l => l,
+    };
+    load(leader, off!(task_start_time))
 }
 
 #[inline(always)]
@@ -366,13 +390,13 @@ fn comm() -> [u8; 16] {
 
 /// The child's cgroup, not the parent's: with CLONE_INTO_CGROUP (systemd,
 /// container runtimes) a child starts life elsewhere, and the fork belongs to
-/// the unit it was created for.
+/// the unit it was created for. Zero when unknown (no cgroup has id 0).
 #[inline(always)]
-fn task_cgroup(task: u64) -> Option<u64> {
-    let cset: u64 = read(task, off!(task_cgroups))?;
-    let cgrp: u64 = read(cset, off!(css_set_dfl_cgrp))?;
-    let kn: u64 = read(cgrp, off!(cgroup_kn))?;
-    read(kn, off!(kernfs_node_id))
+fn task_cgroup(task: u64) -> u64 {
+    let cset: u64 = load(task, off!(task_cgroups));
+    let cgrp: u64 = load(cset, off!(css_set_dfl_cgrp));
+    let kn: u64 = load(cgrp, off!(cgroup_kn));
+    load(kn, off!(kernfs_node_id))
 }
 
 #[btf_tracepoint(function = "sched_process_fork")]
@@ -381,21 +405,21 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
         return 0;
     }
     let child: u64 = ctx.arg(1);
-    let pid: Option<i32> = read(child, off!(task_pid));
-    let tgid: Option<i32> = read(child, off!(task_tgid));
+    let pid: i32 = load(child, off!(task_pid));
+    let tgid: i32 = load(child, off!(task_tgid));
     let cgid = match task_cgroup(child) {
-        Some(id) if id != 0 => id,
-        _ => {
+        0 => {
             bump_stat(stat::READ_FAILED);
             current_cgroup()
         }
+        id => id,
     };
-    let thread = match (pid, tgid) {
-        (Some(p), Some(t)) => p != t,
-        _ => {
-            bump_stat(stat::READ_FAILED);
-            false
-        }
+    // A forked task never has tgid 0 (that is the idle task's).
+    let thread = if tgid == 0 {
+        bump_stat(stat::READ_FAILED);
+        false
+    } else {
+        pid != tgid
     };
     with_counters(cgid, |c| if thread { c.threads += 1 } else { c.forks += 1 });
     if !thread && events_on() && fork_events_on() {
@@ -406,7 +430,7 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
                     kind: kind::FORK,
                     parent_pid: read(parent, off!(task_pid)).unwrap_or(0),
                     parent_tgid: read(parent, off!(task_tgid)).unwrap_or(0),
-                    child_pid: pid.unwrap_or(0) as u32,
+                    child_pid: pid as u32,
                     ts_ns: now_ns(),
                     child_start_ns: read(child, off!(task_start_time)).unwrap_or(0),
                     cgroup_id: cgid,
@@ -507,13 +531,23 @@ fn emit_exec(ctx: &BtfTracePointContext, cgid: u64) {
 /// own exit code (the rule of wait_task_zombie()).
 #[inline(always)]
 fn process_exit_code(task: u64) -> Option<u32> {
-    let signal: u64 = read(task, off!(task_signal))?;
-    let flags: u32 = read(signal, off!(signal_flags))?;
-    if flags & SIGNAL_GROUP_EXIT != 0 {
-        return read(signal, off!(signal_group_exit_code));
+    let signal: u64 = load(task, off!(task_signal));
+    let leader: u64 = load(task, off!(task_group_leader));
+    if signal == 0 || leader == 0 {
+        return None;
     }
-    let leader: u64 = read(task, off!(task_group_leader))?;
-    read(leader, off!(task_exit_code))
+    let flags: u32 = load(signal, off!(signal_flags));
+    // Both read, then one chosen: reading one or the other lets LLVM pick
+    // the base pointer and the offset by two separate branches, and older
+    // verifiers then try the mixed pair ("access beyond struct
+    // signal_struct", seen on 5.10 and 6.1).
+    let group: u32 = load(signal, off!(signal_group_exit_code));
+    let own: u32 = load(leader, off!(task_exit_code));
+    Some(if flags & SIGNAL_GROUP_EXIT != 0 {
+        group
+    } else {
+        own
+    })
 }
 
 #[inline(always)]
@@ -804,7 +838,7 @@ pub fn mark_victim(ctx: BtfTracePointContext) -> i32 {
         memcg_id,
         ts_ns: now_ns(),
         start_ns: process_start(task),
-        cgroup_id: task_cgroup(task).unwrap_or(0),
+        cgroup_id: task_cgroup(task),
         killer_cgroup_id: current_cgroup(),
         rss_pages,
         comm: read(task, off!(task_comm)).unwrap_or([0; 16]),

@@ -199,7 +199,8 @@ fn prog_deltas(
     d
 }
 
-const AUDIT_RULE: [&str; 8] = [
+/// The rule auditd runs with (added with -a, removed with -d).
+const AUDIT_RULE: [&str; 7] = [
     "always,exit",
     "-F",
     "arch=b64",
@@ -207,12 +208,11 @@ const AUDIT_RULE: [&str; 8] = [
     "execve",
     "-k",
     "spawnscope-bench",
-    "",
 ];
 
 fn audit_rule(op: &str) -> Command {
     let mut c = Command::new("auditctl");
-    c.arg(op).args(&AUDIT_RULE[..7]);
+    c.arg(op).args(AUDIT_RULE);
     c
 }
 
@@ -354,7 +354,9 @@ fn start(bin: &Path, mode: &Mode, dir: &Path) -> Result<Tracer, Fail> {
             };
             let deadline = Instant::now() + Duration::from_secs(30);
             let pid = format!("pid {}", t.child.id());
-            while !output(Command::new("auditctl").arg("-s")).is_some_and(|s| s.contains(&pid)) {
+            while !output(Command::new("auditctl").arg("-s"))
+                .is_some_and(|s| s.lines().any(|l| l.trim() == pid))
+            {
                 if Instant::now() > deadline {
                     return Err(Fail("auditd did not register within 30 s".into()));
                 }
