@@ -8,14 +8,16 @@
 use std::{
     io::{Read, Write},
     net::TcpStream,
-    os::unix::process::CommandExt,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use crate::{
-    bench::{BpfStats, Section, await_stderr, cpu_ns, median, minmax, require_root},
+    bench::{
+        BpfStats, Section, await_stderr, cgroup2_slice, cpu_ns, join_cgroup, median, minmax,
+        require_root,
+    },
     util::Fail,
 };
 
@@ -101,8 +103,9 @@ impl Sentinel {
     }
 }
 
-/// Spawns /bin/true at `rate` per second for `d`; returns the rate met.
-fn paced_spawns(rate: f64, d: Duration) -> Result<f64, Fail> {
+/// Spawns /bin/true in `cgroup` at `rate` per second for `d`; returns the
+/// rate met.
+fn paced_spawns(cgroup: &Path, rate: f64, d: Duration) -> Result<f64, Fail> {
     let t0 = Instant::now();
     let mut n = 0u64;
     while t0.elapsed() < d {
@@ -110,9 +113,9 @@ fn paced_spawns(rate: f64, d: Duration) -> Result<f64, Fail> {
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
-        let st = Command::new("/bin/true")
-            .status()
-            .map_err(|e| Fail(format!("/bin/true: {e}")))?;
+        let mut c = Command::new("/bin/true");
+        join_cgroup(&mut c, cgroup)?;
+        let st = c.status().map_err(|e| Fail(format!("/bin/true: {e}")))?;
         if !st.success() {
             return Err(Fail("/bin/true failed".into()));
         }
@@ -131,55 +134,12 @@ fn cpu_window(s: &Sentinel, load: impl FnOnce() -> Result<f64, Fail>) -> Result<
     Ok((pct, r))
 }
 
-/// A slice of throwaway units below our own cgroup2 cgroup.
-struct Slice(PathBuf);
-
-impl Drop for Slice {
-    fn drop(&mut self) {
-        if let Ok(rd) = std::fs::read_dir(&self.0) {
-            for e in rd.flatten() {
-                let _ = std::fs::remove_dir(e.path());
-            }
-        }
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
-
-fn cgroup2_slice() -> Result<Slice, Fail> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| Fail(format!("mountinfo: {e}")))?;
-    let mount = mountinfo
-        .lines()
-        .find(|l| {
-            l.split(" - ")
-                .nth(1)
-                .is_some_and(|t| t.starts_with("cgroup2 "))
-        })
-        .and_then(|l| l.split_whitespace().nth(4))
-        .ok_or_else(|| Fail("no cgroup2 mount".into()))?;
-    let own = std::fs::read_to_string("/proc/self/cgroup")
-        .map_err(|e| Fail(format!("/proc/self/cgroup: {e}")))?;
-    let own = own
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .ok_or_else(|| Fail("no cgroup2 entry in /proc/self/cgroup".into()))?;
-    let dir = Path::new(mount)
-        .join(own.trim_start_matches('/'))
-        .join(format!("spawnscope-bench-{}.slice", std::process::id()));
-    std::fs::create_dir(&dir).map_err(|e| Fail(format!("mkdir {}: {e}", dir.display())))?;
-    Ok(Slice(dir))
-}
-
 /// One transient unit: a cgroup, one process in it, removed.
 fn transient_unit(slice: &Path, i: usize) -> Result<(), Fail> {
     let dir = slice.join(format!("run-u{i}.service"));
     std::fs::create_dir(&dir).map_err(|e| Fail(format!("mkdir {}: {e}", dir.display())))?;
-    let procs = dir.join("cgroup.procs");
     let mut c = Command::new("/bin/true");
-    // SAFETY: the closure only writes a path prepared before the fork.
-    unsafe {
-        c.pre_exec(move || std::fs::write(&procs, b"0"));
-    }
+    join_cgroup(&mut c, &dir)?;
     let st = c.status().map_err(|e| Fail(format!("/bin/true: {e}")))?;
     if !st.success() {
         return Err(Fail("/bin/true in a transient unit failed".into()));
@@ -239,6 +199,8 @@ pub fn sentinel(bin: &Path) -> Result<Section, Fail> {
         "| idle | {idle_pct:.4} % ({lo:.4} … {hi:.4}) | {idle_rss:.1} MiB | |\n"
     ));
 
+    // A unit of its own, as in section 1.
+    let load_cgroup = cgroup2_slice()?;
     let stats = BpfStats::enable()?;
     let mut busy = Vec::new();
     let mut rates = Vec::new();
@@ -250,7 +212,7 @@ pub fn sentinel(bin: &Path) -> Result<Section, Fail> {
             s.metric("spawnscope_bpf_runs_total")?,
         );
         let w0 = Instant::now();
-        let (pct, rate) = cpu_window(&s, || paced_spawns(SPAWN_RATE, WINDOW))?;
+        let (pct, rate) = cpu_window(&s, || paced_spawns(&load_cgroup.0, SPAWN_RATE, WINDOW))?;
         settle(&s)?;
         let (t1, n1) = (
             s.metric("spawnscope_bpf_run_seconds_total")?,
@@ -263,6 +225,7 @@ pub fn sentinel(bin: &Path) -> Result<Section, Fail> {
         per_run.push((t1 - t0) * 1e9 / (n1 - n0).max(1.0));
     }
     drop(stats);
+    drop(load_cgroup);
     let busy_rss = s.rss_kib() as f64 / 1024.0;
     let (lo, hi) = minmax(&busy);
     let busy_pct = median(&mut busy);
