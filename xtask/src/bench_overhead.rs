@@ -248,6 +248,25 @@ impl Drop for AuditState {
     }
 }
 
+/// One audit daemon per kernel: a host's own (Debian's package starts one
+/// where systemd runs) is not the bench's to stop, so the bench refuses to
+/// start rather than measure alongside it.
+fn no_audit_daemon() -> Result<(), Fail> {
+    let status = output(Command::new("auditctl").arg("-s")).unwrap_or_default();
+    match status
+        .lines()
+        .find_map(|l| l.strip_prefix("pid "))
+        .map(str::trim)
+        .filter(|p| *p != "0")
+    {
+        Some(pid) => Err(Fail(format!(
+            "an audit daemon (pid {pid}) is already running; stop it for the bench \
+             (e.g. systemctl stop auditd)"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// A running mode, stopped by pid (and its audit rule removed) on drop.
 struct Tracer {
     child: Child,
@@ -460,6 +479,7 @@ fn mmm(v: &[f64], f: impl Fn(f64) -> String) -> String {
 pub fn overhead(target: &Path) -> Result<(Section, Section), Fail> {
     require_root("overhead", "loads BPF programs")?;
     crate::setup::ensure_packages(&["bpftrace", "forkstat", "auditd", "bpftool"])?;
+    no_audit_daemon()?;
     let _tracefs = Tracefs::ensure()?;
     let bin = target.join("spawnscope");
     let workload = target.join("spawn-workload");
