@@ -21,13 +21,13 @@ commands:
                   privileged tests run only as root, and fail instead of
                   skipping when CI=true
   bench           every benchmark below but memory, in one run (root; about
-                  13 minutes); writes BENCHMARKS.md. It installs bpftrace,
+                  10 minutes); writes BENCHMARKS.md. It installs bpftrace,
                   forkstat, auditd, bpftool and stress-ng if missing
   bench overhead  1. what sentinel, trace, trace --events, bpftrace (the same
                   tracepoints per cgroup), forkstat and auditd (an execve
                   rule) add to a spawn loop, interleaved A/B against no
                   tracer; 2. each BPF program's cost per run, next to
-                  bpftrace's (about 6 minutes)
+                  bpftrace's (about 5 minutes)
   bench capacity  3. the highest spawn rates (stress-ng, spawn-workload);
                   counter mode's counts at that rate (exact, asserted) and
                   event mode's drops (about 2 minutes)
