@@ -368,11 +368,16 @@ fn now_ns() -> u64 {
 /// copies it), so (tgid, start) names one process for its whole life.
 #[inline(always)]
 fn process_start(task: u64) -> u64 {
-    let leader: u64 = match load(task, off!(task_group_leader)) {
+    load(leader_of(task), off!(task_start_time))
+}
+
+/// The task's group leader; the task itself if that cannot be read.
+#[inline(always)]
+fn leader_of(task: u64) -> u64 {
+    match load(task, off!(task_group_leader)) {
         0 => task,
         l => l,
-    };
-    load(leader, off!(task_start_time))
+    }
 }
 
 #[inline(always)]
@@ -528,12 +533,12 @@ fn emit_exec(ctx: &BtfTracePointContext, cgid: u64) {
 
 /// The status wait(2) will report for the process whose last thread is
 /// `task`: the group exit code once the group is exiting, else the leader's
-/// own exit code (the rule of wait_task_zombie()).
+/// own exit code (the rule of wait_task_zombie()). `leader` is
+/// [`leader_of`] the task.
 #[inline(always)]
-fn process_exit_code(task: u64) -> Option<u32> {
+fn process_exit_code(task: u64, leader: u64) -> Option<u32> {
     let signal: u64 = load(task, off!(task_signal));
-    let leader: u64 = load(task, off!(task_group_leader));
-    if signal == 0 || leader == 0 {
+    if signal == 0 {
         return None;
     }
     let flags: u32 = load(signal, off!(signal_flags));
@@ -557,7 +562,9 @@ fn count_exit(task: u64, group_dead: bool) {
         with_counters(cgid, |c| c.thread_exits += 1);
         return;
     }
-    let code = process_exit_code(task);
+    // Loaded once for both the status and the start time.
+    let leader = leader_of(task);
+    let code = process_exit_code(task, leader);
     let class = match code {
         Some(code) => classify_exit(code),
         None => {
@@ -574,7 +581,7 @@ fn count_exit(task: u64, group_dead: bool) {
     });
 
     let now = now_ns();
-    let start = process_start(task);
+    let start: u64 = load(leader, off!(task_start_time));
     record_lifetime(cgid, now.saturating_sub(start));
     if streams(cgid) {
         match EVENTS.reserve::<ExitEvent>(0) {
