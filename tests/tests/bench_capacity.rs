@@ -6,19 +6,18 @@
 //! fork + exec `/bin/true` + wait) with one and two workers per CPU. Then
 //! spawn-workload's fastest setting again, in a fresh cgroup, under counter
 //! mode (`trace --no-detect`: counters only, nothing streamed) and under
-//! event mode (`trace --events --json` to a file, default 8 MiB ring). The
+//! event mode (`trace --record FILE`, default 8 MiB ring). The
 //! counts must be exact: that part is asserted, not only printed.
 
 use std::{
     fmt::Write as _,
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use serde_json::Value;
 use spawnscope_tests::{
-    TestCgroup, Tracer, bench_report, cgroup_total, require_root, spawnscope_bin, summary,
-    workload_bin,
+    TestCgroup, Tracer, bench_report, cgroup_total, require_root, summary, workload_bin,
 };
 
 /// (spawn-workload flag, spawns per worker, what it does).
@@ -113,48 +112,24 @@ fn stress_ng(stressor: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {stressor} rate in stress-ng's output:\n{text}"))
 }
 
-/// `trace --events --json` with its output in a file, as someone keeping
-/// the events would run it; returns (spawns/s, summary).
+/// Event mode: `trace --record FILE`, every exec and exit record written
+/// to a file as JSON lines, as someone keeping the events would run it;
+/// returns (spawns/s, summary, the cgroup).
 fn event_mode(flag: &str, n: u64, workers: u64) -> (f64, Value, TestCgroup) {
-    let dir = std::env::temp_dir().join(format!("spawnscope-capacity-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("events.jsonl");
-    let file = std::fs::File::create(&path).unwrap();
-    let mut child = Command::new(spawnscope_bin())
-        .args(["trace", "--events", "--json", "--interval", "10s"])
-        .stdout(file)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start spawnscope");
-    let err = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut all = String::new();
-        for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
-            if line.contains("spawnscope: tracing") {
-                let _ = tx.send(());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("spawnscope did not attach within 60 s");
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("events.jsonl");
+    let tracer = Tracer::start(&[
+        "--no-detect",
+        "--interval",
+        "10s",
+        "--record",
+        record.to_str().unwrap(),
+    ]);
     let cg = TestCgroup::new("capacity-events");
     let rate = storm(&cg, flag, n, workers);
-    // SAFETY: signalling our own child by pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let st = child.wait().expect("wait");
-    let stderr = reader.join().unwrap();
-    assert!(st.success(), "trace --events: {st}\n{stderr}");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    let s: Value = serde_json::from_str(text.lines().last().expect("a summary line"))
-        .expect("the summary is JSON");
-    assert_eq!(s["type"], "summary", "{s}");
-    (rate, s, cg)
+    let (code, lines, stderr) = tracer.stop_with(libc::SIGINT);
+    assert_eq!(code, Some(0), "{stderr}");
+    (rate, summary(&lines).clone(), cg)
 }
 
 #[test]
@@ -197,8 +172,9 @@ fn lossless_capacity() {
         "\nEach spawn-workload setting's faster worker count, again in a fresh cgroup, traced. \
          Counter mode: `trace --no-detect`, which streams nothing; its counts for the cgroup \
          must equal the workload's (asserted: forks, execs, exits, clean exits). Event mode: \
-         `trace --events --json > file`, default ring buffer (8 MiB); its counts must be exact \
-         too, and every record is either delivered or counted as dropped.\n\n\
+         `trace --record FILE` (every exec and exit record written to a file as JSON lines), \
+         default ring buffer (8 MiB); its counts must be exact too, and every record is either \
+         delivered or counted as dropped.\n\n\
          | load | untraced | counter mode | exact | event mode | records delivered | dropped | drop rate |\n\
          |---|---|---|---|---|---|---|---|"
     )

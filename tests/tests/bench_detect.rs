@@ -10,6 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use spawnscope::clock::now_unix;
 use spawnscope_tests::{
     Tracer, bench_report, sentinel::Sentinel, systemd::SystemdContainer, workload_bin,
 };
@@ -51,7 +52,7 @@ fn detection_latency() {
     let t0 = Instant::now();
     let mut started_unix = BTreeMap::new();
     for (unit, _) in LOOPS {
-        started_unix.insert(unit, unix_now());
+        started_unix.insert(unit, now_unix());
         ct.run(&["systemctl", "start", unit]);
     }
     let mut detected = BTreeMap::new();
@@ -68,7 +69,7 @@ fn detection_latency() {
     let mut stopped_unix = BTreeMap::new();
     for (unit, _) in LOOPS {
         ct.run(&["systemctl", "stop", unit]);
-        stopped_unix.insert(unit, unix_now());
+        stopped_unix.insert(unit, now_unix());
     }
     let mut stopped = BTreeMap::new();
     while stopped.len() < LOOPS.len() {
@@ -102,11 +103,7 @@ fn detection_latency() {
             f["last_seen_unix"].as_f64().unwrap() - f["first_seen_unix"].as_f64().unwrap();
         // The stopped mark is printed at a tick; measure from the loop's
         // last start (in the finding) to when the line arrived.
-        let now_unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs_f64();
-        let arrived_unix = now_unix - at.elapsed().as_secs_f64();
+        let arrived_unix = now_unix() - at.elapsed().as_secs_f64();
         let to_stop = arrived_unix - s["last_seen_unix"].as_f64().unwrap();
         let p50 = f["interval_ms"]["p50"].as_f64().unwrap() / 1000.0;
         md.push_str(&format!(
@@ -149,13 +146,6 @@ fn detection_latency() {
     println!("{md}");
     bench_report(&md);
     ct.shutdown();
-}
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
 }
 
 /// The sentinel's `event` alert for each loop, by unit, waiting for all.

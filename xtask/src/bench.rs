@@ -106,6 +106,24 @@ pub fn join_cgroup(c: &mut Command, dir: &std::path::Path) -> Result<(), Fail> {
     Ok(())
 }
 
+/// A scratch directory for bench `name`, holding `sentinel.toml`: the
+/// default configuration but with its state kept here and metrics on a
+/// free loopback port. Returns (directory, configuration file).
+pub fn sentinel_scratch(name: &str) -> Result<(std::path::PathBuf, std::path::PathBuf), Fail> {
+    let dir = std::env::temp_dir().join(format!("spawnscope-bench-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| Fail(format!("{}: {e}", dir.display())))?;
+    let config = dir.join("sentinel.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state = \"{}\"\nlisten = \"127.0.0.1:0\"\n",
+            dir.join("state").display()
+        ),
+    )
+    .map_err(|e| Fail(format!("{}: {e}", config.display())))?;
+    Ok((dir, config))
+}
+
 /// Keeps `kernel.bpf_stats_enabled` on; restores it on drop.
 pub struct BpfStats(String);
 

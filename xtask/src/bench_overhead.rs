@@ -20,7 +20,7 @@
 use std::{
     collections::BTreeMap,
     os::unix::process::CommandExt,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -28,7 +28,7 @@ use std::{
 use crate::{
     bench::{
         BpfStats, Section, await_stderr, cgroup2_slice, cpu_ns, join_cgroup, median, minmax,
-        require_root,
+        require_root, sentinel_scratch,
     },
     util::{Fail, output, run_checked},
 };
@@ -295,7 +295,8 @@ fn wait_file(path: &Path, needle: &str, what: &str) -> Result<(), Fail> {
     Ok(())
 }
 
-fn start(bin: &Path, mode: &Mode, dir: &Path) -> Result<Tracer, Fail> {
+/// Starts `mode`; `dir` is the scratch directory, `config` the sentinel's.
+fn start(bin: &Path, mode: &Mode, dir: &Path, config: &Path) -> Result<Tracer, Fail> {
     let spawn = |c: &mut Command| {
         c.spawn()
             .map_err(|e| Fail(format!("cannot start {}: {e}", mode.name)))
@@ -311,7 +312,7 @@ fn start(bin: &Path, mode: &Mode, dir: &Path) -> Result<Tracer, Fail> {
             let mut c = Command::new(bin);
             c.args(args);
             let ready = if args[0] == "sentinel" {
-                c.arg(dir.join("sentinel.toml"));
+                c.arg(config);
                 "sentinel started"
             } else {
                 "spawnscope: tracing"
@@ -427,6 +428,20 @@ struct Runs {
 }
 
 impl Runs {
+    /// Per program: its ns per run in each loop, and the medians of ns per
+    /// run and of runs per spawn.
+    fn prog_medians(&self) -> Vec<(&str, Vec<f64>, f64, f64)> {
+        self.progs
+            .iter()
+            .map(|(name, v)| {
+                let ns: Vec<f64> = v.iter().map(|x| x.0).collect();
+                let mut per: Vec<f64> = v.iter().map(|x| x.1).collect();
+                let ns_med = median(&mut ns.clone());
+                (name.as_str(), ns, ns_med, median(&mut per))
+            })
+            .collect()
+    }
+
     fn bpf_ns_per_spawn(&self) -> Vec<f64> {
         let loops = self.progs.values().map(Vec::len).max().unwrap_or(0);
         (0..loops)
@@ -483,18 +498,7 @@ pub fn overhead(target: &Path) -> Result<(Section, Section), Fail> {
     let _tracefs = Tracefs::ensure()?;
     let bin = target.join("spawnscope");
     let workload = target.join("spawn-workload");
-    let dir: PathBuf =
-        std::env::temp_dir().join(format!("spawnscope-bench-overhead-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| Fail(format!("{}: {e}", dir.display())))?;
-    let config = dir.join("sentinel.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "state = \"{}\"\nlisten = \"127.0.0.1:0\"\n",
-            dir.join("state").display()
-        ),
-    )
-    .map_err(|e| Fail(format!("{}: {e}", config.display())))?;
+    let (dir, config) = sentinel_scratch("overhead")?;
     let slice = cgroup2_slice()?;
     let cg = slice.0.as_path();
     let stats = BpfStats::enable()?;
@@ -520,7 +524,7 @@ pub fn overhead(target: &Path) -> Result<(Section, Section), Fail> {
             for &i in phase.iter() {
                 let a = spawn_loop(&workload, cg)?;
                 let loaded = programs()?;
-                let tracer = start(&bin, &MODES[i], &dir)?;
+                let tracer = start(&bin, &MODES[i], &dir, &config)?;
                 let b = measured_loop(&workload, cg, &tracer, &loaded, &mut runs[i])?;
                 drop(tracer);
                 runs[i].ratios.push(b / a);
@@ -543,6 +547,7 @@ pub fn overhead(target: &Path) -> Result<(Section, Section), Fail> {
                 kind: Kind::Bpftrace(BPFTRACE_EMPTY),
             },
             &dir,
+            &config,
         )?;
         measured_loop(&workload, cg, &tracer, &loaded, &mut floor)?;
     }
@@ -659,15 +664,11 @@ pub fn overhead(target: &Path) -> Result<(Section, Section), Fail> {
     rows.push(("floor: bpftrace, empty programs", &floor));
     let mut worst: Option<(String, f64)> = None;
     for (name, r) in &rows {
-        for (prog, v) in &r.progs {
-            let ns: Vec<f64> = v.iter().map(|x| x.0).collect();
-            let per: Vec<f64> = v.iter().map(|x| x.1).collect();
+        for (prog, ns, m, per) in r.prog_medians() {
             s2.push_str(&format!(
-                "| {name} | {prog} | {} | {:.2} |\n",
+                "| {name} | {prog} | {} | {per:.2} |\n",
                 mmm(&ns, |n| format!("{n:.0}")),
-                median(&mut per.clone())
             ));
-            let m = median(&mut ns.clone());
             if name.starts_with("spawnscope") && worst.as_ref().is_none_or(|w| m > w.1) {
                 worst = Some((format!("{prog} in {name}"), m));
             }
@@ -681,29 +682,16 @@ pub fn overhead(target: &Path) -> Result<(Section, Section), Fail> {
             median(&mut all)
         }
     };
-    let counter_runs = &runs[counter];
-    let counter_ns: Vec<f64> = counter_runs
-        .progs
-        .values()
-        .map(|v| median(&mut v.iter().map(|x| x.0).collect::<Vec<_>>()))
-        .collect();
+    let counter_progs = runs[counter].prog_medians();
+    let counter_ns: Vec<f64> = counter_progs.iter().map(|p| p.2).collect();
+    // Weighted by how often each program runs.
     let counter_avg = {
-        let (t, n) = counter_runs
-            .progs
-            .values()
-            .map(|v| {
-                let mut ns: Vec<f64> = v.iter().map(|x| x.0).collect();
-                let mut per: Vec<f64> = v.iter().map(|x| x.1).collect();
-                (median(&mut ns) * median(&mut per), median(&mut per))
-            })
-            .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+        let (t, n) = counter_progs
+            .iter()
+            .fold((0.0, 0.0), |a, p| (a.0 + p.2 * p.3, a.1 + p.3));
         if n > 0.0 { t / n } else { 0.0 }
     };
-    let bpftrace_ns: Vec<f64> = runs[bpftrace]
-        .progs
-        .values()
-        .map(|v| median(&mut v.iter().map(|x| x.0).collect::<Vec<_>>()))
-        .collect();
+    let bpftrace_ns: Vec<f64> = runs[bpftrace].prog_medians().iter().map(|p| p.2).collect();
     let list = |v: &[f64]| {
         v.iter()
             .map(|n| format!("{n:.0}"))
@@ -718,7 +706,7 @@ pub fn overhead(target: &Path) -> Result<(Section, Section), Fail> {
          event already costs more than the target on this machine. What spawnscope's \
          programs do beyond that: fork follows the child's cgroup four pointers deep (it is \
          not the parent's under CLONE_INTO_CGROUP); exit reads the exit status and the start \
-         time (seven fields) and updates a second per-CPU map, the lifetime histogram, which \
+         time (six fields) and updates a second per-CPU map, the lifetime histogram, which \
          makes it the dearest counter-mode program. The most expensive program of any mode: \
          {}; the event modes add a 600-byte exec and a 64-byte exit record per spawn to the \
          ring buffer.\n",

@@ -16,7 +16,7 @@ use std::{
 use crate::{
     bench::{
         BpfStats, Section, await_stderr, cgroup2_slice, cpu_ns, join_cgroup, median, minmax,
-        require_root,
+        require_root, sentinel_scratch,
     },
     util::Fail,
 };
@@ -40,21 +40,13 @@ impl Drop for Sentinel {
 }
 
 impl Sentinel {
-    fn start(bin: &Path, dir: &Path, extra: &[&str]) -> Result<Self, Fail> {
-        let config = dir.join("sentinel.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "state = \"{}\"\nlisten = \"127.0.0.1:0\"\n",
-                dir.join("state").display()
-            ),
-        )
-        .map_err(|e| Fail(format!("{}: {e}", config.display())))?;
+    /// Starts with no state, with `config` from [`sentinel_scratch`].
+    fn start(bin: &Path, dir: &Path, config: &Path, extra: &[&str]) -> Result<Self, Fail> {
         let _ = std::fs::remove_file(dir.join("state"));
         let mut child = Command::new(bin)
             .arg("sentinel")
             .arg("--config")
-            .arg(&config)
+            .arg(config)
             .args(extra)
             .stderr(Stdio::piped())
             .spawn()
@@ -162,9 +154,7 @@ fn settle(s: &Sentinel) -> Result<(), Fail> {
 
 pub fn sentinel(bin: &Path) -> Result<Section, Fail> {
     require_root("sentinel", "loads BPF programs")?;
-    let dir =
-        std::env::temp_dir().join(format!("spawnscope-bench-sentinel-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| Fail(format!("{}: {e}", dir.display())))?;
+    let (dir, config) = sentinel_scratch("sentinel")?;
     let mut md = format!(
         "`spawnscope sentinel`, default configuration (5 s polls, state saved every 12 polls). \
          CPU: the sentinel's own CPU time (every thread's `/proc/PID/task/*/schedstat`) over \
@@ -180,7 +170,7 @@ pub fn sentinel(bin: &Path) -> Result<Section, Fail> {
         WINDOW.as_secs()
     );
 
-    let s = Sentinel::start(bin, &dir, &[])?;
+    let s = Sentinel::start(bin, &dir, &config, &[])?;
     std::thread::sleep(Duration::from_secs(5));
     let mut idle = Vec::new();
     for _ in 0..WINDOWS {
@@ -240,7 +230,7 @@ pub fn sentinel(bin: &Path) -> Result<Section, Fail> {
 
     // Transient units, against a counter map smaller than their number:
     // only freeing removed cgroups keeps it from overflowing.
-    let s = Sentinel::start(bin, &dir, &["--max-cgroups", "2048"])?;
+    let s = Sentinel::start(bin, &dir, &config, &["--max-cgroups", "2048"])?;
     let slice = cgroup2_slice()?;
     settle(&s)?;
     let mut making = Duration::ZERO;
