@@ -1,4 +1,4 @@
-//! `cargo xtask bench`: every benchmark of issue 9 in one run, written to
+//! `cargo xtask bench`: every benchmark in one run, written to
 //! BENCHMARKS.md; each section can also run alone (`bench overhead`, ...),
 //! printing its part only. `bench memory` (the memory sampling pass) is
 //! separate, and its part of BENCHMARKS.md is kept as it is.
@@ -54,6 +54,12 @@ impl Drop for Slice {
 }
 
 pub fn cgroup2_slice() -> Result<Slice, Fail> {
+    cgroup2_dir(&format!("spawnscope-bench-{}.slice", std::process::id()))
+}
+
+/// A cgroup2 directory `name` below our own cgroup, removed on drop (with
+/// its children, which must be empty by then).
+pub fn cgroup2_dir(name: &str) -> Result<Slice, Fail> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| Fail(format!("mountinfo: {e}")))?;
     let mount = mountinfo
@@ -73,7 +79,7 @@ pub fn cgroup2_slice() -> Result<Slice, Fail> {
         .ok_or_else(|| Fail("no cgroup2 entry in /proc/self/cgroup".into()))?;
     let dir = std::path::Path::new(mount)
         .join(own.trim_start_matches('/'))
-        .join(format!("spawnscope-bench-{}.slice", std::process::id()));
+        .join(name);
     std::fs::create_dir(&dir).map_err(|e| Fail(format!("mkdir {}: {e}", dir.display())))?;
     Ok(Slice(dir))
 }
@@ -253,12 +259,14 @@ pub fn detect() -> Result<Section, Fail> {
             "The real-systemd fixture (see DEVELOPERS.md) runs three units that fail 50 ms \
              after each start (`spawn-workload --fail-after 50`) with `Restart=always`, no start \
              limit and `RestartSec=` 10 s, 2 s and 100 ms, watched by `spawnscope trace` and \
-             `spawnscope sentinel` at once. For `trace`, restarts to detection is the restart \
-             count in the finding when it was reported, and seconds are from the loop's first \
-             start to the start at which it was reported; for the sentinel, the restart count \
-             in its opening alert, and seconds from `systemctl start` to the alert, which comes \
-             at the first poll after the 3rd restart. Then the units are stopped, and the last \
-             column is how long each took to mark the loop stopped (closed). One run.\n\n{}\n",
+             `spawnscope sentinel` at once. Every latency is the bench's own clock \
+             (CLOCK_MONOTONIC): from just before `systemctl start` (the first start), or from \
+             systemd's `ExecMainStartTimestampMonotonic` read before the stop (the last start), \
+             or from the return of `systemctl stop`, to the moment `trace`'s line or the \
+             sentinel's alert reached the bench. Restarts at detection are systemd's \
+             `NRestarts`, read as the line arrived (a fast loop restarts again during that \
+             read), beside the count `trace` reported. Then the units are stopped, and the last \
+             column is how long each took to be marked stopped (closed). One run.\n\n{}\n",
             table.trim_end()
         ),
     })
