@@ -15,17 +15,11 @@ use serde_json::Value;
 use spawnscope::cgroupfs;
 
 pub mod sentinel;
+mod skip;
 pub mod systemd;
 pub mod vm;
 
-/// Skips the calling test loudly, or fails it under CI=true, where a skip
-/// is a failure. `why` names the missing feature.
-pub fn skip(why: &str) {
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{why}; CI=true forbids skipping");
-    }
-    eprintln!("\n*** SKIPPED {why} ***\n");
-}
+pub use skip::{skip, skip_dir};
 
 /// True when the test may run; otherwise see [`skip`].
 pub fn require_root(test: &str) -> bool {
@@ -40,7 +34,10 @@ pub fn require_root(test: &str) -> bool {
 }
 
 /// A binary of this workspace, next to the running test executable in
-/// target/<profile>/ (`cargo xtask test` builds them all first).
+/// target/<profile>/ (`cargo xtask test` builds them all first). A binary
+/// older than a source it is built from is refused: a plain `cargo test -p
+/// spawnscope-tests` builds the test code but not spawnscope itself, and
+/// would otherwise test a stale copy.
 fn target_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     // target/<profile>/deps/<test>-<hash>
@@ -49,12 +46,55 @@ fn target_bin(name: &str) -> PathBuf {
         .and_then(Path::parent)
         .expect("test binary lives in target/<profile>/deps");
     let bin = profile_dir.join(name);
-    assert!(
-        bin.exists(),
-        "{} not built; run `cargo build --workspace --exclude spawnscope-probe --bins` first (`cargo xtask test` does)",
-        bin.display()
-    );
+    let build = "run `cargo build --workspace --exclude spawnscope-probe --bins` first (`cargo xtask test` does)";
+    let built = fs::metadata(&bin)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| panic!("{}: {e}; {build}", bin.display()));
+    if let Some(src) = newer_source(&profile_dir.join(format!("{name}.d")), built) {
+        panic!("{} is older than {}: {build}", bin.display(), src.display());
+    }
     bin
+}
+
+/// A source listed in cargo's dep-info file `dep_info` (the files and
+/// directories a binary was built from) modified after `built`.
+fn newer_source(dep_info: &Path, built: std::time::SystemTime) -> Option<PathBuf> {
+    let text = fs::read_to_string(dep_info)
+        .unwrap_or_else(|e| panic!("{}: {e}; rebuild the binaries", dep_info.display()));
+    // "target: dep dep ...", spaces in paths escaped as "\\ ".
+    let deps = text
+        .split_once(": ")
+        .map_or("", |(_, d)| d.lines().next().unwrap_or(""));
+    let deps = deps.replace("\\ ", "\0");
+    let mut todo: Vec<PathBuf> = deps
+        .split_whitespace()
+        .map(|d| PathBuf::from(d.replace('\0', " ")))
+        .collect();
+    // A directory (a build script's rerun-if-changed) counts by every file
+    // below it, as cargo counts it.
+    while let Some(p) = todo.pop() {
+        let Ok(meta) = fs::metadata(&p) else {
+            // A source that is gone changed too.
+            return Some(p);
+        };
+        if meta.is_dir() {
+            // Not into symlinked directories: a link loop would never end.
+            todo.extend(
+                fs::read_dir(&p)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter(|e| {
+                        e.file_type()
+                            .is_ok_and(|t| !t.is_symlink() || !e.path().is_dir())
+                    })
+                    .map(|e| e.path()),
+            );
+        } else if meta.modified().is_ok_and(|t| t > built) {
+            return Some(p);
+        }
+    }
+    None
 }
 
 /// The spawnscope binary under test: $SPAWNSCOPE_BIN, else the workspace's.
@@ -191,7 +231,8 @@ impl Drop for TestCgroup {
 /// no probe outlives its test.
 pub struct Tracer {
     child: Child,
-    stdout: Option<mpsc::Receiver<String>>,
+    /// Each line with the moment the reader thread got it.
+    stdout: Option<mpsc::Receiver<(Instant, String)>>,
     stderr: Option<std::thread::JoinHandle<String>>,
     /// Lines already read by [`Tracer::wait_for`]; `finish` returns them too.
     seen: Vec<String>,
@@ -228,7 +269,7 @@ impl Tracer {
         let (tx, stdout) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
+                if tx.send((Instant::now(), line)).is_err() {
                     break;
                 }
             }
@@ -266,7 +307,8 @@ impl Tracer {
     }
 
     /// Reads output lines as they come until a JSON line satisfies `pred`,
-    /// and returns it with the instant it was read. Panics after `limit`.
+    /// and returns it with the instant it arrived (read from the pipe, not
+    /// when this call got to it). Panics after `limit`.
     pub fn wait_for(
         &mut self,
         limit: Duration,
@@ -278,8 +320,7 @@ impl Tracer {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
-                Ok(line) => {
-                    let at = Instant::now();
+                Ok((at, line)) => {
                     let v = serde_json::from_str::<Value>(&line).ok();
                     self.seen.push(line);
                     if let Some(v) = v.filter(|v| pred(v)) {
@@ -342,7 +383,7 @@ impl Tracer {
             std::thread::sleep(Duration::from_millis(20));
         };
         let mut lines = std::mem::take(&mut self.seen);
-        lines.extend(stdout.iter());
+        lines.extend(stdout.iter().map(|(_, l)| l));
         (status.code(), lines, stderr.join().unwrap())
     }
 }
@@ -674,4 +715,69 @@ pub fn main_thread_wakeups(pid: i32) -> u64 {
         .trim()
         .parse()
         .unwrap()
+}
+
+/// The running kernel as the tests must expect it: its version (uname) and
+/// what its BTF says, so that expectations follow the kernel instead of
+/// assuming the one this suite was written on.
+pub struct RunningKernel {
+    pub release: String,
+    /// (major, minor) from the release string.
+    pub version: (u32, u32),
+    pub btf: spawnscope::btf::Btf,
+}
+
+impl RunningKernel {
+    /// None after a loud skip on a kernel without BTF.
+    pub fn get(test: &str) -> Option<Self> {
+        let path = Path::new(spawnscope::btf::VMLINUX_BTF);
+        if !path.exists() {
+            skip(&format!(
+                "{test}: {} absent (kernel without CONFIG_DEBUG_INFO_BTF)",
+                path.display()
+            ));
+            return None;
+        }
+        let release = fs::read_to_string("/proc/sys/kernel/osrelease")
+            .expect("/proc/sys/kernel/osrelease")
+            .trim()
+            .to_string();
+        let mut nums = release.split(|c: char| !c.is_ascii_digit()).map(|n| {
+            n.parse::<u32>()
+                .expect("kernel release starts with its version")
+        });
+        let version = (nums.next().unwrap(), nums.next().unwrap());
+        let btf = spawnscope::btf::Btf::from_file(path).expect("parse the kernel's BTF");
+        Some(Self {
+            release,
+            version,
+            btf,
+        })
+    }
+
+    /// Whether `sched_process_exit` passes `group_dead` (upstream since
+    /// 6.16; a distribution may carry it earlier, which BTF shows).
+    pub fn passes_group_dead(&self) -> bool {
+        let args = self
+            .btf
+            .tracepoint_arg_count("sched_process_exit")
+            .expect("sched_process_exit in BTF");
+        let passes = args >= 2;
+        assert!(
+            passes || self.version < (6, 16),
+            "{}: 6.16+ without group_dead in sched_process_exit",
+            self.release
+        );
+        passes
+    }
+
+    /// The exit program `trace --exit-program auto` picks here, as the
+    /// summary's `exit_program` names it.
+    pub fn auto_exit_program(&self) -> &'static str {
+        if self.passes_group_dead() {
+            "group_dead"
+        } else {
+            "legacy"
+        }
+    }
 }

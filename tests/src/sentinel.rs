@@ -123,6 +123,26 @@ impl Sentinel {
         }
     }
 
+    /// Waits for `needle` in stderr past byte `offset` of [`Sentinel::stderr`]
+    /// (after a line already seen) and returns its line.
+    pub fn wait_line_after(&self, limit: Duration, offset: usize, needle: &str) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let log = self.stderr();
+            if let Some(i) = log.get(offset..).and_then(|l| l.find(needle)) {
+                let at = offset + i;
+                let start = log[..at].rfind('\n').map_or(0, |n| n + 1);
+                let end = log[at..].find('\n').map_or(log.len(), |n| at + n);
+                return log[start..end].to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} after byte {offset} within {limit:?}; stderr:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// GET `path`: (status code, body).
     pub fn get(&self, path: &str) -> (u16, String) {
         let mut c = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))
@@ -148,6 +168,14 @@ impl Sentinel {
         let (status, body) = self.get("/metrics");
         assert_eq!(status, 200, "{body}");
         body
+    }
+
+    /// One sample of a scrape, by its full name with labels; panics when
+    /// the exposition lacks it.
+    pub fn scrape_value(&self, name: &str) -> f64 {
+        let m = samples(&self.scrape());
+        *m.get(name)
+            .unwrap_or_else(|| panic!("no {name} in the exposition: {m:?}"))
     }
 
     /// Scrapes until `pred` holds for the parsed samples; panics with the

@@ -164,12 +164,10 @@ fn python_hdrhistogram_reads_the_same_histograms() {
         .status()
         .is_ok_and(|s| s.success());
     if !have {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "python3 with hdrh is missing under CI (cargo xtask setup installs it)"
+        common::skip(
+            "python3 with the hdrhistogram package (module hdrh) is missing \
+             (cargo xtask setup installs it)",
         );
-        eprintln!("SKIP: python3 with the hdrhistogram package (module hdrh) is missing");
         return;
     }
     let d = tempfile::tempdir().unwrap();

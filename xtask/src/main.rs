@@ -3,7 +3,9 @@
 mod bench;
 mod bench_overhead;
 mod bench_sentinel;
+mod noisy;
 mod setup;
+mod test;
 mod util;
 
 use std::{env, path::PathBuf, process::ExitCode};
@@ -17,9 +19,15 @@ commands:
   setup           install what building and testing need (idempotent)
   build           setup, then build spawnscope (release)
   run -- ARGS     setup, build, then run `spawnscope ARGS` as root
-  test            setup, lint (fmt, clippy incl. the probe), then every test;
-                  privileged tests run only as root, and fail instead of
-                  skipping when CI=true
+  test            setup, lint (fmt, clippy incl. the probe), then every test,
+                  ending with 'N passed, M failed, K skipped, L ignored' and
+                  each skip's reason; privileged tests need root, and a
+                  skipped test fails the run (under CI=true, the test itself
+                  fails)
+  test --allow-skips
+                  the same, but skips (counted and named) do not fail it
+  test --noisy    the tests while the host also runs a CPU hog, a crash loop
+                  and a rootfs install loop (root)
   bench           every benchmark below but memory, in one run (root; about
                   10 minutes); writes BENCHMARKS.md. It installs bpftrace,
                   forkstat, auditd, bpftool and stress-ng if missing
@@ -45,7 +53,7 @@ fn main() -> ExitCode {
         Some("setup") => setup::run(),
         Some("build") => setup::run().and_then(|()| build_release()).map(|_| ()),
         Some("run") => run(&args[1..]),
-        Some("test") => test(),
+        Some("test") => test::Options::parse(&args[1..]).and_then(|o| test::run(&o)),
         Some("bench") => setup::run().and_then(|()| match args.get(1).map(String::as_str) {
             None => bench::all(),
             Some("overhead") => bench::build_release_bins()
@@ -132,51 +140,9 @@ fn run(args: &[String]) -> Result<(), Fail> {
 }
 
 /// Every crate but the probe, which only builds for bpfel with nightly (it
-/// is built by userspace/build.rs and linted separately below).
+/// is built by userspace/build.rs and linted separately).
 const HOST_CRATES: [&str; 3] = ["--workspace", "--exclude", "spawnscope-probe"];
 
 fn cargo_host(subcommand: &str, extra: &[&str]) -> Result<(), Fail> {
     run_checked(cmd("cargo").arg(subcommand).args(HOST_CRATES).args(extra))
-}
-
-fn test() -> Result<(), Fail> {
-    let t0 = std::time::Instant::now();
-    setup::run()?;
-    util::step("lint: cargo fmt --check");
-    run_checked(cmd("cargo").args(["fmt", "--all", "--check"]))?;
-    util::step("lint: clippy (host crates)");
-    cargo_host("clippy", &["--all-targets", "--", "-D", "warnings"])?;
-    util::step("lint: clippy (probe, bpfel-unknown-none)");
-    run_checked(
-        cmd("cargo")
-            .args([
-                "+nightly",
-                "clippy",
-                "--package",
-                "spawnscope-probe",
-                "--release",
-                "--target",
-                "bpfel-unknown-none",
-                "-Z",
-                "build-std=core",
-                "--",
-                "-D",
-                "warnings",
-            ])
-            .env(
-                "CARGO_TARGET_DIR",
-                workspace_root().join("target/probe-clippy"),
-            ),
-    )?;
-    // The privileged tests run the real binary; build it first so they test
-    // this tree, not a stale copy.
-    util::step("build: spawnscope (debug) and test helpers");
-    cargo_host("build", &["--bins"])?;
-    util::step("test: unit, CLI and privileged integration tests");
-    cargo_host("test", &["--no-fail-fast"])?;
-    util::step(&format!(
-        "all tests passed in {:.0}s",
-        t0.elapsed().as_secs_f64()
-    ));
-    Ok(())
 }
