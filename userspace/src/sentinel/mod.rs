@@ -385,6 +385,28 @@ impl Loop {
         );
     }
 
+    /// Ends a candidate's drill-down without a verdict and queues it again,
+    /// behind the loops waiting to be named.
+    fn drill_yield(&mut self) {
+        let Some(d) = self.drill.take() else { return };
+        if let Err(e) = self.probe.drill_off() {
+            log(
+                Priority::Warning,
+                &format!("cannot end the drill-down: {e}"),
+            );
+        }
+        log(
+            Priority::Info,
+            &format!(
+                "drill-down into {} paused: a loop found from its counts is named first",
+                d.unit
+            ),
+        );
+        if !self.drill_queue.iter().any(|(u, _)| *u == d.unit) {
+            self.drill_queue.push((d.unit, d.enrich));
+        }
+    }
+
     fn start_drill(&mut self, unit: String, enrich: bool) {
         let ids = self.unit_ids.get(&unit).cloned().unwrap_or_default();
         // The path the unit's next cgroup will be created at.
@@ -502,6 +524,34 @@ impl Loop {
             {
                 self.drill_queue.push((u, false));
             }
+        }
+        // A loop already proven by its counts is named before any candidate
+        // is examined: a candidate (a script whose commands fail now and
+        // then) would otherwise hold the only drill-down for DRILL_FOR while
+        // the loop waits unnamed. The stable sort keeps each kind's order.
+        self.drill_queue.sort_by_key(|(_, enrich)| !enrich);
+        let naming: Vec<String> = self
+            .drill_queue
+            .iter()
+            .filter(|(_, enrich)| *enrich)
+            .map(|(u, _)| u.clone())
+            .collect();
+        self.drill_queue
+            .retain(|(u, enrich)| *enrich || !naming.contains(u));
+        // The candidate being drilled into is itself the loop to name: it
+        // goes on, keeping what it has seen, with naming as its aim.
+        if let Some(d) = self.drill.as_mut()
+            && !d.enrich
+            && naming.contains(&d.unit)
+        {
+            d.enrich = true;
+            let unit = d.unit.clone();
+            self.drill_queue.retain(|(u, _)| *u != unit);
+        }
+        if self.drill.as_ref().is_some_and(|d| !d.enrich)
+            && self.drill_queue.first().is_some_and(|(_, enrich)| *enrich)
+        {
+            self.drill_yield();
         }
         if self.drill.is_none() && !self.drill_queue.is_empty() {
             let (u, enrich) = self.drill_queue.remove(0);
