@@ -1,7 +1,9 @@
 //! The sentinel wakes on its poll interval, not per event: 100 short-lived
 //! units (a cgroup created, a process run in it, the cgroup removed: 200
-//! ring records) cost its main thread a handful of wakeups, while every
-//! one of them is still named and counted exactly at the next poll.
+//! ring records) cost its main thread one wakeup per poll that falls in
+//! the burst and one or two for a half-full ring, not one per record,
+//! while every one of them is still named and counted exactly at the next
+//! poll.
 
 use std::time::Duration;
 
@@ -30,16 +32,29 @@ fn cgroup_records_wait_for_the_poll() {
     s.wait_metrics(Duration::from_secs(10), "the next poll", |m| {
         m["spawnscope_polls_total"] > polls
     });
+    let polls_before = s.scrape_value("spawnscope_polls_total");
     let before = wakeups(s.pid());
     for i in 0..UNITS {
         slice.run_transient(&format!("brief-{i}.service"));
     }
     let woke = wakeups(s.pid()) - before;
-    // 200 records; a wakeup each would be 200. The burst takes well under
-    // the 4 s between polls; one poll may fall inside it, and a half-full
-    // ring (about 120 records) wakes the loop once.
-    eprintln!("{woke} wakeups for {} ring records", 2 * UNITS);
-    assert!(woke <= 20, "{woke} wakeups for {} ring records", 2 * UNITS);
+    let polls = s.scrape_value("spawnscope_polls_total") - polls_before;
+    // 200 records; a wakeup each would be 200. What the loop may wake for:
+    // each poll that fell inside the burst (on a loaded host the burst
+    // takes longer and spans more of them; one more for a poll that had
+    // begun before the first count was read), a half-full ring (about 120
+    // records: at most 2 for 200), and a couple of sleeps of the loop's
+    // own (a state save, a lock the metrics thread held).
+    let allowed = polls as u64 + 1 + 2 + 2;
+    eprintln!(
+        "{woke} wakeups for {} ring records over {polls} poll(s) (allowed {allowed})",
+        2 * UNITS
+    );
+    assert!(
+        woke <= allowed,
+        "{woke} wakeups for {} ring records over {polls} poll(s)",
+        2 * UNITS
+    );
     let m = s.wait_metrics(Duration::from_secs(15), "every unit counted", |m| {
         (0..UNITS).all(|i| {
             unit_value(

@@ -376,4 +376,40 @@ mod tests {
             .to_string();
         assert!(e.starts_with("cannot open alerts file "), "{e}");
     }
+
+    /// A hook that does not finish gets its [`HOOK_TIMEOUT`], is then
+    /// killed, and the failure is logged; the alert itself went out.
+    #[test]
+    fn a_hook_that_hangs_is_killed_after_its_time() {
+        let d = tempfile::tempdir().unwrap();
+        let pidfile = d.path().join("hook.pid");
+        // The shell becomes the sleep, so the pid it writes is the hook's.
+        let script = format!("echo $$ > {}; exec sleep 3600", pidfile.display());
+        let mut log = Vec::new();
+        let mut a = Alerter::new(
+            &mut log,
+            None,
+            Some(vec!["/bin/sh".into(), "-c".into(), script]),
+        )
+        .unwrap();
+        let t0 = Instant::now();
+        a.memory_warning(9.0, "m", detail());
+        let took = t0.elapsed();
+        drop(a);
+        let text = String::from_utf8(log).unwrap();
+        assert_eq!(
+            text.lines().collect::<Vec<_>>(),
+            [
+                "<4>spawnscope: memory_warning: m",
+                "<4>spawnscope: hook /bin/sh: killed after 10s",
+            ]
+        );
+        assert!(took >= HOOK_TIMEOUT, "the hook got only {took:?}");
+        let pid = std::fs::read_to_string(&pidfile).unwrap();
+        assert!(
+            !Path::new(&format!("/proc/{}", pid.trim())).exists(),
+            "hook {} still runs",
+            pid.trim()
+        );
+    }
 }
