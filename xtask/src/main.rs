@@ -29,7 +29,7 @@ commands:
   test --noisy    the tests while the host also runs a CPU hog, a crash loop
                   and a rootfs install loop (root)
   bench           every benchmark below but memory, in one run (root; about
-                  10 minutes); writes BENCHMARKS.md. It installs bpftrace,
+                  12 minutes); writes BENCHMARKS.md. It installs bpftrace,
                   forkstat, auditd, bpftool and stress-ng if missing
   bench overhead  1. what sentinel, trace, trace --events, bpftrace (the same
                   tracepoints per cgroup), forkstat and auditd (an execve
