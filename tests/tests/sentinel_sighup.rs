@@ -40,8 +40,10 @@ fn bad_config_on_sighup_keeps_the_old_one() {
             ))
         })
     });
-    let before = units(&s.scrape());
-    assert!(before.len() >= 2, "{before:?}");
+    let ours: Vec<String> = [&a, &b]
+        .iter()
+        .map(|cg| cg.path.file_name().unwrap().to_str().unwrap().to_string())
+        .collect();
 
     // An unknown key: refused, old configuration kept, still serving.
     std::fs::write(
@@ -61,7 +63,13 @@ fn bad_config_on_sighup_keeps_the_old_one() {
     s.wait_metrics(Duration::from_secs(10), "polls after the refusal", |m| {
         m["spawnscope_polls_total"] >= polls + 2.0
     });
-    assert_eq!(units(&s.scrape()), before, "top_units still 50");
+    // Under top_units = 1 at most one of the two would keep its own label;
+    // the host's other units come and go and are not this test's.
+    let after = units(&s.scrape());
+    assert!(
+        ours.iter().all(|u| after.contains(u)),
+        "top_units still 50: both {ours:?} in {after:?}"
+    );
 
     // A good file: top_units = 1 leaves one unit and "other".
     std::fs::write(&s.config, config(dir.path(), "top_units = 1\n")).unwrap();

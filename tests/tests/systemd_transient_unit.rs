@@ -53,7 +53,14 @@ fn vanished_transient_units_are_named_after_their_cgroup_is_gone() {
     let (code, lines, stderr) = tracer.stop_with(libc::SIGINT);
     assert_eq!(code, Some(0), "{stderr}");
     let s = summary(&lines);
-    assert_eq!(lines.len(), 1, "no interval was reported: {lines:?}");
+    // Only the summary reports counts (a finding about the host's own
+    // activity may come before it).
+    assert!(
+        lines[..lines.len() - 1]
+            .iter()
+            .all(|l| l["type"] != "interval"),
+        "no interval was reported: {lines:?}"
+    );
 
     for (unit, slice) in [
         ("burst-svc.service", "system.slice"),
