@@ -1,4 +1,4 @@
-//! The sentinel's alerts (issue 8, first part): when a finding opens,
+//! The sentinel's alerts: when a finding opens,
 //! escalates or closes, and when a memory warning fires. Each goes to
 //! stderr as one line with a syslog priority prefix (`<4>`, which journald
 //! reads as the message's priority), optionally to a JSON-lines file, and

@@ -1,4 +1,4 @@
-//! The sentinel's configuration file (issue 8, first part): TOML,
+//! The sentinel's configuration file: TOML,
 //! validated as a whole before use, with errors that name the file, the
 //! key and, for syntax errors, the line. Unknown keys are errors (a typo
 //! must not silently fall back to a default).

@@ -1,4 +1,4 @@
-//! The sentinel's Prometheus endpoint (issue 8, first part): a minimal
+//! The sentinel's Prometheus endpoint: a minimal
 //! HTTP/1.1 server on its own thread that answers `GET /metrics` with the
 //! latest exposition text and anything else with 404. It binds where the
 //! configuration says (127.0.0.1:9479 by default: loopback unless told

@@ -1,4 +1,4 @@
-//! The sentinel's persistent state (issue 8, first part): what must
+//! The sentinel's persistent state: what must
 //! survive a restart or a reboot so that totals continue ("421,491
 //! restarts since 13 Jan"): cumulative per-unit counts and histograms,
 //! active findings with their first-seen time, and recent OOM kills.
