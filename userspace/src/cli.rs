@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::report::By;
 
-/// Exit codes, documented in --help and the README.
+/// Exit codes, documented in --help, the README and docs/trace.md.
 pub mod exit {
     pub const OK: i32 = 0;
     /// A runtime failure: a map could not be read, output failed, ...

@@ -304,7 +304,7 @@ impl<W: Write> Reporter for Table<W> {
         if s.probe.read_failed > 0 {
             writeln!(
                 self.out,
-                "warning: {} kernel read(s) failed; see README (probe.read_failed)",
+                "warning: {} kernel read(s) failed; see docs/trace.md (probe.read_failed)",
                 s.probe.read_failed
             )?;
         }
