@@ -402,8 +402,26 @@ impl Loop {
                 d.unit
             ),
         );
-        if !self.drill_queue.iter().any(|(u, _)| *u == d.unit) {
-            self.drill_queue.push((d.unit, d.enrich));
+        self.queue_drill(d.unit, d.enrich);
+    }
+
+    /// Queues a drill-down. A loop found from its counts, to be named, goes
+    /// ahead of every candidate and is no longer queued as one: a candidate
+    /// (a script whose commands fail now and then) would otherwise hold the
+    /// only drill-down for DRILL_FOR while the loop waits unnamed.
+    fn queue_drill(&mut self, unit: String, enrich: bool) {
+        if enrich {
+            self.drill_queue.retain(|(u, _)| *u != unit);
+            let at = self
+                .drill_queue
+                .iter()
+                .position(|(_, enrich)| !enrich)
+                .unwrap_or(self.drill_queue.len());
+            self.drill_queue.insert(at, (unit, true));
+        } else if !self.drill_queue.iter().any(|(u, _)| *u == unit)
+            && self.drill.as_ref().is_none_or(|d| d.unit != unit)
+        {
+            self.drill_queue.push((unit, false));
         }
     }
 
@@ -515,43 +533,29 @@ impl Loop {
         }
         for u in &out.opened {
             if self.tracker.finding(u).is_some_and(|f| f.detail.is_none()) {
-                self.drill_queue.push((u.clone(), true));
+                self.queue_drill(u.clone(), true);
             }
         }
         for u in out.drill {
-            if !self.drill_queue.iter().any(|(q, _)| *q == u)
-                && self.drill.as_ref().is_none_or(|d| d.unit != u)
-            {
-                self.drill_queue.push((u, false));
-            }
+            self.queue_drill(u, false);
         }
-        // A loop already proven by its counts is named before any candidate
-        // is examined: a candidate (a script whose commands fail now and
-        // then) would otherwise hold the only drill-down for DRILL_FOR while
-        // the loop waits unnamed. The stable sort keeps each kind's order.
-        self.drill_queue.sort_by_key(|(_, enrich)| !enrich);
-        let naming: Vec<String> = self
-            .drill_queue
-            .iter()
-            .filter(|(_, enrich)| *enrich)
-            .map(|(u, _)| u.clone())
-            .collect();
-        self.drill_queue
-            .retain(|(u, enrich)| *enrich || !naming.contains(u));
-        // The candidate being drilled into is itself the loop to name: it
-        // goes on, keeping what it has seen, with naming as its aim.
+        // A loop waiting to be named pre-empts a candidate's drill-down; a
+        // candidate that is itself that loop goes on, keeping what it has
+        // seen, with naming as its aim.
         if let Some(d) = self.drill.as_mut()
             && !d.enrich
-            && naming.contains(&d.unit)
-        {
-            d.enrich = true;
-            let unit = d.unit.clone();
-            self.drill_queue.retain(|(u, _)| *u != unit);
-        }
-        if self.drill.as_ref().is_some_and(|d| !d.enrich)
             && self.drill_queue.first().is_some_and(|(_, enrich)| *enrich)
         {
-            self.drill_yield();
+            if let Some(i) = self
+                .drill_queue
+                .iter()
+                .position(|(u, enrich)| *enrich && *u == d.unit)
+            {
+                self.drill_queue.remove(i);
+                d.enrich = true;
+            } else {
+                self.drill_yield();
+            }
         }
         if self.drill.is_none() && !self.drill_queue.is_empty() {
             let (u, enrich) = self.drill_queue.remove(0);
