@@ -141,14 +141,7 @@ impl TestCgroup {
     /// A Command whose child moves itself into this cgroup before exec, so
     /// everything it does from exec on is attributed here.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let procs = self.path.join("cgroup.procs");
-        let mut c = Command::new(program);
-        // SAFETY: the closure only makes raw syscalls through std::fs on a
-        // path prepared before the fork, as pre_exec requires.
-        unsafe {
-            c.pre_exec(move || fs::write(&procs, b"0"));
-        }
-        c
+        command_in(&self.path, program)
     }
 }
 
@@ -157,16 +150,45 @@ impl TestCgroup {
     /// created, `/bin/true` runs in it (moved in before its exec), and the
     /// cgroup is removed.
     pub fn run_transient(&self, name: &str) {
-        let cg = self.path.join(name);
-        fs::create_dir(&cg).unwrap_or_else(|e| panic!("mkdir {}: {e}", cg.display()));
-        let procs = cg.join("cgroup.procs");
-        let mut c = Command::new("/bin/true");
-        // SAFETY: the closure only writes a path prepared before the fork.
-        unsafe {
-            c.pre_exec(move || fs::write(&procs, b"0"));
-        }
+        let (mut c, cg) = child_command(&self.path, name, "/bin/true");
         assert!(c.status().unwrap().success());
-        fs::remove_dir(&cg).unwrap_or_else(|e| panic!("rmdir {}: {e}", cg.display()));
+        remove_cgroup(&cg);
+    }
+}
+
+/// A Command whose child moves itself into the cgroup directory `dir`
+/// before exec, so everything it does from exec on is attributed there.
+pub fn command_in(dir: &Path, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let procs = dir.join("cgroup.procs");
+    let mut c = Command::new(program);
+    // SAFETY: the closure only writes a path prepared before the fork, as
+    // pre_exec requires.
+    unsafe {
+        c.pre_exec(move || fs::write(&procs, b"0"));
+    }
+    c
+}
+
+/// [`command_in`] a new child cgroup `name` of `parent`, made here; and
+/// that cgroup's directory (see [`remove_cgroup`]).
+pub fn child_command(
+    parent: &Path,
+    name: &str,
+    program: impl AsRef<std::ffi::OsStr>,
+) -> (Command, PathBuf) {
+    let cg = parent.join(name);
+    fs::create_dir(&cg).unwrap_or_else(|e| panic!("mkdir {}: {e}", cg.display()));
+    (command_in(&cg, program), cg)
+}
+
+/// Removes an empty cgroup directory, retrying while the release of its
+/// last process trails that process's exit; panics after 5 s.
+pub fn remove_cgroup(dir: &Path) {
+    let mut tries = 0;
+    while let Err(e) = fs::remove_dir(dir) {
+        tries += 1;
+        assert!(tries < 250, "rmdir {}: {e}", dir.display());
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -756,13 +778,12 @@ impl RunningKernel {
     }
 
     /// Whether `sched_process_exit` passes `group_dead` (upstream since
-    /// 6.16; a distribution may carry it earlier, which BTF shows).
+    /// 6.16; a distribution may carry it earlier, which BTF shows), as the
+    /// layout spawnscope loads with reads it.
     pub fn passes_group_dead(&self) -> bool {
-        let args = self
-            .btf
-            .tracepoint_arg_count("sched_process_exit")
-            .expect("sched_process_exit in BTF");
-        let passes = args >= 2;
+        let (_, flavour) =
+            spawnscope::layout::from_btf(&self.btf).expect("the running kernel's layout");
+        let passes = flavour == spawnscope::layout::ExitFlavour::GroupDeadArg;
         assert!(
             passes || self.version < (6, 16),
             "{}: 6.16+ without group_dead in sched_process_exit",

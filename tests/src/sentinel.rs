@@ -228,6 +228,16 @@ impl Sentinel {
     }
 }
 
+/// The alerts (or any JSON lines) written to `path` so far; none when it
+/// does not exist yet. A line that is not JSON fails the test.
+pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
 /// Samples of an exposition by their full name with labels:
 /// `spawnscope_spawns_total{unit="x",kind="exec"}` -> 3.
 pub fn samples(text: &str) -> BTreeMap<String, f64> {

@@ -38,11 +38,14 @@ fn sleep_lifetimes_are_measured() {
         .into_iter()
         .filter(|e| e["cgroup"] == cg.rel.as_str())
         .collect();
-    let sleeps: Vec<u64> = exits
-        .iter()
-        .filter(|e| e["comm"] == "sleep")
-        .map(|e| e["lifetime_ns"].as_u64().unwrap())
-        .collect();
+    let lifetimes = |comm: &str| -> Vec<u64> {
+        exits
+            .iter()
+            .filter(|e| e["comm"] == comm)
+            .map(|e| e["lifetime_ns"].as_u64().unwrap())
+            .collect()
+    };
+    let sleeps = lifetimes("sleep");
     assert_eq!(sleeps.len(), 5, "{exits:?}");
     for &ns in &sleeps {
         // A sleep cannot end early; a load on the host only makes it late.
@@ -52,11 +55,7 @@ fn sleep_lifetimes_are_measured() {
             "sleep 0.2 lived {ns} ns"
         );
     }
-    let shell: Vec<u64> = exits
-        .iter()
-        .filter(|e| e["comm"] == "sh")
-        .map(|e| e["lifetime_ns"].as_u64().unwrap())
-        .collect();
+    let shell = lifetimes("sh");
     assert_eq!(shell.len(), 1, "{exits:?}");
     assert!(shell[0] >= 5 * SLEPT_NS, "the shell outlived its sleeps");
 

@@ -4,7 +4,7 @@
 //! `probe.names_lost`. Cgroups whose record was lost are still named by the
 //! tree walk while they exist; one already removed stays counted, unnamed.
 
-use spawnscope_tests::{TestCgroup, Tracer, require_root, row_with_id, summary};
+use spawnscope_tests::{TestCgroup, Tracer, command_in, require_root, row_with_id, summary};
 use std::os::unix::fs::MetadataExt;
 
 #[test]
@@ -23,17 +23,8 @@ fn lost_mkdir_records_are_counted_and_walked_for() {
         kids.push(p);
     }
     // Work in the last children (whose records certainly did not fit).
-    let procs = |p: &std::path::Path| p.join("cgroup.procs");
     let run_in = |dir: &std::path::Path| {
-        let procs = procs(dir);
-        let mut c = std::process::Command::new("/bin/true");
-        // SAFETY: the closure only writes a file, as pre_exec allows.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut c, move || {
-                std::fs::write(&procs, b"0")
-            });
-        }
-        assert!(c.status().unwrap().success());
+        assert!(command_in(dir, "/bin/true").status().unwrap().success());
     };
     let kept = &kids[1499];
     run_in(kept);

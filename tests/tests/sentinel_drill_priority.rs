@@ -15,8 +15,8 @@ use std::{
 };
 
 use spawnscope_tests::{
-    TestCgroup, require_root,
-    sentinel::{Sentinel, config},
+    TestCgroup, child_command, remove_cgroup, require_root,
+    sentinel::{Sentinel, config, read_jsonl},
     workload_bin,
 };
 
@@ -37,18 +37,11 @@ fn a_loop_found_from_counts_is_named_before_a_candidate_is_judged() {
     );
     // The candidate: failing commands in one long-lived cgroup, each with
     // its own argv, so no group of starts ever repeats.
-    let cand = slice.path.join("candidate.service");
-    std::fs::create_dir(&cand).unwrap();
-    let procs = cand.join("cgroup.procs");
-    let mut c = std::process::Command::new("/bin/sh");
+    let (mut c, _) = child_command(&slice.path, "candidate.service", "/bin/sh");
     c.args([
         "-c",
         "i=0; while :; do i=$((i+1)); /bin/sh -c 'exit 2' c$i; sleep 0.3; done",
     ]);
-    // SAFETY: the closure only writes a path prepared before the fork.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut c, move || std::fs::write(&procs, b"0"));
-    }
     let mut candidate = c.spawn().unwrap();
     // Another host's candidate may hold the drill-down first; ours comes
     // within its two minutes.
@@ -64,25 +57,10 @@ fn a_loop_found_from_counts_is_named_before_a_candidate_is_judged() {
         std::thread::spawn(move || {
             let mut runs = 0;
             while !stop.load(Ordering::Relaxed) {
-                let cg = slice_dir.join("flappy.service");
-                std::fs::create_dir(&cg).unwrap();
-                let procs = cg.join("cgroup.procs");
-                let mut c = std::process::Command::new(workload_bin());
+                let (mut c, cg) = child_command(&slice_dir, "flappy.service", workload_bin());
                 c.args(["--fail-after", "50"]);
-                // SAFETY: the closure only writes a path prepared before the fork.
-                unsafe {
-                    std::os::unix::process::CommandExt::pre_exec(&mut c, move || {
-                        std::fs::write(&procs, b"0")
-                    });
-                }
                 assert_eq!(c.status().unwrap().code(), Some(1));
-                // The last exit's release of the cgroup can trail the wait.
-                let mut tries = 0;
-                while let Err(e) = std::fs::remove_dir(&cg) {
-                    tries += 1;
-                    assert!(tries < 250, "rmdir {}: {e}", cg.display());
-                    std::thread::sleep(Duration::from_millis(20));
-                }
+                remove_cgroup(&cg);
                 runs += 1;
                 std::thread::sleep(Duration::from_millis(250));
             }
@@ -92,17 +70,16 @@ fn a_loop_found_from_counts_is_named_before_a_candidate_is_judged() {
     let key = "flappy.service";
     let deadline = Instant::now() + Duration::from_secs(90);
     let identified = loop {
-        let text = std::fs::read_to_string(&alerts).unwrap_or_default();
-        if let Some(a) = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        let seen = read_jsonl(&alerts);
+        if let Some(a) = seen
+            .iter()
             .find(|a| a["event"] == "finding_identified" && a["key"] == key)
         {
-            break a;
+            break a.clone();
         }
         assert!(
             Instant::now() < deadline,
-            "{key} not named within 90 s: {text}\nstderr:\n{}",
+            "{key} not named within 90 s: {seen:?}\nstderr:\n{}",
             s.stderr()
         );
         std::thread::sleep(Duration::from_millis(200));

@@ -7,19 +7,11 @@
 use std::time::{Duration, Instant};
 
 use spawnscope_tests::{
-    sentinel::{Sentinel, config},
+    sentinel::{Sentinel, config, read_jsonl},
     systemd::SystemdContainer,
 };
 
 const UNIT: &str = "serial-getty@ttyS0.service";
-
-fn hook_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("hook got bad JSON ({e}): {l}")))
-        .collect()
-}
 
 #[test]
 fn hook_receives_the_loop_of_a_real_systemd_unit() {
@@ -51,7 +43,7 @@ fn hook_receives_the_loop_of_a_real_systemd_unit() {
     let deadline = Instant::now() + Duration::from_secs(180);
     let t0 = Instant::now();
     let (opened, identified) = loop {
-        let lines = hook_lines(&hooked);
+        let lines = read_jsonl(&hooked);
         let find = |event: &str| {
             lines
                 .iter()

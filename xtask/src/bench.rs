@@ -44,13 +44,19 @@ pub struct Slice(pub std::path::PathBuf);
 
 impl Drop for Slice {
     fn drop(&mut self) {
-        if let Ok(rd) = std::fs::read_dir(&self.0) {
-            for e in rd.flatten() {
-                let _ = std::fs::remove_dir(e.path());
-            }
-        }
-        let _ = std::fs::remove_dir(&self.0);
+        remove_cgroup_tree(&self.0);
     }
+}
+
+/// Removes the (empty) cgroup directory `dir` and its children, deepest
+/// first.
+pub fn remove_cgroup_tree(dir: &std::path::Path) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_cgroup_tree(&e.path());
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 pub fn cgroup2_slice() -> Result<Slice, Fail> {
@@ -199,16 +205,12 @@ pub fn build_release_bins() -> Result<std::path::PathBuf, Fail> {
 
 /// Benchmarks load BPF programs (and boot containers): root only.
 pub fn require_root(bench: &str, why: &str) -> Result<(), Fail> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        let what = if bench.is_empty() {
-            "bench".to_string()
-        } else {
-            format!("bench {bench}")
-        };
-        return Err(Fail(format!("{what} {why}: run it as root")));
-    }
-    Ok(())
+    let what = if bench.is_empty() {
+        "bench".to_string()
+    } else {
+        format!("bench {bench}")
+    };
+    crate::util::require_root(&format!("{what} {why}"))
 }
 
 /// Runs the ignored benchmark test `name` (release build), which prints

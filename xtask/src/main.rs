@@ -99,9 +99,7 @@ fn run(args: &[String]) -> Result<(), Fail> {
     };
     setup::run()?;
     let bin = build_release()?;
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    let mut c = if root {
+    let mut c = if util::is_root() {
         cmd(&bin)
     } else {
         eprintln!("xtask: not root; running spawnscope through sudo");

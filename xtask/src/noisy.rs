@@ -28,7 +28,7 @@ use std::{
 };
 
 use crate::{
-    bench::{Slice, cgroup2_dir, join_cgroup},
+    bench::{Slice, cgroup2_dir, join_cgroup, remove_cgroup_tree},
     util::{Fail, run_with_retries, step},
 };
 
@@ -167,13 +167,7 @@ impl Drop for Neighbours {
 
 /// Checked before any lint or build runs, too.
 pub fn require_root() -> Result<(), Fail> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err(Fail(
-            "test --noisy starts its neighbours in cgroups of their own: run it as root".into(),
-        ));
-    }
-    Ok(())
+    crate::util::require_root("test --noisy starts its neighbours in cgroups of their own")
 }
 
 fn spawn(c: &mut Command, what: &str) -> Result<Child, Fail> {
@@ -202,16 +196,6 @@ fn on_signal_clean_up(slice: &Path, scratch: &Path) -> Result<(), Fail> {
         }
     });
     Ok(())
-}
-
-/// Removes the cgroup directory `dir` and its children, deepest first.
-fn remove_cgroup_tree(dir: &Path) {
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.file_type().is_ok_and(|t| t.is_dir()) {
-            remove_cgroup_tree(&e.path());
-        }
-    }
-    let _ = std::fs::remove_dir(dir);
 }
 
 /// Kills every process in `dir`'s cgroup tree, until none is left: with

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::util::{Fail, cmd, output, run_with_retries, step};
+use crate::util::{Fail, cmd, is_root, output, run_with_retries, step};
 
 const NIGHTLY: &str = "nightly";
 /// Pinned for reproducible builds; bump deliberately.
@@ -114,11 +114,6 @@ fn llvm_prefix(major: u32) -> PathBuf {
 
 fn have_apt() -> bool {
     Path::new("/usr/bin/apt-get").exists() && Path::new("/usr/bin/dpkg-query").exists()
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
 }
 
 fn dpkg_installed(pkg: &str) -> bool {

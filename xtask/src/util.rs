@@ -72,3 +72,17 @@ pub fn output(c: &mut Command) -> Option<String> {
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Fails with "`what`: run it as root" unless we are root.
+pub fn require_root(what: &str) -> Result<(), Fail> {
+    if is_root() {
+        Ok(())
+    } else {
+        Err(Fail(format!("{what}: run it as root")))
+    }
+}
