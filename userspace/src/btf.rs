@@ -31,7 +31,7 @@ pub enum BtfError {
     NoStruct(String),
     #[error("kernel BTF: struct {strukt} has no field {field}")]
     NoField { strukt: String, field: String },
-    #[error("kernel BTF has no tracepoint type btf_trace_{0}: tracepoint sched:{0} is missing")]
+    #[error("kernel BTF has no tracepoint type btf_trace_{0}: tracepoint {0} is missing")]
     NoTracepoint(String),
     #[error("kernel BTF: field {strukt}.{field} is a bitfield, which the probe cannot read")]
     Bitfield { strukt: String, field: String },
@@ -628,7 +628,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("tracepoint sched:sched_process_fork is missing"),
+            e.contains("tracepoint sched_process_fork is missing"),
             "{e}"
         );
     }

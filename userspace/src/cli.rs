@@ -6,6 +6,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::report::By;
 
+pub mod help;
+
 /// Exit codes, documented in --help, the README and docs/trace.md.
 pub mod exit {
     pub const OK: i32 = 0;
@@ -15,30 +17,37 @@ pub mod exit {
     pub const USAGE: i32 = 2;
     /// Not root / missing CAP_BPF or CAP_PERFMON.
     pub const PRIVILEGES: i32 = 3;
-    /// The kernel lacks BTF, a tracepoint, or has an unexpected layout.
+    /// The kernel lacks BTF, a tracepoint, the BPF ring buffer or tp_btf,
+    /// or has an unexpected layout.
     pub const UNSUPPORTED: i32 = 4;
 }
 
-const EXIT_CODES: &str = "\
-Exit status:
-  0  success (also when stopped by Ctrl-C or SIGTERM, or when output is a closed pipe)
-  1  runtime failure
-  2  invalid command line
-  3  insufficient privileges (needs root, or CAP_BPF and CAP_PERFMON)
-  4  kernel not supported (no BTF, missing tracepoint, unexpected struct layout)";
+/// What spawnscope needs of the machine, stated once for the top-level
+/// long help and doctor's (a macro, so that `concat!` can use it).
+macro_rules! requirements {
+    () => {
+        "Requirements: Linux 5.8 or later with BTF (CONFIG_DEBUG_INFO_BTF=y), \
+         the BPF ring buffer, tp_btf (BTF-typed tracepoints) and cgroup v2 \
+         (pure or hybrid); root, or CAP_BPF and CAP_PERFMON, for `trace` and \
+         `sentinel`. `spawnscope doctor` checks them all."
+    };
+}
 
 #[derive(Debug, Parser)]
 #[command(
     name = "spawnscope",
     version,
     about = "Count process spawns (fork, exec, exit) per systemd unit with eBPF",
-    long_about = "Count process spawns (fork, exec, exit) per systemd unit with eBPF.\n\n\
+    long_about = concat!(
+        "Count process spawns (fork, exec, exit) per systemd unit with eBPF.\n\n\
         Kernel probes on sched:sched_process_{fork,exec,exit} keep per-cgroup \
         counters in the kernel; spawnscope reads them at each interval, so the \
         cost per event is a few map updates and no wakeup. A probe on \
         cgroup:cgroup_mkdir names each cgroup as it is created, so units that \
-        come and go between two readings are still named.",
-    after_help = EXIT_CODES
+        come and go between two readings are still named.\n\n",
+        requirements!()
+    ),
+    after_help = help::after_help(&help::TOP)
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -48,48 +57,80 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Trace spawns live and print counts and rates per unit, slice, cgroup or container.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = help::after_help(&help::TRACE))]
     Trace(Box<TraceArgs>),
     /// Find respawn loops in a file written by `trace --record`, without root.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = help::after_help(&help::ANALYZE))]
     Analyze(AnalyzeArgs),
     /// Write the histograms of a `trace --record` file (per unit: process
     /// lifetime, respawn interval, exec rate) for other tools, without root.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = help::after_help(&help::EXPORT))]
     Export(ExportArgs),
     /// Run resident: count in the kernel at almost no cost, keep totals
     /// across restarts, alert on respawn loops and memory exhaustion, and
     /// serve Prometheus metrics.
-    #[command(after_help = SENTINEL_HELP)]
+    #[command(after_help = help::after_help(&help::SENTINEL))]
     Sentinel(SentinelArgs),
+    /// Check whether this machine can run `trace` and `sentinel`, and say
+    /// why not.
+    #[command(
+        long_about = concat!(
+            "Check whether this machine can run `trace` and `sentinel`, and say why not.\n\n\
+            Prints one line per check: the kernel release, its BTF and the \
+            tracepoint types and struct layouts the probe needs, the BPF ring \
+            buffer, tp_btf programs, cgroup v2 and the memory controller, and \
+            privileges. Only the kernel's own BTF is read; nothing is loaded \
+            or attached.\n\n",
+            requirements!()
+        ),
+        after_help = help::after_help(&help::DOCTOR)
+    )]
+    Doctor(DoctorArgs),
+    /// Print a shell completion script to stdout.
+    #[command(after_help = help::after_help(&help::COMPLETIONS))]
+    Completions(CompletionsArgs),
+    /// Write a roff man page per command into DIR (for packaging).
+    #[command(hide = true)]
+    Man(ManArgs),
 }
 
-const SENTINEL_HELP: &str = "\
-The configuration file is TOML; every key is optional:
+/// Shells `completions` writes scripts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
 
-  interval = \"5s\"                       # counter poll interval
-  state = \"/var/lib/spawnscope/state\"   # totals, findings, OOM kills
-  save_every = 12                         # polls between state saves
-  listen = \"127.0.0.1:9479\"             # Prometheus /metrics
-  top_units = 50                          # units with their own label
-  [alerts]
-  jsonl = \"/var/log/spawnscope/alerts.jsonl\"
-  hook = [\"/usr/local/bin/page\", \"--team\", \"infra\"]  # JSON on stdin, no shell
-  [memory]
-  warn_before = \"60m\"
-  psi_warn = 10.0
-  psi_for = \"30s\"
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: Shell,
+}
 
-Signals: SIGHUP reloads the file (an invalid one is logged and the old
-configuration kept; `listen` changes at the next start); SIGTERM or
-SIGINT saves the state and exits 0.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Directory to write the pages into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
 
-Exit status:
-  0  stopped by SIGTERM or SIGINT, state saved (or --check-config: valid)
-  1  runtime failure, or an invalid configuration
-  2  invalid command line
-  3  insufficient privileges (needs root, or CAP_BPF and CAP_PERFMON)
-  4  kernel not supported (no BTF, missing tracepoint, unexpected struct layout)";
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Kernel type information (BTF) to check.
+    #[arg(long, value_name = "FILE", default_value = crate::btf::VMLINUX_BTF)]
+    pub btf: PathBuf,
+
+    /// Print one JSON object instead of lines.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Where to find the cgroup mounts. Hidden: the tests use it to show
+    /// what a cgroup-v1-only host gets.
+    #[arg(long, value_name = "FILE", default_value = crate::cgroupfs::MOUNTINFO, hide = true)]
+    pub mountinfo: PathBuf,
+}
 
 #[derive(Debug, Args)]
 pub struct SentinelArgs {
@@ -345,6 +386,145 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Splits a command line as a POSIX shell would for the forms the
+    /// examples use: plain words, single quotes, a trailing `> FILE`.
+    fn shell_words(line: &str) -> (Vec<String>, Option<String>) {
+        let (cmd, redirect) = match line.split_once(" > ") {
+            Some((c, r)) => (c, Some(r.to_string())),
+            None => (line, None),
+        };
+        let mut words = Vec::new();
+        let mut cur = String::new();
+        let mut quoted = false;
+        let mut in_word = false;
+        for c in cmd.chars() {
+            match c {
+                '\'' => {
+                    quoted = !quoted;
+                    in_word = true;
+                }
+                ' ' if !quoted => {
+                    if in_word {
+                        words.push(std::mem::take(&mut cur));
+                    }
+                    in_word = false;
+                }
+                c => {
+                    cur.push(c);
+                    in_word = true;
+                }
+            }
+        }
+        assert!(!quoted, "unbalanced quote in {line:?}");
+        if in_word {
+            words.push(cur);
+        }
+        (words, redirect)
+    }
+
+    fn docs() -> Vec<(&'static str, &'static help::Doc)> {
+        let mut all = vec![("spawnscope", &help::TOP)];
+        all.extend(help::SUBCOMMANDS);
+        all
+    }
+
+    /// Every example's command line, as printed, is one this spawnscope
+    /// accepts (or names the unit file the project ships).
+    #[test]
+    fn examples_parse() {
+        for (name, doc) in docs() {
+            assert!(
+                (2..=3).contains(&doc.examples.len()) || name == "spawnscope",
+                "{name}"
+            );
+            for e in doc.examples {
+                let line = e.command_line();
+                let (mut words, redirect) = shell_words(&line);
+                assert_eq!(redirect.as_deref(), e.stdout, "{line}");
+                if words.first().map(String::as_str) == Some("sudo") {
+                    words.remove(0);
+                }
+                match e.program {
+                    help::Program::Spawnscope => {
+                        assert_eq!(words[0], "spawnscope", "{line}");
+                        if name != "spawnscope" {
+                            assert_eq!(words[1], name, "{name}'s example runs another command");
+                        }
+                        if let Err(err) = Cli::try_parse_from(&words) {
+                            panic!("{line}: {err}");
+                        }
+                    }
+                    help::Program::Systemctl => {
+                        assert_eq!(words[0], "systemctl", "{line}");
+                        let unit = words.last().unwrap();
+                        let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                            .join("../dist")
+                            .join(unit);
+                        assert!(shipped.is_file(), "{line}: no {}", shipped.display());
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn quoting_keeps_globs_from_the_shell() {
+        let e = &help::TRACE.examples[2];
+        assert_eq!(
+            e.command_line(),
+            "sudo spawnscope trace --events --failed --unit 'serial-getty@*'"
+        );
+        assert_eq!(shell_words("a 'b c*' d > f").0, ["a", "b c*", "d"]);
+    }
+
+    /// Each command lists the exit codes it can return, and no other.
+    #[test]
+    fn exit_codes_per_command() {
+        use exit::*;
+        let want: [(&str, &[i32]); 7] = [
+            ("spawnscope", &[OK, FAILURE, USAGE, PRIVILEGES, UNSUPPORTED]),
+            ("trace", &[OK, FAILURE, USAGE, PRIVILEGES, UNSUPPORTED]),
+            ("analyze", &[OK, FAILURE, USAGE]),
+            ("export", &[OK, FAILURE, USAGE]),
+            ("sentinel", &[OK, FAILURE, USAGE, PRIVILEGES, UNSUPPORTED]),
+            ("doctor", &[OK, FAILURE, USAGE, PRIVILEGES, UNSUPPORTED]),
+            ("completions", &[OK, FAILURE, USAGE]),
+        ];
+        let mut cmd = Cli::command();
+        cmd.build();
+        for ((name, doc), (want_name, codes)) in docs().into_iter().zip(want) {
+            assert_eq!(name, want_name);
+            let got: Vec<i32> = doc.exit.iter().map(|x| x.code).collect();
+            assert_eq!(got, codes, "{name}");
+            let c = if name == "spawnscope" {
+                &cmd
+            } else {
+                cmd.find_subcommand(name).unwrap()
+            };
+            let text = c.get_after_help().unwrap().to_string();
+            let status = text.split("Exit status:\n").nth(1).unwrap();
+            let listed: Vec<i32> = status
+                .lines()
+                .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+                .collect();
+            assert_eq!(listed, codes, "{name}'s --help");
+            assert!(text.contains("Examples:\n"), "{name}");
+        }
+    }
+
+    /// The man pages cover exactly the visible subcommands.
+    #[test]
+    fn every_visible_subcommand_is_documented() {
+        let cmd = Cli::command();
+        let visible: Vec<&str> = cmd
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set())
+            .map(|s| s.get_name())
+            .collect();
+        let documented: Vec<&str> = help::SUBCOMMANDS.iter().map(|(n, _)| *n).collect();
+        assert_eq!(visible, documented);
     }
 
     #[test]

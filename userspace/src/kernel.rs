@@ -16,7 +16,7 @@ use thiserror::Error;
 
 use crate::{
     btf::{Btf, BtfError},
-    caps,
+    caps, features,
     layout::{self, ExitFlavour, LayoutError, OomFlavour},
     report::{EventCounts, ProbeStats, Snapshot},
 };
@@ -37,6 +37,8 @@ pub enum KernelError {
     Btf(#[from] BtfError),
     #[error(transparent)]
     Layout(#[from] LayoutError),
+    #[error("kernel lacks {feature}: {detail}")]
+    Unsupported { feature: Feature, detail: String },
     #[error("cannot load the probe: {0}")]
     Load(#[from] aya::EbpfError),
     #[error("cannot load program {name} into the kernel: {detail}")]
@@ -55,8 +57,65 @@ impl KernelError {
     /// Errors that mean "this host cannot run spawnscope" rather than "it
     /// went wrong", so the exit code can tell them apart.
     pub fn is_unsupported(&self) -> bool {
-        matches!(self, Self::NoBtf(_) | Self::Btf(_) | Self::Layout(_))
+        matches!(
+            self,
+            Self::NoBtf(_) | Self::Btf(_) | Self::Layout(_) | Self::Unsupported { .. }
+        )
     }
+}
+
+/// A kernel facility the probe cannot do without, named when the kernel
+/// refuses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feature {
+    RingBuf,
+    TpBtf,
+}
+
+impl std::fmt::Display for Feature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::RingBuf => "the BPF ring buffer (BPF_MAP_TYPE_RINGBUF, Linux 5.8 or later)",
+            Self::TpBtf => "tp_btf, BTF-typed tracepoint programs (Linux 5.5 or later)",
+        })
+    }
+}
+
+/// A map the kernel would not create: when it refuses ring buffers
+/// altogether, that is the reason (old kernels answer EINVAL for an
+/// unknown map type, which says nothing by itself).
+fn load_error(e: aya::EbpfError) -> KernelError {
+    if let aya::EbpfError::MapError(aya::maps::MapError::CreateError { name, io_error }) = &e
+        && matches!(features::ringbuf_supported(), Ok(false))
+    {
+        return KernelError::Unsupported {
+            feature: Feature::RingBuf,
+            detail: format!("cannot create map {name}: {io_error}"),
+        };
+    }
+    KernelError::Load(e)
+}
+
+/// A program the kernel would not load or attach: when it refuses `tp_btf`
+/// programs altogether, that is the reason. Asked only after a failure
+/// that the verifier did not explain, by loading an empty program for the
+/// same tracepoint (`attach_btf_id`, from the BTF already parsed).
+fn program_failure(name: &'static str, e: ProgramError, attach_btf_id: Option<u32>) -> KernelError {
+    let unexplained = match &e {
+        ProgramError::LoadError { verifier_log, .. } => verifier_log.to_string().trim().is_empty(),
+        ProgramError::SyscallError(_) => true,
+        _ => false,
+    };
+    if unexplained
+        && let Some(id) = attach_btf_id
+        && matches!(features::tp_btf_supported(id), Ok(false))
+    {
+        return KernelError::Unsupported {
+            feature: Feature::TpBtf,
+            detail: format!("cannot load program {name}: {e}"),
+        };
+    }
+    program_error(name, e)
 }
 
 /// Per-event streaming, for the modes that show or record events.
@@ -209,6 +268,9 @@ impl Probe {
         let btf = Btf::parse(&data, &what)?;
         let (kl, exit_flavour) = layout::from_btf(&btf)?;
         let oom_flavour = layout::oom_flavour(&btf)?;
+        if opts.cgroup_removals {
+            btf.tracepoint_arg_count(layout::RMDIR_TRACEPOINT)?;
+        }
         raise_memlock();
 
         let aya_btf = aya::Btf::parse(&data, aya::Endianness::default()).map_err(|e| {
@@ -236,7 +298,7 @@ impl Probe {
         if let Some(bytes) = opts.events.map(|e| e.buffer_bytes).or(opts.drill_buffer) {
             loader.map_max_entries(EVENTS_MAP, bytes);
         }
-        let mut ebpf = loader.load(PROBE_OBJ)?;
+        let mut ebpf = loader.load(PROBE_OBJ).map_err(load_error)?;
 
         let exit_flavour = opts.exit_flavour.unwrap_or(exit_flavour);
         let exit_prog = match exit_flavour {
@@ -248,7 +310,7 @@ impl Probe {
         let mut links = Vec::new();
         let rmdir = opts
             .cgroup_removals
-            .then_some((prog::RMDIR, "cgroup_rmdir"));
+            .then_some((prog::RMDIR, layout::RMDIR_TRACEPOINT));
         for (name, tp) in [
             Some((prog::MKDIR, "cgroup_mkdir")),
             rmdir,
@@ -271,8 +333,12 @@ impl Probe {
                 .ok_or(KernelError::Missing(name))?
                 .try_into()
                 .map_err(|e| program_error(name, e))?;
-            p.load(tp, &aya_btf).map_err(|e| program_error(name, e))?;
-            let link = p.attach().map_err(|e| program_error(name, e))?;
+            let attach_id = features::tp_btf_attach_id(&btf, tp);
+            p.load(tp, &aya_btf)
+                .map_err(|e| program_failure(name, e, attach_id))?;
+            let link = p
+                .attach()
+                .map_err(|e| program_failure(name, e, attach_id))?;
             links.push((name, link));
         }
         let oom_scope_warning = if oom_flavour == OomFlavour::PidOnly {
@@ -559,6 +625,35 @@ impl Probe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A refused kernel facility is "unsupported" (exit 4), in one line
+    /// that names it.
+    #[test]
+    fn refused_features_are_unsupported_and_named() {
+        for (feature, names) in [
+            (Feature::RingBuf, "BPF_MAP_TYPE_RINGBUF"),
+            (Feature::TpBtf, "tp_btf"),
+        ] {
+            let e = KernelError::Unsupported {
+                feature,
+                detail: "cannot create map EVENTS: Invalid argument (os error 22)".into(),
+            };
+            assert!(e.is_unsupported());
+            let text = e.to_string();
+            assert!(
+                text.starts_with("kernel lacks ") && text.contains(names),
+                "{text}"
+            );
+            assert_eq!(text.lines().count(), 1, "{text}");
+        }
+        assert!(
+            !KernelError::Program {
+                name: "x",
+                detail: String::new()
+            }
+            .is_unsupported()
+        );
+    }
 
     #[test]
     fn mkdir_records_decode_and_flag_truncation() {

@@ -60,6 +60,8 @@ pub fn oom_flavour(btf: &Btf) -> Result<OomFlavour, BtfError> {
     })
 }
 
+/// The tracepoints every mode attaches to; their `btf_trace_<name>` types
+/// must be in the kernel's BTF.
 pub const TRACEPOINTS: [&str; 5] = [
     "sched_process_fork",
     "sched_process_exec",
@@ -67,6 +69,9 @@ pub const TRACEPOINTS: [&str; 5] = [
     "cgroup_mkdir",
     "mark_victim",
 ];
+
+/// Attached only by the sentinel, which forgets removed cgroups.
+pub const RMDIR_TRACEPOINT: &str = "cgroup_rmdir";
 
 /// Where mm->rss_stat's counters are: (offset of rss_stat, size of one
 /// `struct percpu_counter`, offset of its `count`). Zeros for layouts
@@ -225,13 +230,13 @@ pub fn from_btf(btf: &Btf) -> Result<(KernelLayout, ExitFlavour), LayoutError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::btf::{build::BtfBuilder, kind};
 
     /// A miniature kernel: every struct the probe reads, at offsets chosen to
     /// differ from any real kernel so a hard-coded value would show.
-    fn kernel(exit_args: &[u32], kn_id_size: u32) -> Vec<u8> {
+    pub(crate) fn kernel(exit_args: &[u32], kn_id_size: u32) -> Vec<u8> {
         let mut b = BtfBuilder::new();
         let int = b.int("int", 4);
         let uint = b.int("unsigned int", 4);
@@ -373,6 +378,7 @@ mod tests {
             ("sched_process_fork", &[vp, ptask, ptask][..]),
             ("sched_process_exec", &[vp, ptask, int, vp][..]),
             ("cgroup_mkdir", &[vp, pcg, vp][..]),
+            ("cgroup_rmdir", &[vp, pcg, vp][..]),
             ("mark_victim", &[vp, ptask, int][..]),
         ] {
             let proto = b.func_proto(args);

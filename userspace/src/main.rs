@@ -4,7 +4,10 @@ use clap::Parser;
 use spawnscope::{
     analyze::{self, AnalyzeError},
     cli::{Cli, Command, exit},
+    completions,
+    doctor::{self, DoctorError},
     export::{self, ExportError},
+    manpage::{self, ManError},
     sentinel::{self, SentinelError},
     trace::{self, TraceError},
 };
@@ -19,6 +22,12 @@ enum Error {
     Export(#[from] ExportError),
     #[error(transparent)]
     Sentinel(#[from] SentinelError),
+    #[error(transparent)]
+    Doctor(#[from] DoctorError),
+    #[error(transparent)]
+    Man(#[from] ManError),
+    #[error("cannot write the completion script: {0}")]
+    Completions(std::io::Error),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +62,17 @@ fn run(cli: &Cli) -> Result<(), Error> {
             other => Ok(other?),
         },
         Command::Sentinel(args) => Ok(sentinel::run(args)?),
+        Command::Doctor(args) => Ok(doctor::run(args, &mut std::io::stdout().lock())?),
+        Command::Completions(args) => {
+            match completions::run(args.shell, &mut std::io::stdout().lock()) {
+                Err(e) if !broken_pipe(&e) => Err(Error::Completions(e)),
+                _ => Ok(()),
+            }
+        }
+        Command::Man(args) => {
+            manpage::write_all(&args.out)?;
+            Ok(())
+        }
     }
 }
 
@@ -63,6 +83,7 @@ fn code_for(e: &Error) -> i32 {
         Error::Trace(TraceError::Kernel(k)) if k.is_unsupported() => exit::UNSUPPORTED,
         Error::Sentinel(SentinelError::Kernel(KernelError::Privileges(_))) => exit::PRIVILEGES,
         Error::Sentinel(SentinelError::Kernel(k)) if k.is_unsupported() => exit::UNSUPPORTED,
+        Error::Doctor(d) => d.exit_code(),
         _ => exit::FAILURE,
     }
 }

@@ -2,6 +2,8 @@
 
 use assert_cmd::Command;
 
+mod common;
+
 fn spawnscope() -> Command {
     Command::cargo_bin("spawnscope").unwrap()
 }
@@ -281,4 +283,309 @@ fn recorded_fixture_gives_the_live_findings() {
     let summary: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(summary["type"], "summary");
     assert_eq!(a["findings"], summary["findings"], "offline == live");
+}
+
+fn help_of(sub: &str) -> String {
+    let out = spawnscope()
+        .args([sub, "--help"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    String::from_utf8(out).unwrap()
+}
+
+/// Each subcommand's help has examples and only the exit codes it can
+/// return; the top level states the requirements.
+#[test]
+fn help_has_examples_and_its_own_exit_codes() {
+    for (sub, codes) in [
+        ("trace", &[0, 1, 2, 3, 4][..]),
+        ("analyze", &[0, 1, 2]),
+        ("export", &[0, 1, 2]),
+        ("sentinel", &[0, 1, 2, 3, 4]),
+        ("doctor", &[0, 1, 2, 3, 4]),
+        ("completions", &[0, 1, 2]),
+    ] {
+        let help = help_of(sub);
+        let examples = help
+            .split("Examples:\n")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{sub}: no examples:\n{help}"));
+        assert!(
+            examples.contains(&format!("spawnscope {sub}")),
+            "{sub}:\n{help}"
+        );
+        let status = help.split("Exit status:\n").nth(1).unwrap();
+        let listed: Vec<i32> = status
+            .lines()
+            .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(listed, codes, "{sub}:\n{help}");
+    }
+    assert!(help_of("sentinel").contains("Signals:\n  SIGHUP reloads the file"));
+    let top = help_of("doctor");
+    assert!(
+        top.contains("Requirements: Linux 5.8 or later with BTF"),
+        "{top}"
+    );
+    let out = spawnscope()
+        .arg("--help")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let top = String::from_utf8(out).unwrap();
+    assert!(
+        top.contains("Requirements: Linux 5.8 or later with BTF"),
+        "{top}"
+    );
+    assert!(top.contains("Exit status:\n  0  "), "{top}");
+    assert!(!top.contains("\n  man "), "man is hidden:\n{top}");
+}
+
+#[test]
+fn completions_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "complete -F _spawnscope"),
+        ("zsh", "#compdef spawnscope"),
+        ("fish", "complete -c spawnscope"),
+    ] {
+        let out = spawnscope()
+            .args(["completions", shell])
+            .assert()
+            .success()
+            .get_output()
+            .clone();
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(script.contains(marker), "{shell}: {script}");
+        assert!(script.contains("doctor"), "{shell}");
+        assert!(out.stderr.is_empty(), "{shell}");
+    }
+    usage_error(&["completions", "powershell"]);
+    usage_error(&["completions"]);
+}
+
+/// A reader that goes away early is an ordinary end, not a panic.
+#[test]
+fn completions_into_a_closed_pipe_exit_0() {
+    use std::process::{Command as Std, Stdio};
+    let bin = assert_cmd::cargo::cargo_bin("spawnscope");
+    // The read end is closed before the script (tens of KiB for zsh) is
+    // written.
+    let mut child = Std::new(&bin)
+        .args(["completions", "zsh"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn completions_write_failure_is_exit_1() {
+    let full = std::path::Path::new("/dev/full");
+    if !full.exists() {
+        common::skip("/dev/full is missing");
+        return;
+    }
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("spawnscope"))
+        .args(["completions", "bash"])
+        .stdout(std::fs::File::create(full).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("spawnscope: cannot write the completion script: "),
+        "{stderr}"
+    );
+}
+
+fn man_pages(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    spawnscope()
+        .args(["man", "--out"])
+        .arg(dir)
+        .assert()
+        .success();
+    let mut pages: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().into_string().unwrap(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    pages.sort();
+    pages
+}
+
+#[test]
+fn man_pages_are_complete_and_reproducible() {
+    let d = tempfile::tempdir().unwrap();
+    // Created when missing, parents too.
+    let first = man_pages(&d.path().join("a/man1"));
+    let names: Vec<&str> = first.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "spawnscope-analyze.1",
+            "spawnscope-completions.1",
+            "spawnscope-doctor.1",
+            "spawnscope-export.1",
+            "spawnscope-sentinel.1",
+            "spawnscope-trace.1",
+            "spawnscope.1",
+        ]
+    );
+    for (name, roff) in &first {
+        let text = String::from_utf8_lossy(roff);
+        let sub = name.trim_end_matches(".1").strip_prefix("spawnscope-");
+        assert!(text.contains(".SH EXAMPLES\n"), "{name}");
+        assert!(text.contains(".SH \"EXIT STATUS\"\n"), "{name}");
+        if let Some(sub) = sub {
+            // Every example of the page's command is on it.
+            let help = help_of(sub);
+            let examples = help.split("Examples:\n").nth(1).unwrap();
+            let examples = examples.split("\n\nExit status:").next().unwrap();
+            for line in examples.lines().filter(|l| l.starts_with("    ")) {
+                let roffed = line.trim().replace('-', "\\-").replace('\'', "\\*(Aq");
+                assert!(text.contains(&roffed), "{name} lacks {roffed:?}:\n{text}");
+            }
+            // And the meaning of each exit code it lists.
+            let status = help.split("Exit status:\n").nth(1).unwrap();
+            for line in status.lines() {
+                let (code, meaning) = line.trim().split_once("  ").unwrap();
+                assert!(
+                    text.contains(&format!(".TP\n\\fB{code}\\fR\n")),
+                    "{name}: exit {code}"
+                );
+                let first_words: String = meaning
+                    .split_whitespace()
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                assert!(text.contains(&first_words), "{name}: {first_words:?}");
+            }
+        }
+    }
+    let second = man_pages(&d.path().join("b"));
+    assert!(first == second, "two generations differ");
+}
+
+#[test]
+fn man_into_an_uncreatable_dir_is_one_line_and_exit_1() {
+    let d = tempfile::tempdir().unwrap();
+    let file = d.path().join("plain");
+    std::fs::write(&file, "x").unwrap();
+    let out = spawnscope()
+        .args(["man", "--out"])
+        .arg(file.join("sub"))
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("spawnscope: cannot create "), "{stderr}");
+}
+
+#[test]
+fn doctor_without_btf_is_unsupported() {
+    let out = spawnscope()
+        .args(["doctor", "--btf", "/nonexistent"])
+        .assert()
+        .code(4)
+        .get_output()
+        .clone();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("MISSING  BTF: not found at /nonexistent")),
+        "{stdout}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "spawnscope: kernel not supported: missing BTF\n"
+    );
+}
+
+#[test]
+fn doctor_on_a_cgroup_v1_only_host_is_unsupported() {
+    let d = tempfile::tempdir().unwrap();
+    let mountinfo = d.path().join("mountinfo");
+    std::fs::write(
+        &mountinfo,
+        "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n",
+    )
+    .unwrap();
+    let out = spawnscope()
+        .args(["doctor", "--json", "--mountinfo"])
+        .arg(&mountinfo)
+        .assert()
+        .code(4)
+        .get_output()
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    let cg = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "cgroup v2")
+        .unwrap();
+    assert_eq!(cg["status"], "missing", "{v}");
+}
+
+/// This machine meets every requirement, so as root the doctor finds
+/// nothing missing.
+#[test]
+fn doctor_passes_here_as_root() {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    if unsafe { libc::geteuid() } != 0 {
+        common::skip("doctor's full pass needs root (run the tests as root)");
+        return;
+    }
+    let out = spawnscope()
+        .args(["doctor", "--json"])
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(!v["kernel"].as_str().unwrap().is_empty());
+    let checks = v["checks"].as_array().unwrap();
+    for name in [
+        "BTF",
+        "tracepoint sched_process_fork",
+        "tracepoint cgroup_mkdir",
+        "struct layout",
+        "BPF ring buffer",
+        "tp_btf",
+        "cgroup v2",
+        "privileges",
+    ] {
+        let c = checks.iter().find(|c| c["name"] == name).unwrap();
+        assert_eq!(c["status"], "ok", "{name}: {c}");
+    }
+    assert!(out.stderr.is_empty());
 }
