@@ -1,7 +1,12 @@
-//! Builds the eBPF probe with the nightly toolchain and bpf-linker, and
-//! leaves it in OUT_DIR for `include_bytes_aligned!`.
+//! Builds the eBPF probe with the pinned nightly toolchain
+//! (probe/nightly-toolchain) and bpf-linker, and leaves it in OUT_DIR for
+//! `include_bytes_aligned!`.
 
 use std::path::Path;
+
+/// A dated nightly, so that the probe, and with it the release binaries,
+/// are the same bytes for the same commit; `cargo xtask setup` installs it.
+const NIGHTLY: &str = include_str!("../probe/nightly-toolchain");
 
 fn main() -> aya_build::Result<()> {
     let probe_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../probe");
@@ -15,13 +20,17 @@ fn main() -> aya_build::Result<()> {
         "cargo:rerun-if-changed={}",
         probe_dir.join("../common/src").display()
     );
+    println!(
+        "cargo:rerun-if-changed={}",
+        probe_dir.join("nightly-toolchain").display()
+    );
     aya_build::build_ebpf(
         [aya_build::Package {
             name: "spawnscope-probe",
             root_dir: root,
             ..Default::default()
         }],
-        aya_build::Toolchain::default(),
+        aya_build::Toolchain::Custom(NIGHTLY.trim()),
     )
 }
 

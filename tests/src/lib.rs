@@ -14,6 +14,7 @@ use std::{
 use serde_json::Value;
 use spawnscope::cgroupfs;
 
+pub mod dist;
 pub mod sentinel;
 mod skip;
 pub mod systemd;
@@ -58,7 +59,7 @@ fn target_bin(name: &str) -> PathBuf {
 
 /// A source listed in cargo's dep-info file `dep_info` (the files and
 /// directories a binary was built from) modified after `built`.
-fn newer_source(dep_info: &Path, built: std::time::SystemTime) -> Option<PathBuf> {
+pub(crate) fn newer_source(dep_info: &Path, built: std::time::SystemTime) -> Option<PathBuf> {
     let text = fs::read_to_string(dep_info)
         .unwrap_or_else(|e| panic!("{}: {e}; rebuild the binaries", dep_info.display()));
     // "target: dep dep ...", spaces in paths escaped as "\\ ".
@@ -280,7 +281,13 @@ impl Tracer {
 
     /// Starts `trace ARGS` (human output unless ARGS has --json).
     pub fn start_plain(args: &[&str]) -> Self {
-        let mut child = Command::new(spawnscope_bin())
+        Self::start_bin(&spawnscope_bin(), args)
+    }
+
+    /// [`Tracer::start_plain`] with the spawnscope binary at `bin` (a
+    /// release artifact).
+    pub fn start_bin(bin: &Path, args: &[&str]) -> Self {
+        let mut child = Command::new(bin)
             .arg("trace")
             .args(args)
             .stdout(Stdio::piped())
@@ -545,14 +552,20 @@ pub fn known_mix_threads(k: u64, threads: u64) -> (Vec<String>, [(&'static str, 
 }
 
 pub fn assert_exact_counts(tag: &str, extra: &[&str]) -> Value {
+    assert_exact_counts_bin(&spawnscope_bin(), &workload_bin(), tag, extra)
+}
+
+/// [`assert_exact_counts`] with the given spawnscope and spawn-workload
+/// binaries (release artifacts).
+pub fn assert_exact_counts_bin(bin: &Path, workload: &Path, tag: &str, extra: &[&str]) -> Value {
     let cg = TestCgroup::new(tag);
-    let mut args = vec!["--interval", "500ms"];
+    let mut args = vec!["--json", "--interval", "500ms"];
     args.extend_from_slice(extra);
-    let tracer = Tracer::start(&args);
+    let tracer = Tracer::start_bin(bin, &args);
 
     let (mix, expect) = known_mix(100);
     let status = cg
-        .command(workload_bin())
+        .command(workload)
         .args(&mix)
         .status()
         .expect("run workload");

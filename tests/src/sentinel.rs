@@ -49,9 +49,15 @@ impl Sentinel {
 
     /// [`Sentinel::start`] with extra command-line arguments.
     pub fn start_with(dir: &Path, config_text: &str, args: &[&str]) -> Self {
+        Self::start_bin(&spawnscope_bin(), dir, config_text, args)
+    }
+
+    /// [`Sentinel::start_with`] with the spawnscope binary at `bin` (a
+    /// release artifact).
+    pub fn start_bin(bin: &Path, dir: &Path, config_text: &str, args: &[&str]) -> Self {
         let config = dir.join("sentinel.toml");
         std::fs::write(&config, config_text).unwrap();
-        let mut child = Command::new(spawnscope_bin())
+        let mut child = Command::new(bin)
             .arg("sentinel")
             .arg("--config")
             .arg(&config)

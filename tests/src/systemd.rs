@@ -20,16 +20,36 @@ use std::{
 
 use crate::{TestCgroup, skip};
 
-const SUITE: &str = "bookworm";
+/// A Debian release the fixture can boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Suite {
+    /// Debian 12, systemd 252: the fixture of every scenario test.
+    Bookworm,
+    /// Debian 11, systemd 247 and glibc 2.31: an old userland for the
+    /// static release binary.
+    Bullseye,
+}
+
+impl Suite {
+    pub fn name(self) -> &'static str {
+        match self {
+            Suite::Bookworm => "bookworm",
+            Suite::Bullseye => "bullseye",
+        }
+    }
+}
+
 const PACKAGES: &str = "systemd,systemd-sysv,dbus";
 const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 /// Written last: a rootfs without it is a half-built one.
 const STAMP: &str = ".spawnscope-rootfs-complete";
 
-fn cache_dir() -> PathBuf {
-    std::env::var_os("SPAWNSCOPE_ROOTFS_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/cache/spawnscope-tests").join(SUITE))
+fn cache_dir(suite: Suite) -> PathBuf {
+    match suite {
+        Suite::Bookworm => std::env::var_os("SPAWNSCOPE_ROOTFS_CACHE").map(PathBuf::from),
+        Suite::Bullseye => None,
+    }
+    .unwrap_or_else(|| PathBuf::from("/var/cache/spawnscope-tests").join(suite.name()))
 }
 
 pub(crate) fn have(program: &str) -> bool {
@@ -105,32 +125,33 @@ impl Lock {
 
 /// The cached rootfs, built on first use. Returns the path and whether this
 /// call built it (and how long that took).
-pub fn rootfs() -> (PathBuf, Option<Duration>) {
-    let dir = cache_dir();
+pub fn rootfs(suite: Suite) -> (PathBuf, Option<Duration>) {
+    let dir = cache_dir(suite);
+    let suite = suite.name();
     if dir.join(STAMP).exists() {
         return (dir, None);
     }
     let parent = dir.parent().expect("cache dir has a parent");
     fs::create_dir_all(parent).unwrap_or_else(|e| panic!("mkdir {}: {e}", parent.display()));
-    let _lock = Lock::take(&parent.join(".lock"));
+    let _lock = Lock::take(&parent.join(format!(".{suite}.lock")));
     if dir.join(STAMP).exists() {
         return (dir, None);
     }
     let t0 = Instant::now();
     let mirror =
         std::env::var("SPAWNSCOPE_DEBIAN_MIRROR").unwrap_or_else(|_| DEFAULT_MIRROR.to_string());
-    let tmp = parent.join(format!(".{SUITE}.building"));
+    let tmp = parent.join(format!(".{suite}.building"));
     let mut last = String::new();
     // The mirror is on the network: retry, starting clean each time.
     for attempt in 1..=3 {
         let _ = fs::remove_dir_all(&tmp);
         eprintln!(
-            "systemd fixture: debootstrap {SUITE} into {} (attempt {attempt})",
+            "systemd fixture: debootstrap {suite} into {} (attempt {attempt})",
             tmp.display()
         );
         let out = run_with_timeout(
             Command::new("debootstrap")
-                .args(["--variant=minbase", &format!("--include={PACKAGES}"), SUITE])
+                .args(["--variant=minbase", &format!("--include={PACKAGES}"), suite])
                 .arg(&tmp)
                 .arg(&mirror),
             Duration::from_secs(900),
@@ -179,6 +200,11 @@ impl SystemdContainer {
 
     /// [`SystemdContainer::boot`] with extra systemd-nspawn arguments.
     pub fn boot_with(tag: &str, nspawn_args: &[&str]) -> Option<Self> {
+        Self::boot_suite(tag, Suite::Bookworm, nspawn_args)
+    }
+
+    /// [`SystemdContainer::boot_with`] for another Debian release.
+    pub fn boot_suite(tag: &str, suite: Suite, nspawn_args: &[&str]) -> Option<Self> {
         if !crate::require_root(&format!("systemd fixture ({tag})")) {
             return None;
         }
@@ -190,7 +216,7 @@ impl SystemdContainer {
                 return None;
             }
         }
-        let (root, rootfs_build_time) = rootfs();
+        let (root, rootfs_build_time) = rootfs(suite);
         let cgroup = TestCgroup::new(&format!("sd-{tag}"));
         let name = cgroup
             .path

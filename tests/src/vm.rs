@@ -24,14 +24,16 @@ use crate::{
 };
 
 /// Where a test kernel comes from: a meta-package that always depends on
-/// the current cloud kernel of a series (serial console and initramfs
-/// support built in), from the host's apt sources or from `apt` lines of
-/// its own (fetched into a private apt state, the host's left alone).
+/// the current kernel of a series (serial console and initramfs support
+/// built in), from the host's apt sources or from `apt` lines of its own
+/// (fetched into a private apt state, the host's left alone).
 pub struct KernelSource {
     /// Cache directory name under /var/cache/spawnscope-tests.
     pub name: &'static str,
     pub meta: &'static str,
     pub sources: Option<&'static str>,
+    /// A dpkg architecture other than the host's.
+    pub arch: Option<&'static str>,
 }
 
 /// Linux 6.12 (bookworm-security): `mark_victim` passes the victim's task.
@@ -39,6 +41,7 @@ pub const KERNEL_6_12: KernelSource = KernelSource {
     name: "linux-image-6.12-cloud-amd64",
     meta: "linux-image-6.12-cloud-amd64",
     sources: None,
+    arch: None,
 };
 /// Bookworm's 6.1: no `group_dead` in `sched_process_exit`, and the
 /// pre-6.2 `mm_rss_stat` layout.
@@ -46,6 +49,7 @@ pub const KERNEL_6_1: KernelSource = KernelSource {
     name: "linux-image-cloud-amd64",
     meta: "linux-image-cloud-amd64",
     sources: None,
+    arch: None,
 };
 /// Bullseye's 5.10, the oldest Debian kernel with BTF.
 pub const KERNEL_5_10: KernelSource = KernelSource {
@@ -55,22 +59,38 @@ pub const KERNEL_5_10: KernelSource = KernelSource {
         "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] \
          http://deb.debian.org/debian-security bullseye-security main",
     ),
+    arch: None,
+};
+/// Bookworm's arm64 6.1 (the generic flavour: its PL011 console driver is
+/// built in, as `-machine virt` needs), with BTF.
+pub const KERNEL_ARM64_6_1: KernelSource = KernelSource {
+    name: "arm64-linux-image-arm64",
+    meta: "linux-image-arm64",
+    sources: Some(BOOKWORM_ARM64),
+    arch: Some("arm64"),
 };
 
-const STAMP: &str = ".spawnscope-kernel-complete";
+const BOOKWORM_ARM64: &str = "deb [arch=arm64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] \
+     http://deb.debian.org/debian bookworm main\n\
+     deb [arch=arm64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] \
+     http://deb.debian.org/debian-security bookworm-security main";
+
+/// Written last, beside `root/`: a directory without it is a half-done fetch.
+const STAMP: &str = ".spawnscope-package-complete";
 
 fn cache_dir(name: &str) -> PathBuf {
     PathBuf::from("/var/cache/spawnscope-tests").join(name)
 }
 
-/// `-o` options pointing apt at a private sources list and state in `dir`.
-fn private_apt(dir: &Path, sources: &str) -> Vec<String> {
+/// `-o` options pointing apt at a private sources list and state in `dir`
+/// (for `arch`, if given).
+fn private_apt(dir: &Path, sources: &str, arch: Option<&str>) -> Vec<String> {
     for d in ["lists/partial", "cache/archives/partial"] {
         fs::create_dir_all(dir.join(d)).expect("mkdir private apt state");
     }
     fs::write(dir.join("sources.list"), format!("{sources}\n")).expect("write sources.list");
     fs::write(dir.join("status"), b"").expect("write empty dpkg status");
-    [
+    let mut opts: Vec<String> = [
         ("Dir::Etc::SourceList", "sources.list"),
         ("Dir::Etc::SourceParts", "no-parts"),
         ("Dir::State::Lists", "lists"),
@@ -79,20 +99,38 @@ fn private_apt(dir: &Path, sources: &str) -> Vec<String> {
     ]
     .iter()
     .flat_map(|(k, v)| ["-o".to_string(), format!("{k}={}", dir.join(v).display())])
-    .collect()
+    .collect();
+    if let Some(a) = arch {
+        opts.extend([
+            "-o".to_string(),
+            format!("APT::Architecture={a}"),
+            "-o".to_string(),
+            format!("APT::Architectures={a}"),
+        ]);
+    }
+    opts
 }
 
-/// Whether this host can run a VM; false after a loud skip.
+/// Whether this host can run an x86_64 VM; false after a loud skip.
 pub fn available(test: &str) -> bool {
+    available_with(test, "qemu-system-x86_64", "qemu-system-x86")
+}
+
+/// Whether this host can run an aarch64 VM; false after a loud skip.
+pub fn available_arm64(test: &str) -> bool {
+    available_with(test, "qemu-system-aarch64", "qemu-system-arm")
+}
+
+fn available_with(test: &str, qemu: &str, qemu_pkg: &str) -> bool {
     for (prog, pkg) in [
-        ("qemu-system-x86_64", "qemu-system-x86"),
+        (qemu, qemu_pkg),
         ("busybox", "busybox-static"),
         ("apt-get", "apt"),
         ("dpkg-deb", "dpkg"),
     ] {
         if !have(prog) {
             skip(&format!(
-                "{test}: no {prog} (package {pkg}; cargo xtask setup)"
+                "{test}: no {prog} (package {pkg}; cargo xtask test installs it)"
             ));
             return false;
         }
@@ -100,40 +138,36 @@ pub fn available(test: &str) -> bool {
     true
 }
 
-/// The cached kernel image of `src`, fetched on first use; and its
-/// release.
-pub fn kernel(src: &KernelSource) -> (PathBuf, String) {
-    let dir = cache_dir(src.name);
-    let meta = src.meta;
-    let done = |d: &Path| {
-        (
-            d.join("vmlinuz"),
-            fs::read_to_string(d.join("release"))
-                .unwrap_or_default()
-                .trim()
-                .to_string(),
-        )
-    };
+/// The files of a Debian package, fetched once into
+/// /var/cache/spawnscope-tests/`name` and unpacked there (`root/`) by
+/// `dpkg-deb -x`, under a file lock, with retries. `package` is the
+/// package, or with `resolve_meta` a meta-package whose kernel dependency
+/// is fetched instead.
+fn fetch_package(
+    name: &str,
+    package: &str,
+    resolve_meta: bool,
+    sources: Option<&str>,
+    arch: Option<&str>,
+) -> PathBuf {
+    let dir = cache_dir(name);
     if dir.join(STAMP).exists() {
-        return done(&dir);
+        return dir.join("root");
     }
     let parent = dir.parent().expect("cache dir has a parent");
     fs::create_dir_all(parent).unwrap_or_else(|e| panic!("mkdir {}: {e}", parent.display()));
-    let _lock = Lock::take(&parent.join(format!(".{}.lock", src.name)));
+    let _lock = Lock::take(&parent.join(format!(".{name}.lock")));
     if dir.join(STAMP).exists() {
-        return done(&dir);
+        return dir.join("root");
     }
-    let tmp = parent.join(format!(".{}.fetching", src.name));
+    let tmp = parent.join(format!(".{name}.fetching"));
     let _ = fs::remove_dir_all(&tmp);
-    let apt_opts = match src.sources {
+    let apt_opts = match sources {
         Some(lines) => {
-            let opts = private_apt(&tmp.join("apt"), lines);
+            let opts = private_apt(&tmp.join("apt"), lines, arch);
             let mut ok = false;
             for attempt in 1..=3 {
-                eprintln!(
-                    "vm fixture: apt-get update for {} (attempt {attempt})",
-                    src.name
-                );
+                eprintln!("vm fixture: apt-get update for {name} (attempt {attempt})");
                 let out = run_with_timeout(
                     Command::new("apt-get").args(&opts).args(["update", "-q"]),
                     Duration::from_secs(300),
@@ -144,24 +178,27 @@ pub fn kernel(src: &KernelSource) -> (PathBuf, String) {
                 }
                 std::thread::sleep(Duration::from_secs(5 * attempt));
             }
-            assert!(ok, "apt-get update for {} failed 3 times", src.name);
+            assert!(ok, "apt-get update for {name} failed 3 times");
             opts
         }
         None => Vec::new(),
     };
-    let deps = run_with_timeout(
-        Command::new("apt-cache")
-            .args(&apt_opts)
-            .args(["depends", meta]),
-        Duration::from_secs(60),
-    );
-    let deps = String::from_utf8_lossy(&deps.stdout);
-    let package = deps
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Depends: "))
-        .filter(|p| p.starts_with("linux-image-"))
-        .unwrap_or_else(|| panic!("apt-cache depends {meta} names no kernel:\n{deps}"))
-        .to_string();
+    let package = if resolve_meta {
+        let deps = run_with_timeout(
+            Command::new("apt-cache")
+                .args(&apt_opts)
+                .args(["depends", package]),
+            Duration::from_secs(60),
+        );
+        let deps = String::from_utf8_lossy(&deps.stdout);
+        deps.lines()
+            .find_map(|l| l.trim().strip_prefix("Depends: "))
+            .filter(|p| p.starts_with("linux-image-"))
+            .unwrap_or_else(|| panic!("apt-cache depends {package} names no kernel:\n{deps}"))
+            .to_string()
+    } else {
+        package.to_string()
+    };
     let fetch = tmp.join("deb");
     let mut last = String::new();
     for attempt in 1..=3 {
@@ -182,40 +219,58 @@ pub fn kernel(src: &KernelSource) -> (PathBuf, String) {
                 .map(|e| e.path())
                 .find(|p| p.extension().is_some_and(|x| x == "deb"))
                 .expect("apt-get download wrote a .deb");
-            let root = fetch.join("root");
+            let staged = tmp.join("root");
             let x = run_with_timeout(
-                Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root),
+                Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&staged),
                 Duration::from_secs(120),
             );
             assert!(x.status.success(), "dpkg-deb -x {}", deb.display());
-            let image = fs::read_dir(root.join("boot"))
-                .expect("the package has /boot")
-                .flatten()
-                .map(|e| e.path())
-                .find(|p| {
-                    p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
-                })
-                .expect("a vmlinuz in the package");
-            let release = image
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .trim_start_matches("vmlinuz-")
-                .to_string();
             let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).expect("mkdir kernel cache");
-            fs::copy(&image, dir.join("vmlinuz")).expect("copy vmlinuz");
-            fs::write(dir.join("release"), &release).expect("write release");
+            fs::create_dir_all(&dir).expect("mkdir package cache");
+            fs::rename(&staged, dir.join("root")).expect("move unpacked package");
             fs::write(dir.join(STAMP), b"").expect("write stamp");
             let _ = fs::remove_dir_all(&tmp);
-            return done(&dir);
+            return dir.join("root");
         }
         last = String::from_utf8_lossy(&out.stderr).into_owned();
         std::thread::sleep(Duration::from_secs(5 * attempt));
     }
     let _ = fs::remove_dir_all(&tmp);
     panic!("apt-get download {package} failed 3 times:\n{last}");
+}
+
+/// The cached kernel image of `src`, fetched on first use; and its
+/// release.
+pub fn kernel(src: &KernelSource) -> (PathBuf, String) {
+    let root = fetch_package(src.name, src.meta, true, src.sources, src.arch);
+    let image = fs::read_dir(root.join("boot"))
+        .expect("the package has /boot")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        })
+        .expect("a vmlinuz in the package");
+    let release = image
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .trim_start_matches("vmlinuz-")
+        .to_string();
+    (image, release)
+}
+
+/// busybox (static) for arm64, from bookworm's busybox-static:arm64.
+pub fn busybox_arm64() -> PathBuf {
+    fetch_package(
+        "arm64-busybox-static",
+        "busybox-static",
+        false,
+        Some(BOOKWORM_ARM64),
+        Some("arm64"),
+    )
+    .join("bin/busybox")
 }
 
 /// An initramfs in the kernel's `newc` cpio format, uncompressed.
@@ -321,7 +376,12 @@ impl Initramfs {
     /// busybox with links for the applets a script uses.
     pub fn busybox(&mut self, applets: &[&str]) {
         let bb = which("busybox").expect("busybox (package busybox-static)");
-        let data = fs::read(&bb).unwrap_or_else(|e| panic!("read {}: {e}", bb.display()));
+        self.busybox_from(&bb, applets);
+    }
+
+    /// [`Initramfs::busybox`] with the (static) busybox at `bb`.
+    pub fn busybox_from(&mut self, bb: &Path, applets: &[&str]) {
+        let data = fs::read(bb).unwrap_or_else(|e| panic!("read {}: {e}", bb.display()));
         self.file("bin/busybox", 0o755, &data);
         for a in applets {
             self.symlink(&format!("bin/{a}"), "busybox");
@@ -344,22 +404,40 @@ fn which(program: &str) -> Option<PathBuf> {
 /// software emulation (no KVM: not every host has it), and returns the
 /// console output. The script must end with `poweroff -f`.
 pub fn boot(kernel: &Path, initramfs: &[u8], mem_mib: u32, limit: Duration) -> String {
+    let mut qemu = Command::new("qemu-system-x86_64");
+    // One vCPU: with two, TCG can let one CPU run kernel code that the
+    // other is live-patching (an int3 oops in do_exit as the probe's
+    // tracepoints are switched on).
+    qemu.args(["-m", &mem_mib.to_string(), "-smp", "1", "-cpu", "max"]);
+    run_qemu(qemu, "ttyS0", kernel, initramfs, limit)
+}
+
+/// [`boot`] for an arm64 kernel: qemu's `virt` machine, emulated.
+pub fn boot_arm64(kernel: &Path, initramfs: &[u8], mem_mib: u32, limit: Duration) -> String {
+    let mut qemu = Command::new("qemu-system-aarch64");
+    qemu.args(["-machine", "virt", "-cpu", "max", "-smp", "1"])
+        .args(["-m", &mem_mib.to_string()]);
+    run_qemu(qemu, "ttyAMA0", kernel, initramfs, limit)
+}
+
+fn run_qemu(
+    mut qemu: Command,
+    console: &str,
+    kernel: &Path,
+    initramfs: &[u8],
+    limit: Duration,
+) -> String {
     let dir = tempfile::tempdir().expect("temp dir");
     let initrd = dir.path().join("initrd.cpio");
     fs::write(&initrd, initramfs).expect("write initramfs");
     let out = run_with_timeout(
-        Command::new("qemu-system-x86_64")
-            // One vCPU: with two, TCG once let a CPU run code the kernel
-            // was live-patching (an int3 oops in do_exit as the probe's
-            // tracepoints were switched on).
-            .args(["-m", &mem_mib.to_string(), "-smp", "1", "-cpu", "max"])
-            .args(["-accel", "tcg", "-nodefaults", "-no-reboot"])
+        qemu.args(["-accel", "tcg", "-nodefaults", "-no-reboot"])
             .args(["-display", "none", "-serial", "stdio"])
             .arg("-kernel")
             .arg(kernel)
             .arg("-initrd")
             .arg(&initrd)
-            .args(["-append", "console=ttyS0 panic=-1 quiet"]),
+            .args(["-append", &format!("console={console} panic=-1 quiet")]),
         limit,
     );
     let console = String::from_utf8_lossy(&out.stdout).replace('\r', "");
@@ -384,13 +462,18 @@ pub fn section(console: &str) -> Vec<String> {
         .collect()
 }
 
-/// An initramfs with spawnscope and spawn-workload in /bin, the busybox
-/// applets a test script uses, and `init` as /init.
+/// The busybox applets the test scripts use.
+const APPLETS: &[&str] = &[
+    "sh", "mount", "mkdir", "cat", "sleep", "echo", "grep", "kill", "poweroff", "true", "false",
+    "sed", "wget", "ifconfig", "rmdir",
+];
+
+/// An initramfs with spawnscope and spawn-workload (the test builds, with
+/// the shared libraries they load) in /bin, the busybox applets a test
+/// script uses, and `init` as /init.
 pub fn spawnscope_initramfs(init: &str) -> Vec<u8> {
     let mut ir = Initramfs::default();
-    ir.busybox(&[
-        "sh", "mount", "mkdir", "cat", "sleep", "echo", "grep", "kill", "poweroff", "true", "false",
-    ]);
+    ir.busybox(APPLETS);
     ir.binary(&crate::spawnscope_bin(), "bin/spawnscope");
     ir.binary(&crate::workload_bin(), "bin/spawn-workload");
     for d in ["proc", "sys", "dev", "tmp"] {
@@ -398,6 +481,31 @@ pub fn spawnscope_initramfs(init: &str) -> Vec<u8> {
     }
     ir.file("init", 0o755, init.as_bytes());
     ir.finish()
+}
+
+/// An initramfs with no userland but a static busybox: the static release
+/// binary `spawnscope` and a static `workload`, copied byte for byte (no
+/// libraries: there are none to load), and `init` as /init.
+pub fn static_initramfs(busybox: &Path, spawnscope: &Path, workload: &Path, init: &str) -> Vec<u8> {
+    let mut ir = Initramfs::default();
+    ir.busybox_from(busybox, APPLETS);
+    for (host, path) in [
+        (spawnscope, "bin/spawnscope"),
+        (workload, "bin/spawn-workload"),
+    ] {
+        let data = fs::read(host).unwrap_or_else(|e| panic!("read {}: {e}", host.display()));
+        ir.file(path, 0o755, &data);
+    }
+    for d in ["proc", "sys", "dev", "tmp"] {
+        ir.dir(d);
+    }
+    ir.file("init", 0o755, init.as_bytes());
+    ir.finish()
+}
+
+/// The host's static busybox (busybox-static).
+pub fn busybox_host() -> PathBuf {
+    which("busybox").expect("busybox (package busybox-static)")
 }
 
 /// The rest of the console line `VM: <what> ...` a script printed.

@@ -55,7 +55,7 @@ fn running_kernel_oom_tracepoint_flavour() {
         return;
     };
     // mark_victim passes the task since 6.9; stable series took the change
-    // too (Debian's 5.10 and 6.1, shown by vm_old_kernels), so below 6.9
+    // too (Debian's 5.10 and 6.1, shown by vm_release_kernels), so below 6.9
     // either form is a supported kernel.
     let flavour = oom_flavour(&k.btf).unwrap();
     if k.version >= (6, 9) {

@@ -39,7 +39,7 @@ mod tests {
         assert!(bash.contains("--check-config"), "{bash}");
         let zsh = String::from_utf8(script(Shell::Zsh)).unwrap();
         assert!(zsh.starts_with("#compdef spawnscope"), "{zsh}");
-        assert!(zsh.contains("'--for=[") || zsh.contains("--for"), "{zsh}");
+        assert!(zsh.contains("'--for=["), "{zsh}");
         let fish = String::from_utf8(script(Shell::Fish)).unwrap();
         assert!(
             fish.contains(

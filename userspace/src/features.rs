@@ -35,6 +35,10 @@ struct ProgLoadAttr {
     line_info_cnt: u32,
     attach_btf_id: u32,
     attach_prog_fd: u32,
+    /// The struct's tail padding, made a field so that it is zero: the
+    /// kernel rejects non-zero bytes past the fields it knows (here,
+    /// `core_relo_cnt` from 5.17).
+    _pad: u32,
 }
 
 /// The BTF type id a `tp_btf` program for `tracepoint` attaches by.

@@ -83,6 +83,9 @@ fn code_for(e: &Error) -> i32 {
         Error::Trace(TraceError::Kernel(k)) if k.is_unsupported() => exit::UNSUPPORTED,
         Error::Sentinel(SentinelError::Kernel(KernelError::Privileges(_))) => exit::PRIVILEGES,
         Error::Sentinel(SentinelError::Kernel(k)) if k.is_unsupported() => exit::UNSUPPORTED,
+        // Like a bad command line: starting again will fail the same way,
+        // so the unit's RestartPreventExitStatus= must see it as such.
+        Error::Sentinel(SentinelError::Config(_)) => exit::USAGE,
         Error::Doctor(d) => d.exit_code(),
         _ => exit::FAILURE,
     }

@@ -589,3 +589,39 @@ fn doctor_passes_here_as_root() {
     }
     assert!(out.stderr.is_empty());
 }
+
+/// A configuration that is wrong fails the same way on every start: exit
+/// 2, as a bad command line, so that the unit's RestartPreventExitStatus=
+/// stops systemd from restarting it forever.
+#[test]
+fn invalid_or_missing_configuration_is_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "interval = \"soon\"\n").unwrap();
+    let missing = dir.path().join("missing.toml");
+    for file in [&bad, &missing] {
+        for extra in [&["--check-config"][..], &[]] {
+            let out = spawnscope()
+                .arg("sentinel")
+                .arg("--config")
+                .arg(file)
+                .args(extra)
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{file:?} {extra:?}: {err}");
+            assert_eq!(err.lines().count(), 1, "one line: {err}");
+            assert!(
+                err.contains(&*file.to_string_lossy()),
+                "names the file: {err}"
+            );
+        }
+    }
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "interval = \"5s\"\n").unwrap();
+    spawnscope()
+        .args(["sentinel", "--check-config", "--config"])
+        .arg(&good)
+        .assert()
+        .success();
+}

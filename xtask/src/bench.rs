@@ -198,6 +198,8 @@ pub fn build_release_bins() -> Result<std::path::PathBuf, Fail> {
         "spawnscope",
         "--package",
         "spawnscope-tests",
+        "--package",
+        "spawnscope-workload",
         "--bins",
     ]))?;
     Ok(workspace_root().join("target/release"))

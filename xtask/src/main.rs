@@ -1,8 +1,9 @@
-//! Project chores: `cargo xtask setup|build|run|test`.
+//! Project chores: `cargo xtask setup|build|run|test|dist|bench`.
 
 mod bench;
 mod bench_overhead;
 mod bench_sentinel;
+mod dist;
 mod noisy;
 mod setup;
 mod test;
@@ -16,10 +17,17 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  setup           install what building and testing need (idempotent)
+  setup           install what building needs (idempotent): the pinned
+                  nightly, LLVM, bpf-linker, the musl targets
   build           setup, then build spawnscope (release)
+  dist            setup, then the release artifacts in target/dist: static
+                  x86_64 and aarch64 binaries as tarballs and .debs, and
+                  SHA256SUMS, byte-identical for the same commit
+  dist --check-reproducible
+                  the same, also built from a copy of the tree at another
+                  path; fails unless every artifact is byte-identical
   run -- ARGS     setup, build, then run `spawnscope ARGS` as root
-  test            setup, lint (fmt, clippy incl. the probe), then every test,
+  test            setup plus what only the tests need, dist, lint (fmt, clippy incl. the probe), then every test,
                   ending with 'N passed, M failed, K skipped, L ignored' and
                   each skip's reason; privileged tests need root, and a
                   skipped test fails the run (under CI=true, the test itself
@@ -53,24 +61,29 @@ fn main() -> ExitCode {
         Some("setup") => setup::run(),
         Some("build") => setup::run().and_then(|()| build_release()).map(|_| ()),
         Some("run") => run(&args[1..]),
+        Some("dist") => {
+            dist::Options::parse(&args[1..]).and_then(|o| setup::run().and_then(|()| dist::run(&o)))
+        }
         Some("test") => test::Options::parse(&args[1..]).and_then(|o| test::run(&o)),
-        Some("bench") => setup::run().and_then(|()| match args.get(1).map(String::as_str) {
-            None => bench::all(),
-            Some("overhead") => bench::build_release_bins()
-                .and_then(|t| bench_overhead::overhead(&t))
-                .map(|(a, b)| bench::print(&[a, b])),
-            Some("capacity") => bench::build_release_bins()
-                .and_then(|_| bench::capacity())
-                .map(|s| bench::print(&[s])),
-            Some("sentinel") => bench::build_release_bins()
-                .and_then(|t| bench_sentinel::sentinel(&t.join("spawnscope")))
-                .map(|s| bench::print(&[s])),
-            Some("detect") => bench::build_release_bins()
-                .and_then(|_| bench::detect())
-                .map(|s| bench::print(&[s])),
-            Some("memory") => bench::memory(),
-            Some(other) => Err(Fail(format!("unknown benchmark {other:?}\n{USAGE}"))),
-        }),
+        Some("bench") => setup::run()
+            .and_then(|()| setup::test_deps())
+            .and_then(|()| match args.get(1).map(String::as_str) {
+                None => bench::all(),
+                Some("overhead") => bench::build_release_bins()
+                    .and_then(|t| bench_overhead::overhead(&t))
+                    .map(|(a, b)| bench::print(&[a, b])),
+                Some("capacity") => bench::build_release_bins()
+                    .and_then(|_| bench::capacity())
+                    .map(|s| bench::print(&[s])),
+                Some("sentinel") => bench::build_release_bins()
+                    .and_then(|t| bench_sentinel::sentinel(&t.join("spawnscope")))
+                    .map(|s| bench::print(&[s])),
+                Some("detect") => bench::build_release_bins()
+                    .and_then(|_| bench::detect())
+                    .map(|s| bench::print(&[s])),
+                Some("memory") => bench::memory(),
+                Some(other) => Err(Fail(format!("unknown benchmark {other:?}\n{USAGE}"))),
+            }),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())

@@ -1,18 +1,25 @@
-//! `cargo xtask setup`: everything the build and the tests need, installed
-//! only when missing, so running it again costs a few version checks.
+//! `cargo xtask setup`: what building needs (the pinned nightly, LLVM,
+//! bpf-linker, the musl targets of the release binaries); [`test_deps`]:
+//! what only the tests add. Both install only what is missing, so running
+//! them again costs a few version checks.
 
 use std::path::{Path, PathBuf};
 
 use crate::util::{Fail, cmd, is_root, output, run_with_retries, step};
 
-const NIGHTLY: &str = "nightly";
+/// The dated nightly that builds the probe (userspace/build.rs reads the
+/// same file): a floating `nightly` would change the release binaries, and
+/// could move to an LLVM that the installed bpf-linker cannot read.
+pub const NIGHTLY: &str = include_str!("../../probe/nightly-toolchain").trim_ascii();
 /// Pinned for reproducible builds; bump deliberately.
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages the tests use beyond the build itself: util-linux for
 /// setpriv and nsenter; debootstrap and systemd-container (systemd-nspawn)
 /// for the real systemd the scenario tests boot; stress-ng for the
-/// no-false-alarm scenario; qemu-system-x86 and busybox-static for the VM
-/// tests; prometheus for `promtool check metrics` on the exposition.
+/// no-false-alarm scenario; qemu-system-x86, qemu-system-arm and
+/// busybox-static for the VM tests (x86_64 and aarch64); prometheus for
+/// `promtool check metrics` on the exposition; file, which the release
+/// tests ask whether a binary is static.
 const TEST_PACKAGES: &[&str] = &[
     "prometheus",
     "util-linux",
@@ -20,22 +27,83 @@ const TEST_PACKAGES: &[&str] = &[
     "systemd-container",
     "stress-ng",
     "qemu-system-x86",
+    "qemu-system-arm",
     "busybox-static",
+    "file",
 ];
 
+/// The targets of the release binaries (`cargo xtask dist`): static musl
+/// builds, linked by rustc's own rust-lld for aarch64, so no cross gcc.
+pub const DIST_TARGETS: &[&str] = &["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"];
+
+/// What building needs, and nothing else: this runs on the machine where
+/// an operator builds spawnscope, which may be the one they debug.
 pub fn run() -> Result<(), Fail> {
     let t0 = std::time::Instant::now();
     ensure_nightly()?;
     let major = nightly_llvm_major()?;
     ensure_llvm(major)?;
     ensure_bpf_linker(major)?;
-    ensure_packages(TEST_PACKAGES)?;
-    ensure_python_package(PY_HDRHISTOGRAM, "hdrh")?;
+    ensure_stable_for_dist()?;
     step(&format!(
         "setup complete ({:.1}s)",
         t0.elapsed().as_secs_f64()
     ));
     Ok(())
+}
+
+/// What the tests (and the benchmarks) need beyond the build.
+pub fn test_deps() -> Result<(), Fail> {
+    // The lint runs clippy on the probe, with the probe's own nightly.
+    let installed =
+        output(cmd("rustup").args(["component", "list", "--installed", "--toolchain", NIGHTLY]))
+            .unwrap_or_default();
+    if !installed.lines().any(|l| l.starts_with("clippy")) {
+        step(&format!("adding clippy to {NIGHTLY} (lints the probe)"));
+        run_with_retries(
+            cmd("rustup").args(["component", "add", "clippy", "--toolchain", NIGHTLY]),
+            3,
+        )?;
+    }
+    ensure_packages(TEST_PACKAGES)?;
+    ensure_python_package(PY_HDRHISTOGRAM, "hdrh")
+}
+
+/// The pinned stable toolchain of the release binaries, with their musl
+/// targets.
+fn ensure_stable_for_dist() -> Result<(), Fail> {
+    let stable = crate::dist::STABLE;
+    if output(cmd("rustup").args(["run", stable, "rustc", "-V"])).is_none() {
+        step(&format!(
+            "installing Rust {stable} (builds the release binaries)"
+        ));
+        run_with_retries(
+            cmd("rustup").args(["toolchain", "install", stable, "--profile", "minimal"]),
+            3,
+        )?;
+    }
+    ensure_targets(stable, DIST_TARGETS)
+}
+
+fn ensure_targets(toolchain: &str, targets: &[&str]) -> Result<(), Fail> {
+    let installed =
+        output(cmd("rustup").args(["target", "list", "--installed", "--toolchain", toolchain]))
+            .ok_or_else(|| Fail("cannot run `rustup target list --installed`".into()))?;
+    let missing: Vec<&str> = targets
+        .iter()
+        .copied()
+        .filter(|t| !installed.lines().any(|l| l.trim() == *t))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    step(&format!("rustup target add {}", missing.join(" ")));
+    run_with_retries(
+        cmd("rustup")
+            .args(["target", "add", "--toolchain", toolchain])
+            .args(&missing),
+        3,
+    )
 }
 
 /// Python's HdrHistogram implementation (module `hdrh`), pinned: the

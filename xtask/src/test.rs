@@ -162,6 +162,7 @@ pub fn run(opts: &Options) -> Result<(), Fail> {
         noisy::require_root()?;
     }
     crate::setup::run()?;
+    crate::setup::test_deps()?;
     step("lint: cargo fmt --check");
     run_checked(cmd("cargo").args(["fmt", "--all", "--check"]))?;
     step("lint: clippy (host crates)");
@@ -170,7 +171,7 @@ pub fn run(opts: &Options) -> Result<(), Fail> {
     run_checked(
         cmd("cargo")
             .args([
-                "+nightly",
+                &format!("+{}", crate::setup::NIGHTLY),
                 "clippy",
                 "--package",
                 "spawnscope-probe",
@@ -188,6 +189,14 @@ pub fn run(opts: &Options) -> Result<(), Fail> {
                 workspace_root().join("target/probe-clippy"),
             ),
     )?;
+    // The release artifacts are what the dist tests prove on real systems;
+    // rebuilding them proves that they are reproducible.
+    crate::dist::run(&crate::dist::Options {
+        out: workspace_root().join("target/dist"),
+        check_reproducible: true,
+    })?;
+    step("build: spawn-workload, static, for each release architecture");
+    crate::dist::build_static_workloads()?;
     // The privileged tests run the real binary; build it first so they test
     // this tree, not a stale copy.
     step("build: spawnscope (debug) and test helpers");

@@ -303,7 +303,7 @@ SIGINT saves the state and exits 0.",
         )
         .sudo(),
         ex(
-            "Run as the shipped service (dist/spawnscope-sentinel.service in /etc/systemd/system):",
+            "Run as the shipped service (installed by the .deb, or from the tarball as its INSTALL says):",
             &["enable", "--now", "spawnscope-sentinel.service"],
         )
         .program(Program::Systemctl)
@@ -316,9 +316,12 @@ SIGINT saves the state and exits 0.",
         },
         Exit {
             code: exit::FAILURE,
-            meaning: "runtime failure, or an invalid configuration",
+            meaning: "runtime failure",
         },
-        USAGE,
+        Exit {
+            code: exit::USAGE,
+            meaning: "invalid command line, or a configuration file that is missing or invalid",
+        },
         PRIVILEGES,
         UNSUPPORTED,
     ],

@@ -727,6 +727,30 @@ pub fn run(args: &SentinelArgs) -> Result<(), SentinelError> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
         .map_err(SentinelError::Signals)?;
 
+    let mounts = cgroupfs::cgroup_mounts(&args.mountinfo)?;
+    if let Some(w) = cgroupfs::attribution_warning(&mounts) {
+        log(Priority::Warning, &w);
+    }
+    let mount = cgroupfs::find_cgroup2(&args.mountinfo)?;
+    let mut names = CgroupNames::new(mount.as_ref(), 16_384);
+    let probe = Probe::load(&LoadOptions {
+        btf_path: args.btf.clone(),
+        max_cgroups: args.max_cgroups,
+        events: None,
+        exit_flavour: None,
+        drill_buffer: Some(DRILL_BUFFER_BYTES),
+        cgroup_removals: true,
+        cgroup_buffer: Some(CGROUP_BUFFER_BYTES),
+        lazy_cgroups: true,
+        // A drill-down's records wake the sentinel as they come: only the
+        // drilled unit pays for that, and only while it is drilled.
+        lazy_events: false,
+    })?;
+    if let Some(w) = &probe.oom_scope_warning {
+        log(Priority::Warning, w);
+    }
+    // The state is read once the kernel has proved it can run the probe:
+    // on a kernel it cannot, the one line that says why is all there is.
     if let Some(dir) = cfg.state.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| SentinelError::StateDir {
             path: dir.to_path_buf(),
@@ -771,29 +795,6 @@ pub fn run(args: &SentinelArgs) -> Result<(), SentinelError> {
         }
     };
     let mut alerter = make_alerter(&cfg)?;
-
-    let mounts = cgroupfs::cgroup_mounts(&args.mountinfo)?;
-    if let Some(w) = cgroupfs::attribution_warning(&mounts) {
-        log(Priority::Warning, &w);
-    }
-    let mount = cgroupfs::find_cgroup2(&args.mountinfo)?;
-    let mut names = CgroupNames::new(mount.as_ref(), 16_384);
-    let probe = Probe::load(&LoadOptions {
-        btf_path: args.btf.clone(),
-        max_cgroups: args.max_cgroups,
-        events: None,
-        exit_flavour: None,
-        drill_buffer: Some(DRILL_BUFFER_BYTES),
-        cgroup_removals: true,
-        cgroup_buffer: Some(CGROUP_BUFFER_BYTES),
-        lazy_cgroups: true,
-        // A drill-down's records wake the sentinel as they come: only the
-        // drilled unit pays for that, and only while it is drilled.
-        lazy_events: false,
-    })?;
-    if let Some(w) = &probe.oom_scope_warning {
-        log(Priority::Warning, w);
-    }
     names.walk();
     let body: metrics::Shared = Arc::new(Mutex::new(String::new()));
     let bound = metrics::serve(cfg.listen, Arc::clone(&body))?;

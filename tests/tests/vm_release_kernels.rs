@@ -1,22 +1,30 @@
-//! spawnscope on older kernels than the host's, each in a VM on a pure
-//! cgroup2 layout: Debian bookworm's 6.1 and bullseye's 5.10 (the oldest
-//! Debian kernel with BTF). Both lack `group_dead` in sched_process_exit
-//! (the legacy exit program runs) and have the pre-6.2 `mm_rss_stat`
-//! layout (OOM victims' RSS is unknown). On each: exact counts for a known
-//! mix of spawns, and a memcg OOM kill named with its victim and limiting
-//! cgroup, plus the cgroup's own kill counter; and the sentinel loads,
-//! drops its capabilities to what the kernel still needs for map reads,
-//! and counts a unit whose cgroup is gone by the time it polls.
+//! The release binaries (from the `cargo xtask dist` tarballs) on other
+//! kernels than the host's, each in a VM whose initramfs holds no userland
+//! but a static busybox, the static binary and a static spawn-workload, on
+//! a pure cgroup2 layout: Debian's x86_64 6.12, 6.1 and 5.10 (the oldest
+//! Debian kernel with BTF), and, emulated, Debian's arm64 6.1, whose field
+//! offsets differ and come from its own BTF. None has `group_dead` in
+//! sched_process_exit (the legacy exit program runs); before 6.2 the
+//! `mm_rss_stat` layout leaves OOM victims' RSS unknown. On each: exact
+//! counts for a known mix of spawns, and a memcg OOM kill named with its
+//! victim and limiting cgroup, plus the cgroup's own kill counter; and the
+//! sentinel loads, drops its capabilities to what the kernel still needs
+//! for map reads, counts a unit whose cgroup is gone by the time it polls,
+//! and serves that count on /metrics.
 
 use std::time::Duration;
 
 use serde_json::Value;
-use spawnscope_tests::{known_mix_threads, require_root, vm};
+use spawnscope_tests::{
+    dist::{self, Arch},
+    known_mix_threads, require_root, vm,
+};
 
 /// The sentinel beside the trace: it must load (with its cgroup_rmdir
 /// program and drill-down code) and, having dropped its capabilities to
 /// what this kernel's map reads need, still count a short-lived unit.
-const SENTINEL: &str = r#"printf 'interval = "500ms"\nstate = "/tmp/state"\nsave_every = 1\nlisten = "0.0.0.0:0"\n' > /tmp/s.toml
+const SENTINEL: &str = r#"ifconfig lo 127.0.0.1 up
+printf 'interval = "500ms"\nstate = "/tmp/state"\nsave_every = 1\nlisten = "127.0.0.1:0"\n' > /tmp/s.toml
 /bin/spawnscope sentinel --config /tmp/s.toml 2> /tmp/sentinel.txt &
 S=$!
 n=0
@@ -26,6 +34,10 @@ mkdir /sys/fs/cgroup/brief.service
 sh -c 'echo $$ > /sys/fs/cgroup/brief.service/cgroup.procs; exec /bin/spawn-workload --clean 5'
 rmdir /sys/fs/cgroup/brief.service
 sleep 2
+URL=$(sed -n 's/.*metrics on \(http:[^ ,]*\).*/\1/p' /tmp/sentinel.txt)
+wget -q -O /tmp/metrics "$URL"
+echo "VM: metrics exit $?"
+echo "VM: metrics execs $(grep '^spawnscope_spawns_total{unit="brief.service",kind="exec"}' /tmp/metrics)"
 kill -TERM $S
 wait $S
 echo "VM: sentinel exit $?"
@@ -42,20 +54,41 @@ fn init(mix: &[String]) -> String {
     ))
 }
 
-fn check(src: &vm::KernelSource, series: &str) {
+/// What differs between the kernels of the matrix.
+struct Expect {
+    series: &'static str,
+    /// 6.2 reworked `mm_rss_stat`; before it, a victim's RSS is unknown.
+    rss_known: bool,
+    /// Before 5.19 map reads need CAP_BPF, so the sentinel keeps it.
+    keeps_cap_bpf: bool,
+}
+
+fn check(arch: Arch, src: &vm::KernelSource, want: Expect) {
+    let series = want.series;
+    let Some(release_dir) = dist::unpack(arch, "vm_release_kernels") else {
+        return;
+    };
     let (kernel, release) = vm::kernel(src);
+    let busybox = match arch {
+        Arch::X86_64 => vm::busybox_host(),
+        Arch::Aarch64 => vm::busybox_arm64(),
+    };
     // No threads: on these kernels the legacy exit program can count the
     // last joined thread as its process's exit when that thread's exit
     // tracepoint runs after the main thread's exit began (documented;
     // common under emulation, rare on hardware, where the host's
     // exact_counts_legacy_exit covers threads).
     let (mix, expect) = known_mix_threads(5, 0);
-    let console = vm::boot(
-        &kernel,
-        &vm::spawnscope_initramfs(&init(&mix)),
-        512,
-        Duration::from_secs(300),
+    let initramfs = vm::static_initramfs(
+        &busybox,
+        &release_dir.bin(),
+        &dist::static_workload(arch),
+        &init(&mix),
     );
+    let console = match arch {
+        Arch::X86_64 => vm::boot(&kernel, &initramfs, 512, Duration::from_secs(300)),
+        Arch::Aarch64 => vm::boot_arm64(&kernel, &initramfs, 512, Duration::from_secs(600)),
+    };
     assert!(
         vm::said(&console, "kernel").starts_with(series),
         "{release}: {console}"
@@ -90,9 +123,14 @@ fn check(src: &vm::KernelSource, series: &str) {
         .unwrap_or_else(|| panic!("no kill of {pid}:\n{console}"));
     assert_eq!(k["comm"], "spawn-workload", "{k}");
     assert_eq!(k["cgroup"], "/limited", "{k}");
-    assert!(k["rss_bytes"].is_null(), "pre-6.2 rss_stat layout: {k}");
-    // Both pinned kernels carry the task form of mark_victim (their stable
-    // series took it from 6.9), so the victim is read in the kernel.
+    if want.rss_known {
+        assert!(k["rss_bytes"].as_u64().is_some_and(|b| b > 0), "{k}");
+    } else {
+        assert!(k["rss_bytes"].is_null(), "pre-6.2 rss_stat layout: {k}");
+    }
+    // Every kernel of the matrix carries the task form of mark_victim (the
+    // older stable series took it from 6.9), so the victim is read in the
+    // kernel.
     assert!(
         !console.contains("names the victim by pid only"),
         "{release}: {console}"
@@ -109,7 +147,7 @@ fn check(src: &vm::KernelSource, series: &str) {
     // The sentinel.
     assert_eq!(vm::said(&console, "sentinel exit"), "0", "{console}");
     let capeff = vm::said(&console, "sentinel capeff");
-    let kept = if series == "5.10." {
+    let kept = if want.keeps_cap_bpf {
         "0000008000000000" // CAP_BPF: map reads need it before 5.19
     } else {
         "0000000000000000"
@@ -125,21 +163,65 @@ fn check(src: &vm::KernelSource, series: &str) {
         (&Value::from(6), &Value::from(5), &Value::from(6)),
         "{release}: {state}"
     );
+    assert_eq!(vm::said(&console, "metrics exit"), "0", "{console}");
+    assert_eq!(
+        vm::said(&console, "metrics execs"),
+        "spawnscope_spawns_total{unit=\"brief.service\",kind=\"exec\"} 6",
+        "{release}: /metrics:\n{console}"
+    );
     eprintln!(
-        "VM {release}: exact counts, a memcg kill named in the kernel, and the sentinel (CapEff {capeff})"
+        "VM {} {release}: release binary, no userland: exact counts, a memcg kill named in the \
+         kernel, the sentinel (CapEff {capeff}) serving /metrics",
+        arch.name()
     );
 }
 
+const TEST: &str = "vm_release_kernels";
+
 #[test]
-fn bookworm_6_1() {
-    if require_root("vm_old_kernels") && vm::available("vm_old_kernels") {
-        check(&vm::KERNEL_6_1, "6.1.");
+fn x86_64_6_12() {
+    if require_root(TEST) && vm::available(TEST) {
+        let want = Expect {
+            series: "6.12.",
+            rss_known: true,
+            keeps_cap_bpf: false,
+        };
+        check(Arch::X86_64, &vm::KERNEL_6_12, want);
     }
 }
 
 #[test]
-fn bullseye_5_10() {
-    if require_root("vm_old_kernels") && vm::available("vm_old_kernels") {
-        check(&vm::KERNEL_5_10, "5.10.");
+fn x86_64_6_1() {
+    if require_root(TEST) && vm::available(TEST) {
+        let want = Expect {
+            series: "6.1.",
+            rss_known: false,
+            keeps_cap_bpf: false,
+        };
+        check(Arch::X86_64, &vm::KERNEL_6_1, want);
+    }
+}
+
+#[test]
+fn x86_64_5_10() {
+    if require_root(TEST) && vm::available(TEST) {
+        let want = Expect {
+            series: "5.10.",
+            rss_known: false,
+            keeps_cap_bpf: true,
+        };
+        check(Arch::X86_64, &vm::KERNEL_5_10, want);
+    }
+}
+
+#[test]
+fn aarch64_6_1() {
+    if require_root(TEST) && vm::available_arm64(TEST) {
+        let want = Expect {
+            series: "6.1.",
+            rss_known: false,
+            keeps_cap_bpf: false,
+        };
+        check(Arch::Aarch64, &vm::KERNEL_ARM64_6_1, want);
     }
 }
