@@ -151,23 +151,7 @@ impl Sentinel {
 
     /// GET `path`: (status code, body).
     pub fn get(&self, path: &str) -> (u16, String) {
-        let mut c = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))
-            .unwrap_or_else(|e| panic!("connect {}: {e}", self.addr));
-        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        write!(
-            c,
-            "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut resp = String::new();
-        c.read_to_string(&mut resp).unwrap();
-        let status = resp
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("bad response: {resp:?}"));
-        let body = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        (status, body.to_string())
+        http_get(self.addr, path)
     }
 
     pub fn scrape(&self) -> String {
@@ -175,7 +159,30 @@ impl Sentinel {
         assert_eq!(status, 200, "{body}");
         body
     }
+}
 
+/// GET `path` from a sentinel at `addr`: (status code, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        c,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    c.read_to_string(&mut resp).unwrap();
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad response: {resp:?}"));
+    let body = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, body.to_string())
+}
+
+impl Sentinel {
     /// One sample of a scrape, by its full name with labels; panics when
     /// the exposition lacks it.
     pub fn scrape_value(&self, name: &str) -> f64 {

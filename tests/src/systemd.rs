@@ -396,6 +396,67 @@ impl SystemdContainer {
         self.run(&argv)
     }
 
+    /// `systemd-analyze security`'s overall exposure of `unit` (printed),
+    /// and the whole report.
+    pub fn security_score(&self, unit: &str) -> (f64, String) {
+        let security = self.run(&[
+            "sh",
+            "-c",
+            &format!("systemd-analyze security --no-pager {unit} 2>&1"),
+        ]);
+        let overall = security
+            .lines()
+            .find(|l| l.contains("Overall exposure level"))
+            .unwrap_or_else(|| panic!("no score: {security}"))
+            .to_string();
+        let score: f64 = overall
+            .split(':')
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{overall}"));
+        eprintln!("systemd-analyze security {unit}: {}", overall.trim());
+        (score, security)
+    }
+
+    /// The /metrics address in the latest "sentinel started" line that
+    /// `unit` logged (waits up to 60 s), then waits until that sentinel
+    /// has polled (its exposition has `spawnscope_polls_total`).
+    pub fn sentinel_serving(&self, unit: &str) -> std::net::SocketAddr {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let addr: std::net::SocketAddr = loop {
+            let j = self.run(&["journalctl", "--no-pager", "-o", "cat", "-u", unit]);
+            if let Some(a) = j
+                .lines()
+                .rev()
+                .find_map(|l| l.split("metrics on http://").nth(1))
+                .and_then(|r| r.split('/').next())
+            {
+                break a.parse().unwrap_or_else(|e| panic!("{a}: {e}"));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{unit} did not start:\n{j}\n{}",
+                self.run(&[
+                    "sh",
+                    "-c",
+                    &format!("systemctl status --no-pager {unit}; true")
+                ])
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, body) = crate::sentinel::http_get(addr, "/metrics");
+            assert_eq!(status, 200, "{body}");
+            if body.contains("spawnscope_polls_total") {
+                return addr;
+            }
+            assert!(Instant::now() < deadline, "no poll in 30 s:\n{body}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
     /// `systemctl show -p ...` as a map.
     pub fn show(&self, unit: &str, props: &[&str]) -> BTreeMap<String, String> {
         let mut argv = vec!["systemctl", "show", unit];

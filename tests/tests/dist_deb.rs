@@ -9,11 +9,7 @@
 //! disables and removes it but keeps the configuration and the state;
 //! `dpkg --purge` removes those too.
 
-use std::{
-    io::{Read, Write},
-    net::TcpStream,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use spawnscope_tests::{
     dist::{self, Arch},
@@ -22,48 +18,9 @@ use spawnscope_tests::{
 
 const UNIT: &str = "spawnscope-sentinel.service";
 
-fn get(addr: &str, path: &str) -> (String, String) {
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (
-        head.lines().next().unwrap_or("").to_string(),
-        body.to_string(),
-    )
-}
-
 /// `sh -c SCRIPT` inside, with its exit status appended as "rc=N".
 fn sh(ct: &SystemdContainer, script: &str) -> String {
     ct.run(&["sh", "-c", &format!("{{ {script}\n}} 2>&1; echo rc=$?")])
-}
-
-/// The address in the sentinel's latest "sentinel started" line (waits up
-/// to 60 s).
-fn started_on(ct: &SystemdContainer) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let j = ct.run(&["journalctl", "--no-pager", "-o", "cat", "-u", UNIT]);
-        if let Some(a) = j
-            .lines()
-            .rev()
-            .find_map(|l| l.split("metrics on http://").nth(1))
-            .and_then(|r| r.split('/').next())
-        {
-            return a.to_string();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the sentinel did not start:\n{j}\n{}",
-            sh(
-                ct,
-                "systemctl status --no-pager spawnscope-sentinel.service"
-            )
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// Waits for the unit to fail, then checks that it stays failed without
@@ -135,18 +92,7 @@ fn deb_installs_runs_fails_once_and_purges() {
     assert_eq!(p["UnitFileState"], "disabled", "{p:?}");
     assert!(p["ExecStart"].contains("/usr/bin/spawnscope"), "{p:?}");
 
-    let security = sh(&ct, &format!("systemd-analyze security --no-pager {UNIT}"));
-    let overall = security
-        .lines()
-        .find(|l| l.contains("Overall exposure level"))
-        .unwrap_or_else(|| panic!("no score: {security}"));
-    let score: f64 = overall
-        .split(':')
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{overall}"));
-    eprintln!("installed unit: {}", overall.trim());
+    let (score, security) = ct.security_score(UNIT);
     assert!(score <= 2.0, "exposure {score} above 2.0: {security}");
 
     // Enabled and started, on a port of the kernel's choosing (the
@@ -160,17 +106,7 @@ fn deb_installs_runs_fails_once_and_purges() {
     std::fs::write(&conf, text).unwrap();
     let out = sh(&ct, &format!("systemctl enable --now {UNIT}"));
     assert!(out.trim_end().ends_with("rc=0"), "{out}");
-    let addr = started_on(&ct);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, body) = get(&addr, "/metrics");
-        assert!(status.contains(" 200 "), "{status}");
-        if body.contains("spawnscope_polls_total") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no poll in 30 s:\n{body}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    ct.sentinel_serving(UNIT);
     // An upgrade (the same package again) puts the running sentinel on
     // the new binary: restarted, still running, still enabled.
     let before = ct.show(UNIT, &["MainPID"])["MainPID"].clone();

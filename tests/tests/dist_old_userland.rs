@@ -5,12 +5,6 @@
 //! four install commands, run as INSTALL gives them, bring the sentinel up
 //! under bullseye's systemd, sandbox and all, serving /metrics.
 
-use std::{
-    io::{Read, Write},
-    net::TcpStream,
-    time::{Duration, Instant},
-};
-
 use serde_json::Value;
 use spawnscope_tests::{
     dist::{self, Arch},
@@ -27,19 +21,6 @@ const INSTALL_COMMANDS: [&str; 4] = [
     "sudo install -m 0644 spawnscope-sentinel.service /etc/systemd/system/",
     "sudo systemctl enable --now spawnscope-sentinel",
 ];
-
-fn get(addr: &str, path: &str) -> (String, String) {
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (
-        head.lines().next().unwrap_or("").to_string(),
-        body.to_string(),
-    )
-}
 
 #[test]
 fn bullseye_runs_the_static_binary_and_the_installed_sentinel() {
@@ -151,44 +132,7 @@ fn bullseye_runs_the_static_binary_and_the_installed_sentinel() {
     std::fs::write(&conf, text).unwrap();
     run_in_dir(INSTALL_COMMANDS[3]);
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let addr = loop {
-        let j = ct.run(&[
-            "journalctl",
-            "--no-pager",
-            "-o",
-            "cat",
-            "-u",
-            "spawnscope-sentinel.service",
-        ]);
-        if let Some(a) = j
-            .lines()
-            .find_map(|l| l.split("metrics on http://").nth(1))
-            .and_then(|r| r.split('/').next())
-        {
-            break a.to_string();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the sentinel did not start under bullseye's systemd:\n{j}\n{}",
-            ct.run(&[
-                "sh",
-                "-c",
-                "systemctl status --no-pager spawnscope-sentinel.service; true"
-            ])
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, body) = get(&addr, "/metrics");
-        assert!(status.contains(" 200 "), "{status}");
-        if body.contains("spawnscope_polls_total") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no poll in 30 s:\n{body}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    let addr = ct.sentinel_serving("spawnscope-sentinel.service");
     let p = ct.show("spawnscope-sentinel.service", &["ActiveState", "NRestarts"]);
     assert_eq!(p["ActiveState"], "active", "{p:?}");
     assert_eq!(p["NRestarts"], "0", "{p:?}");

@@ -50,23 +50,7 @@ fn shipped_unit_verifies_scores_and_runs_sandboxed() {
         .collect();
     assert!(verify_noise.is_empty(), "verify complains: {verify}");
 
-    let security = ct.run(&[
-        "sh",
-        "-c",
-        "systemd-analyze security --no-pager spawnscope-sentinel.service 2>&1",
-    ]);
-    let overall = security
-        .lines()
-        .find(|l| l.contains("Overall exposure level"))
-        .unwrap_or_else(|| panic!("no score: {security}"))
-        .to_string();
-    let score: f64 = overall
-        .split(':')
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{overall}"));
-    eprintln!("systemd-analyze security: {}", overall.trim());
+    let (score, security) = ct.security_score("spawnscope-sentinel.service");
     assert!(score <= 2.0, "exposure {score} above 2.0: {security}");
 
     ct.install_unit(

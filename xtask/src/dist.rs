@@ -421,12 +421,15 @@ fn build_binary(src: &Path, wrapper: &Path, a: &Arch, epoch: u64) -> Result<Path
     // the build script's OUT_DIR, and that cargo cannot see the wrapper's
     // maps: a probe (or its core) left from a build with other maps would
     // be reused. Cleaning the package gives the build script a new OUT_DIR.
+    // spawnscope-common too: cargo names path packages relative to their
+    // workspace, so a build from another path would reuse its crate, and
+    // the dep-info would name the other path's sources.
     run_checked(
         cmd("cargo")
             .current_dir(src)
             .arg(format!("+{STABLE}"))
             .args(["clean", "--profile", PROFILE, "--target", a.triple])
-            .args(["--package", "spawnscope"])
+            .args(["--package", "spawnscope", "--package", "spawnscope-common"])
             .env("CARGO_TARGET_DIR", workspace_root().join("target")),
     )?;
     let mut c = cmd("cargo");
