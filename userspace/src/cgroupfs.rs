@@ -11,10 +11,7 @@ use std::{
 
 use thiserror::Error;
 
-use crate::{
-    report::Resolved,
-    unit::{self, Owner},
-};
+use crate::unit::{self, Owner};
 
 pub const MOUNTINFO: &str = "/proc/self/mountinfo";
 pub const SELF_CGROUP: &str = "/proc/self/cgroup";
@@ -139,32 +136,12 @@ pub fn own_cgroup_v2(proc_cgroup: &Path) -> Result<String, CgroupError> {
         })
 }
 
-/// Renders a path relative to the mount as "/a/b", escaping bytes that are
-/// not printable UTF-8 as \xNN so odd names can neither break output nor
-/// collide.
-pub fn display_rel(rel: &Path) -> String {
-    let mut s = String::from("/");
-    let bytes = rel.as_os_str().as_bytes();
-    let text = String::from_utf8_lossy(bytes);
-    if !text.contains('\u{fffd}') && !text.chars().any(char::is_control) {
-        s.push_str(&text);
-        return s;
-    }
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            if c.is_control() {
-                for b in c.to_string().bytes() {
-                    s.push_str(&format!("\\x{b:02x}"));
-                }
-            } else {
-                s.push(c);
-            }
-        }
-        for b in chunk.invalid() {
-            s.push_str(&format!("\\x{b:02x}"));
-        }
-    }
-    s
+/// What is known about one cgroup id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    /// Path from the cgroup2 root, None when it could not be resolved.
+    pub path: Option<String>,
+    pub owner: Option<Owner>,
 }
 
 /// Walks a cgroup2 tree and maps each cgroup id (the directory's inode
@@ -199,7 +176,7 @@ pub fn scan_ids(mount: &Path) -> Result<HashMap<u64, Vec<u8>>, CgroupError> {
 /// A cgroup's name: its path and what the path stands for.
 #[derive(Debug, Clone)]
 pub struct Named {
-    /// Path from the cgroup2 root, printable (see [`display_rel`]).
+    /// Path from the cgroup2 root, printable (see [`unit::display_rel`]).
     pub path: String,
     pub owner: Owner,
     /// [`CgroupNames`] clock value when the id was last needed.
@@ -263,7 +240,7 @@ impl CgroupNames {
     pub fn learn(&mut self, id: u64, path: &[u8]) {
         let rel = path.strip_prefix(b"/").unwrap_or(path);
         let named = Named {
-            path: display_rel(Path::new(OsStr::from_bytes(rel))),
+            path: unit::display_rel(Path::new(OsStr::from_bytes(rel))),
             owner: unit::parse(path),
             last_used: self.clock,
         };

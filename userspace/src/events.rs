@@ -10,8 +10,9 @@ use spawnscope_common::{
 };
 
 use crate::{
+    cgroupfs::Resolved,
     detect::DetEvent,
-    report::{Filter, Resolved, glob_match},
+    report::{Filter, glob_match},
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]

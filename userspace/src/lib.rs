@@ -1,5 +1,4 @@
 //! spawnscope's userspace: loading the probe, naming cgroups, reporting.
-pub mod alert;
 pub mod analyze;
 pub mod btf;
 pub mod caps;
@@ -7,7 +6,6 @@ pub mod cgroupfs;
 pub mod cli;
 pub mod clock;
 pub mod completions;
-pub mod config;
 pub mod detect;
 pub mod doctor;
 pub mod events;
@@ -18,11 +16,9 @@ pub mod layout;
 pub mod manpage;
 pub mod memory;
 pub mod mempress;
-pub mod metrics;
 pub mod output;
 pub mod record;
 pub mod report;
 pub mod sentinel;
-pub mod state;
 pub mod trace;
 pub mod unit;

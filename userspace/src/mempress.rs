@@ -16,7 +16,7 @@ use std::{
 use serde::Serialize;
 
 use crate::{
-    cgroupfs::{self, CgroupMount},
+    cgroupfs::CgroupMount,
     memory::{self, parse_limit, parse_u64, theil_sen, time_to_exhaustion},
     unit::{self, Owner},
 };
@@ -574,7 +574,7 @@ impl MemWatch {
                 if let Some(cur) = usage(&dir, tree.v2) {
                     let rel = dir
                         .strip_prefix(&tree.root)
-                        .map(cgroupfs::display_rel)
+                        .map(crate::unit::display_rel)
                         .unwrap_or_default();
                     let s = self.cgroups.entry(rel.clone()).or_default();
                     if s.ino != ino {
@@ -872,7 +872,7 @@ impl MemWatch {
                         let rel = e
                             .path()
                             .strip_prefix(root)
-                            .map(cgroupfs::display_rel)
+                            .map(crate::unit::display_rel)
                             .unwrap_or_default();
                         // The first process: the manager, or journald.
                         if let Some(pid) = std::fs::read_to_string(e.path().join("cgroup.procs"))

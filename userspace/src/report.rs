@@ -6,7 +6,10 @@ use std::{collections::BTreeMap, ffi::CString};
 use serde::Serialize;
 use spawnscope_common::{Counters, Lifetimes};
 
-use crate::unit::{Container, Kind, Owner};
+use crate::{
+    cgroupfs::Resolved,
+    unit::{Container, Kind},
+};
 
 /// One reading of the kernel maps, summed over CPUs.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -120,14 +123,6 @@ impl By {
             By::Container => "container",
         }
     }
-}
-
-/// What is known about one cgroup id.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Resolved {
-    /// Path from the cgroup2 root, None when it could not be resolved.
-    pub path: Option<String>,
-    pub owner: Option<Owner>,
 }
 
 /// `--unit GLOB` and `--container NAME`.
@@ -439,93 +434,6 @@ fn group(
             .then_with(|| a.1.container.cmp(&b.1.container))
     });
     rows.into_iter().map(|(_, r)| r).collect()
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct IntervalReport {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub time_unix: f64,
-    pub elapsed_s: f64,
-    pub interval_s: f64,
-    pub by: By,
-    /// Groups with any activity in this interval, busiest first.
-    pub rows: Vec<Row>,
-    pub overflow: CountersOut,
-    pub probe: ProbeStats,
-    /// The memory forecast as of the latest sample.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub memory: Option<crate::mempress::MemForecast>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Summary {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub time_unix: f64,
-    pub duration_s: f64,
-    pub by: By,
-    pub filter: Filter,
-    /// Sum over every cgroup, overflow included, whatever the filter.
-    pub totals: CountersOut,
-    /// Sum over the rows that passed the filter; null without a filter.
-    pub matched: Option<CountersOut>,
-    /// Every group seen, busiest first.
-    pub rows: Vec<Row>,
-    pub overflow: CountersOut,
-    pub probe: ProbeStats,
-    /// "group_dead" (exact) or "legacy" (signal_struct.live).
-    pub exit_program: &'static str,
-    /// Null when cgroups can be named; otherwise why they cannot.
-    pub attribution_warning: Option<String>,
-    /// Present when events were streamed or recorded.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub events: Option<EventAccounting>,
-    /// CLOCK_MONOTONIC ns of this summary: `analyze` judges a recording
-    /// as of this instant, as the live run did.
-    pub monotonic_end_ns: u64,
-    /// Respawn loops and failing periodic jobs, most severe first; absent
-    /// with --no-detect.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub findings: Option<Vec<crate::detect::Finding>>,
-    /// Every OOM kill seen, oldest first (the same objects as the live
-    /// `oom_kill` lines).
-    pub oom_kills: Vec<serde_json::Value>,
-    pub memory: MemorySummary,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MemorySummary {
-    /// "v2", "v1" or null: which hierarchy's memory cgroups were sampled.
-    pub hierarchy: Option<&'static str>,
-    pub samples: usize,
-    /// Median cost of one sampling pass, in microseconds.
-    pub pass_us_p50: Option<u64>,
-    /// Median of the passes that also read /proc/slabinfo (1 in 6).
-    pub pass_us_slab_p50: Option<u64>,
-    pub pass_us_max: Option<u64>,
-    /// Memory cgroups read per pass (the last pass).
-    pub cgroups: usize,
-    pub warnings: Vec<crate::mempress::MemWarning>,
-    /// Rises of memory cgroups' own OOM-kill counters.
-    pub memcg_oom_kills: Vec<crate::mempress::MemcgOomKill>,
-    /// As of the last sample.
-    pub forecast: crate::mempress::MemForecast,
-}
-
-/// Per kind, `counted` = `delivered` + `dropped`, exactly: the probes are
-/// detached before the final reading.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct EventAccounting {
-    /// The kernel's counters: execs, process exits, forks (0 unless fork
-    /// events were asked for).
-    pub counted: EventCounts,
-    /// Records userspace received (before any display filter).
-    pub delivered: EventCounts,
-    /// Records that found the ring buffer full.
-    pub dropped: EventCounts,
-    /// Records of an unknown kind or size (0 unless probe and loader differ).
-    pub undecodable: u64,
 }
 
 /// How busy a cgroup is, for ordering: every event counts once.

@@ -24,12 +24,14 @@ use crate::{
     kernel::{EventOptions, KernelError, LoadOptions, Probe},
     layout::ExitFlavour,
     mempress::{self, LoopRate, MemConfig, MemWatch},
-    output::{Reporter, json::Json, table::Table},
-    record::{RecordError, Recorder},
-    report::{
-        self, By, EventAccounting, EventCounts, Filter, IntervalReport, Key, MemorySummary,
-        Snapshot, Summary,
+    output::{
+        Reporter,
+        json::Json,
+        schema::{EventAccounting, IntervalReport, MemorySummary, Summary},
+        table::Table,
     },
+    record::{RecordError, Recorder},
+    report::{self, By, EventCounts, Filter, Key, Snapshot},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +79,7 @@ impl Respawns {
     /// cleared and intervals start over, rather than grow without bound.
     const MAX_PAIRS: usize = 1 << 16;
 
-    fn exec(&mut self, id: u64, r: &report::Resolved, exe: &[u8], ts_ns: u64) {
+    fn exec(&mut self, id: u64, r: &cgroupfs::Resolved, exe: &[u8], ts_ns: u64) {
         let key = report::key_of(self.by, id, r);
         if self.last.len() >= Self::MAX_PAIRS {
             self.last.clear();

@@ -2,6 +2,8 @@
 //! cgroup2 path stands for. Pure string work on the path's raw bytes, so it
 //! is tested on fixtures and never panics on odd names.
 
+use std::{os::unix::ffi::OsStrExt, path::Path};
+
 use serde::Serialize;
 
 /// A container that a cgroup belongs to.
@@ -212,7 +214,7 @@ fn join(comps: &[&[u8]]) -> String {
         raw.push(b'/');
         raw.extend_from_slice(c);
     }
-    crate::cgroupfs::display_rel(std::path::Path::new(
+    display_rel(std::path::Path::new(
         <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(raw.get(1..).unwrap_or(&[])),
     ))
 }
@@ -393,6 +395,34 @@ fn parse_systemd(comps: &[&[u8]]) -> Owner {
     o.slice = slice;
     o.user = user;
     o
+}
+
+/// Renders a path relative to the mount as "/a/b", escaping bytes that are
+/// not printable UTF-8 as \xNN so odd names can neither break output nor
+/// collide.
+pub fn display_rel(rel: &Path) -> String {
+    let mut s = String::from("/");
+    let bytes = rel.as_os_str().as_bytes();
+    let text = String::from_utf8_lossy(bytes);
+    if !text.contains('\u{fffd}') && !text.chars().any(char::is_control) {
+        s.push_str(&text);
+        return s;
+    }
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                for b in c.to_string().bytes() {
+                    s.push_str(&format!("\\x{b:02x}"));
+                }
+            } else {
+                s.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            s.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    s
 }
 
 #[cfg(test)]

@@ -10,9 +10,9 @@ use spawnscope::{
     mempress::{HiddenKind, HiddenTrend, PerRestart},
     sentinel::{
         expo::{Health, render},
+        state::{State, UnitState},
         track::{TrackConfig, Tracker},
     },
-    state::{State, UnitState},
 };
 use spawnscope_common::{Counters, Lifetimes};
 

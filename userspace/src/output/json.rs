@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 
 use super::Reporter;
-use crate::report::{IntervalReport, Summary};
+use super::schema::{IntervalReport, Summary};
 
 pub struct Json<W: Write> {
     out: W,

@@ -2,9 +2,10 @@
 
 use std::io;
 
-use crate::report::{IntervalReport, Summary};
+use self::schema::{IntervalReport, Summary};
 
 pub mod json;
+pub mod schema;
 pub mod table;
 
 pub trait Reporter {

@@ -3,7 +3,8 @@
 use std::io::{self, Write};
 
 use super::Reporter;
-use crate::report::{By, CountersOut, IntervalReport, Row, Summary};
+use super::schema::{IntervalReport, Summary};
+use crate::report::{By, CountersOut, Row};
 
 pub struct Table<W: Write> {
     out: W,
@@ -388,7 +389,8 @@ impl<W: Write> Reporter for Table<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{Filter, ProbeStats, Resolved, summary_rows};
+    use crate::cgroupfs::Resolved;
+    use crate::report::{Filter, ProbeStats, summary_rows};
     use crate::unit;
     use spawnscope_common::Counters;
 
@@ -534,7 +536,7 @@ mod tests {
                 "rss_bytes": 67108864u64, "killer": {"comm": "leaker", "pid": 42},
                 "scope": "memcg", "limiting_cgroup": {"hierarchy": "v1", "id": 7, "path": "/leak"}
             })],
-            memory: crate::report::MemorySummary {
+            memory: crate::output::schema::MemorySummary {
                 hierarchy: Some("v1"),
                 samples: 3,
                 pass_us_p50: Some(120),

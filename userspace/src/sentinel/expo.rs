@@ -17,10 +17,12 @@ use crate::{
     kernel::ProgStats,
     mempress::HiddenTrend,
     report::{CountersOut, EventCounts, ProbeStats},
-    state::{OTHER_UNIT, State, UnitState},
 };
 
-use super::track::UnitFinding;
+use super::{
+    state::{OTHER_UNIT, State, UnitState},
+    track::UnitFinding,
+};
 
 /// The sentinel's view of itself, for the health metrics.
 #[derive(Debug, Clone, Default)]

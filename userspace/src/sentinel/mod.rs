@@ -5,7 +5,11 @@
 //! a candidate's events for a bounded time, raises alerts and serves
 //! `/metrics`.
 
+pub mod alert;
+pub mod config;
 pub mod expo;
+pub mod metrics;
+pub mod state;
 pub mod track;
 
 use std::{
@@ -23,23 +27,22 @@ use std::{
 use spawnscope_common::{Counters, Lifetimes};
 
 use crate::{
-    alert::{AlertError, Alerter, Priority},
     caps,
     cgroupfs::{self, CgroupNames},
     cli::SentinelArgs,
     clock::{monotonic_now_ns, now_unix},
-    config::{Config, ConfigError},
     detect::{self, Change, Detector},
     events::{self, Event, Place},
     kernel::{KernelError, LoadOptions, Probe},
     mempress::{self, MemConfig, MemWatch},
-    metrics,
     report::{self, By, Snapshot},
-    state::{self, Loaded, StateError},
 };
 
 use self::{
+    alert::{AlertError, Alerter, Priority},
+    config::{Config, ConfigError},
     expo::Health,
+    state::{Loaded, StateError},
     track::{TrackConfig, Tracker},
 };
 

@@ -15,10 +15,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use serde::Serialize;
 use spawnscope_common::{Counters, Lifetimes, lifetime_bucket};
 
-use crate::{
-    detect::{FindingKind, Severity},
-    state::{FindingState, State, UnitState},
-};
+use super::state::{FindingState, State, UnitState};
+use crate::detect::{FindingKind, Severity};
 
 #[derive(Debug, Clone, Copy)]
 pub struct TrackConfig {
@@ -371,7 +369,7 @@ impl Tracker {
         // past a bound, the creations are forgotten too.
         self.recent
             .retain(|_, r| !r.ticks.is_empty() || r.last_creation_ns.is_some());
-        if self.recent.len() > 2 * crate::state::MAX_UNITS {
+        if self.recent.len() > 2 * super::state::MAX_UNITS {
             self.recent.retain(|_, r| !r.ticks.is_empty());
         }
         self.state.bound_units();
