@@ -253,7 +253,7 @@ pub struct EventConfig {
     /// Also stream fork records.
     pub forks: u32,
     /// Keep the drill-down code: exec and exit records of the cgroups in
-    /// [`DRILL_IDS_MAP`] only, while [`DRILL_MAP`] is active.
+    /// [`DRILL_IDS_MAP`] only, while a slot of [`DRILL_MAP`] is active.
     pub drill: u32,
     /// Submit cgroup records without waking userspace until the ring is
     /// half full: a mode that reads on its own schedule (the sentinel)
@@ -270,17 +270,26 @@ pub struct EventConfig {
 
 pub const DRILL_MAP: &str = "DRILL";
 pub const DRILL_IDS_MAP: &str = "DRILL_IDS";
-/// Cgroups streamed at once by a drill-down (one unit's successive
-/// cgroups; a bigger set is a sign the drill has run long enough).
-pub const DRILL_MAX_IDS: u32 = 64;
+pub const DRILL_ACTIVE_MAP: &str = "DRILL_ACTIVE";
+/// Drill-downs that can run at once, each in a slot of [`DRILL_MAP`], so
+/// that a loop can be named while other units' candidates are judged.
+pub const DRILL_SLOTS: usize = 8;
+const _: () = assert!(DRILL_SLOTS <= 32, "DRILL_ACTIVE_MAP is a 32-bit mask");
+/// Cgroups one drill-down follows (one unit's successive cgroups; a bigger
+/// set is a sign the drill has run long enough).
+pub const DRILL_IDS_PER_SLOT: u32 = 64;
+/// Cgroups streamed at once by all drill-downs together.
+pub const DRILL_MAX_IDS: u32 = DRILL_SLOTS as u32 * DRILL_IDS_PER_SLOT;
 /// Longest cgroup path a drill-down can follow across re-creations. A
 /// multiple of 8: the probe compares paths a word at a time.
 pub const DRILL_PATH_MAX: usize = 256;
 const _: () = assert!(DRILL_PATH_MAX.is_multiple_of(8) && DRILL_PATH_MAX < CGROUP_PATH_MAX);
 
-/// Slot 0 of [`DRILL_MAP`]: while `active`, a cgroup created at exactly
-/// `path` joins [`DRILL_IDS_MAP`] in the kernel, race-free, so a unit's
-/// next restart (a new cgroup) is streamed from its first exec.
+/// One slot of [`DRILL_MAP`]: while `active` (and its bit is set in
+/// [`DRILL_ACTIVE_MAP`]), a cgroup created at exactly `path` joins
+/// [`DRILL_IDS_MAP`] in the kernel, with the slot's index as its value,
+/// race-free, so a unit's next restart (a new cgroup) is streamed from its
+/// first exec and routed to the drill-down that waits for it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DrillPath {

@@ -23,10 +23,11 @@ use aya_ebpf::{
 };
 use spawnscope_common::{
     ARGS_MAX, ARGS_TRUNCATED, ARGS_UNREADABLE, CGROUP_PATH_MAX, CgroupMkdir, Counters,
-    DEFAULT_MAX_CGROUPS, DRILL_MAX_IDS, DRILL_PATH_MAX, DrillPath, EventConfig, ExecEvent,
-    ExitClass, ExitEvent, FILENAME_MAX, FILENAME_TRUNCATED, ForkEvent, KernelLayout, LAYOUT_MAGIC,
-    Lifetimes, MEMCG_LIMIT_SLACK_PAGES, MEMCG_MAX_DEPTH, MKDIR_EVENTS_BYTES, OOM_PID_ONLY,
-    OomEvent, SIGNAL_GROUP_EXIT, classify_exit, kind, lifetime_bucket, oom_scope, stat,
+    DEFAULT_MAX_CGROUPS, DRILL_MAX_IDS, DRILL_PATH_MAX, DRILL_SLOTS, DrillPath, EventConfig,
+    ExecEvent, ExitClass, ExitEvent, FILENAME_MAX, FILENAME_TRUNCATED, ForkEvent, KernelLayout,
+    LAYOUT_MAGIC, Lifetimes, MEMCG_LIMIT_SLACK_PAGES, MEMCG_MAX_DEPTH, MKDIR_EVENTS_BYTES,
+    OOM_PID_ONLY, OomEvent, SIGNAL_GROUP_EXIT, classify_exit, kind, lifetime_bucket, oom_scope,
+    stat,
 };
 
 /// Overridden by userspace before load; zero means "not provided".
@@ -107,11 +108,20 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(4096, 0);
 #[map(name = "EVENT_DROPS")]
 static EVENT_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(kind::COUNT, 0);
 
-/// The drill-down's target path (slot 0), written by userspace at run time.
+/// The drill-downs' target paths, one per slot, written by userspace at
+/// run time.
 #[map(name = "DRILL")]
-static DRILL: Array<DrillPath> = Array::with_max_entries(1, 0);
+static DRILL: Array<DrillPath> = Array::with_max_entries(DRILL_SLOTS as u32, 0);
 
-/// Cgroups whose exec and exit records a drill-down streams.
+/// Bit `i` is set while slot `i` of DRILL is active. The exec and exit
+/// programs test this one word (an inlined array load) before anything
+/// else, so a sentinel that drills into nothing pays what it paid with a
+/// single slot.
+#[map(name = "DRILL_ACTIVE")]
+static DRILL_ACTIVE: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Cgroups whose exec and exit records a drill-down streams; the value is
+/// the slot of DRILL that follows the cgroup.
 #[map(name = "DRILL_IDS")]
 static DRILL_IDS: HashMap<u64, u32> = HashMap::with_max_entries(DRILL_MAX_IDS, 0);
 
@@ -256,38 +266,59 @@ fn drill_on() -> bool {
     unsafe { read_volatile(addr_of!(EVENT_CONFIG.drill)) != 0 }
 }
 
+/// The slots of DRILL that are active, one bit each; 0 when none is.
+#[inline(always)]
+fn drill_active() -> u32 {
+    DRILL_ACTIVE.get(0).copied().unwrap_or(0)
+}
+
 /// Whether exec and exit records of `cgid` are streamed: always in the
-/// event modes; in a drill-down only for the drilled cgroups. The array
+/// event modes; while drilling, for the cgroups of any slot. The array
 /// lookup keeps the idle sentinel's cost at one inlined load per event.
 #[inline(always)]
 fn streams(cgid: u64) -> bool {
     if events_on() {
         return true;
     }
-    if !drill_on() {
+    if !drill_on() || drill_active() == 0 {
         return false;
-    }
-    match DRILL.get(0) {
-        Some(d) if d.active != 0 => {}
-        _ => return false,
     }
     // SAFETY: the value is only tested for presence, never read.
     unsafe { DRILL_IDS.get(cgid).is_some() }
 }
 
-/// A drill-down follows its unit across restarts: the new cgroup is added
-/// here, before any process can be moved into it.
+/// A drill-down follows its unit across restarts: a cgroup created at the
+/// path an active slot waits on joins DRILL_IDS with that slot, here,
+/// before any process can be moved into it. The first slot that matches
+/// takes it.
+#[inline(always)]
+fn drill_match(id: u64, path: *const u8, len: u32) {
+    let active = drill_active();
+    if active == 0 {
+        return;
+    }
+    for slot in 0..DRILL_SLOTS as u32 {
+        if active & (1 << slot) == 0 {
+            continue;
+        }
+        let Some(d) = DRILL.get(slot) else { continue };
+        if d.active == 0 || d.len == 0 || d.len != len || !same_path(path, d, len) {
+            continue;
+        }
+        let _ = DRILL_IDS.insert(id, slot, 0);
+        return;
+    }
+}
+
+/// Whether the `len` bytes at `path` (a reserved cgroup record's path)
+/// are the slot's path.
 ///
 /// The paths are compared a word at a time over a fixed length, with the
 /// bytes past `len` masked off: a loop whose trip count depends on `len`
 /// is compiled into pointer increments that 5.10's and 6.1's verifiers
 /// cannot bound (seen in the VM tests).
 #[inline(always)]
-fn drill_match(id: u64, path: *const u8, len: u32) {
-    let Some(d) = DRILL.get(0) else { return };
-    if d.active == 0 || d.len == 0 || d.len != len {
-        return;
-    }
+fn same_path(path: *const u8, d: &DrillPath, len: u32) -> bool {
     let mut diff = 0u64;
     for k in 0..DRILL_PATH_MAX / 8 {
         let off = (k * 8) as u32;
@@ -309,9 +340,7 @@ fn drill_match(id: u64, path: *const u8, len: u32) {
         };
         diff |= (a ^ b) & mask;
     }
-    if diff == 0 {
-        let _ = DRILL_IDS.insert(id, 1, 0);
-    }
+    diff == 0
 }
 
 /// The wakeup a record asks for: the default (wake a waiting reader), or,

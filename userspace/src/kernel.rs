@@ -1,6 +1,9 @@
 //! Loading, attaching and reading the probe.
 
-use std::path::{Path, PathBuf};
+use std::{
+    os::fd::{AsFd, BorrowedFd},
+    path::{Path, PathBuf},
+};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -8,9 +11,10 @@ use aya::{
     programs::{BtfTracePoint, ProgramError},
 };
 use spawnscope_common::{
-    CGROUP_PATH_MAX, COUNTERS_MAP, CgroupMkdir, Counters, DRILL_IDS_MAP, DRILL_MAP, DRILL_PATH_MAX,
-    DrillPath, EVENT_CONFIG_SYMBOL, EVENT_DROPS_MAP, EVENTS_MAP, EventConfig, KERNEL_LAYOUT_SYMBOL,
-    LIFETIMES_MAP, Lifetimes, MKDIR_EVENTS_MAP, OVERFLOW_MAP, PROBE_STATS_MAP, kind, prog, stat,
+    CGROUP_PATH_MAX, COUNTERS_MAP, CgroupMkdir, Counters, DRILL_ACTIVE_MAP, DRILL_IDS_MAP,
+    DRILL_MAP, DRILL_PATH_MAX, DRILL_SLOTS, DrillPath, EVENT_CONFIG_SYMBOL, EVENT_DROPS_MAP,
+    EVENTS_MAP, EventConfig, KERNEL_LAYOUT_SYMBOL, LIFETIMES_MAP, Lifetimes, MKDIR_EVENTS_MAP,
+    OVERFLOW_MAP, PROBE_STATS_MAP, kind, prog, stat,
 };
 use thiserror::Error;
 
@@ -51,6 +55,8 @@ pub enum KernelError {
         #[source]
         source: aya::maps::MapError,
     },
+    #[error("drill-down slot {0} does not exist (there are {DRILL_SLOTS})")]
+    DrillSlot(usize),
 }
 
 impl KernelError {
@@ -171,6 +177,9 @@ pub struct Probe {
     /// reported with the kernel's own count of lost names.
     undecodable: u64,
     pub exit_flavour: ExitFlavour,
+    /// What DRILL_ACTIVE holds: bit `i` while slot `i` drills. Only this
+    /// process writes it.
+    drill_active: u32,
 }
 
 /// A cgroup creation (or removal) reported by the probe.
@@ -239,6 +248,11 @@ fn program_error(name: &'static str, e: ProgramError) -> KernelError {
     KernelError::Program { name, detail }
 }
 
+/// Wraps a map error with the map's name.
+fn map_error(map: &'static str) -> impl Fn(aya::maps::MapError) -> KernelError {
+    move |source| KernelError::Map { map, source }
+}
+
 fn raise_memlock() {
     let lim = libc::rlimit {
         rlim_cur: libc::RLIM_INFINITY,
@@ -299,7 +313,6 @@ impl Probe {
             loader.map_max_entries(EVENTS_MAP, bytes);
         }
         let mut ebpf = loader.load(PROBE_OBJ).map_err(load_error)?;
-
         let exit_flavour = opts.exit_flavour.unwrap_or(exit_flavour);
         let exit_prog = match exit_flavour {
             ExitFlavour::GroupDeadArg => prog::EXIT,
@@ -377,18 +390,17 @@ impl Probe {
             oom_scope_warning,
             undecodable: 0,
             exit_flavour,
+            drill_active: 0,
         })
     }
 
     /// Becomes readable when cgroup creations are waiting in the ring buffer.
-    pub fn mkdir_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        use std::os::fd::AsFd;
+    pub fn mkdir_fd(&self) -> BorrowedFd<'_> {
         self.mkdirs.as_fd()
     }
 
     /// Becomes readable when event records are waiting.
-    pub fn events_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        use std::os::fd::AsFd;
+    pub fn events_fd(&self) -> BorrowedFd<'_> {
         self.events.as_fd()
     }
 
@@ -411,22 +423,20 @@ impl Probe {
         }
     }
 
-    /// Starts (or retargets) a drill-down: exec and exit records of the
-    /// cgroups `ids`, and of any cgroup created at `path` from now on (a
-    /// restarted unit), are streamed. A path longer than a drill can match
-    /// follows `ids` only.
-    pub fn drill(&mut self, path: &[u8], ids: &[u64]) -> Result<(), KernelError> {
-        self.drill_off()?;
-        let err = |map: &'static str| move |source| KernelError::Map { map, source };
+    /// Starts (or retargets) the drill-down in `slot` (`0..DRILL_SLOTS`):
+    /// exec and exit records of the cgroups `ids`, and of any cgroup
+    /// created at `path` from now on (a restarted unit), are streamed, and
+    /// [`Probe::drill_slot_of`] names `slot` for each. The slot's earlier
+    /// cgroups are dropped; other slots are left as they are, except that
+    /// an id of `ids` another slot followed moves to this one. A path
+    /// longer than a drill can match follows `ids` only.
+    pub fn drill(&mut self, slot: usize, path: &[u8], ids: &[u64]) -> Result<(), KernelError> {
+        self.drill_off(slot)?;
         {
-            let mut set: BpfHashMap<_, u64, u32> = BpfHashMap::try_from(
-                self.ebpf
-                    .map_mut(DRILL_IDS_MAP)
-                    .ok_or(KernelError::Missing(DRILL_IDS_MAP))?,
-            )
-            .map_err(err(DRILL_IDS_MAP))?;
+            let mut set = self.drill_ids_map()?;
             for id in ids {
-                set.insert(id, 1, 0).map_err(err(DRILL_IDS_MAP))?;
+                set.insert(id, slot as u32, 0)
+                    .map_err(map_error(DRILL_IDS_MAP))?;
             }
         }
         let mut d = DrillPath::OFF;
@@ -435,23 +445,28 @@ impl Probe {
             d.len = path.len() as u32;
             d.path[..path.len()].copy_from_slice(path);
         }
-        self.set_drill(d)
+        self.set_drill(slot, d)?;
+        // Last: the probe matches against a slot only once it is complete.
+        self.set_drill_active(self.drill_active | 1 << slot)
     }
 
-    /// Ends a drill-down: nothing but OOM kills is streamed any more.
-    pub fn drill_off(&mut self) -> Result<(), KernelError> {
-        self.set_drill(DrillPath::OFF)?;
-        let err = |source| KernelError::Map {
-            map: DRILL_IDS_MAP,
-            source,
-        };
-        let mut set: BpfHashMap<_, u64, u32> = BpfHashMap::try_from(
-            self.ebpf
-                .map_mut(DRILL_IDS_MAP)
-                .ok_or(KernelError::Missing(DRILL_IDS_MAP))?,
-        )
-        .map_err(err)?;
-        let ids: Vec<u64> = set.keys().filter_map(Result::ok).collect();
+    /// Ends the drill-down in `slot`: its cgroups are no longer streamed,
+    /// and no new cgroup joins it. The other slots drill on. With every
+    /// slot off, nothing but OOM kills is streamed.
+    pub fn drill_off(&mut self, slot: usize) -> Result<(), KernelError> {
+        if slot >= DRILL_SLOTS {
+            return Err(KernelError::DrillSlot(slot));
+        }
+        // First, so that no cgroup created from now on joins the slot.
+        self.set_drill_active(self.drill_active & !(1 << slot))?;
+        self.set_drill(slot, DrillPath::OFF)?;
+        let mut set = self.drill_ids_map()?;
+        let ids: Vec<u64> = set
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|&(_, s)| s as usize == slot)
+            .map(|(id, _)| id)
+            .collect();
         for id in ids {
             // Gone already is as good as removed.
             let _ = set.remove(&id);
@@ -459,32 +474,64 @@ impl Probe {
         Ok(())
     }
 
-    /// The cgroups a drill-down streams now.
-    pub fn drill_ids(&self) -> Result<Vec<u64>, KernelError> {
+    /// The slot whose drill-down streams `id`'s records: for an event
+    /// whose cgroup was created after the drill-down started. None when
+    /// no slot follows it (or the map cannot be read).
+    pub fn drill_slot_of(&self, id: u64) -> Option<usize> {
+        let map = self.ebpf.map(DRILL_IDS_MAP)?;
+        let set: BpfHashMap<_, u64, u32> = BpfHashMap::try_from(map).ok()?;
+        set.get(&id, 0).ok().map(|s| s as usize)
+    }
+
+    /// The cgroups the drill-downs stream now, each with its slot.
+    pub fn drill_ids(&self) -> Result<Vec<(u64, usize)>, KernelError> {
         let set: BpfHashMap<_, u64, u32> = BpfHashMap::try_from(
             self.ebpf
                 .map(DRILL_IDS_MAP)
                 .ok_or(KernelError::Missing(DRILL_IDS_MAP))?,
         )
-        .map_err(|source| KernelError::Map {
-            map: DRILL_IDS_MAP,
-            source,
-        })?;
-        Ok(set.keys().filter_map(Result::ok).collect())
+        .map_err(map_error(DRILL_IDS_MAP))?;
+        Ok(set
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(id, slot)| (id, slot as usize))
+            .collect())
     }
 
-    fn set_drill(&mut self, d: DrillPath) -> Result<(), KernelError> {
-        let err = |source| KernelError::Map {
-            map: DRILL_MAP,
-            source,
-        };
-        let mut slot: Array<_, DrillPath> = Array::try_from(
+    fn drill_ids_map(&mut self) -> Result<BpfHashMap<&mut MapData, u64, u32>, KernelError> {
+        BpfHashMap::try_from(
+            self.ebpf
+                .map_mut(DRILL_IDS_MAP)
+                .ok_or(KernelError::Missing(DRILL_IDS_MAP))?,
+        )
+        .map_err(map_error(DRILL_IDS_MAP))
+    }
+
+    fn set_drill(&mut self, slot: usize, d: DrillPath) -> Result<(), KernelError> {
+        if slot >= DRILL_SLOTS {
+            return Err(KernelError::DrillSlot(slot));
+        }
+        let mut slots: Array<_, DrillPath> = Array::try_from(
             self.ebpf
                 .map_mut(DRILL_MAP)
                 .ok_or(KernelError::Missing(DRILL_MAP))?,
         )
-        .map_err(err)?;
-        slot.set(0, d, 0).map_err(err)
+        .map_err(map_error(DRILL_MAP))?;
+        slots.set(slot as u32, d, 0).map_err(map_error(DRILL_MAP))
+    }
+
+    fn set_drill_active(&mut self, mask: u32) -> Result<(), KernelError> {
+        let mut active: Array<_, u32> = Array::try_from(
+            self.ebpf
+                .map_mut(DRILL_ACTIVE_MAP)
+                .ok_or(KernelError::Missing(DRILL_ACTIVE_MAP))?,
+        )
+        .map_err(map_error(DRILL_ACTIVE_MAP))?;
+        active
+            .set(0, mask, 0)
+            .map_err(map_error(DRILL_ACTIVE_MAP))?;
+        self.drill_active = mask;
+        Ok(())
     }
 
     /// Reads and frees the counters and lifetimes of a removed cgroup:

@@ -353,7 +353,7 @@ impl Loop {
     /// Ends the drill-down on `unit`; `looped`: the events proved a loop.
     fn drill_done(&mut self, unit: &str, detail: Option<serde_json::Value>, looped: bool) {
         let Some(d) = self.drill.take() else { return };
-        if let Err(e) = self.probe.drill_off() {
+        if let Err(e) = self.probe.drill_off(0) {
             log(
                 Priority::Warning,
                 &format!("cannot end the drill-down: {e}"),
@@ -392,7 +392,7 @@ impl Loop {
     /// behind the loops waiting to be named.
     fn drill_yield(&mut self) {
         let Some(d) = self.drill.take() else { return };
-        if let Err(e) = self.probe.drill_off() {
+        if let Err(e) = self.probe.drill_off(0) {
             log(
                 Priority::Warning,
                 &format!("cannot end the drill-down: {e}"),
@@ -440,7 +440,7 @@ impl Loop {
         if ids.is_empty() && path.is_empty() {
             return;
         }
-        if let Err(e) = self.probe.drill(path.as_bytes(), &ids) {
+        if let Err(e) = self.probe.drill(0, path.as_bytes(), &ids) {
             log(Priority::Warning, &format!("cannot drill into {unit}: {e}"));
             return;
         }
