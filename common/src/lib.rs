@@ -235,6 +235,11 @@ pub struct CgroupMkdir {
 pub const DEFAULT_MAX_CGROUPS: u32 = 10_240;
 
 pub const EVENTS_MAP: &str = "EVENTS";
+/// A `u32` global: non-zero keeps the probe's diagnostic log (aya-log) on
+/// its rare paths; zero, the default, lets the verifier prune that code.
+pub const LOG_ENABLED_SYMBOL: &str = "LOG_ENABLED";
+/// aya-log's ring buffer, created by aya-log-ebpf in the probe.
+pub const LOG_MAP: &str = "AYA_LOGS";
 pub const EVENT_DROPS_MAP: &str = "EVENT_DROPS";
 pub const LIFETIMES_MAP: &str = "LIFETIMES";
 pub const EVENT_CONFIG_SYMBOL: &str = "EVENT_CONFIG";

@@ -79,6 +79,12 @@ static EVENT_CONFIG: EventConfig = EventConfig {
     lazy_events: 0,
 };
 
+/// Overridden by userspace before load: non-zero keeps the diagnostic log
+/// (`--probe-log`). Zero, the default, makes every [`diag!`] dead code that
+/// the verifier removes, so the programs run as if it were not there.
+#[unsafe(no_mangle)]
+static LOG_ENABLED: u32 = 0;
+
 /// BPF_F_NO_PREALLOC: memory grows with the cgroups actually seen instead of
 /// max_entries x possible CPUs up front.
 const BPF_F_NO_PREALLOC: u32 = 1;
@@ -150,6 +156,32 @@ macro_rules! off {
         let f = unsafe { &*addr_of!(KERNEL_LAYOUT.$field) };
         layout_field(f)
     }};
+}
+
+#[inline(always)]
+fn log_on() -> bool {
+    // SAFETY: as layout_field: a static the loader may have overridden.
+    unsafe { read_volatile(addr_of!(LOG_ENABLED)) != 0 }
+}
+
+/// A line of the diagnostic log, for rare paths only (a failed kernel
+/// read, a missing layout, drill-down bookkeeping): never once per event
+/// on a path that every spawn takes. Behind [`LOG_ENABLED`], which the
+/// verifier sees as a constant, so with the log off the code is removed
+/// at load and the counting path does not carry it.
+macro_rules! diag {
+    ($level:ident, $($arg:tt)+) => {
+        if log_on() {
+            aya_log_ebpf::$level!(&(), $($arg)+);
+        }
+    };
+}
+
+/// The current task's thread group id, for a diagnostic line.
+#[inline(always)]
+fn current_tgid() -> u32 {
+    // SAFETY: helper without pointer arguments.
+    (unsafe { generated::bpf_get_current_pid_tgid() } >> 32) as u32
 }
 
 #[inline(always)]
@@ -244,6 +276,12 @@ fn layout_ready() -> bool {
         true
     } else {
         bump_stat(stat::NO_LAYOUT);
+        diag!(
+            warn,
+            "no kernel layout: magic {:x}, expected {:x}; nothing is counted",
+            off!(magic),
+            LAYOUT_MAGIC
+        );
         false
     }
 }
@@ -305,7 +343,18 @@ fn drill_match(id: u64, path: *const u8, len: u32) {
         if d.active == 0 || d.len == 0 || d.len != len || !same_path(path, d, len) {
             continue;
         }
-        let _ = DRILL_IDS.insert(id, slot, 0);
+        match DRILL_IDS.insert(id, slot, 0) {
+            Ok(()) => diag!(info, "drill: cgroup {} joins slot {}", id, slot),
+            Err(e) => diag!(
+                warn,
+                "drill: cgroup {} not followed by slot {}: DRILL_IDS insert failed ({}), full at {} \
+                 cgroups?",
+                id,
+                slot,
+                e,
+                DRILL_MAX_IDS
+            ),
+        }
         return;
     }
 }
@@ -444,6 +493,11 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
     let cgid = match task_cgroup(child) {
         0 => {
             bump_stat(stat::READ_FAILED);
+            diag!(
+                warn,
+                "fork: the cgroup of child {} is unreadable; counted in its parent's",
+                pid
+            );
             current_cgroup()
         }
         id => id,
@@ -451,6 +505,11 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
     // A forked task never has tgid 0 (that is the idle task's).
     let thread = if tgid == 0 {
         bump_stat(stat::READ_FAILED);
+        diag!(
+            warn,
+            "fork: the tgid of child {} is unreadable; counted as a process",
+            pid
+        );
         false
     } else {
         pid != tgid
@@ -598,6 +657,11 @@ fn count_exit(task: u64, group_dead: bool) {
         Some(code) => classify_exit(code),
         None => {
             bump_stat(stat::READ_FAILED);
+            diag!(
+                warn,
+                "exit: the status of process {} is unreadable; counted as failed",
+                current_tgid()
+            );
             // Unknown status: count the exit, as failed rather than clean.
             ExitClass::Failed
         }
@@ -682,6 +746,11 @@ pub fn sched_process_exit_legacy(ctx: BtfTracePointContext) -> i32 {
         Some(n) => n == 0,
         None => {
             bump_stat(stat::READ_FAILED);
+            diag!(
+                warn,
+                "exit: signal_struct.live of process {} is unreadable; counted as its last thread",
+                current_tgid()
+            );
             true
         }
     };
@@ -716,20 +785,25 @@ fn cgroup_change(ctx: &BtfTracePointContext, removed: bool) {
     let cgrp: u64 = ctx.arg(0);
     let path: u64 = ctx.arg(1);
     // v1 hierarchies number their directories independently; only the
-    // default hierarchy (id 0) shares the counters' id space.
-    let root: Option<u64> = read(cgrp, off!(cgroup_root));
-    let kn: Option<u64> = read(cgrp, off!(cgroup_kn));
-    let (hierarchy, id) = match (
-        root.and_then(|r| read::<i32>(r, off!(cgroup_root_hierarchy_id))),
-        kn.and_then(|k| read::<u64>(k, off!(kernfs_node_id))),
-    ) {
-        (Some(h), Some(id)) => (h, id),
-        _ => {
-            bump_stat(stat::READ_FAILED);
-            bump_stat(stat::NAMES_LOST);
-            return;
-        }
-    };
+    // default hierarchy (id 0) shares the counters' id space. Failed reads
+    // become values no cgroup has (hierarchy ids are >= 0, kernfs ids
+    // >= 1) rather than a match on two Options: its None arms leave their
+    // payload registers unset, and with the log code in this program LLVM
+    // read one of them anyway, which the verifier rejects ("!read_ok").
+    let root: u64 = read(cgrp, off!(cgroup_root)).unwrap_or(0);
+    let kn: u64 = read(cgrp, off!(cgroup_kn)).unwrap_or(0);
+    let hierarchy: i32 = read(root, off!(cgroup_root_hierarchy_id)).unwrap_or(-1);
+    let id: u64 = read(kn, off!(kernfs_node_id)).unwrap_or(0);
+    if hierarchy < 0 || id == 0 {
+        bump_stat(stat::READ_FAILED);
+        bump_stat(stat::NAMES_LOST);
+        diag!(
+            warn,
+            "cgroup_{}: the cgroup's hierarchy or id is unreadable; its name is lost",
+            if removed { "rmdir" } else { "mkdir" }
+        );
+        return;
+    }
     if hierarchy != 0 {
         return;
     }
@@ -762,6 +836,12 @@ fn cgroup_change(ctx: &BtfTracePointContext, removed: bool) {
     if n <= 0 {
         entry.discard(0);
         bump_stat(stat::NAMES_LOST);
+        diag!(
+            warn,
+            "cgroup_mkdir: the path of cgroup {} is unreadable ({}); its name is lost",
+            id,
+            n
+        );
         return;
     }
     let len = n as u32 - 1;

@@ -12,7 +12,7 @@ use std::{collections::BTreeMap, os::unix::fs::MetadataExt, path::Path};
 
 use spawnscope::{
     events::{self, Event},
-    kernel::{KernelError, LoadOptions, Probe},
+    kernel::{KernelError, LoadOptions, Probe, ProbeLog},
 };
 use spawnscope_common::{DEFAULT_MAX_CGROUPS, DRILL_PATH_MAX, DRILL_SLOTS};
 use spawnscope_tests::{TestCgroup, command_in, remove_cgroup, require_root};
@@ -89,6 +89,7 @@ fn two_slots_stream_at_once_follow_restarts_and_end_apart() {
         cgroup_buffer: None,
         lazy_cgroups: false,
         lazy_events: false,
+        probe_log: ProbeLog::Off,
     })
     .unwrap_or_else(|e| panic!("load the probe: {e}"));
     let (ia, ib, ic) = (id_of(&a), id_of(&b), id_of(&c));

@@ -10,7 +10,9 @@
 //! victim and limiting cgroup, plus the cgroup's own kill counter; and the
 //! sentinel loads, drops its capabilities to what the kernel still needs
 //! for map reads, counts a unit whose cgroup is gone by the time it polls,
-//! and serves that count on /metrics.
+//! and serves that count on /metrics. With `--probe-log`, whose logging
+//! code the verifier must then check rather than prune, `trace` and the
+//! sentinel still load.
 
 use std::time::Duration;
 
@@ -42,7 +44,18 @@ kill -TERM $S
 wait $S
 echo "VM: sentinel exit $?"
 sed 's/^/VM: sentinel said /' /tmp/sentinel.txt
-echo "VM: sentinel state $(cat /tmp/state)""#;
+echo "VM: sentinel state $(cat /tmp/state)"
+/bin/spawnscope trace --probe-log --for 1s > /dev/null 2> /tmp/trace-log.txt
+echo "VM: probe-log trace exit $?"
+sed 's/^/VM: probe-log trace said /' /tmp/trace-log.txt
+/bin/spawnscope sentinel --config /tmp/s.toml --probe-log 2> /tmp/sentinel-log.txt &
+S=$!
+n=0
+while ! grep -q "sentinel started" /tmp/sentinel-log.txt && [ $n -lt 600 ] && kill -0 $S; do sleep 0.1; n=$((n+1)); done
+kill -TERM $S
+wait $S
+echo "VM: probe-log sentinel exit $?"
+sed 's/^/VM: probe-log sentinel said /' /tmp/sentinel-log.txt"#;
 
 fn init(mix: &[String]) -> String {
     vm::script(&format!(
@@ -169,9 +182,17 @@ fn check(arch: Arch, src: &vm::KernelSource, want: Expect) {
         "spawnscope_spawns_total{unit=\"brief.service\",kind=\"exec\"} 6",
         "{release}: /metrics:\n{console}"
     );
+    // The programs with their logging code kept pass this kernel's verifier.
+    for what in ["probe-log trace exit", "probe-log sentinel exit"] {
+        assert_eq!(
+            vm::said(&console, what),
+            "0",
+            "{release}: {what}:\n{console}"
+        );
+    }
     eprintln!(
         "VM {} {release}: release binary, no userland: exact counts, a memcg kill named in the \
-         kernel, the sentinel (CapEff {capeff}) serving /metrics",
+         kernel, the sentinel (CapEff {capeff}) serving /metrics; both load with --probe-log",
         arch.name()
     );
 }

@@ -153,6 +153,13 @@ pub struct SentinelArgs {
     #[arg(long, value_name = "FILE", default_value = crate::btf::VMLINUX_BTF)]
     pub btf: PathBuf,
 
+    /// Log the probe's rare diagnostic events (a failed kernel read,
+    /// drill-downs following a unit into a new cgroup) on stderr, as
+    /// "spawnscope: probe: ..." lines. Off, that code is removed when the
+    /// probe loads and costs nothing.
+    #[arg(long)]
+    pub probe_log: bool,
+
     /// Where to find the cgroup mounts (hidden, for tests).
     #[arg(long, value_name = "FILE", default_value = crate::cgroupfs::MOUNTINFO, hide = true)]
     pub mountinfo: PathBuf,
@@ -323,6 +330,13 @@ pub struct TraceArgs {
     /// Kernel type information (BTF) to read struct layouts from.
     #[arg(long, value_name = "FILE", default_value = crate::btf::VMLINUX_BTF)]
     pub btf: PathBuf,
+
+    /// Log the probe's rare diagnostic events (a failed kernel read, a
+    /// missing struct layout) on stderr, as "spawnscope: probe: ..."
+    /// lines. Off, that code is removed when the probe loads and costs
+    /// nothing.
+    #[arg(long)]
+    pub probe_log: bool,
 
     /// Which exit program to load. `auto` picks `group-dead` when the kernel's
     /// sched_process_exit passes group_dead (6.16+), else `legacy`. Hidden:

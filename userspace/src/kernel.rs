@@ -1,6 +1,7 @@
 //! Loading, attaching and reading the probe.
 
 use std::{
+    io::Write,
     os::fd::{AsFd, BorrowedFd},
     path::{Path, PathBuf},
 };
@@ -10,11 +11,12 @@ use aya::{
     maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{BtfTracePoint, ProgramError},
 };
+use aya_log::EbpfLogger;
 use spawnscope_common::{
     CGROUP_PATH_MAX, COUNTERS_MAP, CgroupMkdir, Counters, DRILL_ACTIVE_MAP, DRILL_IDS_MAP,
     DRILL_MAP, DRILL_PATH_MAX, DRILL_SLOTS, DrillPath, EVENT_CONFIG_SYMBOL, EVENT_DROPS_MAP,
-    EVENTS_MAP, EventConfig, KERNEL_LAYOUT_SYMBOL, LIFETIMES_MAP, Lifetimes, MKDIR_EVENTS_MAP,
-    OVERFLOW_MAP, PROBE_STATS_MAP, kind, prog, stat,
+    EVENTS_MAP, EventConfig, KERNEL_LAYOUT_SYMBOL, LIFETIMES_MAP, LOG_ENABLED_SYMBOL, LOG_MAP,
+    Lifetimes, MKDIR_EVENTS_MAP, OVERFLOW_MAP, PROBE_STATS_MAP, kind, prog, stat,
 };
 use thiserror::Error;
 
@@ -57,6 +59,8 @@ pub enum KernelError {
     },
     #[error("drill-down slot {0} does not exist (there are {DRILL_SLOTS})")]
     DrillSlot(usize),
+    #[error("cannot read the probe's log: {0}")]
+    Log(#[from] aya_log::Error),
 }
 
 impl KernelError {
@@ -133,6 +137,21 @@ pub struct EventOptions {
     pub buffer_bytes: u32,
 }
 
+/// Where the probe's diagnostic log goes: lines from its rare paths (a
+/// failed kernel read, a missing layout, drill-down bookkeeping).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ProbeLog {
+    /// No log: the verifier removes the logging code at load, so the
+    /// programs cost what they would without it.
+    #[default]
+    Off,
+    /// Each line on stderr, after "spawnscope: probe: ".
+    Stderr,
+    /// The same, each line led by its syslog priority ("<4>"), for a
+    /// stderr that systemd hands to the journal.
+    Journal,
+}
+
 pub struct LoadOptions {
     pub btf_path: PathBuf,
     pub max_cgroups: u32,
@@ -152,6 +171,39 @@ pub struct LoadOptions {
     pub lazy_cgroups: bool,
     /// Exec, exit and fork records likewise.
     pub lazy_events: bool,
+    /// The probe's diagnostic log; read it with [`Probe::flush_probe_log`]
+    /// when [`Probe::probe_log_fd`] is readable.
+    pub probe_log: ProbeLog,
+}
+
+/// Writes the probe's log records (through aya-log, which hands them to a
+/// `log` logger) to stderr.
+struct StderrLog {
+    journal: bool,
+}
+
+impl log::Log for StderrLog {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let (priority, tag) = match record.level() {
+            log::Level::Error => (3, "error: "),
+            log::Level::Warn => (4, "warning: "),
+            log::Level::Info => (6, ""),
+            log::Level::Debug | log::Level::Trace => (7, ""),
+        };
+        let mut err = std::io::stderr().lock();
+        // A closed stderr loses the line, as it does every other one.
+        let _ = if self.journal {
+            writeln!(err, "<{priority}>spawnscope: probe: {tag}{}", record.args())
+        } else {
+            writeln!(err, "spawnscope: probe: {tag}{}", record.args())
+        };
+    }
+
+    fn flush(&self) {}
 }
 
 /// One program's cumulative run time, counted by the kernel while
@@ -177,6 +229,8 @@ pub struct Probe {
     /// reported with the kernel's own count of lost names.
     undecodable: u64,
     pub exit_flavour: ExitFlavour,
+    /// The reader of the probe's log ring, when the log is on.
+    log: Option<EbpfLogger<StderrLog>>,
     /// What DRILL_ACTIVE holds: bit `i` while slot `i` drills. Only this
     /// process writes it.
     drill_active: u32,
@@ -253,6 +307,13 @@ fn map_error(map: &'static str) -> impl Fn(aya::maps::MapError) -> KernelError {
     move |source| KernelError::Map { map, source }
 }
 
+/// The kernel's page size: a ring buffer's size is a multiple of it.
+fn page_size() -> u32 {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u32::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
+}
+
 fn raise_memlock() {
     let lim = libc::rlimit {
         rlim_cur: libc::RLIM_INFINITY,
@@ -299,13 +360,20 @@ impl Probe {
             lazy_cgroups: opts.lazy_cgroups as u32,
             lazy_events: opts.lazy_events as u32,
         };
+        let log_enabled = u32::from(opts.probe_log != ProbeLog::Off);
         let mut loader = EbpfLoader::new();
         loader
             .btf(Some(&aya_btf))
             .override_global(KERNEL_LAYOUT_SYMBOL, &kl, true)
             .override_global(EVENT_CONFIG_SYMBOL, &event_config, true)
+            .override_global(LOG_ENABLED_SYMBOL, &log_enabled, true)
             .map_max_entries(COUNTERS_MAP, opts.max_cgroups)
             .map_max_entries(LIFETIMES_MAP, opts.max_cgroups);
+        if opts.probe_log == ProbeLog::Off {
+            // Nothing writes to the log ring then: one page instead of
+            // aya-log's 128 KiB of kernel memory.
+            loader.map_max_entries(LOG_MAP, page_size());
+        }
         if let Some(bytes) = opts.cgroup_buffer {
             loader.map_max_entries(MKDIR_EVENTS_MAP, bytes);
         }
@@ -313,6 +381,18 @@ impl Probe {
             loader.map_max_entries(EVENTS_MAP, bytes);
         }
         let mut ebpf = loader.load(PROBE_OBJ).map_err(load_error)?;
+        // Taken from `ebpf` before the programs load: the logger keeps the
+        // ring's descriptor open for as long as the probe lives.
+        let log = match opts.probe_log {
+            ProbeLog::Off => None,
+            ProbeLog::Stderr | ProbeLog::Journal => Some(EbpfLogger::init_with_logger(
+                &mut ebpf,
+                StderrLog {
+                    journal: opts.probe_log == ProbeLog::Journal,
+                },
+            )?),
+        };
+
         let exit_flavour = opts.exit_flavour.unwrap_or(exit_flavour);
         let exit_prog = match exit_flavour {
             ExitFlavour::GroupDeadArg => prog::EXIT,
@@ -390,8 +470,23 @@ impl Probe {
             oom_scope_warning,
             undecodable: 0,
             exit_flavour,
+            log,
             drill_active: 0,
         })
+    }
+
+    /// Becomes readable when the probe's diagnostic log has lines waiting;
+    /// None when the log is off.
+    pub fn probe_log_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.log.as_ref().map(AsFd::as_fd)
+    }
+
+    /// Writes every waiting line of the probe's diagnostic log to stderr;
+    /// nothing to do when the log is off.
+    pub fn flush_probe_log(&mut self) {
+        if let Some(l) = self.log.as_mut() {
+            l.flush();
+        }
     }
 
     /// Becomes readable when cgroup creations are waiting in the ring buffer.

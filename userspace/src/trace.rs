@@ -21,7 +21,7 @@ use crate::{
     clock::{monotonic_now_ns, now_unix},
     detect::{Change, Config as DetectConfig, Detector, Finding, FindingKind},
     events::{self, Event, EventFilter, Place},
-    kernel::{EventOptions, KernelError, LoadOptions, Probe},
+    kernel::{EventOptions, KernelError, LoadOptions, Probe, ProbeLog},
     layout::ExitFlavour,
     mempress::{self, LoopRate, MemConfig, MemWatch},
     output::{
@@ -234,16 +234,29 @@ fn wait_until(
                 events: libc::POLLIN,
                 revents: 0,
             },
+            // poll(2) skips a negative fd: the probe's log, when it is off.
+            libc::pollfd {
+                fd: probe.probe_log_fd().map_or(-1, |fd| fd.as_raw_fd()),
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
         // SAFETY: valid pollfds for the duration of the call. EINTR (a
         // signal) and errors just end this wait early; the loop re-checks.
-        unsafe { libc::poll(pfds.as_mut_ptr(), 2, wait.as_millis() as libc::c_int) };
+        unsafe {
+            libc::poll(
+                pfds.as_mut_ptr(),
+                pfds.len() as libc::nfds_t,
+                wait.as_millis() as libc::c_int,
+            )
+        };
     }
 }
 
 /// Cgroup creations first: an event's cgroup was created before the event,
 /// so its name is known by the time the event is rendered.
 fn drain(probe: &mut Probe, sinks: &mut Sinks) -> Result<(), TraceError> {
+    probe.flush_probe_log();
     let names = &mut *sinks.names;
     probe.drain_mkdirs(|m| {
         // A path the kernel cut short would name the wrong cgroup; leave
@@ -444,6 +457,11 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
         // no record needs to wake it (see EventConfig::lazy_events).
         lazy_cgroups: true,
         lazy_events: true,
+        probe_log: if args.probe_log {
+            ProbeLog::Stderr
+        } else {
+            ProbeLog::Off
+        },
     })?;
     if let Some(w) = &probe.oom_scope_warning {
         eprintln!("spawnscope: warning: {w}");

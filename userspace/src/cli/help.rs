@@ -298,8 +298,13 @@ SIGINT saves the state and exits 0.",
             ],
         ),
         ex(
-            "Run in the foreground with that configuration:",
-            &["sentinel", "--config", "/etc/spawnscope/sentinel.toml"],
+            "Run in the foreground with that configuration, the probe's diagnostic lines included:",
+            &[
+                "sentinel",
+                "--config",
+                "/etc/spawnscope/sentinel.toml",
+                "--probe-log",
+            ],
         )
         .sudo(),
         ex(

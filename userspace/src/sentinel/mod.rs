@@ -33,7 +33,7 @@ use crate::{
     clock::{monotonic_now_ns, now_unix},
     detect::{self, Change, Detector},
     events::{self, Event, Place},
-    kernel::{KernelError, LoadOptions, Probe},
+    kernel::{KernelError, LoadOptions, Probe, ProbeLog},
     mempress::{self, MemConfig, MemWatch},
     report::{self, By, Snapshot},
 };
@@ -748,6 +748,11 @@ pub fn run(args: &SentinelArgs) -> Result<(), SentinelError> {
         // A drill-down's records wake the sentinel as they come: only the
         // drilled unit pays for that, and only while it is drilled.
         lazy_events: false,
+        probe_log: if args.probe_log {
+            ProbeLog::Journal
+        } else {
+            ProbeLog::Off
+        },
     })?;
     if let Some(w) = &probe.oom_scope_warning {
         log(Priority::Warning, w);
@@ -882,11 +887,18 @@ pub fn run(args: &SentinelArgs) -> Result<(), SentinelError> {
                 events: libc::POLLIN,
                 revents: 0,
             },
+            // poll(2) skips a negative fd: the probe's log, when it is off.
+            libc::pollfd {
+                fd: lp.probe.probe_log_fd().map_or(-1, |fd| fd.as_raw_fd()),
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
         // SAFETY: valid pollfds for the duration of the call; EINTR just
         // ends the wait, and the loop re-checks its flags.
-        let n = unsafe { libc::poll(pfds.as_mut_ptr(), 2, wait) };
+        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, wait) };
         if n > 0 {
+            lp.probe.flush_probe_log();
             lp.drain()?;
         }
     }
