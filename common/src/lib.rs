@@ -477,6 +477,20 @@ impl Lifetimes {
     pub const ZERO: Self = Self {
         buckets: [0; LIFETIME_BUCKETS],
     };
+
+    /// What was added since `before`, bucket by bucket; a bucket that
+    /// shrank (a cgroup id reused) counts from zero rather than wrap.
+    pub fn saturating_sub(&self, before: &Self) -> Self {
+        let mut out = *self;
+        for (a, b) in out.buckets.iter_mut().zip(before.buckets.iter()) {
+            *a = a.saturating_sub(*b);
+        }
+        out
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.buckets.iter().all(|&b| b == 0)
+    }
 }
 
 /// The bucket of a lifetime: floor(log2(ns)), 0 for 0.

@@ -1,30 +1,66 @@
 //! A candidate does not keep a loop unnamed. A unit whose commands fail
 //! now and then, each a different command (no loop), is drilled into as a
-//! candidate, which lasts up to two minutes when nothing loops. A unit that
-//! then crash-loops by restarts (a new cgroup each time) opens a finding
-//! from its counts, and the candidate's drill-down yields to it: the loop
-//! is named (`finding_identified`) while the candidate still runs, and the
-//! candidate is drilled into again afterwards.
+//! candidate, which lasts up to two minutes when nothing loops. A real
+//! agetty crash loop (a systemd unit restarted into a new cgroup) that
+//! starts beside it gets a drill-down of its own: it is named
+//! (`finding_identified`) as fast as the same loop is when it runs alone,
+//! and the candidate's drill-down goes on meanwhile, neither paused nor
+//! judged early.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use spawnscope_tests::{
-    TestCgroup, child_command, remove_cgroup, require_root,
+    TestCgroup, child_command, require_root,
     sentinel::{Sentinel, config, read_jsonl},
-    workload_bin,
+    systemd::SystemdContainer,
 };
 
+/// The incident's agetty, on a tty the container does not have.
+fn getty_unit() -> &'static str {
+    "[Unit]\nStartLimitIntervalSec=0\n\
+     [Service]\nExecStart=-/sbin/agetty -o '-p -- \\\\u' --keep-baud 115200,57600,38400,9600 %I vt220\n\
+     Restart=always\nRestartSec=1s\n"
+}
+
+/// Starts `unit` and waits for its `finding_identified`; returns how long
+/// that took and the alert.
+fn time_to_name(
+    ct: &SystemdContainer,
+    s: &Sentinel,
+    alerts: &std::path::Path,
+    unit: &str,
+) -> (Duration, serde_json::Value) {
+    let label = format!("{unit} @{}", ct.name);
+    let t0 = Instant::now();
+    ct.run(&["systemctl", "start", unit]);
+    let deadline = t0 + Duration::from_secs(180);
+    loop {
+        let seen = read_jsonl(alerts);
+        if let Some(a) = seen
+            .iter()
+            .find(|a| a["event"] == "finding_identified" && a["key"] == label.as_str())
+        {
+            ct.run(&["systemctl", "stop", unit]);
+            return (t0.elapsed(), a.clone());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{label} not named within 180 s: {seen:?}\nstderr:\n{}",
+            s.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
-fn a_loop_found_from_counts_is_named_before_a_candidate_is_judged() {
+fn a_loop_is_named_as_fast_beside_a_candidate_as_alone() {
     if !require_root("sentinel_drill_priority") {
         return;
     }
+    let Some(ct) = SystemdContainer::boot("drill-prio") else {
+        return;
+    };
+    ct.install_unit("serial-getty@.service", getty_unit());
     let dir = tempfile::tempdir().unwrap();
     let alerts = dir.path().join("alerts.jsonl");
     let slice = TestCgroup::named("drill-prio", ".slice");
@@ -35,6 +71,14 @@ fn a_loop_found_from_counts_is_named_before_a_candidate_is_judged() {
             &format!("[alerts]\njsonl = \"{}\"\n", alerts.display()),
         ),
     );
+
+    // Alone.
+    let (alone, named) = time_to_name(&ct, &s, &alerts, "serial-getty@ttyS0.service");
+    assert_eq!(
+        named["detail"]["detail"]["executable"], "/sbin/agetty",
+        "{named}"
+    );
+
     // The candidate: failing commands in one long-lived cgroup, each with
     // its own argv, so no group of starts ever repeats.
     let (mut c, _) = child_command(&slice.path, "candidate.service", "/bin/sh");
@@ -43,82 +87,32 @@ fn a_loop_found_from_counts_is_named_before_a_candidate_is_judged() {
         "i=0; while :; do i=$((i+1)); /bin/sh -c 'exit 2' c$i; sleep 0.3; done",
     ]);
     let mut candidate = c.spawn().unwrap();
-    // Another host's candidate may hold the drill-down first; ours comes
-    // within its two minutes.
-    s.wait_line(
-        Duration::from_secs(300),
+    let drilled = s.wait_line(
+        Duration::from_secs(60),
         "drilling into candidate.service (a candidate loop)",
     );
-
-    // The loop: a unit restarted into a new cgroup every ~300 ms, failing.
-    let stop = Arc::new(AtomicBool::new(false));
-    let flapper = {
-        let (stop, slice_dir) = (stop.clone(), slice.path.clone());
-        std::thread::spawn(move || {
-            let mut runs = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let (mut c, cg) = child_command(&slice_dir, "flappy.service", workload_bin());
-                c.args(["--fail-after", "50"]);
-                assert_eq!(c.status().unwrap().code(), Some(1));
-                remove_cgroup(&cg);
-                runs += 1;
-                std::thread::sleep(Duration::from_millis(250));
-            }
-            runs
-        })
-    };
-    let key = "flappy.service";
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let identified = loop {
-        let seen = read_jsonl(&alerts);
-        if let Some(a) = seen
-            .iter()
-            .find(|a| a["event"] == "finding_identified" && a["key"] == key)
-        {
-            break a.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{key} not named within 90 s: {seen:?}\nstderr:\n{}",
-            s.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    stop.store(true, Ordering::Relaxed);
-    let runs = flapper.join().unwrap();
+    // Beside it, the same loop on another tty.
+    let (beside, named) = time_to_name(&ct, &s, &alerts, "serial-getty@ttyS1.service");
+    eprintln!("named alone in {alone:?}, beside a candidate in {beside:?}");
+    assert_eq!(
+        named["detail"]["detail"]["executable"], "/sbin/agetty",
+        "{named}"
+    );
+    assert!(
+        beside <= alone * 3 / 2 + Duration::from_secs(15),
+        "named in {beside:?} beside a candidate, {alone:?} alone"
+    );
     assert!(
         candidate.try_wait().unwrap().is_none(),
         "the candidate exited early"
     );
-    assert_eq!(
-        identified["detail"]["detail"]["executable"],
-        workload_bin().to_str().unwrap(),
-        "{identified}"
-    );
     let log = s.stderr();
-    let pos = |needle: &str| {
-        log.find(needle)
-            .unwrap_or_else(|| panic!("no {needle:?} in:\n{log}"))
-    };
-    let drilled = pos("drilling into candidate.service (a candidate loop)");
-    let paused = pos("drill-down into candidate.service paused");
-    let naming = pos("drilling into flappy.service (to name what loops)");
-    assert!(drilled < paused && paused < naming, "{log}");
+    let after = &log[log.find(&drilled).expect("seen above")..];
     assert!(
-        !log[..naming].contains("drill-down into candidate.service ended"),
-        "the candidate was judged before the loop was named:\n{log}"
+        !after.contains("drill-down into candidate.service paused")
+            && !after.contains("drill-down into candidate.service ended"),
+        "the candidate's drill-down did not go on beside the loop's:\n{log}"
     );
-    // Once the loop is named, the candidate is drilled into again.
-    s.wait_line(
-        Duration::from_secs(30),
-        "drill-down into flappy.service ended",
-    );
-    let again = s.wait_line_after(
-        Duration::from_secs(30),
-        naming,
-        "drilling into candidate.service (a candidate loop)",
-    );
-    eprintln!("named after {runs} restarts; then: {again}");
     let _ = candidate.kill();
     let _ = candidate.wait();
     s.signal(libc::SIGTERM);

@@ -4,8 +4,7 @@
 //! its live run gave.
 
 use std::{
-    fs::File,
-    io::{self, BufRead, BufReader, Write},
+    io::{self, Write},
     path::{Path, PathBuf},
 };
 
@@ -14,27 +13,13 @@ use serde::Serialize;
 use crate::{
     cli::AnalyzeArgs,
     detect::{Config, DetEvent, Detector, Finding},
-    record,
+    record::{self, ReadError, Reader},
 };
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnalyzeError {
-    #[error("cannot read {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("{path}: not a spawnscope recording (line 1 is no spawnscope-record header)")]
-    NotRecord { path: PathBuf },
-    #[error(
-        "{path}: recording format version {found} is not supported (this spawnscope reads version {supported})"
-    )]
-    Version {
-        path: PathBuf,
-        found: u64,
-        supported: u32,
-    },
+    #[error(transparent)]
+    Read(#[from] ReadError),
     #[error("{path}:{line}: {what} (--lenient skips such lines)")]
     BadLine {
         path: PathBuf,
@@ -59,58 +44,12 @@ pub struct Analysis {
     pub findings: Vec<Finding>,
 }
 
-#[derive(serde::Deserialize)]
-struct Header {
-    format: Option<String>,
-    version: Option<u64>,
-    started_mono_ns: Option<u64>,
-    monotonic_to_unix_s: Option<f64>,
-}
-
 pub fn analyze(path: &Path, lenient: bool) -> Result<Analysis, AnalyzeError> {
-    let io_err = |source| AnalyzeError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut r = BufReader::new(File::open(path).map_err(io_err)?);
-    let mut buf = Vec::new();
-    let mut line_no = 0usize;
-    let mut next = |buf: &mut Vec<u8>| -> Result<Option<(usize, bool)>, AnalyzeError> {
-        buf.clear();
-        let n = r.read_until(b'\n', buf).map_err(io_err)?;
-        if n == 0 {
-            return Ok(None);
-        }
-        line_no += 1;
-        let complete = buf.last() == Some(&b'\n');
-        if complete {
-            buf.pop();
-        }
-        Ok(Some((line_no, complete)))
-    };
-
-    let not_record = || AnalyzeError::NotRecord {
-        path: path.to_path_buf(),
-    };
-    let Some((_, _)) = next(&mut buf)? else {
-        return Err(not_record());
-    };
-    let h: Header = serde_json::from_slice(&buf).map_err(|_| not_record())?;
-    if h.format.as_deref() != Some(record::FORMAT) {
-        return Err(not_record());
-    }
-    let version = h.version.unwrap_or(0);
-    if version != record::VERSION as u64 {
-        return Err(AnalyzeError::Version {
-            path: path.to_path_buf(),
-            found: version,
-            supported: record::VERSION,
-        });
-    }
+    let mut r = Reader::open(path)?;
     let mut d = Detector::new(
         Config::default(),
-        h.started_mono_ns.unwrap_or(0),
-        h.monotonic_to_unix_s.unwrap_or(0.0),
+        r.run.started_mono_ns,
+        r.run.monotonic_to_unix_s,
     );
     let mut a = Analysis {
         kind: "analysis",
@@ -123,12 +62,7 @@ pub fn analyze(path: &Path, lenient: bool) -> Result<Analysis, AnalyzeError> {
     };
     let mut end_ns = None;
     let mut last_ts = 0;
-    while let Some((line, complete)) = next(&mut buf)? {
-        let parsed: Result<serde_json::Value, String> = if complete {
-            serde_json::from_slice(&buf).map_err(|e| format!("not valid JSON ({e})"))
-        } else {
-            Err("truncated line (no newline at the end of the file)".into())
-        };
+    while let Some((line, parsed)) = r.next_line()? {
         let v = parsed.and_then(|v| match v["type"].as_str() {
             Some("exec" | "exit") => serde_json::from_value::<DetEvent>(v)
                 .map(Some)
@@ -307,13 +241,16 @@ mod tests {
         for text in ["", "hello\n", "{\"type\":\"header\"}\n"] {
             let p = write(d.path(), "n", text);
             assert!(
-                matches!(analyze(&p, true), Err(AnalyzeError::NotRecord { .. })),
+                matches!(
+                    analyze(&p, true),
+                    Err(AnalyzeError::Read(ReadError::NotRecord { .. }))
+                ),
                 "{text:?}"
             );
         }
         assert!(matches!(
             analyze(&d.path().join("absent"), false),
-            Err(AnalyzeError::Io { .. })
+            Err(AnalyzeError::Read(ReadError::Io { .. }))
         ));
     }
 }

@@ -20,5 +20,6 @@ pub mod output;
 pub mod record;
 pub mod report;
 pub mod sentinel;
+pub mod session;
 pub mod trace;
 pub mod unit;

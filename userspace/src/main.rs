@@ -77,12 +77,17 @@ fn run(cli: &Cli) -> Result<(), Error> {
 }
 
 fn code_for(e: &Error) -> i32 {
-    use spawnscope::kernel::KernelError;
+    use spawnscope::{kernel::KernelError, session::SessionError};
+    let kernel = match e {
+        Error::Trace(TraceError::Kernel(k) | TraceError::Session(SessionError::Kernel(k)))
+        | Error::Sentinel(
+            SentinelError::Kernel(k) | SentinelError::Session(SessionError::Kernel(k)),
+        ) => Some(k),
+        _ => None,
+    };
     match e {
-        Error::Trace(TraceError::Kernel(KernelError::Privileges(_))) => exit::PRIVILEGES,
-        Error::Trace(TraceError::Kernel(k)) if k.is_unsupported() => exit::UNSUPPORTED,
-        Error::Sentinel(SentinelError::Kernel(KernelError::Privileges(_))) => exit::PRIVILEGES,
-        Error::Sentinel(SentinelError::Kernel(k)) if k.is_unsupported() => exit::UNSUPPORTED,
+        _ if matches!(kernel, Some(KernelError::Privileges(_))) => exit::PRIVILEGES,
+        _ if kernel.is_some_and(KernelError::is_unsupported) => exit::UNSUPPORTED,
         // Like a bad command line: starting again will fail the same way,
         // so the unit's RestartPreventExitStatus= must see it as such.
         Error::Sentinel(SentinelError::Config(_)) => exit::USAGE,

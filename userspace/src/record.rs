@@ -5,11 +5,12 @@
 //! `"version"`); then `exec`/`exit`/`fork` lines exactly as `--events
 //! --json` prints them (unfiltered), `interval` lines as `--json` prints
 //! them, and a final `summary` line. Writes are buffered; the file is
-//! flushed at the end, including after Ctrl-C or SIGTERM.
+//! flushed at the end, including after Ctrl-C or SIGTERM. [`Reader`]
+//! reads one back, for `analyze` and `export` alike.
 
 use std::{
     fs::File,
-    io::{self, BufWriter, Write},
+    io::{self, BufRead, BufReader, BufWriter, Write},
     path::{Path, PathBuf},
 };
 
@@ -131,4 +132,127 @@ fn uname() -> (String, String) {
         String::from_utf8_lossy(&b).into_owned()
     };
     (s(&u.nodename), s(&u.release))
+}
+
+/// Why a recording cannot be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path}: not a spawnscope recording (line 1 is no spawnscope-record header)")]
+    NotRecord { path: PathBuf },
+    #[error(
+        "{path}: recording format version {found} is not supported (this spawnscope reads version {supported})"
+    )]
+    Version {
+        path: PathBuf,
+        found: u64,
+        supported: u32,
+    },
+}
+
+/// What the header says about the run.
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
+pub struct RecordedRun {
+    #[serde(default)]
+    pub started_unix: f64,
+    #[serde(default)]
+    pub started_mono_ns: u64,
+    #[serde(default)]
+    pub monotonic_to_unix_s: f64,
+}
+
+/// A recording, line by line, its header checked on open.
+pub struct Reader {
+    path: PathBuf,
+    r: BufReader<File>,
+    buf: Vec<u8>,
+    line: usize,
+    pub run: RecordedRun,
+}
+
+impl Reader {
+    pub fn open(path: &Path) -> Result<Self, ReadError> {
+        let f = File::open(path).map_err(|source| ReadError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut r = Self {
+            path: path.to_path_buf(),
+            r: BufReader::new(f),
+            buf: Vec::new(),
+            line: 0,
+            run: RecordedRun::default(),
+        };
+        let not_record = || ReadError::NotRecord {
+            path: path.to_path_buf(),
+        };
+        // The header alone may lack its newline: a run that recorded
+        // nothing else is still a recording.
+        let header: serde_json::Value = match r.read_raw()? {
+            Some(_) => serde_json::from_slice(&r.buf).map_err(|_| not_record())?,
+            None => return Err(not_record()),
+        };
+        if header["format"] != FORMAT {
+            return Err(not_record());
+        }
+        let found = header["version"].as_u64().unwrap_or(0);
+        if found != u64::from(VERSION) {
+            return Err(ReadError::Version {
+                path: path.to_path_buf(),
+                found,
+                supported: VERSION,
+            });
+        }
+        r.run = serde_json::from_value(header).map_err(|_| not_record())?;
+        Ok(r)
+    }
+
+    /// The next non-blank line: its number, and its JSON or why it is not
+    /// usable. A read error ends the reading.
+    #[allow(clippy::type_complexity)]
+    pub fn next_line(
+        &mut self,
+    ) -> Result<Option<(usize, Result<serde_json::Value, String>)>, ReadError> {
+        loop {
+            let Some(complete) = self.read_raw()? else {
+                return Ok(None);
+            };
+            if self.buf.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let v = if complete {
+                serde_json::from_slice(&self.buf).map_err(|e| format!("not valid JSON ({e})"))
+            } else {
+                Err("truncated line (no newline at the end of the file)".into())
+            };
+            return Ok(Some((self.line, v)));
+        }
+    }
+
+    /// Reads the next line into `buf`, without its newline; whether it
+    /// had one.
+    fn read_raw(&mut self) -> Result<Option<bool>, ReadError> {
+        self.buf.clear();
+        let n = self
+            .r
+            .read_until(b'\n', &mut self.buf)
+            .map_err(|source| ReadError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        if n == 0 {
+            return Ok(None);
+        }
+        self.line += 1;
+        let complete = self.buf.last() == Some(&b'\n');
+        if complete {
+            self.buf.pop();
+        }
+        Ok(Some(complete))
+    }
 }

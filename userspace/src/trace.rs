@@ -1,29 +1,25 @@
-//! `spawnscope trace`: the poll loop.
+//! `spawnscope trace`: a session's events and counts, as a table, JSON
+//! lines or a recording, with loops and memory warnings as they happen.
 
 use std::{
     collections::{BTreeMap, HashMap},
     io::{self, BufWriter, Write},
-    os::fd::AsRawFd,
-    path::{Path, PathBuf},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
     time::{Duration, Instant},
 };
 
 use serde::Serialize;
 use spawnscope_common::Lifetimes;
+use tokio::time::MissedTickBehavior;
 
 use crate::{
-    cgroupfs::{self, CgroupNames},
+    cgroupfs,
     cli::{ExitProgram, TraceArgs},
     clock::{monotonic_now_ns, now_unix},
     detect::{Change, Config as DetectConfig, Detector, Finding, FindingKind},
-    events::{self, Event, EventFilter, Place},
-    kernel::{EventOptions, KernelError, LoadOptions, Probe, ProbeLog},
+    events::{self, Event, EventFilter},
+    kernel::{EventOptions, KernelError, LoadOptions, ProbeLog},
     layout::ExitFlavour,
-    mempress::{self, LoopRate, MemConfig, MemWatch},
+    mempress::{LoopRate, MemConfig},
     output::{
         Reporter,
         json::Json,
@@ -32,6 +28,7 @@ use crate::{
     },
     record::{RecordError, Recorder},
     report::{self, By, EventCounts, Filter, Key, Snapshot},
+    session::{Ask, Item, MemAlert, Options, Session, SessionError, Signals},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -40,10 +37,10 @@ pub enum TraceError {
     Kernel(#[from] KernelError),
     #[error("cannot write output: {0}")]
     Output(#[source] io::Error),
-    #[error("cannot install signal handlers: {0}")]
-    Signals(#[source] io::Error),
     #[error(transparent)]
-    Cgroups(#[from] cgroupfs::CgroupError),
+    Session(#[from] SessionError),
+    #[error("cannot start the runtime: {0}")]
+    Runtime(#[source] io::Error),
     #[error(transparent)]
     Record(RecordError),
     #[error(transparent)]
@@ -56,10 +53,6 @@ struct EventSink {
     show: bool,
     json: bool,
     filter: EventFilter,
-    delivered: EventCounts,
-    undecodable: u64,
-    /// time_unix = ts_ns / 1e9 + this.
-    mono_to_unix: f64,
     out: BufWriter<io::Stdout>,
     detector: Option<Detector>,
     oom_kills: Vec<serde_json::Value>,
@@ -130,58 +123,75 @@ impl EventSink {
     }
 }
 
-/// What a drain feeds: names always, events and the record when enabled.
-struct Sinks<'a> {
-    names: &'a mut CgroupNames,
-    events: &'a mut EventSink,
-    record: Option<&'a mut Recorder>,
-    mem: &'a mut MemState,
-}
-
-struct MemState {
-    watch: MemWatch,
-    every: Duration,
-    next: Instant,
-}
-
-/// Samples memory when due, and tells the operator about new warnings.
-fn sample_memory(sinks: &mut Sinks) -> Result<(), TraceError> {
-    let now = Instant::now();
-    if now < sinks.mem.next {
-        return Ok(());
-    }
-    while sinks.mem.next <= now {
-        sinks.mem.next += sinks.mem.every;
-    }
-    let watch = &mut sinks.mem.watch;
-    let warnings = watch.sample(monotonic_now_ns() as f64 / 1e9, now_unix());
-    let kills = watch.new_memcg_oom_kills();
-    let alerts = warnings
-        .iter()
-        .map(|w| (serde_json::to_string(w), &w.message))
-        .chain(kills.iter().map(|k| (serde_json::to_string(k), &k.message)));
-    for (json, message) in alerts {
-        let json = json.expect("alert JSON");
-        if let Some(r) = sinks.record.as_deref_mut() {
-            r.line(&json).map_err(TraceError::Record)?;
-        }
-        let ev = &mut *sinks.events;
-        let line = if ev.json {
-            json
-        } else {
-            format!("!! memory: {message}")
+impl EventSink {
+    /// Events mode's line per interval: what was delivered and dropped.
+    fn status(
+        &mut self,
+        rep: &IntervalReport,
+        delivered: EventCounts,
+        dropped: EventCounts,
+    ) -> Result<(), TraceError> {
+        let st = Status {
+            kind: "status",
+            time_unix: rep.time_unix,
+            elapsed_s: rep.elapsed_s,
+            delivered,
+            dropped,
         };
-        writeln!(ev.out, "{line}")
-            .and_then(|()| ev.out.flush())
-            .map_err(TraceError::Output)?;
+        let line = if self.json {
+            serde_json::to_string(&st).expect("status JSON")
+        } else {
+            format!(
+                "# {:.1}s: delivered exec {} exit {} fork {}; dropped exec {} exit {} fork {}",
+                st.elapsed_s,
+                st.delivered.exec,
+                st.delivered.exit,
+                st.delivered.fork,
+                st.dropped.exec,
+                st.dropped.exit,
+                st.dropped.fork
+            )
+        };
+        self.line(&line)
     }
-    Ok(())
+
+    fn line(&mut self, line: &str) -> Result<(), TraceError> {
+        writeln!(self.out, "{line}")
+            .and_then(|()| self.out.flush())
+            .map_err(TraceError::Output)
+    }
+
+    /// Memory warnings and memcg OOM kills: recorded, and shown in every
+    /// mode.
+    fn memory(
+        &mut self,
+        alerts: Vec<MemAlert>,
+        record: Option<&mut Recorder>,
+    ) -> Result<(), TraceError> {
+        let mut record = record;
+        for a in alerts {
+            let json = a.to_json().to_string();
+            if let Some(r) = record.as_deref_mut() {
+                r.line(&json).map_err(TraceError::Record)?;
+            }
+            let line = if self.json {
+                json
+            } else {
+                format!("!! memory: {}", a.message())
+            };
+            self.line(&line)?;
+        }
+        Ok(())
+    }
 }
 
 /// The active respawn loops' rates, for the memory forecast's
 /// per-restart figures.
-fn loop_rates(findings: &[Finding]) -> Vec<LoopRate> {
-    findings
+fn loop_rates(detector: Option<&mut Detector>) -> Vec<LoopRate> {
+    let Some(d) = detector else {
+        return Vec::new();
+    };
+    d.findings(monotonic_now_ns())
         .iter()
         .filter(|f| f.state == "active")
         .map(|f| LoopRate {
@@ -196,191 +206,56 @@ fn loop_rates(findings: &[Finding]) -> Vec<LoopRate> {
         .collect()
 }
 
-/// Waits until `until`, draining the ring buffers as they fill rather than
-/// once per interval, so bursts fit; wakes early when `stop` is set.
-fn wait_until(
-    until: Instant,
-    stop: &AtomicBool,
-    probe: &mut Probe,
-    sinks: &mut Sinks,
-) -> Result<(), TraceError> {
-    loop {
-        drain(probe, sinks)?;
-        sample_memory(sinks)?;
-        // Stopped loops are marked between readings too, not only at the
-        // interval, so a long --interval does not delay the mark.
-        let ev = &mut *sinks.events;
-        let changes = ev
-            .detector
-            .as_mut()
-            .map(|d| d.tick(monotonic_now_ns()))
-            .unwrap_or_default();
-        for c in changes {
-            ev.change(c)?;
-        }
-        let now = Instant::now();
-        if stop.load(Ordering::Relaxed) || now >= until {
-            return Ok(());
-        }
-        let wait = (until - now).min(Duration::from_millis(100));
-        let mut pfds = [
-            libc::pollfd {
-                fd: probe.mkdir_fd().as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: probe.events_fd().as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            // poll(2) skips a negative fd: the probe's log, when it is off.
-            libc::pollfd {
-                fd: probe.probe_log_fd().map_or(-1, |fd| fd.as_raw_fd()),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // SAFETY: valid pollfds for the duration of the call. EINTR (a
-        // signal) and errors just end this wait early; the loop re-checks.
-        unsafe {
-            libc::poll(
-                pfds.as_mut_ptr(),
-                pfds.len() as libc::nfds_t,
-                wait.as_millis() as libc::c_int,
-            )
-        };
-    }
-}
-
 /// Cgroup creations first: an event's cgroup was created before the event,
 /// so its name is known by the time the event is rendered.
-fn drain(probe: &mut Probe, sinks: &mut Sinks) -> Result<(), TraceError> {
-    probe.flush_probe_log();
-    let names = &mut *sinks.names;
-    probe.drain_mkdirs(|m| {
-        // A path the kernel cut short would name the wrong cgroup; leave
-        // that id to the tree walk.
-        if !m.truncated && !m.removed {
-            names.learn(m.id, &m.path);
-        }
-    });
-    let ev = &mut *sinks.events;
-    let mut record = sinks.record.as_deref_mut();
-    let mem = &sinks.mem.watch;
-    let mut result = Ok(());
+fn drain(
+    s: &mut Session,
+    ev: &mut EventSink,
+    mut record: Option<&mut Recorder>,
+) -> Result<(), TraceError> {
+    s.drain_cgroups(|_, _| {});
     let mut changes = Vec::new();
-    probe.drain_events(|bytes| {
-        let Some(e) = events::decode(bytes) else {
-            ev.undecodable += 1;
-            return;
-        };
-        match &e {
-            Event::Exec(_) => ev.delivered.exec += 1,
-            Event::Exit(_) => ev.delivered.exit += 1,
-            Event::Fork(_) => ev.delivered.fork += 1,
-            Event::Oom(_) => ev.delivered.oom += 1,
-        }
-        if result.is_err() {
-            return;
-        }
-        let mut e = e;
-        // An old kernel's pid-only kill: the victim is looked up now,
-        // while it is still dying.
-        if let Event::Oom(o) = &mut e
-            && o.victim_from == "pid"
-            && let Some(path) = o.fill_from_proc(Path::new("/proc"))
-            && let Some(id) = names.id_of_path(&path)
-        {
-            o.cgroup_id = id;
-        }
-        let r = names.resolve_now(e.cgroup_id());
-        let place = Place::of(e.cgroup_id(), &r);
-        if let Event::Exec(x) = &e {
-            ev.respawns.exec(x.cgroup_id, &r, &x.filename, x.ts_ns);
-        }
-        if let Event::Oom(o) = &mut e
-            && o.scope == Some("memcg")
-        {
-            o.memcg_path = if o.memcg_hierarchy == 0 {
-                // cgroup2: the names cache, else the memory walk.
-                names
-                    .resolve_now(o.memcg_id)
-                    .path
-                    .or_else(|| mem.path_of_ino(o.memcg_id, true))
-            } else {
-                mem.path_of_ino(o.memcg_id, false)
-            };
-        }
-        let t = e.ts_ns() as f64 / 1e9 + ev.mono_to_unix;
-        if let (Some(d), Some(de)) = (ev.detector.as_mut(), events::det_event(&e, &place)) {
-            changes.extend(d.event(&de));
-        }
-        let oom = matches!(e, Event::Oom(_));
-        let json = (ev.json || record.is_some() || oom).then(|| events::to_json(&e, &place, t));
-        if let (Some(rec), Some(j)) = (record.as_deref_mut(), &json)
-            && let Err(err) = rec.line(j)
-        {
-            result = Err(TraceError::Record(err));
-            return;
-        }
-        if oom {
-            // An alert in every mode, and kept for the summary, with the
-            // last memory warning that came before it for its cgroup (or
-            // the system).
-            let mut v: serde_json::Value =
-                serde_json::from_str(json.as_deref().expect("made above")).expect("our own JSON");
-            let victim = match &e {
-                Event::Oom(o) => o.tgid,
-                _ => 0,
-            };
-            let last = mem
-                .warnings
-                .iter()
-                .rev()
-                .find(|w| w.pids.contains(&victim))
-                .or_else(|| {
-                    mem.warnings
-                        .iter()
-                        .rev()
-                        .find(|w| w.cgroup.is_some() && w.cgroup == place.cgroup)
-                })
-                .or_else(|| mem.warnings.iter().rev().find(|w| w.target == "system"));
-            v["last_warning"] = serde_json::to_value(last).expect("warning JSON");
-            // The limiting cgroup's trend, else the victim's own when the
-            // memory hierarchy is the one it was named in (cgroup2).
-            let memcg = match &e {
-                Event::Oom(o) => o.memcg_path.clone(),
-                _ => None,
+    s.drain_events(|item| {
+        match item {
+            Item::OomKill(k) => {
+                // An alert in every mode, and kept for the summary.
+                let j = k.json.to_string();
+                if let Some(rec) = record.as_deref_mut() {
+                    rec.line(&j).map_err(TraceError::Record)?;
+                }
+                let line = if ev.json {
+                    j
+                } else {
+                    format!("!! OOM kill: {}", k.human)
+                };
+                ev.oom_kills.push(k.json);
+                writeln!(ev.out, "{line}").map_err(TraceError::Output)?;
             }
-            .or_else(|| {
-                (mem.hierarchy() == Some("v2"))
-                    .then(|| place.cgroup.clone())
-                    .flatten()
-            });
-            v["last_forecast"] =
-                serde_json::to_value(mem.kill_forecast(memcg.as_deref())).expect("forecast JSON");
-            let j = v.to_string();
-            let line = if ev.json {
-                j.clone()
-            } else {
-                format!("!! OOM kill: {}", events::to_human(&e, &place, t))
-            };
-            ev.oom_kills.push(v);
-            if let Err(err) = writeln!(ev.out, "{line}") {
-                result = Err(TraceError::Output(err));
-            }
-        } else if ev.show && ev.filter.accepts(&e, &r) {
-            let line = match &json {
-                Some(j) if ev.json => j.clone(),
-                _ => events::to_human(&e, &place, t),
-            };
-            if let Err(err) = writeln!(ev.out, "{line}") {
-                result = Err(TraceError::Output(err));
+            Item::Event(n) => {
+                let e = n.event;
+                if let Event::Exec(x) = e {
+                    ev.respawns
+                        .exec(x.cgroup_id, n.resolved, &x.filename, x.ts_ns);
+                }
+                if let (Some(d), Some(de)) = (ev.detector.as_mut(), events::det_event(e, n.place)) {
+                    changes.extend(d.event(&de));
+                }
+                let json =
+                    (ev.json || record.is_some()).then(|| events::to_json(e, n.place, n.time_unix));
+                if let (Some(rec), Some(j)) = (record.as_deref_mut(), &json) {
+                    rec.line(j).map_err(TraceError::Record)?;
+                }
+                if ev.show && ev.filter.accepts(e, n.resolved) {
+                    let line = match json {
+                        Some(j) if ev.json => j,
+                        _ => events::to_human(e, n.place, n.time_unix),
+                    };
+                    writeln!(ev.out, "{line}").map_err(TraceError::Output)?;
+                }
             }
         }
-    });
-    result?;
+        Ok::<(), TraceError>(())
+    })?;
     for c in changes {
         ev.change(c)?;
     }
@@ -398,21 +273,20 @@ struct Status {
 }
 
 pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(TraceError::Signals)?;
-    }
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(TraceError::Runtime)?
+        .block_on(trace(args))
+}
 
-    let mounts = cgroupfs::cgroup_mounts(&args.mountinfo).map_err(TraceError::Cgroups)?;
-    let attribution_warning = cgroupfs::attribution_warning(&mounts);
-    if let Some(w) = &attribution_warning {
-        eprintln!("spawnscope: warning: {w}");
-    }
-    let mount = cgroupfs::find_cgroup2(&args.mountinfo).map_err(TraceError::Cgroups)?;
-    // Names of cgroups still counted are never evicted; this bounds the
-    // ones kept only because they once existed.
-    let cap = (args.max_cgroups as usize).saturating_mul(2).max(4096);
-    let mut names = CgroupNames::new(mount.as_ref(), cap);
+/// How often the rings are drained, the detector is told the time, and
+/// Ctrl-C is noticed, whatever the report interval: the rings do not
+/// wake the trace for each record (see EventConfig::lazy_events).
+const HOUSEKEEPING: Duration = Duration::from_millis(100);
+
+async fn trace(args: &TraceArgs) -> Result<(), TraceError> {
+    let mut signals = Signals::install()?;
     let filter = Filter {
         units: args.units.clone(),
         containers: args.containers.clone(),
@@ -438,43 +312,53 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
     let detect = !args.no_detect;
     let want_events = args.events || recorder.is_some() || detect;
 
-    let mut probe = Probe::load(&LoadOptions {
-        btf_path: args.btf.clone(),
-        max_cgroups: args.max_cgroups,
-        events: want_events.then_some(EventOptions {
-            forks: args.forks,
-            buffer_bytes: args.event_buffer,
-        }),
-        exit_flavour: match args.exit_program {
-            ExitProgram::Auto => None,
-            ExitProgram::GroupDead => Some(ExitFlavour::GroupDeadArg),
-            ExitProgram::Legacy => Some(ExitFlavour::Legacy),
+    let mut s = Session::open(Options {
+        mountinfo: &args.mountinfo,
+        load: LoadOptions {
+            btf_path: args.btf.clone(),
+            max_cgroups: args.max_cgroups,
+            events: want_events.then_some(EventOptions {
+                forks: args.forks,
+                buffer_bytes: args.event_buffer,
+            }),
+            exit_flavour: match args.exit_program {
+                ExitProgram::Auto => None,
+                ExitProgram::GroupDead => Some(ExitFlavour::GroupDeadArg),
+                ExitProgram::Legacy => Some(ExitFlavour::Legacy),
+            },
+            drill_buffer: None,
+            cgroup_removals: false,
+            cgroup_buffer: None,
+            // The loop below drains both rings every HOUSEKEEPING, so no
+            // record needs to wake it.
+            lazy_cgroups: true,
+            lazy_events: true,
+            probe_log: if args.probe_log {
+                ProbeLog::Stderr
+            } else {
+                ProbeLog::Off
+            },
         },
-        drill_buffer: None,
-        cgroup_removals: false,
-        cgroup_buffer: None,
-        // The loop below looks at both rings at least every 100 ms, so
-        // no record needs to wake it (see EventConfig::lazy_events).
-        lazy_cgroups: true,
-        lazy_events: true,
-        probe_log: if args.probe_log {
-            ProbeLog::Stderr
-        } else {
-            ProbeLog::Off
+        // Names of cgroups still counted are never evicted; this bounds
+        // the ones kept only because they once existed.
+        names_cap: (args.max_cgroups as usize).saturating_mul(2).max(4096),
+        mem: MemConfig {
+            warn_before_s: args.mem_warn_before.as_secs_f64(),
+            psi_percent: args.psi_warn,
+            psi_for_s: args.psi_for.as_secs_f64(),
+            ..MemConfig::default()
         },
     })?;
-    if let Some(w) = &probe.oom_scope_warning {
+    if let Some(w) = &s.attribution_warning {
         eprintln!("spawnscope: warning: {w}");
     }
-    // The mkdir probe is attached: every cgroup is either created from now
-    // on (and reported) or already there for this walk to find.
-    names.walk();
+    if let Some(w) = &s.probe.oom_scope_warning {
+        eprintln!("spawnscope: warning: {w}");
+    }
     let started = Instant::now();
     let started_unix = now_unix();
-    let started_ns = monotonic_now_ns();
-    let mono_to_unix = started_unix - started_ns as f64 / 1e9;
     if let Some(r) = recorder.as_mut() {
-        r.header(started_unix, started_ns, mono_to_unix)
+        r.header(started_unix, s.started_ns, s.mono_to_unix)
             .map_err(TraceError::Record)?;
     }
     // The event ring is drained in every mode: OOM kills come through it
@@ -489,32 +373,15 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
             min_lifetime: args.min_lifetime,
             max_lifetime: args.max_lifetime,
         },
-        delivered: EventCounts::default(),
-        undecodable: 0,
-        mono_to_unix,
         out: BufWriter::with_capacity(1 << 16, io::stdout()),
-        detector: detect.then(|| Detector::new(DetectConfig::default(), started_ns, mono_to_unix)),
+        detector: detect
+            .then(|| Detector::new(DetectConfig::default(), s.started_ns, s.mono_to_unix)),
         oom_kills: Vec::new(),
         respawns: Respawns {
             by: args.by,
             last: HashMap::new(),
             hist: BTreeMap::new(),
         },
-    };
-    let mut mem = MemState {
-        watch: MemWatch::new(
-            MemConfig {
-                warn_before_s: args.mem_warn_before.as_secs_f64(),
-                psi_percent: args.psi_warn,
-                psi_for_s: args.psi_for.as_secs_f64(),
-                ..MemConfig::default()
-            },
-            mempress::memory_tree(&mounts),
-            PathBuf::from("/proc"),
-        )
-        .with_units_root(mount.as_ref().map(|m| m.mount_point.clone())),
-        every: args.mem_interval,
-        next: Instant::now(),
     };
     // Scripts and tests wait for this line before starting their workload.
     eprintln!(
@@ -540,128 +407,105 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
     if args.events && !args.json {
         writeln!(sink.out, "{}", events::HUMAN_HEAD).map_err(TraceError::Output)?;
     }
-    let deadline = args.duration.map(|d| started + d);
+    let start = tokio::time::Instant::from_std(started);
+    let deadline = args.duration.map(|d| start + d);
+    let mut report_tick = tokio::time::interval_at(start + args.interval, args.interval);
+    let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+    housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut mem_tick = tokio::time::interval(args.mem_interval);
+    mem_tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
 
     let mut prev = Snapshot::default();
     let mut prev_at = started;
-    let mut next_tick = started + args.interval;
     loop {
-        let wake = match deadline {
-            Some(d) if d < next_tick => d,
-            _ => next_tick,
-        };
-        wait_until(
-            wake,
-            &stop,
-            &mut probe,
-            &mut Sinks {
-                names: &mut names,
-                events: &mut sink,
-                record: recorder.as_mut(),
-                mem: &mut mem,
-            },
-        )?;
-        if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
-            break;
+        tokio::select! {
+            // Ending first: a report due at the deadline is the summary's.
+            biased;
+            ask = signals.recv() => {
+                if ask == Ask::Stop {
+                    break;
+                }
+            }
+            () = sleep_until_opt(deadline) => break,
+            _ = report_tick.tick() => {
+                let cur = s.probe.snapshot()?;
+                let at = Instant::now();
+                // Every id in `cur` had its mkdir record submitted before
+                // it was first counted, so this drain has them all (bar
+                // lost ones).
+                drain(&mut s, &mut sink, recorder.as_mut())?;
+                s.names.refresh(cur.per_cgroup.keys());
+                let secs = (at - prev_at).as_secs_f64();
+                let rep = IntervalReport {
+                    kind: "interval",
+                    time_unix: now_unix(),
+                    elapsed_s: (at - started).as_secs_f64(),
+                    interval_s: secs,
+                    by: args.by,
+                    rows: report::interval_rows(&prev, &cur, secs, args.by, &filter, &|id| {
+                        s.names.resolve(id)
+                    }),
+                    overflow: (&cur.overflow).into(),
+                    probe: cur.probe,
+                    memory: (!s.mem.pass_us.is_empty()).then(|| s.mem.forecast()),
+                };
+                if let Some(r) = recorder.as_mut() {
+                    r.value(&rep).map_err(TraceError::Record)?;
+                }
+                if sink.show {
+                    // Events mode: a status line instead of the table, so
+                    // drops are seen as they happen.
+                    sink.status(&rep, s.delivered, cur.dropped)?;
+                } else {
+                    out.interval(&rep).map_err(TraceError::Output)?;
+                }
+                prev = cur;
+                prev_at = at;
+            }
+            r = s.ready() => {
+                r?;
+                drain(&mut s, &mut sink, recorder.as_mut())?;
+            }
+            _ = mem_tick.tick() => {
+                let loops = loop_rates(sink.detector.as_mut());
+                let alerts = s.sample_memory(loops);
+                sink.memory(alerts, recorder.as_mut())?;
+            }
+            _ = housekeeping.tick() => {
+                drain(&mut s, &mut sink, recorder.as_mut())?;
+                // Stopped loops are marked between readings too, not only
+                // at the interval, so a long --interval does not delay the
+                // mark.
+                let changes = sink
+                    .detector
+                    .as_mut()
+                    .map(|d| d.tick(monotonic_now_ns()))
+                    .unwrap_or_default();
+                for c in changes {
+                    sink.change(c)?;
+                }
+            }
         }
-        let cur = probe.snapshot()?;
-        let at = Instant::now();
-        // Every id in `cur` had its mkdir record submitted before it was
-        // first counted, so this drain has them all (bar lost ones).
-        drain(
-            &mut probe,
-            &mut Sinks {
-                names: &mut names,
-                events: &mut sink,
-                record: recorder.as_mut(),
-                mem: &mut mem,
-            },
-        )?;
-        names.refresh(cur.per_cgroup.keys());
-        if let Some(d) = sink.detector.as_mut() {
-            mem.watch
-                .set_loops(loop_rates(&d.findings(monotonic_now_ns())));
-        }
-        let secs = (at - prev_at).as_secs_f64();
-        let rep = IntervalReport {
-            kind: "interval",
-            time_unix: now_unix(),
-            elapsed_s: (at - started).as_secs_f64(),
-            interval_s: secs,
-            by: args.by,
-            rows: report::interval_rows(&prev, &cur, secs, args.by, &filter, &|id| {
-                names.resolve(id)
-            }),
-            overflow: (&cur.overflow).into(),
-            probe: cur.probe,
-            memory: (!mem.watch.pass_us.is_empty()).then(|| mem.watch.forecast()),
-        };
-        if let Some(r) = recorder.as_mut() {
-            r.value(&rep).map_err(TraceError::Record)?;
-        }
-
-        if sink.show {
-            // Events mode: a status line instead of the table, so drops
-            // are seen as they happen.
-            let st = Status {
-                kind: "status",
-                time_unix: rep.time_unix,
-                elapsed_s: rep.elapsed_s,
-                delivered: sink.delivered,
-                dropped: cur.dropped,
-            };
-            let line = if sink.json {
-                serde_json::to_string(&st).expect("status JSON")
-            } else {
-                format!(
-                    "# {:.1}s: delivered exec {} exit {} fork {}; dropped exec {} exit {} fork {}",
-                    st.elapsed_s,
-                    st.delivered.exec,
-                    st.delivered.exit,
-                    st.delivered.fork,
-                    st.dropped.exec,
-                    st.dropped.exit,
-                    st.dropped.fork
-                )
-            };
-            writeln!(sink.out, "{line}")
-                .and_then(|()| sink.out.flush())
-                .map_err(TraceError::Output)?;
-        } else {
-            out.interval(&rep).map_err(TraceError::Output)?;
-        }
-        prev = cur;
-        prev_at = at;
-        next_tick += args.interval;
     }
 
     // Detach first: the last reading is then final, and per kind the
     // kernel's count equals records delivered plus records dropped.
-    probe.detach();
-    let cur = probe.snapshot()?;
-    drain(
-        &mut probe,
-        &mut Sinks {
-            names: &mut names,
-            events: &mut sink,
-            record: recorder.as_mut(),
-            mem: &mut mem,
-        },
-    )?;
-    names.refresh(cur.per_cgroup.keys());
+    s.probe.detach();
+    let cur = s.probe.snapshot()?;
+    drain(&mut s, &mut sink, recorder.as_mut())?;
+    s.names.refresh(cur.per_cgroup.keys());
     let rows = report::summary_rows_with(
         &cur,
         args.by,
         &filter,
-        &|id| names.resolve(id),
+        &|id| s.names.resolve(id),
         want_events.then_some(&sink.respawns.hist),
     );
     let totals = report::totals(&cur);
     let end_ns = monotonic_now_ns();
     let findings = sink.detector.as_mut().map(|d| d.findings(end_ns));
-    if let Some(f) = &findings {
-        mem.watch.set_loops(loop_rates(f));
-    }
+    s.mem.set_loops(loop_rates(sink.detector.as_mut()));
+    let mem = &s.mem;
     let summary = Summary {
         kind: "summary",
         time_unix: now_unix(),
@@ -673,36 +517,36 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
         rows,
         overflow: (&cur.overflow).into(),
         probe: cur.probe,
-        exit_program: match probe.exit_flavour {
+        exit_program: match s.probe.exit_flavour {
             ExitFlavour::GroupDeadArg => "group_dead",
             ExitFlavour::Legacy => "legacy",
         },
-        attribution_warning,
+        attribution_warning: s.attribution_warning.clone(),
         events: want_events.then(|| EventAccounting {
             counted: EventCounts {
                 exec: totals.execs,
                 exit: totals.process_exits(),
                 fork: if args.forks { totals.forks } else { 0 },
                 // Not counted apart in the kernel; every record is here.
-                oom: sink.delivered.oom + cur.dropped.oom,
+                oom: s.delivered.oom + cur.dropped.oom,
             },
-            delivered: sink.delivered,
+            delivered: s.delivered,
             dropped: cur.dropped,
-            undecodable: sink.undecodable,
+            undecodable: s.undecodable,
         }),
         monotonic_end_ns: end_ns,
         findings,
         oom_kills: std::mem::take(&mut sink.oom_kills),
         memory: MemorySummary {
-            hierarchy: mem.watch.hierarchy(),
-            samples: mem.watch.pass_us.len(),
-            pass_us_p50: mem.watch.median_pass_us(),
-            pass_us_slab_p50: mem.watch.median_slab_pass_us(),
-            pass_us_max: mem.watch.pass_us.iter().max().copied(),
-            cgroups: mem.watch.cgroups_sampled(),
-            warnings: mem.watch.warnings.clone(),
-            memcg_oom_kills: mem.watch.memcg_oom_kills.clone(),
-            forecast: mem.watch.forecast(),
+            hierarchy: mem.hierarchy(),
+            samples: mem.pass_us.len(),
+            pass_us_p50: mem.median_pass_us(),
+            pass_us_slab_p50: mem.median_slab_pass_us(),
+            pass_us_max: mem.pass_us.iter().max().copied(),
+            cgroups: mem.cgroups_sampled(),
+            warnings: mem.warnings.clone(),
+            memcg_oom_kills: mem.memcg_oom_kills.clone(),
+            forecast: mem.forecast(),
         },
     };
     if let Some(r) = recorder.as_mut() {
@@ -711,7 +555,7 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
     let recorded = recorder.map(Recorder::finish).transpose();
     out.summary(&summary).map_err(TraceError::Output)?;
     recorded.map_err(TraceError::Record)?;
-    drop(probe);
+    drop(s);
     if let (Some(dir), Some(rec)) = (&args.export, &record_path) {
         let written = crate::export::export_all(rec, dir);
         if let Some(own) = &own_record {
@@ -722,4 +566,12 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
         }
     }
     Ok(())
+}
+
+/// Never resolves without a deadline.
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
 }

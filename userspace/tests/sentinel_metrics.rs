@@ -24,7 +24,7 @@ fn fixture() -> (State, Vec<spawnscope::sentinel::track::UnitFinding>) {
     let mut t = Tracker::new(TrackConfig::default(), State::fresh(T0));
     let getty = "serial-getty@ttyS0.service";
     for i in 0..5u64 {
-        t.creation(getty, i * 10_000_000_000);
+        t.creation(getty, i * 10_000_000_000, T0 + (i * 10) as f64);
         let mut l = Lifetimes::ZERO;
         l.buckets[33] = 1; // ~10 s
         l.buckets[12] = 1; // ~5 µs

@@ -2,8 +2,9 @@
 //! escalates or closes, and when a memory warning fires. Each goes to
 //! stderr as one line with a syslog priority prefix (`<4>`, which journald
 //! reads as the message's priority), optionally to a JSON-lines file, and
-//! optionally to a hook: a command run directly (no shell) with the alert
-//! as JSON on its stdin, so nothing traced ever reaches a command line.
+//! optionally to a hook (see [`super::hook`]): a command run directly (no
+//! shell) with the alert as JSON on its stdin, so nothing traced ever
+//! reaches a command line.
 //! A finding alerts once per state change; repeats are counted and
 //! summarised, not sent again.
 
@@ -12,11 +13,11 @@ use std::{
     fs::{File, OpenOptions},
     io::{self, Write},
     path::{Path, PathBuf},
-    process::{Command, Stdio},
-    time::{Duration, Instant},
 };
 
 use serde::Serialize;
+
+use super::hook::{Hook, Queued};
 
 /// syslog priorities, as sd-daemon(3) prefixes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -43,9 +44,6 @@ pub struct Alert {
     pub detail: serde_json::Value,
 }
 
-/// How long a hook may run before it is killed.
-pub const HOOK_TIMEOUT: Duration = Duration::from_secs(10);
-
 #[derive(Debug, thiserror::Error)]
 pub enum AlertError {
     #[error("cannot open alerts file {path}: {source}")]
@@ -59,7 +57,7 @@ pub enum AlertError {
 pub struct Alerter<W: Write> {
     log: W,
     jsonl: Option<(PathBuf, File)>,
-    hook: Option<Vec<String>>,
+    hook: Option<Hook>,
     /// Per finding key: its last alerted severity rank and whether open.
     state: HashMap<String, (u8, bool)>,
     /// Repeats not sent since the last summary.
@@ -69,11 +67,7 @@ pub struct Alerter<W: Write> {
 }
 
 impl<W: Write> Alerter<W> {
-    pub fn new(
-        log: W,
-        jsonl: Option<&Path>,
-        hook: Option<Vec<String>>,
-    ) -> Result<Self, AlertError> {
+    pub fn new(log: W, jsonl: Option<&Path>, hook: Option<Hook>) -> Result<Self, AlertError> {
         let jsonl = match jsonl {
             Some(p) => Some((
                 p.to_path_buf(),
@@ -224,49 +218,32 @@ impl<W: Write> Alerter<W> {
                 path.display()
             );
         }
-        if let Some(argv) = self.hook.clone()
-            && let Err(why) = run_hook(&argv, &json)
+        if let Some(h) = &self.hook
+            && h.enqueue(json) == Queued::Full
         {
-            let _ = writeln!(self.log, "<4>spawnscope: hook {}: {why}", argv[0]);
+            let _ = writeln!(
+                self.log,
+                "<4>spawnscope: hook {}: {} alerts already wait for it; this one is not passed on",
+                h.argv0(),
+                super::hook::HOOK_QUEUE
+            );
         }
     }
-}
 
-/// Runs `argv` directly with `json` on stdin; kills it after
-/// [`HOOK_TIMEOUT`].
-fn run_hook(argv: &[String], json: &str) -> Result<(), String> {
-    let mut child = Command::new(&argv[0])
-        .args(&argv[1..])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot run: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A hook that does not read its input is its own business.
-        let _ = stdin
-            .write_all(json.as_bytes())
-            .and_then(|()| stdin.write_all(b"\n"));
-    }
-    let deadline = Instant::now() + HOOK_TIMEOUT;
-    loop {
-        match child.try_wait() {
-            Ok(Some(st)) if st.success() => return Ok(()),
-            Ok(Some(st)) => return Err(format!("exited with {st}")),
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("killed after {}s", HOOK_TIMEOUT.as_secs()));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => return Err(format!("wait: {e}")),
-        }
+    /// The hook, to wait for what it still has to run.
+    pub fn take_hook(&mut self) -> Option<Hook> {
+        self.hook.take()
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::{
+        sync::{Arc, Mutex},
+        time::Instant,
+    };
+
+    use super::{super::hook::HOOK_TIMEOUT, *};
 
     fn detail() -> serde_json::Value {
         serde_json::json!({"unit": "serial-getty@ttyS0.service"})
@@ -318,23 +295,33 @@ mod tests {
         );
     }
 
+    /// A hook whose log lines land in a buffer.
+    fn hook(argv: &[&str]) -> (Hook, Arc<Mutex<Vec<String>>>) {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&lines);
+        let h = Hook::start(
+            argv.iter().map(|a| a.to_string()).collect(),
+            Arc::new(move |l: &str| sink.lock().unwrap().push(l.to_string())),
+        );
+        (h, lines)
+    }
+
     /// The hook runs without a shell and gets the alert as JSON on stdin;
-    /// hostile traced text stays data. Its failure is logged, not fatal.
-    #[test]
-    fn hook_and_jsonl_get_the_alert_as_json() {
+    /// hostile traced text stays data. Its failure and its output are
+    /// logged, and neither is fatal.
+    #[tokio::test]
+    async fn hook_and_jsonl_get_the_alert_as_json() {
         let d = tempfile::tempdir().unwrap();
         let got = d.path().join("hook-got.json");
         let jsonl = d.path().join("alerts.jsonl");
         let mut log = Vec::new();
-        let mut a = Alerter::new(
-            &mut log,
-            Some(&jsonl),
-            Some(vec!["/usr/bin/tee".into(), got.display().to_string()]),
-        )
-        .unwrap();
+        let got_arg = got.display().to_string();
+        let (h, hook_log) = hook(&["/usr/bin/tee", &got_arg]);
+        let mut a = Alerter::new(&mut log, Some(&jsonl), Some(h)).unwrap();
         let evil = "$(touch /tmp/pwned); `id` \"x\"\nnext";
         a.finding("k", 1, true, 7.0, evil, serde_json::json!({"argv": [evil]}));
         a.memory_warning(8.0, "the system will run out of memory in 600 s", detail());
+        a.take_hook().unwrap().finish().await;
         drop(a);
         let hooked: serde_json::Value = serde_json::from_str(
             std::fs::read_to_string(&got)
@@ -360,15 +347,25 @@ mod tests {
             ),
             "one line on stderr: {text}"
         );
+        // tee echoes its input: the hook's output is logged, on one line.
+        let hook_log = hook_log.lock().unwrap().clone();
+        assert_eq!(hook_log.len(), 2, "{hook_log:?}");
+        assert!(
+            hook_log[1].starts_with("<6>spawnscope: hook /usr/bin/tee stdout: {\"type\":\"alert\",\"event\":\"memory_warning\""),
+            "{hook_log:?}"
+        );
         // A failing hook is reported and the alert still goes out.
         let mut log = Vec::new();
-        let mut a = Alerter::new(&mut log, None, Some(vec!["/bin/false".into()])).unwrap();
+        let (h, hook_log) = hook(&["/bin/false"]);
+        let mut a = Alerter::new(&mut log, None, Some(h)).unwrap();
         a.memory_warning(9.0, "m", detail());
+        a.take_hook().unwrap().finish().await;
         drop(a);
         let text = String::from_utf8(log).unwrap();
-        assert!(
-            text.contains("<4>spawnscope: hook /bin/false: exited with exit status: 1"),
-            "{text}"
+        assert_eq!(text, "<4>spawnscope: memory_warning: m\n");
+        assert_eq!(
+            *hook_log.lock().unwrap(),
+            ["<4>spawnscope: hook /bin/false: exited with exit status: 1"]
         );
         let e = Alerter::new(io::sink(), Some(&d.path().join("no/dir/a.jsonl")), None)
             .err()
@@ -378,31 +375,35 @@ mod tests {
     }
 
     /// A hook that does not finish gets its [`HOOK_TIMEOUT`], is then
-    /// killed, and the failure is logged; the alert itself went out.
-    #[test]
-    fn a_hook_that_hangs_is_killed_after_its_time() {
+    /// killed, and the failure is logged; the alert itself went out at
+    /// once, without waiting for the hook.
+    #[tokio::test]
+    async fn a_hook_that_hangs_is_killed_after_its_time() {
         let d = tempfile::tempdir().unwrap();
         let pidfile = d.path().join("hook.pid");
         // The shell becomes the sleep, so the pid it writes is the hook's.
         let script = format!("echo $$ > {}; exec sleep 3600", pidfile.display());
         let mut log = Vec::new();
-        let mut a = Alerter::new(
-            &mut log,
-            None,
-            Some(vec!["/bin/sh".into(), "-c".into(), script]),
-        )
-        .unwrap();
+        let (h, hook_log) = hook(&["/bin/sh", "-c", &script]);
+        let mut a = Alerter::new(&mut log, None, Some(h)).unwrap();
         let t0 = Instant::now();
         a.memory_warning(9.0, "m", detail());
+        let queued_in = t0.elapsed();
+        a.take_hook().unwrap().finish().await;
         let took = t0.elapsed();
         drop(a);
         let text = String::from_utf8(log).unwrap();
         assert_eq!(
             text.lines().collect::<Vec<_>>(),
-            [
-                "<4>spawnscope: memory_warning: m",
-                "<4>spawnscope: hook /bin/sh: killed after 10s",
-            ]
+            ["<4>spawnscope: memory_warning: m"]
+        );
+        assert_eq!(
+            *hook_log.lock().unwrap(),
+            ["<4>spawnscope: hook /bin/sh: killed after 10s"]
+        );
+        assert!(
+            queued_in < HOOK_TIMEOUT / 10,
+            "sending the alert waited {queued_in:?} for the hook"
         );
         assert!(took >= HOOK_TIMEOUT, "the hook got only {took:?}");
         let pid = std::fs::read_to_string(&pidfile).unwrap();

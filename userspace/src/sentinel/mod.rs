@@ -1,54 +1,57 @@
-//! `spawnscope sentinel`: the resident mode. The probe counts in the kernel;
-//! this loop wakes once per interval (early only for an OOM kill, a
-//! drill-down's records or a cgroup ring half full), folds the counts into per-unit
-//! totals that survive restarts, finds loops from counts alone, drills into
-//! a candidate's events for a bounded time, raises alerts and serves
-//! `/metrics`.
+//! `spawnscope sentinel`: the resident mode, a consumer of the session.
+//! The probe counts in the kernel; the loop wakes once per interval (early
+//! only for an OOM kill, a drill-down's records or a cgroup ring half
+//! full), folds the counts into per-unit totals that survive restarts,
+//! finds loops from counts alone, drills into up to [`DRILL_SLOTS`] units'
+//! events at once for a bounded time, raises alerts and serves `/metrics`.
 
 pub mod alert;
 pub mod config;
 pub mod expo;
+pub mod hook;
 pub mod metrics;
+pub mod notify;
 pub mod state;
 pub mod track;
 
 use std::{
     collections::HashMap,
     io::{self, Write},
-    os::fd::AsRawFd,
     path::{Path, PathBuf},
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
+pub use spawnscope_common::DRILL_SLOTS;
 use spawnscope_common::{Counters, Lifetimes};
-
-use crate::{
-    caps,
-    cgroupfs::{self, CgroupNames},
-    cli::SentinelArgs,
-    clock::{monotonic_now_ns, now_unix},
-    detect::{self, Change, Detector},
-    events::{self, Event, Place},
-    kernel::{KernelError, LoadOptions, Probe, ProbeLog},
-    mempress::{self, MemConfig, MemWatch},
-    report::{self, By, Snapshot},
-};
+use tokio::time::MissedTickBehavior;
 
 use self::{
     alert::{AlertError, Alerter, Priority},
     config::{Config, ConfigError},
     expo::Health,
+    hook::Hook,
+    notify::Notifier,
     state::{Loaded, StateError},
     track::{TrackConfig, Tracker},
+};
+use crate::{
+    caps,
+    cgroupfs::{CgroupNames, Resolved},
+    cli::SentinelArgs,
+    clock::{monotonic_now_ns, now_unix},
+    detect::{self, Change, Detector},
+    events::{self, Event},
+    kernel::{KernelError, LoadOptions, ProbeLog},
+    mempress::{self, MemConfig},
+    report::{self, By, Snapshot},
+    session::{Ask, Item, MemAlert, Options, Session, SessionError, Signals},
 };
 
 /// Where the sentinel looks for its configuration when not told.
 pub const DEFAULT_CONFIG: &str = "/etc/spawnscope/sentinel.toml";
-/// The event ring while drilling: a loop's records for one interval.
+/// The event ring while drilling: the drilled units' records for one
+/// interval.
 pub const DRILL_BUFFER_BYTES: u32 = 128 << 10;
 /// The cgroup ring: records wait in it until the next poll, and wake the
 /// loop early only once it is half full (about 120 records), so a few
@@ -65,21 +68,21 @@ pub enum SentinelError {
     #[error(transparent)]
     Kernel(#[from] KernelError),
     #[error(transparent)]
+    Session(#[from] SessionError),
+    #[error(transparent)]
     State(#[from] StateError),
     #[error(transparent)]
     Alerts(#[from] AlertError),
     #[error(transparent)]
     Metrics(#[from] metrics::BindError),
-    #[error(transparent)]
-    Cgroups(#[from] cgroupfs::CgroupError),
     #[error("cannot create the state directory {path}: {source}")]
     StateDir {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("cannot install signal handlers: {0}")]
-    Signals(#[source] io::Error),
+    #[error("cannot start the runtime: {0}")]
+    Runtime(#[source] io::Error),
     #[error("cannot drop capabilities: {0}")]
     Caps(#[source] io::Error),
 }
@@ -123,8 +126,17 @@ fn bpf_stats_enabled() -> bool {
     std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").is_ok_and(|s| s.trim() == "1")
 }
 
+/// Must be called inside the runtime: the hook's runner is a task.
 fn make_alerter(cfg: &Config) -> Result<Alerter<io::Stderr>, AlertError> {
-    Alerter::new(io::stderr(), cfg.alerts_jsonl.as_deref(), cfg.hook.clone())
+    let hook = cfg.hook.clone().map(|argv| {
+        Hook::start(
+            argv,
+            Arc::new(|line: &str| {
+                let _ = writeln!(io::stderr(), "{line}");
+            }),
+        )
+    });
+    Alerter::new(io::stderr(), cfg.alerts_jsonl.as_deref(), hook)
 }
 
 fn mem_config(cfg: &Config) -> MemConfig {
@@ -136,20 +148,33 @@ fn mem_config(cfg: &Config) -> MemConfig {
     }
 }
 
-/// An event drill-down into one unit.
+/// An event drill-down into one unit, in one of the probe's slots.
 struct Drill {
+    slot: usize,
     unit: String,
     until: Instant,
     /// Opened from counts already: only the detail is wanted.
     enrich: bool,
     detector: Detector,
+    /// Each process's latest exec. Since systemd 255, PID 1 starts a
+    /// service through systemd-executor, which then execs the program in
+    /// the same process: the program is a process's last exec, not the
+    /// first exec the unit shows.
+    execs: HashMap<u32, (String, Vec<String>)>,
+    /// The last abnormal death of a process whose exec was seen, with
+    /// what that process ran.
+    named: Option<serde_json::Value>,
+    /// Any exec, for a drill that ends before a death names the program.
     last_exec: Option<(String, Vec<String>)>,
-    last_death: Option<serde_json::Value>,
 }
+
+/// Processes whose exec a drill remembers; past that it starts over (the
+/// loop's next start is seen again).
+const DRILL_MAX_PROCS: usize = 1024;
 
 impl Drill {
     /// What was learnt, from the event detector's finding if it made one,
-    /// else from the last exec and abnormal exit seen.
+    /// else from a death and what that process ran, else from any exec.
     fn detail(&self, f: Option<&detect::Finding>) -> Option<serde_json::Value> {
         if let Some(f) = f {
             let mut d = serde_json::json!({
@@ -164,33 +189,115 @@ impl Drill {
                 d["exit_code"] = c.into();
             }
             if let Some(s) = f.dominant.signal {
-                d["signal"] = detect::signal_name(s)
-                    .map_or_else(|| format!("signal {s}"), str::to_string)
-                    .into();
+                d["signal"] = signal_text(s).into();
             }
             return Some(d);
         }
-        let (exe, argv) = self.last_exec.clone()?;
-        let mut d = serde_json::json!({ "executable": exe, "argv": argv });
-        if let Some(death) = &self.last_death {
-            for k in ["exit_code", "signal"] {
-                if !death[k].is_null() {
-                    d[k] = death[k].clone();
-                }
-            }
+        if let Some(n) = &self.named {
+            return Some(n.clone());
         }
-        Some(d)
+        let (exe, argv) = self.last_exec.clone()?;
+        Some(serde_json::json!({ "executable": exe, "argv": argv }))
+    }
+
+    /// Feeds one of the drilled unit's events; true when the program that
+    /// loops is named (a death paired with its own process's exec).
+    fn see(&mut self, e: &Event, de: Option<&detect::DetEvent>) -> bool {
+        match e {
+            Event::Exec(x) => {
+                if self.execs.len() >= DRILL_MAX_PROCS {
+                    self.execs.clear();
+                }
+                let exe = (
+                    String::from_utf8_lossy(&x.filename).into_owned(),
+                    de.map(|de| de.argv.clone()).unwrap_or_default(),
+                );
+                self.execs.insert(x.tgid, exe.clone());
+                self.last_exec = Some(exe);
+                false
+            }
+            Event::Exit(x) => {
+                let ran = self.execs.remove(&x.tgid);
+                let Some(de) = de else { return false };
+                let died = de.signal.is_some() || de.code.unwrap_or(0) != 0;
+                let Some((exe, argv)) = ran.filter(|_| died) else {
+                    return false;
+                };
+                let mut d = serde_json::json!({ "executable": exe, "argv": argv });
+                match de.signal {
+                    Some(s) => d["signal"] = signal_text(s).into(),
+                    None => d["exit_code"] = de.code.into(),
+                }
+                self.named = Some(d);
+                true
+            }
+            _ => false,
+        }
     }
 }
 
-struct Loop {
+fn signal_text(s: u8) -> String {
+    detect::signal_name(s).map_or_else(|| format!("signal {s}"), str::to_string)
+}
+
+/// Drill-downs waiting for a slot. Loops found from counts, to be named,
+/// come before every candidate: a candidate (a script whose commands fail
+/// now and then) must not hold a slot while a real loop waits unnamed.
+#[derive(Default)]
+struct DrillQueue {
+    waiting: Vec<(String, bool)>,
+}
+
+impl DrillQueue {
+    fn push(&mut self, unit: String, enrich: bool) {
+        if enrich {
+            self.waiting.retain(|(u, _)| *u != unit);
+            let at = self
+                .waiting
+                .iter()
+                .position(|(_, enrich)| !enrich)
+                .unwrap_or(self.waiting.len());
+            self.waiting.insert(at, (unit, true));
+        } else if !self.waiting.iter().any(|(u, _)| *u == unit) {
+            self.waiting.push((unit, false));
+        }
+    }
+
+    fn pop(&mut self) -> Option<(String, bool)> {
+        (!self.waiting.is_empty()).then(|| self.waiting.remove(0))
+    }
+
+    /// Which running drills yield their slot (indices into `running`,
+    /// highest first) and which waiting ones start, given whether each
+    /// running drill names a loop (`true`) or judges a candidate. Free
+    /// slots go in queue order; when none is free, a loop waiting to be
+    /// named takes the slot of the latest candidate. The caller queues the
+    /// yielded candidates again, behind what still waits.
+    fn plan(&mut self, running: &[bool], slots: usize) -> (Vec<usize>, Vec<(String, bool)>) {
+        let mut free = slots.saturating_sub(running.len());
+        let mut candidates: Vec<usize> = (0..running.len()).filter(|&i| !running[i]).collect();
+        let (mut yields, mut starts) = (Vec::new(), Vec::new());
+        while let Some(&(_, enrich)) = self.waiting.first() {
+            if free > 0 {
+                free -= 1;
+            } else if let Some(i) = candidates.pop().filter(|_| enrich) {
+                yields.push(i);
+            } else {
+                break;
+            }
+            starts.extend(self.pop());
+        }
+        yields.sort_unstable_by(|a, b| b.cmp(a));
+        (yields, starts)
+    }
+}
+
+struct Sentinel {
     cfg: Config,
     config_path: Option<PathBuf>,
-    probe: Probe,
-    names: CgroupNames,
+    s: Session,
     tracker: Tracker,
     alerter: Alerter<io::Stderr>,
-    mem: MemWatch,
     body: metrics::Shared,
     prev: Snapshot,
     /// Final counts of cgroups removed since the last poll, read and freed
@@ -203,26 +310,30 @@ struct Loop {
     /// for its next restart when it has no cgroup between two; and the
     /// unit's name and container apart, for the memory watch.
     unit_paths: HashMap<String, (String, String, Option<String>)>,
-    drill: Option<Drill>,
-    drill_queue: Vec<(String, bool)>,
-    mono_to_unix: f64,
+    drills: Vec<Drill>,
+    queue: DrillQueue,
     health: Health,
     polls_since_save: u32,
     last_summary: Instant,
+    last_poll: Instant,
 }
 
 fn label_of(names: &CgroupNames, id: u64) -> String {
     report::key_of(By::Unit, id, &names.resolve(id)).label()
 }
 
-impl Loop {
+fn label_resolved(id: u64, r: &Resolved) -> String {
+    report::key_of(By::Unit, id, r).label()
+}
+
+impl Sentinel {
     /// Cgroup creations and removals, then event records.
     fn drain(&mut self) -> Result<(), SentinelError> {
-        let names = &mut self.names;
         let tracker = &mut self.tracker;
         let unit_paths = &mut self.unit_paths;
+        let mono_to_unix = self.s.mono_to_unix;
         let mut removed = Vec::new();
-        self.probe.drain_mkdirs(|m| {
+        self.s.drain_cgroups(|m, names| {
             if m.removed {
                 removed.push(m.id);
                 return;
@@ -230,7 +341,6 @@ impl Loop {
             if m.truncated {
                 return;
             }
-            names.learn(m.id, &m.path);
             let r = names.resolve(m.id);
             // Only units are restarted into a new cgroup; a scope or a
             // sub-cgroup coming and going is no restart.
@@ -240,7 +350,7 @@ impl Loop {
             {
                 let key = report::key_of(By::Unit, m.id, &r);
                 let label = key.label();
-                tracker.creation(&label, m.ts_ns);
+                tracker.creation(&label, m.ts_ns, m.ts_ns as f64 / 1e9 + mono_to_unix);
                 if unit_paths.len() >= 2 * state::MAX_UNITS {
                     unit_paths.clear();
                 }
@@ -256,14 +366,58 @@ impl Loop {
         });
         // Events before removals: an OOM victim's cgroup may be gone by
         // now, and its name is forgotten with its counts.
-        let mut evs = Vec::new();
-        self.probe.drain_events(|bytes| {
-            if let Some(e) = events::decode(bytes) {
-                evs.push(e);
+        let mut kills = Vec::new();
+        let mut seen: Vec<(usize, Option<Change>, bool)> = Vec::new();
+        let drills = &mut self.drills;
+        self.s.drain_events(|item| {
+            match item {
+                Item::OomKill(k) => kills.push(k),
+                Item::Event(n) => {
+                    if drills.is_empty() {
+                        return Ok(());
+                    }
+                    let label = label_resolved(n.event.cgroup_id(), n.resolved);
+                    let Some(i) = drills.iter().position(|d| d.unit == label) else {
+                        return Ok(());
+                    };
+                    let d = &mut drills[i];
+                    let de = events::det_event(n.event, n.place);
+                    let named = d.see(n.event, de.as_ref());
+                    let change = de.and_then(|de| d.detector.event(&de));
+                    seen.push((i, change, named));
+                }
             }
-        });
-        for e in evs {
-            self.event(e);
+            Ok::<(), SentinelError>(())
+        })?;
+        for k in kills {
+            let msg = format!("OOM kill in {}: {}", k.unit_label, k.human);
+            self.alerter.notice(
+                "oom_kill",
+                &k.unit_label,
+                Priority::Err,
+                k.time_unix,
+                &msg,
+                k.json.clone(),
+            );
+            self.tracker.state.push_oom_kill(k.json);
+        }
+        // A drill ends at most once, whatever else its records said.
+        let mut done: Vec<(String, Option<serde_json::Value>, bool)> = Vec::new();
+        for (i, change, named) in seen {
+            let d = &self.drills[i];
+            if done.iter().any(|(u, _, _)| *u == d.unit) {
+                continue;
+            }
+            if let Some(Change::Detected(f)) = change {
+                done.push((d.unit.clone(), d.detail(Some(&f)), true));
+            } else if d.enrich && named {
+                // The loop is proven by its counts; one death and what
+                // that process ran name it.
+                done.push((d.unit.clone(), d.detail(None), false));
+            }
+        }
+        for (unit, detail, looped) in done {
+            self.drill_done(&unit, detail, looped);
         }
         for id in removed {
             self.fold_removed(id)?;
@@ -276,89 +430,31 @@ impl Loop {
     fn fold_removed(&mut self, id: u64) -> Result<(), SentinelError> {
         let before_c = self.prev.per_cgroup.remove(&id);
         let before_l = self.prev.lifetimes.remove(&id);
-        if let Some((c, l)) = self.probe.take(id)? {
+        if let Some((c, l)) = self.s.probe.take(id)? {
             let d = c.saturating_sub(&before_c.unwrap_or(Counters::ZERO));
-            let l = l.map(|mut l| {
-                if let Some(p) = before_l {
-                    for (a, b) in l.buckets.iter_mut().zip(p.buckets.iter()) {
-                        *a = a.saturating_sub(*b);
-                    }
-                }
-                l
-            });
-            self.folded.push((label_of(&self.names, id), d, l));
+            let l = l.map(|l| l.saturating_sub(&before_l.unwrap_or(Lifetimes::ZERO)));
+            self.folded.push((label_of(&self.s.names, id), d, l));
         }
-        self.names.forget(id);
+        self.s.names.forget(id);
         Ok(())
     }
 
-    fn event(&mut self, mut e: Event) {
-        if let Event::Oom(o) = &mut e
-            && o.victim_from == "pid"
-            && let Some(path) = o.fill_from_proc(Path::new("/proc"))
-            && let Some(id) = self.names.id_of_path(&path)
-        {
-            o.cgroup_id = id;
-        }
-        let r = self.names.resolve_now(e.cgroup_id());
-        let place = Place::of(e.cgroup_id(), &r);
-        let t = e.ts_ns() as f64 / 1e9 + self.mono_to_unix;
-        if let Event::Oom(_) = &e {
-            let json = events::to_json(&e, &place, t);
-            let mut v: serde_json::Value = serde_json::from_str(&json).expect("our own JSON");
-            let unit = report::key_of(By::Unit, e.cgroup_id(), &r).label();
-            v["unit_label"] = unit.clone().into();
-            let msg = format!("OOM kill in {unit}: {}", events::to_human(&e, &place, t));
-            self.alerter
-                .notice("oom_kill", &unit, Priority::Err, t, &msg, v.clone());
-            self.tracker.state.push_oom_kill(v);
-            return;
-        }
-        let Some(d) = self.drill.as_mut() else { return };
-        if let Event::Exec(x) = &e {
-            d.last_exec = Some((
-                String::from_utf8_lossy(&x.filename).into_owned(),
-                events::det_event(&e, &place)
-                    .map(|de| de.argv)
-                    .unwrap_or_default(),
-            ));
-        }
-        let Some(de) = events::det_event(&e, &place) else {
-            return;
-        };
-        if de.kind == "exit" && (de.signal.is_some() || de.code.unwrap_or(0) != 0) {
-            let mut death = serde_json::json!({});
-            if let Some(s) = de.signal {
-                death["signal"] = detect::signal_name(s)
-                    .map_or_else(|| format!("signal {s}"), str::to_string)
-                    .into();
-            } else {
-                death["exit_code"] = de.code.into();
-            }
-            d.last_death = Some(death);
-        }
-        if let Some(Change::Detected(f)) = d.detector.event(&de) {
-            let detail = d.detail(Some(&f));
-            let unit = d.unit.clone();
-            self.drill_done(&unit, detail, true);
-        } else if d.enrich && d.last_exec.is_some() && d.last_death.is_some() {
-            // The loop is proven by its counts; one start and one death
-            // name it.
-            let detail = d.detail(None);
-            let unit = d.unit.clone();
-            self.drill_done(&unit, detail, false);
-        }
-    }
-
-    /// Ends the drill-down on `unit`; `looped`: the events proved a loop.
-    fn drill_done(&mut self, unit: &str, detail: Option<serde_json::Value>, looped: bool) {
-        let Some(d) = self.drill.take() else { return };
-        if let Err(e) = self.probe.drill_off(0) {
+    fn drill_off(&mut self, slot: usize) {
+        if let Err(e) = self.s.probe.drill_off(slot) {
             log(
                 Priority::Warning,
                 &format!("cannot end the drill-down: {e}"),
             );
         }
+    }
+
+    /// Ends the drill-down on `unit`; `looped`: the events proved a loop.
+    fn drill_done(&mut self, unit: &str, detail: Option<serde_json::Value>, looped: bool) {
+        let Some(i) = self.drills.iter().position(|d| d.unit == unit) else {
+            return;
+        };
+        let d = self.drills.swap_remove(i);
+        self.drill_off(d.slot);
         if looped || d.enrich {
             let gained = self.tracker.confirm(unit, detail.clone());
             if gained && let Some(f) = self.tracker.finding(unit) {
@@ -390,14 +486,9 @@ impl Loop {
 
     /// Ends a candidate's drill-down without a verdict and queues it again,
     /// behind the loops waiting to be named.
-    fn drill_yield(&mut self) {
-        let Some(d) = self.drill.take() else { return };
-        if let Err(e) = self.probe.drill_off(0) {
-            log(
-                Priority::Warning,
-                &format!("cannot end the drill-down: {e}"),
-            );
-        }
+    fn drill_yield(&mut self, i: usize) {
+        let d = self.drills.swap_remove(i);
+        self.drill_off(d.slot);
         log(
             Priority::Info,
             &format!(
@@ -405,42 +496,49 @@ impl Loop {
                 d.unit
             ),
         );
-        self.queue_drill(d.unit, d.enrich);
+        self.queue.push(d.unit, d.enrich);
     }
 
-    /// Queues a drill-down. A loop found from its counts, to be named, goes
-    /// ahead of every candidate and is no longer queued as one: a candidate
-    /// (a script whose commands fail now and then) would otherwise hold the
-    /// only drill-down for DRILL_FOR while the loop waits unnamed.
     fn queue_drill(&mut self, unit: String, enrich: bool) {
-        if enrich {
-            self.drill_queue.retain(|(u, _)| *u != unit);
-            let at = self
-                .drill_queue
-                .iter()
-                .position(|(_, enrich)| !enrich)
-                .unwrap_or(self.drill_queue.len());
-            self.drill_queue.insert(at, (unit, true));
-        } else if !self.drill_queue.iter().any(|(u, _)| *u == unit)
-            && self.drill.as_ref().is_none_or(|d| d.unit != unit)
-        {
-            self.drill_queue.push((unit, false));
+        match self.drills.iter_mut().find(|d| d.unit == unit) {
+            // A candidate that is itself the loop to name goes on,
+            // keeping what it has seen, with naming as its aim.
+            Some(d) => d.enrich |= enrich,
+            None => self.queue.push(unit, enrich),
+        }
+    }
+
+    /// Fills free slots from the queue; a loop waiting to be named takes
+    /// a candidate's slot when none is free.
+    fn schedule_drills(&mut self) {
+        let running: Vec<bool> = self.drills.iter().map(|d| d.enrich).collect();
+        let (yields, starts) = self.queue.plan(&running, DRILL_SLOTS);
+        // Highest index first: swap_remove leaves the lower ones in place.
+        for i in yields {
+            self.drill_yield(i);
+        }
+        for (u, enrich) in starts {
+            self.start_drill(u, enrich);
         }
     }
 
     fn start_drill(&mut self, unit: String, enrich: bool) {
+        let Some(slot) = (0..DRILL_SLOTS).find(|s| self.drills.iter().all(|d| d.slot != *s)) else {
+            self.queue.push(unit, enrich);
+            return;
+        };
         let ids = self.unit_ids.get(&unit).cloned().unwrap_or_default();
         // The path the unit's next cgroup will be created at.
         let path = ids
             .iter()
-            .filter_map(|id| self.names.resolve(*id).path)
+            .filter_map(|id| self.s.names.resolve(*id).path)
             .find(|p| !p.is_empty())
             .or_else(|| self.unit_paths.get(&unit).map(|(p, _, _)| p.clone()))
             .unwrap_or_default();
         if ids.is_empty() && path.is_empty() {
             return;
         }
-        if let Err(e) = self.probe.drill(0, path.as_bytes(), &ids) {
+        if let Err(e) = self.s.probe.drill(slot, path.as_bytes(), &ids) {
             log(Priority::Warning, &format!("cannot drill into {unit}: {e}"));
             return;
         }
@@ -457,17 +555,19 @@ impl Loop {
                 DRILL_FOR.as_secs()
             ),
         );
-        self.drill = Some(Drill {
+        self.drills.push(Drill {
+            slot,
             unit,
             until: Instant::now() + DRILL_FOR,
             enrich,
             detector: Detector::new(
                 detect::Config::default(),
                 monotonic_now_ns(),
-                self.mono_to_unix,
+                self.s.mono_to_unix,
             ),
+            execs: HashMap::new(),
+            named: None,
             last_exec: None,
-            last_death: None,
         });
     }
 
@@ -475,8 +575,8 @@ impl Loop {
     fn poll(&mut self) -> Result<(), SentinelError> {
         let started = Instant::now();
         self.drain()?;
-        let cur = self.probe.snapshot()?;
-        self.names.refresh(cur.per_cgroup.keys());
+        let cur = self.s.probe.snapshot()?;
+        self.s.names.refresh(cur.per_cgroup.keys());
         let now = now_unix();
 
         let mut deltas = std::mem::take(&mut self.folded);
@@ -490,18 +590,13 @@ impl Loop {
                 .copied()
                 .unwrap_or(Counters::ZERO);
             let d = c.saturating_sub(&before);
-            let l = cur.lifetimes.get(id).map(|l| {
-                let mut out = *l;
-                if let Some(p) = self.prev.lifetimes.get(id) {
-                    for (a, b) in out.buckets.iter_mut().zip(p.buckets.iter()) {
-                        *a = a.saturating_sub(*b);
-                    }
-                }
-                out
-            });
-            let label = label_of(&self.names, *id);
+            let l = cur
+                .lifetimes
+                .get(id)
+                .map(|l| l.saturating_sub(self.prev.lifetimes.get(id).unwrap_or(&Lifetimes::ZERO)));
+            let label = label_of(&self.s.names, *id);
             unit_ids.entry(label.clone()).or_default().push(*id);
-            if !d.is_zero() || l.is_some_and(|l| l.buckets.iter().any(|&b| b > 0)) {
+            if !d.is_zero() || l.is_some_and(|l| !l.is_zero()) {
                 deltas.push((label, d, l));
             }
         }
@@ -526,12 +621,14 @@ impl Loop {
             self.last_summary = Instant::now();
         }
 
-        // Drill-downs: one at a time, bounded.
-        if let Some(d) = &self.drill
-            && Instant::now() >= d.until
-        {
-            let unit = d.unit.clone();
-            let detail = d.detail(None);
+        // Drill-downs: bounded in time and in number.
+        let expired: Vec<(String, Option<serde_json::Value>)> = self
+            .drills
+            .iter()
+            .filter(|d| Instant::now() >= d.until)
+            .map(|d| (d.unit.clone(), d.detail(None)))
+            .collect();
+        for (unit, detail) in expired {
             self.drill_done(&unit, detail, false);
         }
         for u in &out.opened {
@@ -542,28 +639,7 @@ impl Loop {
         for u in out.drill {
             self.queue_drill(u, false);
         }
-        // A loop waiting to be named pre-empts a candidate's drill-down; a
-        // candidate that is itself that loop goes on, keeping what it has
-        // seen, with naming as its aim.
-        if let Some(d) = self.drill.as_mut()
-            && !d.enrich
-            && self.drill_queue.first().is_some_and(|(_, enrich)| *enrich)
-        {
-            if let Some(i) = self
-                .drill_queue
-                .iter()
-                .position(|(u, enrich)| *enrich && *u == d.unit)
-            {
-                self.drill_queue.remove(i);
-                d.enrich = true;
-            } else {
-                self.drill_yield();
-            }
-        }
-        if self.drill.is_none() && !self.drill_queue.is_empty() {
-            let (u, enrich) = self.drill_queue.remove(0);
-            self.start_drill(u, enrich);
-        }
+        self.schedule_drills();
 
         // Memory: the loops' rates give the hidden victims' growth (PID 1,
         // journald, the journal beside them) per restart.
@@ -580,23 +656,22 @@ impl Loop {
                 })
             })
             .collect();
-        self.mem.set_loops(loops);
-        let warnings = self.mem.sample(monotonic_now_ns() as f64 / 1e9, now);
-        for w in &warnings {
-            self.health.memory_warnings += 1;
-            let detail = serde_json::to_value(w).expect("warning JSON");
-            self.alerter.memory_warning(now, &w.message, detail);
-        }
-        for k in self.mem.new_memcg_oom_kills() {
-            let detail = serde_json::to_value(&k).expect("kill JSON");
-            self.alerter.notice(
-                "memcg_oom_kill",
-                "memory",
-                Priority::Err,
-                now,
-                &k.message,
-                detail,
-            );
+        for a in self.s.sample_memory(loops) {
+            let detail = a.to_json();
+            match &a {
+                MemAlert::Warning(w) => {
+                    self.health.memory_warnings += 1;
+                    self.alerter.memory_warning(now, &w.message, detail);
+                }
+                MemAlert::MemcgOomKill(k) => self.alerter.notice(
+                    "memcg_oom_kill",
+                    "memory",
+                    Priority::Err,
+                    now,
+                    &k.message,
+                    detail,
+                ),
+            }
         }
 
         // Health and metrics.
@@ -605,10 +680,10 @@ impl Loop {
         self.health.probe = cur.probe;
         self.health.polls += 1;
         self.health.rss_bytes = rss_bytes();
-        self.health.programs = bpf_stats_enabled().then(|| self.probe.prog_stats());
+        self.health.programs = bpf_stats_enabled().then(|| self.s.probe.prog_stats());
         self.health.alerts = self.alerter.sent;
         self.health.alerts_suppressed += std::mem::take(&mut self.alerter.suppressed);
-        let f = self.mem.forecast();
+        let f = self.s.mem.forecast();
         self.health.memory_used_bytes =
             (f.total_bytes > 0).then_some((f.used_bytes, f.total_bytes));
         self.health.hidden = f.hidden;
@@ -629,6 +704,7 @@ impl Loop {
         if self.polls_since_save >= self.cfg.save_every {
             self.save();
         }
+        self.last_poll = Instant::now();
         Ok(())
     }
 
@@ -691,6 +767,10 @@ impl Loop {
         };
         // Finding states carry over, so nothing open is alerted again.
         alerter.take_state_from(&mut self.alerter);
+        // The old hook finishes what it has queued, on its own.
+        if let Some(h) = self.alerter.take_hook() {
+            tokio::spawn(h.finish());
+        }
         self.alerter = alerter;
         if new.listen != self.cfg.listen {
             log(
@@ -701,7 +781,7 @@ impl Loop {
                 ),
             );
         }
-        self.mem.set_config(mem_config(&new));
+        self.s.mem.set_config(mem_config(&new));
         let listen = self.cfg.listen;
         self.cfg = Config { listen, ..new };
         log(
@@ -722,39 +802,47 @@ pub fn run(args: &SentinelArgs) -> Result<(), SentinelError> {
         );
         return Ok(());
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let hup = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(SentinelError::Signals)?;
-    }
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
-        .map_err(SentinelError::Signals)?;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(SentinelError::Runtime)?
+        .block_on(sentinel(args, cfg, config_path))
+}
 
-    let mounts = cgroupfs::cgroup_mounts(&args.mountinfo)?;
-    if let Some(w) = cgroupfs::attribution_warning(&mounts) {
-        log(Priority::Warning, &w);
-    }
-    let mount = cgroupfs::find_cgroup2(&args.mountinfo)?;
-    let mut names = CgroupNames::new(mount.as_ref(), 16_384);
-    let probe = Probe::load(&LoadOptions {
-        btf_path: args.btf.clone(),
-        max_cgroups: args.max_cgroups,
-        events: None,
-        exit_flavour: None,
-        drill_buffer: Some(DRILL_BUFFER_BYTES),
-        cgroup_removals: true,
-        cgroup_buffer: Some(CGROUP_BUFFER_BYTES),
-        lazy_cgroups: true,
-        // A drill-down's records wake the sentinel as they come: only the
-        // drilled unit pays for that, and only while it is drilled.
-        lazy_events: false,
-        probe_log: if args.probe_log {
-            ProbeLog::Journal
-        } else {
-            ProbeLog::Off
+async fn sentinel(
+    args: &SentinelArgs,
+    cfg: Config,
+    config_path: Option<PathBuf>,
+) -> Result<(), SentinelError> {
+    let mut signals = Signals::install()?;
+    let notifier = Notifier::from_env();
+    let s = Session::open(Options {
+        mountinfo: &args.mountinfo,
+        load: LoadOptions {
+            btf_path: args.btf.clone(),
+            max_cgroups: args.max_cgroups,
+            events: None,
+            exit_flavour: None,
+            drill_buffer: Some(DRILL_BUFFER_BYTES),
+            cgroup_removals: true,
+            cgroup_buffer: Some(CGROUP_BUFFER_BYTES),
+            lazy_cgroups: true,
+            // A drill-down's records wake the sentinel as they come: only
+            // the drilled units pay for that, and only while drilled.
+            lazy_events: false,
+            probe_log: if args.probe_log {
+                ProbeLog::Journal
+            } else {
+                ProbeLog::Off
+            },
         },
+        names_cap: 16_384,
+        mem: mem_config(&cfg),
     })?;
-    if let Some(w) = &probe.oom_scope_warning {
+    if let Some(w) = &s.attribution_warning {
+        log(Priority::Warning, w);
+    }
+    if let Some(w) = &s.probe.oom_scope_warning {
         log(Priority::Warning, w);
     }
     // The state is read once the kernel has proved it can run the probe:
@@ -803,7 +891,6 @@ pub fn run(args: &SentinelArgs) -> Result<(), SentinelError> {
         }
     };
     let mut alerter = make_alerter(&cfg)?;
-    names.walk();
     let body: metrics::Shared = Arc::new(Mutex::new(String::new()));
     let bound = metrics::serve(cfg.listen, Arc::clone(&body))?;
 
@@ -814,97 +901,136 @@ pub fn run(args: &SentinelArgs) -> Result<(), SentinelError> {
     let release = caps::kernel_release();
     caps::drop_to(&caps::needed_after_load(&release)).map_err(SentinelError::Caps)?;
 
-    let mem = MemWatch::new(
-        mem_config(&cfg),
-        mempress::memory_tree(&mounts),
-        PathBuf::from("/proc"),
-    )
-    .with_units_root(mount.as_ref().map(|m| m.mount_point.clone()));
-    let started_ns = monotonic_now_ns();
-    let mono_to_unix = now_unix() - started_ns as f64 / 1e9;
-    let interval = cfg.interval;
     let tracker = Tracker::new(TrackConfig::default(), state);
     // Findings open before a restart were alerted then.
     for f in tracker.findings() {
         alerter.seed(f.key(), f.severity as u8);
     }
-    let mut lp = Loop {
+    let interval = cfg.interval;
+    let mut lp = Sentinel {
         cfg,
         config_path,
-        probe,
-        names,
+        s,
         tracker,
         alerter,
-        mem,
         body,
         prev: Snapshot::default(),
         folded: Vec::new(),
         unit_ids: HashMap::new(),
         unit_paths: HashMap::new(),
-        drill: None,
-        drill_queue: Vec::new(),
-        mono_to_unix,
+        drills: Vec::new(),
+        queue: DrillQueue::default(),
         health: Health::default(),
         polls_since_save: 0,
         last_summary: Instant::now(),
+        last_poll: Instant::now(),
     };
-    // Scripts and tests wait for this line.
-    log(
-        Priority::Info,
-        &format!(
-            "sentinel started: interval {}, metrics on http://{bound}/metrics, state {}",
-            humantime::format_duration(interval),
-            lp.cfg.state.display()
-        ),
+    let started = format!(
+        "sentinel started: interval {}, metrics on http://{bound}/metrics, state {}",
+        humantime::format_duration(interval),
+        lp.cfg.state.display()
     );
+    // The first poll fills /metrics before anyone is told it is there:
+    // scripts and tests wait for this line, systemd for READY=1.
     lp.poll()?;
-    let mut next = Instant::now() + lp.cfg.interval;
-    while !stop.load(Ordering::Relaxed) {
-        if hup.swap(false, Ordering::Relaxed) {
-            lp.reload();
-            next = next.min(Instant::now() + lp.cfg.interval);
-        }
-        let now = Instant::now();
-        if now >= next {
-            lp.poll()?;
-            while next <= Instant::now() {
-                next += lp.cfg.interval;
+    log(Priority::Info, &started);
+    notifier.ready(&started);
+
+    let new_tick = |every: Duration| {
+        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        t.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        t
+    };
+    let mut poll_tick = new_tick(lp.cfg.interval);
+    let mut pet = new_tick(notifier.watchdog_every.unwrap_or(Duration::from_secs(3600)));
+    loop {
+        tokio::select! {
+            biased;
+            ask = signals.recv() => match ask {
+                Ask::Stop => break,
+                Ask::Reload => {
+                    let before = lp.cfg.interval;
+                    lp.reload();
+                    if lp.cfg.interval != before {
+                        poll_tick = new_tick(lp.cfg.interval);
+                    }
+                }
+            },
+            _ = poll_tick.tick() => lp.poll()?,
+            // An OOM kill or a drill-down record wakes the loop early, and
+            // so does a cgroup ring half full (a burst of transient units).
+            r = lp.s.ready() => {
+                r?;
+                lp.drain()?;
             }
-            continue;
-        }
-        // Sleep until the next poll. An OOM kill or a drill-down record
-        // wakes the loop early, and so does a cgroup ring half full (a
-        // burst of transient units); a signal ends the wait.
-        let wait = (next - now).as_millis().min(i32::MAX as u128) as libc::c_int;
-        let mut pfds = [
-            libc::pollfd {
-                fd: lp.probe.mkdir_fd().as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: lp.probe.events_fd().as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            // poll(2) skips a negative fd: the probe's log, when it is off.
-            libc::pollfd {
-                fd: lp.probe.probe_log_fd().map_or(-1, |fd| fd.as_raw_fd()),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // SAFETY: valid pollfds for the duration of the call; EINTR just
-        // ends the wait, and the loop re-checks its flags.
-        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, wait) };
-        if n > 0 {
-            lp.probe.flush_probe_log();
-            lp.drain()?;
+            // Petted only while polls keep coming: a loop that still turns
+            // but no longer polls is as stuck as one that does not turn.
+            _ = pet.tick(), if notifier.watchdog_every.is_some() => {
+                if lp.last_poll.elapsed() < 2 * lp.cfg.interval + Duration::from_secs(5) {
+                    notifier.watchdog();
+                }
+            }
         }
     }
+    notifier.stopping();
     // SIGTERM: the last interval's counts, then the state.
     lp.poll()?;
     lp.save();
+    if let Some(h) = lp.alerter.take_hook() {
+        // What is queued still goes out, for as long as one hook may take;
+        // a hook still running then is killed as the runtime ends.
+        let _ = tokio::time::timeout(hook::HOOK_TIMEOUT, h.finish()).await;
+    }
     log(Priority::Info, "sentinel stopped; state saved");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(items: &[(&str, bool)]) -> DrillQueue {
+        let mut q = DrillQueue::default();
+        for (u, e) in items {
+            q.push(u.to_string(), *e);
+        }
+        q
+    }
+
+    #[test]
+    fn loops_to_name_queue_ahead_of_candidates_once_each() {
+        let mut q = queue(&[("a", false), ("b", false), ("a", false), ("c", true)]);
+        q.push("b".into(), true);
+        let order: Vec<_> = std::iter::from_fn(|| q.pop()).collect();
+        assert_eq!(
+            order,
+            [("c".into(), true), ("b".into(), true), ("a".into(), false)]
+        );
+    }
+
+    #[test]
+    fn free_slots_go_in_queue_order_without_pre_empting() {
+        let mut q = queue(&[("cand", false), ("loop", true)]);
+        let (yields, starts) = q.plan(&[false, false], 8);
+        assert!(yields.is_empty(), "a free slot for each");
+        assert_eq!(starts, [("loop".into(), true), ("cand".into(), false)]);
+    }
+
+    #[test]
+    fn with_every_slot_taken_a_loop_pre_empts_the_latest_candidate_only() {
+        let running = [false, true, false, true];
+        let mut q = queue(&[
+            ("loop1", true),
+            ("loop2", true),
+            ("loop3", true),
+            ("cand", false),
+        ]);
+        let (yields, starts) = q.plan(&running, 4);
+        assert_eq!(yields, [2, 0], "both candidates yield, loops never");
+        assert_eq!(starts, [("loop1".into(), true), ("loop2".into(), true)]);
+        assert_eq!(q.pop(), Some(("loop3".into(), true)), "still first in line");
+        let mut q = queue(&[("cand2", false)]);
+        let (yields, starts) = q.plan(&[false; 4], 4);
+        assert!(yields.is_empty() && starts.is_empty(), "a candidate waits");
+    }
 }

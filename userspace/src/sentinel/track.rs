@@ -62,7 +62,15 @@ struct Recent {
     last_creation_ns: Option<u64>,
     /// Creations since the last interval, not yet in a tick.
     pending_recreations: u64,
+    /// When the unit's cgroup was created, unix seconds, within the
+    /// window (at most [`MAX_CREATIONS`]): restarts are timed by the
+    /// kernel's records, not by the poll that read them, so a loop whose
+    /// restarts all fall in one poll still has its rate and start.
+    creations: VecDeque<f64>,
 }
+
+/// Creation times kept per unit: enough for a rate, however fast the loop.
+const MAX_CREATIONS: usize = 64;
 
 impl Recent {
     fn sums(&self) -> Tick {
@@ -217,10 +225,14 @@ impl Tracker {
         }
     }
 
-    /// A cgroup was created for `unit` at `ts_ns` (monotonic): if it had
-    /// one before, the unit was started again.
-    pub fn creation(&mut self, unit: &str, ts_ns: u64) {
+    /// A cgroup was created for `unit` at `ts_ns` (monotonic), which is
+    /// `t_unix`: if it had one before, the unit was started again.
+    pub fn creation(&mut self, unit: &str, ts_ns: u64, t_unix: f64) {
         let r = self.recent.entry(unit.to_string()).or_default();
+        if r.creations.len() >= MAX_CREATIONS {
+            r.creations.pop_front();
+        }
+        r.creations.push_back(t_unix);
         if let Some(prev) = r.last_creation_ns.replace(ts_ns)
             && ts_ns >= prev
         {
@@ -293,6 +305,9 @@ impl Tracker {
             while r.ticks.front().is_some_and(|t| t.t < horizon) {
                 r.ticks.pop_front();
             }
+            while r.creations.front().is_some_and(|&t| t < horizon) {
+                r.creations.pop_front();
+            }
         }
         self.rejected.retain(|_, until| *until > now_unix);
 
@@ -346,8 +361,20 @@ impl Tracker {
                 let kind = kind_of(per_min, &self.cfg);
                 let f = FindingState {
                     unit: unit.clone(),
-                    first_seen_unix: r.ticks.front().map_or(now_unix, |t| t.t),
-                    last_seen_unix: r.ticks.back().map_or(now_unix, |t| t.t),
+                    // The first start the kernel recorded in the window,
+                    // else the poll that first saw a death.
+                    first_seen_unix: r
+                        .creations
+                        .front()
+                        .copied()
+                        .or(r.ticks.front().map(|t| t.t))
+                        .unwrap_or(now_unix),
+                    last_seen_unix: r
+                        .creations
+                        .back()
+                        .copied()
+                        .or(r.ticks.back().map(|t| t.t))
+                        .unwrap_or(now_unix),
                     restarts,
                     kind: name_of(kind),
                     severity: name_of(severity_of(kind, per_min * 1440.0)),
@@ -432,8 +459,16 @@ pub struct Outcome {
 }
 
 /// Restarts per minute over the window, between the first and the last
-/// restart seen in it.
+/// restart seen in it: from the kernel's creation times where the unit is
+/// restarted into new cgroups, else from the polls that saw deaths.
 fn rate(r: &Recent, now_unix: f64) -> f64 {
+    if r.ticks.iter().any(|t| t.recreations > 0)
+        && let (Some(first), Some(last)) = (r.creations.front(), r.creations.back())
+        && r.creations.len() >= 3
+        && last > first
+    {
+        return (r.creations.len() - 1) as f64 / (last - first) * 60.0;
+    }
     let restarts: u64 = r.ticks.iter().map(|t| r.restarts(t)).sum();
     let Some(first) = r.ticks.front() else {
         return 0.0;
@@ -507,7 +542,7 @@ mod tests {
         let mut out = Vec::new();
         for i in 0..restarts {
             let at = from_s + 10 * i;
-            t.creation(unit, at * S);
+            t.creation(unit, at * S, T0 + at as f64);
             out.push(t.interval(T0 + at as f64 + 1.0, [(unit.into(), failed(1, 1), None)]));
             out.push(t.interval(T0 + at as f64 + 6.0, []));
         }
@@ -558,7 +593,10 @@ mod tests {
         // after are (the first by its death, its creation having no
         // predecessor in memory).
         assert_eq!(f.restarts, 7);
-        assert_eq!(f.first_seen_unix, T0 + 1.0, "first seen before the restart");
+        assert_eq!(
+            f.first_seen_unix, T0,
+            "first seen before the restart, at the first start recorded"
+        );
         assert_eq!(t.state.units["serial-getty@ttyS0.service"].execs, 8);
     }
 
@@ -617,11 +655,30 @@ mod tests {
         );
     }
 
+    /// A 500 ms loop polled every 10 s: its restarts all fall in one poll.
+    /// The kernel's creation times give its rate and its start, not the
+    /// poll that read them.
+    #[test]
+    fn restarts_within_one_poll_have_their_own_rate_and_start() {
+        let mut t = Tracker::new(TrackConfig::default(), State::fresh(T0));
+        let unit = "fast.service";
+        for i in 0..8u64 {
+            t.creation(unit, i * S / 2, T0 + 2.0 + i as f64 / 2.0);
+        }
+        let o = t.interval(T0 + 10.0, [(unit.into(), failed(8, 8), None)]);
+        assert_eq!(o.opened, [unit]);
+        let f = t.finding(unit).unwrap();
+        assert!((f.rate_per_min - 120.0).abs() < 1.0, "{}", f.rate_per_min);
+        assert_eq!(f.first_seen_unix, T0 + 2.0, "the first start, not the poll");
+        assert_eq!(f.last_seen_unix, T0 + 5.5, "the last start");
+        assert!(f.message.contains("(120.0/min)"), "{}", f.message);
+    }
+
     #[test]
     fn clean_exits_never_make_a_finding() {
         let mut t = Tracker::new(TrackConfig::default(), State::fresh(T0));
         for i in 0..100 {
-            t.creation("build.service", i * S);
+            t.creation("build.service", i * S, T0 + i as f64);
             let c = Counters {
                 forks: 500,
                 execs: 500,
@@ -638,7 +695,7 @@ mod tests {
     fn slow_restarts_are_a_failing_periodic_job_of_low_severity() {
         let mut t = Tracker::new(TrackConfig::default(), State::fresh(T0));
         for i in 0..5u64 {
-            t.creation("backup.service", i * 120 * S);
+            t.creation("backup.service", i * 120 * S, T0 + (i * 120) as f64);
             t.interval(
                 T0 + (i * 120) as f64 + 1.0,
                 [("backup.service".into(), failed(1, 1), None)],
