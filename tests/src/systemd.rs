@@ -1,9 +1,9 @@
 //! A real systemd to test against: a minimal Debian booted with
 //! systemd-nspawn inside a test cgroup.
 //!
-//! The rootfs is built once with debootstrap and cached outside the
-//! repository ($SPAWNSCOPE_ROOTFS_CACHE, default
-//! /var/cache/spawnscope-tests/bookworm). Each container boots it with
+//! The rootfs is built once per Debian release with debootstrap and cached
+//! outside the repository ($SPAWNSCOPE_ROOTFS_CACHE for bookworm, default
+//! /var/cache/spawnscope-tests/<suite>). Each container boots it with
 //! `--volatile=overlay`, so units a test installs go to a tmpfs and the
 //! cache stays pristine. The container's units show up on the host under
 //! `<test cgroup>/payload/…`, where the host-side probe sees them.
@@ -15,6 +15,7 @@ use std::{
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
+    sync::{Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 
@@ -25,6 +26,10 @@ use crate::{TestCgroup, skip};
 pub enum Suite {
     /// Debian 12, systemd 252: the fixture of every scenario test.
     Bookworm,
+    /// Debian 13, systemd 257: PID 1 starts every service through
+    /// systemd-executor (systemd >= 255), so each start is two execs in
+    /// the service's cgroup. The scenario tests run on it too.
+    Trixie,
     /// Debian 11, systemd 247 and glibc 2.31: an old userland for the
     /// static release binary.
     Bullseye,
@@ -34,9 +39,71 @@ impl Suite {
     pub fn name(self) -> &'static str {
         match self {
             Suite::Bookworm => "bookworm",
+            Suite::Trixie => "trixie",
             Suite::Bullseye => "bullseye",
         }
     }
+
+    /// The major version of the systemd the suite ships.
+    pub fn systemd_version(self) -> u32 {
+        match self {
+            Suite::Bookworm => 252,
+            Suite::Trixie => 257,
+            Suite::Bullseye => 247,
+        }
+    }
+
+    /// True when PID 1 starts services through systemd-executor.
+    pub fn has_executor(self) -> bool {
+        self.systemd_version() >= 255
+    }
+
+    /// Execs in a unit's cgroup per start of one of its commands: the
+    /// command's, and before it, from systemd 255 on, systemd-executor's.
+    pub fn execs_per_start(self) -> u64 {
+        if self.has_executor() { 2 } else { 1 }
+    }
+
+    /// Forks counted in a unit's cgroup per start of one of its commands.
+    /// Trixie's systemd (257, on glibc 2.41) creates the process in the
+    /// unit's cgroup (pidfd_spawn with CLONE_INTO_CGROUP), where the probe
+    /// counts the fork; bookworm's forks in init.scope and then moves the
+    /// child.
+    pub fn forks_per_start(self) -> u64 {
+        match self {
+            Suite::Trixie => 1,
+            Suite::Bookworm | Suite::Bullseye => 0,
+        }
+    }
+}
+
+/// Asserts that `what` (a finding or an alert, as JSON) does not name
+/// systemd-executor's hand-off (systemd >= 255) as what runs: neither the
+/// executor nor the `/proc/self/fd/N` path PID 1 execs it by.
+pub fn assert_names_no_executor(what: &serde_json::Value) {
+    let text = what.to_string();
+    assert!(
+        !text.contains("systemd-executor") && !text.contains("/proc/self/fd/"),
+        "names systemd-executor's hand-off, not the unit's own program: {what}"
+    );
+}
+
+/// systemd's "Started UNIT." message (SD_MESSAGE_UNIT_STARTED).
+const UNIT_STARTED: &str = "MESSAGE_ID=39f53479d3a045ac8e11786248231fbf";
+
+/// Restarts per minute of a unit started at `starts` (unix seconds, in
+/// order): 60 s over the median interval between two starts.
+pub fn restarts_per_min(starts: &[f64]) -> f64 {
+    let mut gaps: Vec<f64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(!gaps.is_empty(), "no restart in {starts:?}");
+    gaps.sort_by(f64::total_cmp);
+    let n = gaps.len();
+    let median = if n % 2 == 1 {
+        gaps[n / 2]
+    } else {
+        (gaps[n / 2 - 1] + gaps[n / 2]) / 2.0
+    };
+    60.0 / median
 }
 
 const PACKAGES: &str = "systemd,systemd-sysv,dbus";
@@ -47,7 +114,7 @@ const STAMP: &str = ".spawnscope-rootfs-complete";
 fn cache_dir(suite: Suite) -> PathBuf {
     match suite {
         Suite::Bookworm => std::env::var_os("SPAWNSCOPE_ROOTFS_CACHE").map(PathBuf::from),
-        Suite::Bullseye => None,
+        Suite::Trixie | Suite::Bullseye => None,
     }
     .unwrap_or_else(|| PathBuf::from("/var/cache/spawnscope-tests").join(suite.name()))
 }
@@ -181,6 +248,8 @@ pub struct SystemdContainer {
     nspawn: Option<Child>,
     /// PID (on the host) of the container's systemd.
     pub leader: i32,
+    /// The Debian release it runs.
+    pub suite: Suite,
     /// From starting nspawn to `systemctl is-system-running --wait`.
     pub boot_time: Duration,
     /// How long debootstrap took, if this boot had to build the rootfs.
@@ -189,7 +258,21 @@ pub struct SystemdContainer {
     _logdir: tempfile::TempDir,
     /// nspawn's exit status, once it has exited.
     exit: Option<std::process::ExitStatus>,
+    /// Held for the container's life (released after it is stopped).
+    _one_at_a_time: MutexGuard<'static, ()>,
+    /// When this container's turn came (the rootfs build and boot
+    /// included): the test's own time, without its wait for the lock.
+    turn: Instant,
 }
+
+/// One container at a time per test binary. A scenario test runs once per
+/// suite, and libtest runs a binary's tests on parallel threads; the probe
+/// (trace's or the sentinel's) sees every container on the host, so a
+/// second container's units would land in the first test's findings, the
+/// sentinel's drill-down could be spent on the wrong loop, and two booted
+/// systemds on these 2 CPUs would stretch the restart timings the tests
+/// measure.
+static ONE_CONTAINER: Mutex<()> = Mutex::new(());
 
 impl SystemdContainer {
     /// Boots a container, or returns None after a loud skip when this host
@@ -216,6 +299,12 @@ impl SystemdContainer {
                 return None;
             }
         }
+        // A test that failed while holding it poisoned it; the container
+        // it guarded is gone all the same.
+        let one_at_a_time = ONE_CONTAINER
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let turn = Instant::now();
         let (root, rootfs_build_time) = rootfs(suite);
         let cgroup = TestCgroup::new(&format!("sd-{tag}"));
         let name = cgroup
@@ -253,11 +342,14 @@ impl SystemdContainer {
             cgroup,
             nspawn: Some(nspawn),
             leader: 0,
+            suite,
             boot_time: Duration::ZERO,
             rootfs_build_time,
             log,
             _logdir: logdir,
             exit: None,
+            _one_at_a_time: one_at_a_time,
+            turn,
         };
         c.leader = c.wait_for_init();
         // Early on, the process in init.scope may still be nspawn's child
@@ -286,8 +378,9 @@ impl SystemdContainer {
         );
         c.boot_time = t0.elapsed();
         eprintln!(
-            "systemd fixture: {} booted in {:.2}s{}",
+            "systemd fixture: {} ({}) booted in {:.2}s{}",
             c.name,
+            suite.name(),
             c.boot_time.as_secs_f64(),
             match c.rootfs_build_time {
                 Some(d) => format!(" (rootfs built first, {:.1}s)", d.as_secs_f64()),
@@ -457,6 +550,33 @@ impl SystemdContainer {
         }
     }
 
+    /// When systemd started `unit`, each time, as unix seconds in order:
+    /// the journal's "Started" messages, which PID 1 logs as it forks the
+    /// unit's process, before any exec. systemd's own record of a restart
+    /// loop's cadence, to check spawnscope's rates and first-seen times
+    /// against.
+    pub fn start_times(&self, unit: &str) -> Vec<f64> {
+        self.run(&[
+            "journalctl",
+            "--no-pager",
+            "--output=json",
+            "--output-fields=MESSAGE",
+            UNIT_STARTED,
+            &format!("UNIT={unit}"),
+        ])
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("journal line {l:?}: {e}"));
+            let us: u64 = v["__REALTIME_TIMESTAMP"]
+                .as_str()
+                .and_then(|t| t.parse().ok())
+                .unwrap_or_else(|| panic!("no timestamp in {l}"));
+            us as f64 / 1e6
+        })
+        .collect()
+    }
+
     /// `systemctl show -p ...` as a map.
     pub fn show(&self, unit: &str, props: &[&str]) -> BTreeMap<String, String> {
         let mut argv = vec!["systemctl", "show", unit];
@@ -522,9 +642,10 @@ impl SystemdContainer {
             self.exit
         );
         eprintln!(
-            "systemd fixture: {} powered off in {:.2}s",
+            "systemd fixture: {} powered off in {:.2}s, {:.1}s after its boot began",
             self.name,
-            took.as_secs_f64()
+            took.as_secs_f64(),
+            self.turn.elapsed().as_secs_f64()
         );
         took
     }
@@ -557,7 +678,14 @@ impl SystemdContainer {
 
 impl Drop for SystemdContainer {
     fn drop(&mut self) {
-        self.stop();
+        if self.nspawn.is_some() {
+            self.stop();
+            eprintln!(
+                "systemd fixture: {} stopped {:.1}s after its boot began",
+                self.name,
+                self.turn.elapsed().as_secs_f64()
+            );
+        }
     }
 }
 

@@ -2,20 +2,34 @@
 //! a failing agetty (a new cgroup at each restart). The sentinel opens a
 //! finding from its counts, and the hook (run directly, the alert as JSON
 //! on stdin) receives it; the drill-down then follows the unit into its
-//! next cgroup and names agetty and its exit status.
+//! next cgroup and names agetty and its exit status, never the
+//! systemd-executor that systemd 257 starts it through. The finding
+//! restarts at systemd's rate and was first seen by systemd's first
+//! restart. On bookworm (systemd 252) and trixie (systemd 257).
 
 use std::time::{Duration, Instant};
 
 use spawnscope_tests::{
     sentinel::{Sentinel, config, read_jsonl},
-    systemd::SystemdContainer,
+    systemd::{Suite, SystemdContainer, assert_names_no_executor, restarts_per_min},
 };
 
 const UNIT: &str = "serial-getty@ttyS0.service";
 
 #[test]
-fn hook_receives_the_loop_of_a_real_systemd_unit() {
-    let Some(ct) = SystemdContainer::boot("sentinel-hook") else {
+fn hook_receives_the_loop_of_a_real_systemd_unit_bookworm() {
+    hook_receives_the_loop_of_a_real_systemd_unit(Suite::Bookworm);
+}
+
+#[test]
+fn hook_receives_the_loop_of_a_real_systemd_unit_trixie() {
+    hook_receives_the_loop_of_a_real_systemd_unit(Suite::Trixie);
+}
+
+fn hook_receives_the_loop_of_a_real_systemd_unit(suite: Suite) {
+    let Some(ct) =
+        SystemdContainer::boot_suite(&format!("sentinel-hook-{}", suite.name()), suite, &[])
+    else {
         return;
     };
     ct.install_unit(
@@ -73,6 +87,12 @@ fn hook_receives_the_loop_of_a_real_systemd_unit() {
         std::thread::sleep(Duration::from_millis(50));
     };
     ct.run(&["systemctl", "stop", UNIT]);
+    let started = ct.start_times(UNIT);
+    let real_rate = restarts_per_min(&started);
+    eprintln!(
+        "sentinel ({}): systemd started {UNIT} at {started:?} ({real_rate:.2}/min)\nopened: {opened}\nidentified: {identified}",
+        suite.name()
+    );
 
     assert_eq!(opened["priority"], "err");
     assert_eq!(opened["detail"]["kind"], "respawn_loop");
@@ -94,6 +114,11 @@ fn hook_receives_the_loop_of_a_real_systemd_unit() {
         identified["detail"]["detail"]["executable"], "/sbin/agetty",
         "{identified}"
     );
+    assert_eq!(
+        identified["detail"]["detail"]["argv"][0], "/sbin/agetty",
+        "{identified}"
+    );
+    assert_names_no_executor(&identified);
     let status: u64 = props["ExecMainStatus"].parse().unwrap();
     assert_ne!(status, 0);
     assert_eq!(
@@ -126,4 +151,19 @@ fn hook_receives_the_loop_of_a_real_systemd_unit() {
     s.signal(libc::SIGTERM);
     let (code, stderr) = s.wait();
     assert_eq!(code, Some(0), "{stderr}");
+
+    // The finding opened at systemd's pace, and as first seen by
+    // systemd's first restart, not at the poll that opened it.
+    let rate = opened["detail"]["rate_per_min"].as_f64().unwrap();
+    assert!(
+        (rate - real_rate).abs() <= 0.1 * real_rate,
+        "opened at {rate}/min, systemd restarted it {real_rate:.2}/min: {opened}"
+    );
+    let first = opened["detail"]["first_seen_unix"].as_f64().unwrap();
+    assert!(
+        first >= started[0] - 0.5 && first <= started[1],
+        "first seen {first}, systemd started it at {} and first restarted it at {}: {opened}",
+        started[0],
+        started[1]
+    );
 }

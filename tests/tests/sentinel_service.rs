@@ -2,11 +2,20 @@
 //! nspawn fixture, given CAP_BPF and CAP_PERFMON to pass on): it passes
 //! `systemd-analyze verify`, its `systemd-analyze security` exposure is
 //! reported, and under its whole sandbox the sentinel starts, drops its
-//! capabilities, and reports a loop in the journal at error priority.
+//! capabilities, and reports a loop in the journal at error priority. The
+//! loop restarts twice a second, so its restarts fall two to a poll: it is
+//! opened at systemd's rate, as first seen by systemd's first restart, and
+//! named after its own program (sh), never the systemd-executor that
+//! systemd 257 starts it through. On bookworm (systemd 252) and trixie
+//! (systemd 257).
 
 use std::time::{Duration, Instant};
 
-use spawnscope_tests::{spawnscope_bin, systemd::SystemdContainer};
+use spawnscope_tests::{
+    sentinel::{http_get, samples},
+    spawnscope_bin,
+    systemd::{Suite, SystemdContainer, restarts_per_min},
+};
 
 const UNIT_FILE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -14,10 +23,23 @@ const UNIT_FILE: &str = concat!(
 );
 const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../dist/sentinel.toml");
 
+const SENTINEL: &str = "spawnscope-sentinel.service";
+const FLAKY: &str = "flaky.service";
+
 #[test]
-fn shipped_unit_verifies_scores_and_runs_sandboxed() {
-    let Some(ct) = SystemdContainer::boot_with(
-        "sentinel-service",
+fn shipped_unit_verifies_scores_and_runs_sandboxed_bookworm() {
+    shipped_unit_verifies_scores_and_runs_sandboxed(Suite::Bookworm);
+}
+
+#[test]
+fn shipped_unit_verifies_scores_and_runs_sandboxed_trixie() {
+    shipped_unit_verifies_scores_and_runs_sandboxed(Suite::Trixie);
+}
+
+fn shipped_unit_verifies_scores_and_runs_sandboxed(suite: Suite) {
+    let Some(ct) = SystemdContainer::boot_suite(
+        &format!("sentinel-service-{}", suite.name()),
+        suite,
         &[
             "--capability=CAP_BPF,CAP_PERFMON",
             "--system-call-filter=bpf perf_event_open",
@@ -91,7 +113,58 @@ fn shipped_unit_verifies_scores_and_runs_sandboxed() {
         );
         std::thread::sleep(Duration::from_millis(300));
     };
+    // Read while the finding is open: its rate and first-seen time, and
+    // how the drill-down that follows the opening names it (a line at
+    // info priority).
+    let addr = ct.sentinel_serving(SENTINEL);
+    let (status, metrics) = http_get(addr, "/metrics");
+    assert_eq!(status, 200, "{metrics}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let identified = loop {
+        let j = ct.run(&["journalctl", "--no-pager", "-o", "cat", "-u", SENTINEL]);
+        if let Some(l) = j
+            .lines()
+            .find(|l| l.contains("finding_identified: respawn loop in flaky.service"))
+        {
+            break l.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "flaky.service was never identified; journal:\n{j}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
     ct.run(&["systemctl", "stop", "flaky.service"]);
+    let started = ct.start_times(FLAKY);
+    let real_rate = restarts_per_min(&started);
+    let opened = journal
+        .lines()
+        .find(|l| l.contains("finding_opened: respawn loop in flaky.service"))
+        .expect("found above")
+        .to_string();
+    // The sentinel runs in the container but sees the host's cgroup tree:
+    // the unit is labelled with its container.
+    let label = format!("{FLAKY} @{}", ct.name);
+    let metric = |name: &str| {
+        samples(&metrics)
+            .get(&format!("{name}{{unit=\"{label}\"}}"))
+            .copied()
+            .unwrap_or_else(|| panic!("no {name} for {label} in:\n{metrics}"))
+    };
+    let rate_now = metric("spawnscope_finding_restarts_per_minute");
+    let first = metric("spawnscope_finding_first_seen_timestamp_seconds");
+    // "... N restarts since DATE (R/min)": the rate at the opening.
+    let rate_opened: f64 = opened
+        .split("/min)")
+        .next()
+        .and_then(|h| h.rsplit('(').next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("no rate in {opened:?}"));
+    eprintln!(
+        "sentinel ({}): {opened}\n  then {rate_now:.1}/min, first seen {first:.3}; systemd: {real_rate:.1}/min, starts {:?}\n  {identified}",
+        suite.name(),
+        &started[..started.len().min(4)]
+    );
     let main_pid = ct.show("spawnscope-sentinel.service", &["MainPID"])["MainPID"].clone();
     let status = ct.run(&["cat", &format!("/proc/{main_pid}/status")]);
     for set in ["CapEff:", "CapPrm:", "CapInh:", "CapAmb:"] {
@@ -112,5 +185,31 @@ fn shipped_unit_verifies_scores_and_runs_sandboxed() {
     assert!(
         ct.guest_path("/var/lib/spawnscope/state").exists(),
         "state saved in the StateDirectory"
+    );
+
+    // Named after what the unit runs: sh, exiting 7.
+    assert!(
+        identified.ends_with("; runs /bin/sh, exits with status 7"),
+        "{identified}"
+    );
+    assert!(
+        !identified.contains("systemd-executor") && !identified.contains("/proc/self/fd/"),
+        "names systemd-executor's hand-off, not the unit's own program: {identified}"
+    );
+
+    // Restarts two to a poll: the rate is systemd's all the same, at the
+    // opening and after, and the finding was first seen by the first
+    // restart, not at the poll that opened it.
+    for (when, rate) in [("at the opening", rate_opened), ("later", rate_now)] {
+        assert!(
+            (rate - real_rate).abs() <= 0.1 * real_rate,
+            "{when}: {rate}/min, systemd restarted {FLAKY} {real_rate:.1}/min ({started:?}): {opened}"
+        );
+    }
+    assert!(
+        first >= started[0] - 0.5 && first <= started[1],
+        "first seen {first}, systemd started {FLAKY} at {} and first restarted it at {}: {opened}",
+        started[0],
+        started[1]
     );
 }

@@ -3,17 +3,33 @@
 //! Restart=always, RestartSec=2s and no start limit. spawnscope reports it
 //! as a respawn loop by its 3rd restart, with agetty's real exit status
 //! (systemd's ExecMainStatus), and `analyze` on the recording of the same
-//! run gives the same findings as the live summary.
+//! run gives the same findings as the live summary. The finding names
+//! agetty, never the systemd-executor that systemd 257 starts it through,
+//! at the rate systemd restarts it and from the first start systemd
+//! logged. On bookworm (systemd 252) and trixie (systemd 257).
 
 use std::time::Duration;
 
-use spawnscope_tests::{Tracer, analyze_json, summary, systemd::SystemdContainer};
+use spawnscope_tests::{
+    Tracer, analyze_json, summary,
+    systemd::{Suite, SystemdContainer, assert_names_no_executor, restarts_per_min},
+};
 
 const UNIT: &str = "serial-getty@ttyS0.service";
 
 #[test]
-fn agetty_crash_loop_is_named_by_its_third_restart() {
-    let Some(ct) = SystemdContainer::boot("incident") else {
+fn agetty_crash_loop_is_named_by_its_third_restart_bookworm() {
+    agetty_crash_loop_is_named_by_its_third_restart(Suite::Bookworm);
+}
+
+#[test]
+fn agetty_crash_loop_is_named_by_its_third_restart_trixie() {
+    agetty_crash_loop_is_named_by_its_third_restart(Suite::Trixie);
+}
+
+fn agetty_crash_loop_is_named_by_its_third_restart(suite: Suite) {
+    let Some(ct) = SystemdContainer::boot_suite(&format!("incident-{}", suite.name()), suite, &[])
+    else {
         return;
     };
     // A concrete instance file overrides the packaged template: the same
@@ -31,7 +47,10 @@ fn agetty_crash_loop_is_named_by_its_third_restart() {
     // agetty fails every ~10 s; the finding comes at its 3rd restart, about
     // 30 s here, later on a loaded host.
     let (detected, _) = tracer.wait_for(Duration::from_secs(180), "loop finding", |v| {
-        v["type"] == "finding" && v["change"] == "detected" && v["unit"] == UNIT
+        v["type"] == "finding"
+            && v["change"] == "detected"
+            && v["unit"] == UNIT
+            && v["container"] == ct.name.as_str()
     });
     // systemd's own record of the last run's end, read while the unit
     // waits out RestartSec (a running instance has no status yet).
@@ -72,8 +91,36 @@ fn agetty_crash_loop_is_named_by_its_third_restart() {
     let secs = (detected["last_seen_unix"].as_f64().unwrap()
         - detected["first_seen_unix"].as_f64().unwrap()) as u64;
     eprintln!(
-        "incident loop: detected at restart {} after {secs} s: {}",
-        detected["restarts"], detected["message"]
+        "incident loop ({}): detected at restart {} after {secs} s: {}",
+        suite.name(),
+        detected["restarts"],
+        detected["message"]
+    );
+
+    // agetty, not the executor that systemd 257 starts it through.
+    assert_eq!(detected["argv"][0], "/sbin/agetty", "{detected}");
+    assert_names_no_executor(&detected);
+    // At systemd's pace, from systemd's first start. The finding came
+    // with the 3rd restart; the starts systemd logged since then do not
+    // change the median much.
+    let started = ct.start_times(UNIT);
+    let real_rate = restarts_per_min(&started);
+    let rate = detected["rate_per_min"].as_f64().unwrap();
+    let first = detected["first_seen_unix"].as_f64().unwrap();
+    eprintln!(
+        "incident loop ({}): {rate:.2}/min, systemd's log {real_rate:.2}/min; first seen {first:.3}, systemd's starts {:?}",
+        suite.name(),
+        &started[..started.len().min(4)]
+    );
+    assert!(
+        (rate - real_rate).abs() <= 0.1 * real_rate,
+        "{rate}/min, systemd restarted it {real_rate:.2}/min ({started:?}): {detected}"
+    );
+    // agetty's first exec follows systemd's first "Started" by the
+    // executor's set-up (milliseconds); the clocks are the same host's.
+    assert!(
+        first >= started[0] - 0.5 && first < started[1],
+        "first seen {first}, systemd's starts {started:?}: {detected}"
     );
 
     // Live summary and offline analysis agree.
@@ -85,6 +132,12 @@ fn agetty_crash_loop_is_named_by_its_third_restart() {
         .filter(|f| f["container"] == ct.name.as_str())
         .collect();
     assert_eq!(mine.len(), 1, "{live}");
+    assert_eq!(mine[0]["executable"], "/sbin/agetty", "{live}");
+    assert_names_no_executor(mine[0]);
+    assert_eq!(
+        mine[0]["first_seen_unix"], detected["first_seen_unix"],
+        "the summary's finding is the one detected live: {live}"
+    );
     let offline = analyze_json(&file);
     assert_eq!(offline["findings"], *live, "analyze == live summary");
     ct.shutdown();

@@ -1,12 +1,28 @@
 //! Against a real systemd: a template instance whose name systemd escapes
 //! (`esc-demo@a\x2db\x20c.service` in `system-esc\x2ddemo.slice`) is named
-//! exactly as systemd lists it, with the instance unescaped.
+//! exactly as systemd lists it, with the instance unescaped. On bookworm
+//! (systemd 252) and trixie (systemd 257, which starts each service through
+//! systemd-executor).
 
-use spawnscope_tests::{Tracer, summary, systemd::SystemdContainer, unit_rows};
+use spawnscope_tests::{
+    Tracer, summary,
+    systemd::{Suite, SystemdContainer},
+    unit_rows,
+};
 
 #[test]
-fn escaped_template_instance_is_named_and_unescaped() {
-    let Some(ct) = SystemdContainer::boot("escape") else {
+fn escaped_template_instance_is_named_and_unescaped_bookworm() {
+    escaped_template_instance_is_named_and_unescaped(Suite::Bookworm);
+}
+
+#[test]
+fn escaped_template_instance_is_named_and_unescaped_trixie() {
+    escaped_template_instance_is_named_and_unescaped(Suite::Trixie);
+}
+
+fn escaped_template_instance_is_named_and_unescaped(suite: Suite) {
+    let Some(ct) = SystemdContainer::boot_suite(&format!("escape-{}", suite.name()), suite, &[])
+    else {
         return;
     };
     ct.install_unit(
@@ -36,7 +52,9 @@ fn escaped_template_instance_is_named_and_unescaped() {
         row["cgroups"][0]["path"],
         ct.host_cgroup(&props["ControlGroup"]).as_str()
     );
-    assert_eq!(row["total"]["execs"], 2, "sh, then sleep: {row}");
+    // On systemd 255 and later, systemd-executor's exec comes first.
+    let executor = suite.execs_per_start() - 1;
+    assert_eq!(row["total"]["execs"], 2 + executor, "sh, then sleep: {row}");
 
     // --unit takes systemctl's globs, backslashes literal.
     let tracer = Tracer::start(&["--interval", "1h", "--unit", "esc-demo@*"]);
@@ -52,6 +70,6 @@ fn escaped_template_instance_is_named_and_unescaped() {
         .map(|r| r["unit"].as_str().unwrap())
         .collect();
     assert_eq!(units, vec![unit.as_str()], "only the matching unit: {s}");
-    assert_eq!(s["matched"]["execs"], 2);
+    assert_eq!(s["matched"]["execs"], 2 + executor);
     ct.shutdown();
 }

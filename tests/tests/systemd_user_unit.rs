@@ -1,18 +1,29 @@
 //! Against a real systemd: a unit of a user's own manager
 //! (`user@0.service/app.slice/ustay.service`) is named with its user, its
-//! user-manager slice, and exact counts.
+//! user-manager slice, and exact counts. On bookworm (systemd 252) and
+//! trixie (systemd 257).
 
 use std::time::{Duration, Instant};
 
 use spawnscope_tests::{
     Tracer, summary,
-    systemd::{SystemdContainer, sleeping},
+    systemd::{Suite, SystemdContainer, sleeping},
     unit_rows,
 };
 
 #[test]
-fn user_manager_unit_is_named_with_its_user() {
-    let Some(ct) = SystemdContainer::boot("user") else {
+fn user_manager_unit_is_named_with_its_user_bookworm() {
+    user_manager_unit_is_named_with_its_user(Suite::Bookworm);
+}
+
+#[test]
+fn user_manager_unit_is_named_with_its_user_trixie() {
+    user_manager_unit_is_named_with_its_user(Suite::Trixie);
+}
+
+fn user_manager_unit_is_named_with_its_user(suite: Suite) {
+    let Some(ct) = SystemdContainer::boot_suite(&format!("user-{}", suite.name()), suite, &[])
+    else {
         return;
     };
     ct.start_user_manager();
@@ -35,6 +46,11 @@ fn user_manager_unit_is_named_with_its_user() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The manager forks in its own init.scope to run its generators. On
+    // systemd 252 it also forks the service's process there; 257 spawns
+    // that straight into the service's cgroup, so the reload is what
+    // puts the manager's own row in the report there.
+    ct.user_systemctl(&["daemon-reload"]);
     let (code, lines, stderr) = tracer.stop_with(libc::SIGINT);
     assert_eq!(code, Some(0), "{stderr}");
     let s = summary(&lines);
@@ -60,14 +76,20 @@ fn user_manager_unit_is_named_with_its_user() {
         )
         .as_str()
     );
+    // The user manager starts sh as PID 1 starts a service: on systemd
+    // 257 spawned into the unit's cgroup, through systemd-executor.
     let t = &row["total"];
-    assert_eq!(t["forks"], 2, "{t}");
-    assert_eq!(t["execs"], 1 + 2 + 1, "sh, 2 × true, sleep: {t}");
+    assert_eq!(t["forks"], 2 + suite.forks_per_start(), "{t}");
+    assert_eq!(
+        t["execs"],
+        1 + 2 + 1 + (suite.execs_per_start() - 1),
+        "sh, 2 × true, sleep: {t}"
+    );
     assert_eq!(t["exit_clean"], 2, "{t}");
 
-    // The manager itself lives in user@0.service/init.scope; it forked the
-    // service's process there before moving it, and that row is the user's
-    // init.scope, kept apart from the container's own init.scope.
+    // The manager itself lives in user@0.service/init.scope; it forked
+    // there (above), and that row is the user's init.scope, kept apart
+    // from the container's own init.scope.
     let mgr: Vec<_> = unit_rows(s, "init.scope", Some(&ct.name))
         .into_iter()
         .filter(|r| r["user_manager"] == true)

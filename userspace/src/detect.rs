@@ -11,6 +11,16 @@
 //! [`Config::max_interval`] apart make a *respawn loop*, further apart a
 //! *failing periodic job* (lower severity). Clean exits never count as
 //! deaths, so timers and build bursts stay silent.
+//!
+//! systemd 255 and later start every command of a unit through
+//! `systemd-executor`: PID 1 forks, the child execs the executor (from a
+//! descriptor: the kernel's filename is `/proc/self/fd/N`, the comm `N`),
+//! and the executor sets the process up and execs the command. That first
+//! exec is systemd's machinery, not what the unit runs, so it starts
+//! nothing here; the command's exec is the start. A process that dies in
+//! the executor without exec'ing its command (status 203/EXEC for a
+//! missing binary, 217/USER for an unknown user, …) is a start that failed,
+//! named after the executor and the comm it gave itself, `(command)`.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -375,6 +385,23 @@ pub struct Detector {
     tracks: HashMap<Key, Track>,
     /// Live processes started by exec: (tgid, start_ns) → their group.
     running: HashMap<(u32, u64), Key>,
+    /// Processes inside systemd-executor, not yet running their command:
+    /// (tgid, start_ns) → the executor's exec.
+    in_executor: HashMap<(u32, u64), DetEvent>,
+}
+
+/// True for the argv of `systemd-executor` as a systemd manager execs it,
+/// on its way to a unit's command. Told by the argv, which the manager
+/// writes: the filename is only a descriptor's path, and the comm that
+/// descriptor's number.
+pub fn is_executor_argv<A: AsRef<[u8]>>(argv: &[A]) -> bool {
+    argv.first()
+        .is_some_and(|a| a.as_ref().rsplit(|&b| b == b'/').next() == Some(&b"systemd-executor"[..]))
+        && argv.iter().any(|a| a.as_ref() == b"--deserialize")
+}
+
+fn is_executor_exec(ev: &DetEvent) -> bool {
+    is_executor_argv(&ev.argv)
 }
 
 /// A state change worth telling the operator at once.
@@ -392,6 +419,7 @@ impl Detector {
             mono_to_unix,
             tracks: HashMap::new(),
             running: HashMap::new(),
+            in_executor: HashMap::new(),
         }
     }
 
@@ -411,7 +439,14 @@ impl Detector {
     /// a loop reportable.
     pub fn event(&mut self, ev: &DetEvent) -> Option<Change> {
         match ev.kind.as_str() {
+            "exec" if is_executor_exec(ev) => {
+                // Whatever the process ran before, it runs that no more.
+                self.running.remove(&(ev.tgid, ev.start_ns));
+                self.in_executor.insert((ev.tgid, ev.start_ns), ev.clone());
+                None
+            }
             "exec" => {
+                self.in_executor.remove(&(ev.tgid, ev.start_ns));
                 let key = Self::key(ev, ev.filename.clone(), ev.argv.clone());
                 self.running.insert((ev.tgid, ev.start_ns), key.clone());
                 let t = self
@@ -426,6 +461,9 @@ impl Detector {
             }
             "exit" => {
                 let lifetime = ev.ts_ns.saturating_sub(ev.start_ns);
+                if let Some(x) = self.in_executor.remove(&(ev.tgid, ev.start_ns)) {
+                    return self.executor_death(&x, ev, lifetime);
+                }
                 match self.running.remove(&(ev.tgid, ev.start_ns)) {
                     Some(key) => {
                         if let Some(t) = self.tracks.get_mut(&key) {
@@ -450,6 +488,31 @@ impl Detector {
             }
             _ => None,
         }
+    }
+
+    /// A unit's start that ended in systemd-executor (`exec`), before its
+    /// command ran: started at the executor's exec, ended by `exit`. The
+    /// executor's argv is left out of the group: it names a descriptor
+    /// that differs from one start to the next.
+    fn executor_death(
+        &mut self,
+        exec: &DetEvent,
+        exit: &DetEvent,
+        lifetime: u64,
+    ) -> Option<Change> {
+        let executable = exec.argv.first().cloned().unwrap_or_default();
+        let key = Self::key(exec, executable, Vec::new());
+        let t = self
+            .tracks
+            .entry(key.clone())
+            .or_insert_with(|| Track::new(exec, false));
+        // The executor names itself after the command it was to run.
+        t.comm = exit.comm.clone();
+        t.parent_tgid = exec.ppid;
+        t.parent_comm = exec.parent_comm.clone();
+        t.start(exec.ts_ns);
+        t.exit(exit.ts_ns, lifetime, exit.outcome());
+        self.maybe_report(&key)
     }
 
     fn maybe_report(&mut self, key: &Key) -> Option<Change> {
@@ -726,6 +789,78 @@ mod tests {
             self.events.push(exit);
         }
 
+        /// A unit's command started as systemd >= 255 starts it: PID 1's
+        /// child execs systemd-executor at `at` (by descriptor 9, with
+        /// `--deserialize n`), which execs `exe` `handoff` later
+        /// (None: it dies first, as `(comm)`); the process exits `life`
+        /// after its fork with `outcome`.
+        #[allow(clippy::too_many_arguments)]
+        fn run_via_executor(
+            &mut self,
+            unit: &str,
+            exe: &str,
+            argv: &[&str],
+            n: u32,
+            at: u64,
+            handoff: Option<u64>,
+            life: u64,
+            outcome: Outcome,
+        ) {
+            self.next_pid += 1;
+            let pid = self.next_pid;
+            let n = n.to_string();
+            let executor = DetEvent {
+                kind: "exec".into(),
+                ts_ns: at,
+                tgid: pid,
+                ppid: 1,
+                start_ns: at - 100_000,
+                cgroup: Some(format!("/system.slice/{unit}")),
+                unit: Some(unit.into()),
+                container: None,
+                comm: "9".into(),
+                parent_comm: "systemd".into(),
+                filename: "/proc/self/fd/9".into(),
+                argv: [
+                    "/usr/lib/systemd/systemd-executor",
+                    "--deserialize",
+                    &n,
+                    "--log-level",
+                    "info",
+                    "--log-target",
+                    "journal",
+                ]
+                .map(str::to_string)
+                .to_vec(),
+                code: None,
+                signal: None,
+                core_dumped: None,
+            };
+            let mut exit = executor.clone();
+            exit.kind = "exit".into();
+            exit.ts_ns = executor.start_ns + life;
+            exit.filename.clear();
+            exit.argv.clear();
+            let cmd: String = exe.rsplit('/').next().unwrap().chars().take(15).collect();
+            match outcome {
+                Outcome::Code(c) => exit.code = Some(c),
+                Outcome::Signal(s) => exit.signal = Some(s),
+            }
+            if let Some(h) = handoff {
+                let mut program = executor.clone();
+                program.ts_ns = at + h;
+                program.comm = cmd.clone();
+                program.filename = exe.into();
+                program.argv = argv.iter().map(|a| a.to_string()).collect();
+                self.events.push(program);
+                exit.comm = cmd;
+            } else {
+                exit.comm = format!("({cmd})").chars().take(15).collect();
+            }
+            self.events.push(executor);
+            self.events.push(exit);
+        }
+
         /// Runs the detector over the events in time order; returns the
         /// changes, with the index of the start that caused each.
         fn detect(&mut self, end: u64) -> (Vec<Change>, Vec<Finding>, Detector) {
@@ -792,6 +927,90 @@ mod tests {
         );
         // Quiet since 190 s: more than 60 s (and 3 intervals) at 200 s? No.
         assert_eq!(f.state, "active");
+    }
+
+    #[test]
+    fn command_started_through_systemd_executor_is_the_loop_not_the_executor() {
+        let mut fx = Fx::new();
+        let argv = ["/sbin/agetty", "-o", "-p -- \\u", "ttyS0", "vt220"];
+        for i in 0..10 {
+            // The descriptor number differs from one start to the next.
+            fx.run_via_executor(
+                "serial-getty@ttyS0.service",
+                "/sbin/agetty",
+                &argv,
+                34 + (i % 2) as u32,
+                100 * S + i * 10 * S,
+                Some(25 * MS),
+                12 * MS + 25 * MS,
+                Outcome::Code(1),
+            );
+        }
+        let (changes, findings, _) = fx.detect(200 * S);
+        let d = detected(&changes);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].restarts, 3, "reported at the 3rd restart");
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        let f = &findings[0];
+        assert_eq!(f.executable, "/sbin/agetty");
+        assert_eq!(f.argv, argv);
+        assert_eq!(f.comm, "agetty");
+        assert_eq!(f.parent.comm, "systemd");
+        assert_eq!((f.starts, f.restarts, f.deaths), (10, 9, 10));
+        assert!((f.rate_per_min - 6.0).abs() < 0.01, "{}", f.rate_per_min);
+        assert_eq!(
+            f.first_seen_ns,
+            100 * S + 25 * MS,
+            "the first exec of agetty"
+        );
+        assert_eq!(f.last_seen_ns, 190 * S + 25 * MS);
+        assert!(
+            f.message
+                .starts_with("serial-getty@ttyS0.service: /sbin/agetty restarted 9 times"),
+            "{}",
+            f.message
+        );
+    }
+
+    #[test]
+    fn start_that_fails_inside_systemd_executor_is_named_after_it() {
+        let mut fx = Fx::new();
+        for i in 0..6 {
+            // 203/EXEC: the command does not exist.
+            fx.run_via_executor(
+                "missing.service",
+                "/usr/local/bin/nonexistent",
+                &[],
+                36 + (i % 3) as u32,
+                50 * S + i * 1200 * MS,
+                None,
+                60 * MS,
+                Outcome::Code(203),
+            );
+        }
+        let (changes, findings, _) = fx.detect(60 * S);
+        assert_eq!(detected(&changes).len(), 1);
+        assert_eq!(
+            findings.len(),
+            1,
+            "one group across descriptors: {findings:?}"
+        );
+        let f = &findings[0];
+        assert_eq!(f.executable, "/usr/lib/systemd/systemd-executor");
+        assert!(f.argv.is_empty(), "{:?}", f.argv);
+        assert_eq!(f.comm, "(nonexistent)");
+        assert_eq!(f.parent.comm, "systemd");
+        assert_eq!((f.starts, f.restarts, f.deaths), (6, 5, 6));
+        assert_eq!(f.dominant.code, Some(203));
+        assert_eq!(f.first_seen_ns, 50 * S);
+        assert!((f.rate_per_min - 50.0).abs() < 0.1, "{}", f.rate_per_min);
+        assert!(
+            f.message.starts_with(
+                "missing.service: /usr/lib/systemd/systemd-executor restarted 5 times"
+            ),
+            "{}",
+            f.message
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::{
     cgroupfs,
     cli::{ExitProgram, TraceArgs},
     clock::{monotonic_now_ns, now_unix},
-    detect::{Change, Config as DetectConfig, Detector, Finding, FindingKind},
+    detect::{self, Change, Config as DetectConfig, Detector, Finding, FindingKind},
     events::{self, Event, EventFilter},
     kernel::{EventOptions, KernelError, LoadOptions, ProbeLog},
     layout::ExitFlavour,
@@ -65,6 +65,12 @@ struct Respawns {
     by: By,
     last: HashMap<(Key, Vec<u8>), u64>,
     hist: BTreeMap<Key, Lifetimes>,
+    /// Processes inside systemd-executor (systemd >= 255 starts each of a
+    /// unit's commands through it), by (tgid, start_ns): their group, the
+    /// executor's path and its exec time. Each start counts once, as the
+    /// command's exec, or, when the process dies in the executor, as the
+    /// executor's (see the detector, which judges them the same way).
+    in_executor: HashMap<(u32, u64), (Key, Vec<u8>, u64)>,
 }
 
 impl Respawns {
@@ -72,8 +78,30 @@ impl Respawns {
     /// cleared and intervals start over, rather than grow without bound.
     const MAX_PAIRS: usize = 1 << 16;
 
-    fn exec(&mut self, id: u64, r: &cgroupfs::Resolved, exe: &[u8], ts_ns: u64) {
-        let key = report::key_of(self.by, id, r);
+    fn exec(&mut self, x: &events::Exec, r: &cgroupfs::Resolved) {
+        let key = report::key_of(self.by, x.cgroup_id, r);
+        let process = (x.tgid, x.start_ns);
+        if detect::is_executor_argv(&x.argv) {
+            if self.in_executor.len() >= Self::MAX_PAIRS {
+                // Lost exits leave entries behind; forget them all rather
+                // than grow.
+                self.in_executor.clear();
+            }
+            self.in_executor
+                .insert(process, (key, x.argv[0].clone(), x.ts_ns));
+            return;
+        }
+        self.in_executor.remove(&process);
+        self.start(key, &x.filename, x.ts_ns);
+    }
+
+    fn exit(&mut self, x: &events::Exit) {
+        if let Some((key, exe, ts_ns)) = self.in_executor.remove(&(x.tgid, x.start_ns)) {
+            self.start(key, &exe, ts_ns);
+        }
+    }
+
+    fn start(&mut self, key: Key, exe: &[u8], ts_ns: u64) {
         if self.last.len() >= Self::MAX_PAIRS {
             self.last.clear();
         }
@@ -233,9 +261,10 @@ fn drain(
             }
             Item::Event(n) => {
                 let e = n.event;
-                if let Event::Exec(x) = e {
-                    ev.respawns
-                        .exec(x.cgroup_id, n.resolved, &x.filename, x.ts_ns);
+                match e {
+                    Event::Exec(x) => ev.respawns.exec(x, n.resolved),
+                    Event::Exit(x) => ev.respawns.exit(x),
+                    Event::Fork(_) | Event::Oom(_) => {}
                 }
                 if let (Some(d), Some(de)) = (ev.detector.as_mut(), events::det_event(e, n.place)) {
                     changes.extend(d.event(&de));
@@ -381,6 +410,7 @@ async fn trace(args: &TraceArgs) -> Result<(), TraceError> {
             by: args.by,
             last: HashMap::new(),
             hist: BTreeMap::new(),
+            in_executor: HashMap::new(),
         },
     };
     // Scripts and tests wait for this line before starting their workload.

@@ -201,6 +201,23 @@ fn row_label(r: &Value) -> String {
 }
 
 impl Data {
+    /// A start of `exe` in the unit `label` at `ts` (ns): the interval
+    /// since its last start.
+    fn respawn(
+        &mut self,
+        last_exec: &mut BTreeMap<(String, String), u64>,
+        label: String,
+        exe: String,
+        ts: u64,
+    ) {
+        let prev = last_exec.insert((label.clone(), exe.clone()), ts);
+        let u = self.unit(label);
+        if let Some(p) = prev.filter(|p| ts >= *p) {
+            record(&mut u.hists, Measure::RespawnIntervalNs, ts - p);
+            record(per_exe(u, exe), Measure::RespawnIntervalNs, ts - p);
+        }
+    }
+
     fn unit(&mut self, label: String) -> &mut UnitData {
         self.units.entry(label).or_insert_with(|| UnitData {
             hists: Measure::ALL
@@ -233,6 +250,11 @@ impl Data {
         let mut exe_of: std::collections::HashMap<u64, String> = std::collections::HashMap::new();
         // (unit, executable) -> last exec time (ns).
         let mut last_exec: BTreeMap<(String, String), u64> = BTreeMap::new();
+        // pid -> (unit, executor path, exec time) while the process is in
+        // systemd-executor: a start counts once, at its command's exec, or
+        // at the executor's if it dies there (as the detector judges it).
+        let mut in_executor: std::collections::HashMap<u64, (String, String, u64)> =
+            std::collections::HashMap::new();
         for (i, line) in r.split(b'\n').enumerate() {
             let line = line.map_err(read)?;
             if line.iter().all(u8::is_ascii_whitespace) {
@@ -265,6 +287,11 @@ impl Data {
             }
             match v["type"].as_str() {
                 Some("exit") => {
+                    if let Some((label, exe, ts)) =
+                        v["pid"].as_u64().and_then(|p| in_executor.remove(&p))
+                    {
+                        data.respawn(&mut last_exec, label, exe, ts);
+                    }
                     let exe = v["pid"]
                         .as_u64()
                         .and_then(|p| exe_of.remove(&p))
@@ -288,15 +315,25 @@ impl Data {
                     let Some(ts) = v["ts_ns"].as_u64() else {
                         continue;
                     };
-                    if let Some(pid) = v["pid"].as_u64() {
+                    let argv: Vec<&str> = v["argv"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .collect();
+                    let pid = v["pid"].as_u64();
+                    if crate::detect::is_executor_argv(&argv) {
+                        if let Some(pid) = pid {
+                            exe_of.insert(pid, argv[0].to_string());
+                            in_executor.insert(pid, (label, argv[0].to_string(), ts));
+                        }
+                        continue;
+                    }
+                    if let Some(pid) = pid {
+                        in_executor.remove(&pid);
                         exe_of.insert(pid, exe.clone());
                     }
-                    let prev = last_exec.insert((label.clone(), exe.clone()), ts);
-                    let u = data.unit(label);
-                    if let Some(p) = prev.filter(|p| ts >= *p) {
-                        record(&mut u.hists, Measure::RespawnIntervalNs, ts - p);
-                        record(per_exe(u, exe), Measure::RespawnIntervalNs, ts - p);
-                    }
+                    data.respawn(&mut last_exec, label, exe, ts);
                 }
                 Some("summary") => {
                     for r in v["rows"].as_array().into_iter().flatten() {
@@ -475,6 +512,75 @@ mod tests {
         let t = root.totals.expect("the summary row");
         assert_eq!((t.forks, t.execs), (43, 43));
         assert_eq!((t.exits.clean, t.exits.failed), (40, 6));
+    }
+
+    #[test]
+    fn starts_through_systemd_executor_count_once() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("executor.jsonl");
+        let mut text =
+            String::from("{\"type\":\"header\",\"format\":\"spawnscope-record\",\"version\":1}\n");
+        let exec = |unit: &str, pid: u64, ts: u64, file: &str, argv: &str| {
+            format!(
+                "{{\"type\":\"exec\",\"time_unix\":{},\"ts_ns\":{ts},\"pid\":{pid},\"unit\":\"{unit}\",\"container\":null,\"filename\":\"{file}\",\"argv\":{argv}}}\n",
+                ts / 1_000_000_000
+            )
+        };
+        let exit = |unit: &str, pid: u64, ts: u64, code: u8| {
+            format!(
+                "{{\"type\":\"exit\",\"time_unix\":{},\"ts_ns\":{ts},\"pid\":{pid},\"unit\":\"{unit}\",\"container\":null,\"comm\":\"x\",\"code\":{code},\"lifetime_ns\":5000000}}\n",
+                ts / 1_000_000_000
+            )
+        };
+        let executor = |n: u64| {
+            format!(
+                "[\"/usr/lib/systemd/systemd-executor\",\"--deserialize\",\"{n}\",\"--log-level\",\"info\"]"
+            )
+        };
+        const S: u64 = 1_000_000_000;
+        for i in 0..3u64 {
+            let (a, b) = (100 + 2 * i, 101 + 2 * i);
+            let t = 10 * S + i * 10 * S;
+            text += &exec("getty.service", a, t, "/proc/self/fd/9", &executor(30 + i));
+            text += &exec(
+                "getty.service",
+                a,
+                t + S / 40,
+                "/sbin/agetty",
+                "[\"/sbin/agetty\"]",
+            );
+            text += &exit("getty.service", a, t + S / 20, 1);
+            // 203/EXEC: the command is missing; the executor is all that ran.
+            text += &exec(
+                "missing.service",
+                b,
+                t,
+                "/proc/self/fd/9",
+                &executor(40 + i),
+            );
+            text += &exit("missing.service", b, t + S / 20, 203);
+        }
+        std::fs::write(&p, text).unwrap();
+        let d = Data::from_recording(&p).unwrap();
+        let getty = &d.units["getty.service"];
+        assert_eq!(getty.hists[&Measure::RespawnIntervalNs].len(), 2);
+        assert_eq!(
+            getty.executables.keys().collect::<Vec<_>>(),
+            ["/sbin/agetty"]
+        );
+        let a = &getty.executables["/sbin/agetty"];
+        assert_eq!(a[&Measure::RespawnIntervalNs].len(), 2);
+        assert_eq!(a[&Measure::LifetimeNs].len(), 3);
+        let missing = &d.units["missing.service"];
+        assert_eq!(missing.hists[&Measure::RespawnIntervalNs].len(), 2);
+        assert_eq!(
+            missing.executables.keys().collect::<Vec<_>>(),
+            ["/usr/lib/systemd/systemd-executor"]
+        );
+        let x = &missing.executables["/usr/lib/systemd/systemd-executor"];
+        assert_eq!(x[&Measure::RespawnIntervalNs].len(), 2);
+        assert_eq!(x[&Measure::LifetimeNs].len(), 3);
+        assert_eq!(missing.exits.failed, 3);
     }
 
     #[test]

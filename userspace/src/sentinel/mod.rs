@@ -208,10 +208,17 @@ impl Drill {
                 if self.execs.len() >= DRILL_MAX_PROCS {
                     self.execs.clear();
                 }
-                let exe = (
-                    String::from_utf8_lossy(&x.filename).into_owned(),
-                    de.map(|de| de.argv.clone()).unwrap_or_default(),
-                );
+                // The executor is named by its path, not the descriptor it
+                // was started from, and its argv (systemd's own) left out:
+                // it is what a start that fails before the program is.
+                let exe = if detect::is_executor_argv(&x.argv) {
+                    (String::from_utf8_lossy(&x.argv[0]).into_owned(), Vec::new())
+                } else {
+                    (
+                        String::from_utf8_lossy(&x.filename).into_owned(),
+                        de.map(|de| de.argv.clone()).unwrap_or_default(),
+                    )
+                };
                 self.execs.insert(x.tgid, exe.clone());
                 self.last_exec = Some(exe);
                 false
