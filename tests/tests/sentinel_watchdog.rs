@@ -6,7 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use spawnscope_tests::{spawnscope_bin, systemd::SystemdContainer};
+use spawnscope_tests::{
+    spawnscope_bin,
+    systemd::{Suite, SystemdContainer},
+};
 
 const UNIT_FILE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -14,9 +17,19 @@ const UNIT_FILE: &str = concat!(
 );
 
 #[test]
-fn a_stopped_poll_loop_is_restarted_by_the_watchdog() {
-    let Some(ct) = SystemdContainer::boot_with(
-        "sentinel-watchdog",
+fn a_stopped_poll_loop_is_restarted_by_the_watchdog_bookworm() {
+    a_stopped_poll_loop_is_restarted_by_the_watchdog(Suite::Bookworm);
+}
+
+#[test]
+fn a_stopped_poll_loop_is_restarted_by_the_watchdog_trixie() {
+    a_stopped_poll_loop_is_restarted_by_the_watchdog(Suite::Trixie);
+}
+
+fn a_stopped_poll_loop_is_restarted_by_the_watchdog(suite: Suite) {
+    let Some(ct) = SystemdContainer::boot_suite(
+        &format!("sentinel-watchdog-{}", suite.name()),
+        suite,
         &[
             "--capability=CAP_BPF,CAP_PERFMON",
             "--system-call-filter=bpf perf_event_open",
