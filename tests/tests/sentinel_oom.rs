@@ -71,6 +71,21 @@ fn oom_kill_is_alerted_counted_and_kept() {
     assert_eq!(kill["detail"]["comm"], "spawn-workload");
     assert_eq!(kill["detail"]["scope"], "memcg", "{kill}");
     assert_eq!(kill["detail"]["cgroup"], mcg.cg.rel.as_str(), "{kill}");
+    // The same object `trace` prints, from the same code: what the memory
+    // watch said before the kill comes with it.
+    let d = &kill["detail"];
+    assert!(d.get("last_warning").is_some(), "{kill}");
+    assert_eq!(
+        d["last_forecast"]["cgroup"]["cgroup"],
+        mcg.mem_rel.as_str(),
+        "{kill}"
+    );
+    assert_eq!(
+        d["last_forecast"]["cgroup"]["limit_bytes"],
+        64u64 << 20,
+        "{kill}"
+    );
+    assert_eq!(d["unit_label"], kill["key"], "{kill}");
     assert!(
         kill["message"]
             .as_str()
