@@ -207,6 +207,7 @@ struct Loop {
     drill_queue: Vec<(String, bool)>,
     mono_to_unix: f64,
     health: Health,
+    labels: expo::Labels,
     polls_since_save: u32,
     last_summary: Instant,
 }
@@ -618,6 +619,7 @@ impl Loop {
             &self.tracker.findings(),
             self.cfg.top_units as usize,
             &self.health,
+            &mut self.labels,
         );
         *self.body.lock().unwrap_or_else(|p| p.into_inner()) = text;
         self.prev = cur;
@@ -840,6 +842,7 @@ pub fn run(args: &SentinelArgs) -> Result<(), SentinelError> {
         drill_queue: Vec::new(),
         mono_to_unix,
         health: Health::default(),
+        labels: expo::Labels::default(),
         polls_since_save: 0,
         last_summary: Instant::now(),
     };
