@@ -64,6 +64,7 @@ fn fixture() -> (State, Vec<spawnscope::sentinel::track::UnitFinding>) {
 fn health() -> Health {
     Health {
         poll_seconds: 0.0012,
+        last_poll_unix: T0 + 61.5,
         polls: 12,
         rss_bytes: 7 << 20,
         programs: Some(vec![ProgStats {
@@ -195,6 +196,9 @@ fn lifetime_buckets_are_exact_powers_of_two() {
     ));
     assert!(text.contains("spawnscope_bpf_runs_total{program=\"sched_process_exec\"} 1000"));
     assert!(text.contains("spawnscope_resident_memory_bytes 7340032"));
+    assert!(text.contains(
+        "# TYPE spawnscope_last_poll_timestamp_seconds gauge\nspawnscope_last_poll_timestamp_seconds 1768294861.5\n"
+    ));
     // journald beside the loop: its growth per restart; PID 1 has no
     // growth yet, so only its size.
     assert!(text.contains(

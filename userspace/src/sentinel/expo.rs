@@ -36,6 +36,9 @@ pub struct Health {
     pub probe: ProbeStats,
     /// The last poll's duration.
     pub poll_seconds: f64,
+    /// When the last poll completed (unix time): a stalled poll loop
+    /// shows as this standing still while the endpoint still answers.
+    pub last_poll_unix: f64,
     pub polls: u64,
     pub rss_bytes: u64,
     /// None when kernel.bpf_stats_enabled is off.
@@ -551,6 +554,17 @@ pub fn render(
         "How long the last poll (read, fold, detect, render) took.",
     );
     let _ = writeln!(o, "spawnscope_poll_duration_seconds {}", h.poll_seconds);
+    family(
+        &mut o,
+        "spawnscope_last_poll_timestamp_seconds",
+        "gauge",
+        "When the last poll completed (unix time): a sentinel that still answers but no longer polls stands still here.",
+    );
+    let _ = writeln!(
+        o,
+        "spawnscope_last_poll_timestamp_seconds {}",
+        h.last_poll_unix
+    );
     family(
         &mut o,
         "spawnscope_polls_total",

@@ -614,6 +614,7 @@ impl Loop {
             (f.total_bytes > 0).then_some((f.used_bytes, f.total_bytes));
         self.health.hidden = f.hidden;
         self.health.poll_seconds = started.elapsed().as_secs_f64();
+        self.health.last_poll_unix = now_unix();
         let text = expo::render(
             &self.tracker.state,
             &self.tracker.findings(),
