@@ -26,7 +26,11 @@ fn listeners(port: u16) -> Vec<String> {
 }
 
 fn status_field(pid: i32, name: &str) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
+    task_status_field(&format!("/proc/{pid}/status"), name)
+}
+
+fn task_status_field(status: &str, name: &str) -> String {
+    std::fs::read_to_string(status)
         .unwrap()
         .lines()
         .find_map(|l| {
@@ -52,6 +56,20 @@ fn loopback_by_default_and_elsewhere_only_when_configured() {
     // No capability left, and the maps are still read.
     for set in ["CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb"] {
         assert_eq!(status_field(s.pid(), set), "0000000000000000", "{set}");
+    }
+    // Capabilities are per thread: the one serving /metrics holds none
+    // either.
+    for task in std::fs::read_dir(format!("/proc/{}/task", s.pid())).unwrap() {
+        let status = task.unwrap().path().join("status");
+        let status = status.to_str().unwrap();
+        let name = task_status_field(status, "Name");
+        for set in ["CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb"] {
+            assert_eq!(
+                task_status_field(status, set),
+                "0000000000000000",
+                "thread {name}: {set}"
+            );
+        }
     }
     let polls =
         s.wait_metrics(Duration::from_secs(5), "a poll", |_| true)["spawnscope_polls_total"];

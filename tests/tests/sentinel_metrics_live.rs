@@ -85,6 +85,13 @@ fn live_scrape_passes_promtool_with_a_loop_open() {
     assert!(ok && said.trim().is_empty(), "promtool: {said}\n{text}");
     assert!(unit_value(&m, "spawnscope_exits_total", &unit, "class=\"failed\"") >= 3.0);
     assert!(m["spawnscope_resident_memory_bytes"] > 0.0);
+    // Polls every 500 ms: the last one completed moments ago.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let age = now - m["spawnscope_last_poll_timestamp_seconds"];
+    assert!((0.0..5.0).contains(&age), "last poll {age} s ago");
     assert_eq!(m["spawnscope_dropped_records_total{kind=\"exec\"}"], 0.0);
 
     // One opening alert, named through the drill-down.

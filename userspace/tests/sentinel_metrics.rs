@@ -1,6 +1,7 @@
 //! The sentinel's `/metrics` text, rendered from a fixture state without
 //! root: promtool accepts it, unit labels are bounded to the top N plus
-//! "other" with nothing lost, and histogram buckets are exact.
+//! "other" with nothing lost, labels hold from one scrape to the next
+//! while units change rank, and histogram buckets are exact.
 
 mod common;
 
@@ -9,12 +10,13 @@ use spawnscope::{
     kernel::ProgStats,
     mempress::{HiddenKind, HiddenTrend, PerRestart},
     sentinel::{
-        expo::{Health, render},
-        state::{State, UnitState},
+        expo::{Health, Labels, render},
+        state::{OTHER_UNIT, State, UnitState},
         track::{TrackConfig, Tracker},
     },
 };
 use spawnscope_common::{Counters, Lifetimes};
+use std::collections::{BTreeMap, BTreeSet};
 
 const T0: f64 = 1_768_294_800.0;
 
@@ -62,6 +64,7 @@ fn fixture() -> (State, Vec<spawnscope::sentinel::track::UnitFinding>) {
 fn health() -> Health {
     Health {
         poll_seconds: 0.0012,
+        last_poll_unix: T0 + 61.5,
         polls: 12,
         rss_bytes: 7 << 20,
         programs: Some(vec![ProgStats {
@@ -114,7 +117,7 @@ fn promtool_accepts_the_sentinel_exposition() {
         return;
     }
     let (state, findings) = fixture();
-    let text = render(&state, &findings, 50, &health());
+    let text = render(&state, &findings, 50, &health(), &mut Labels::default());
     let (ok, said) = promtool_check(text.as_bytes());
     assert!(ok && said.trim().is_empty(), "promtool: {said}\n{text}");
 }
@@ -122,7 +125,7 @@ fn promtool_accepts_the_sentinel_exposition() {
 #[test]
 fn unit_labels_are_the_top_n_plus_other_and_nothing_is_lost() {
     let (state, findings) = fixture();
-    let text = render(&state, &findings, 50, &health());
+    let text = render(&state, &findings, 50, &health(), &mut Labels::default());
     let execs = samples(&text, "spawnscope_spawns_total")
         .into_iter()
         .filter(|l| l.contains("kind=\"exec\""))
@@ -171,7 +174,7 @@ fn unit_labels_are_the_top_n_plus_other_and_nothing_is_lost() {
 fn lifetime_buckets_are_exact_powers_of_two() {
     let (state, findings) = fixture();
     // Top 60: the loop's unit keeps its own label.
-    let text = render(&state, &findings, 100, &health());
+    let text = render(&state, &findings, 100, &health(), &mut Labels::default());
     let b = |le: &str| {
         let key = format!(
             "spawnscope_process_lifetime_seconds_bucket{{unit=\"serial-getty@ttyS0.service\",le=\"{le}\"}} "
@@ -193,6 +196,9 @@ fn lifetime_buckets_are_exact_powers_of_two() {
     ));
     assert!(text.contains("spawnscope_bpf_runs_total{program=\"sched_process_exec\"} 1000"));
     assert!(text.contains("spawnscope_resident_memory_bytes 7340032"));
+    assert!(text.contains(
+        "# TYPE spawnscope_last_poll_timestamp_seconds gauge\nspawnscope_last_poll_timestamp_seconds 1768294861.5\n"
+    ));
     // journald beside the loop: its growth per restart; PID 1 has no
     // growth yet, so only its size.
     assert!(text.contains(
@@ -202,4 +208,224 @@ fn lifetime_buckets_are_exact_powers_of_two() {
         text.contains("spawnscope_hidden_bytes{what=\"pid1\",container=\"\",pid=\"1\"} 12582912\n")
     );
     assert!(!text.contains("spawnscope_hidden_growth_bytes_per_second{what=\"pid1\""));
+}
+
+/// Samples by their full name with labels.
+fn parse(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.rsplit_once(' ').unwrap();
+            (k.to_string(), v.parse().unwrap())
+        })
+        .collect()
+}
+
+/// The per-unit families: every sample of them is a counter (histogram
+/// buckets, sums and counts included).
+const PER_UNIT: [&str; 5] = [
+    "spawnscope_spawns_total",
+    "spawnscope_exits_total",
+    "spawnscope_unit_restarts_total",
+    "spawnscope_process_lifetime_seconds",
+    "spawnscope_respawn_interval_seconds",
+];
+
+/// Units with their own label in a scrape.
+fn labelled(m: &BTreeMap<String, f64>) -> BTreeSet<String> {
+    m.keys()
+        .filter_map(|k| k.strip_prefix("spawnscope_spawns_total{unit=\""))
+        .map(|r| r.split('"').next().unwrap().to_string())
+        .filter(|u| u != OTHER_UNIT)
+        .collect()
+}
+
+/// One round's activity of a unit: `n` forks, execs, failed exits, lifetimes
+/// (~5 µs) and restarts.
+fn activity(n: u64, t: f64) -> UnitState {
+    let mut lifetimes = vec![0; 13];
+    lifetimes[12] = n;
+    let mut intervals = vec![0; 34];
+    intervals[33] = n;
+    UnitState {
+        forks: n,
+        execs: n,
+        exit_failed: n,
+        lifetimes,
+        intervals,
+        recreations: n,
+        last_active_unix: t,
+        ..UnitState::default()
+    }
+}
+
+/// Rounds of a sentinel's life, each a set of units' activity, then
+/// (optionally) a new `top_units`: as the state takes in each round (and
+/// folds its least recent units once past its bound), the exposition
+/// rendered after it keeps every series of the one before, no counter
+/// goes down, and `other` grows by exactly what the units in it did.
+fn check_rounds(rounds: &[(Vec<(String, u64)>, usize)]) -> Vec<BTreeMap<String, f64>> {
+    let mut state = State::fresh(T0);
+    let mut labels = Labels::default();
+    let mut scrapes: Vec<BTreeMap<String, f64>> = Vec::new();
+    let mut top_before = usize::MAX;
+    for (i, (acts, top)) in rounds.iter().enumerate() {
+        let t = T0 + i as f64 * 60.0;
+        for (u, n) in acts {
+            state
+                .units
+                .entry(u.clone())
+                .or_default()
+                .add(&activity(*n, t));
+        }
+        state.bound_units();
+        let m = parse(&render(&state, &[], *top, &health(), &mut labels));
+        let own = labelled(&m);
+        assert!(own.len() <= *top, "round {i}: {own:?} over the cap {top}");
+        if let Some(prev) = scrapes.last() {
+            for (k, v) in prev {
+                if !PER_UNIT.iter().any(|f| k.starts_with(f)) {
+                    continue;
+                }
+                let lowered = *top < top_before;
+                let unit_gone = k
+                    .split("unit=\"")
+                    .nth(1)
+                    .map(|r| r.split('"').next().unwrap())
+                    .is_some_and(|u| u != OTHER_UNIT && !own.contains(u));
+                // Lowering top_units is the one way a unit loses its
+                // label.
+                if lowered && unit_gone {
+                    continue;
+                }
+                let now = m
+                    .get(k)
+                    .unwrap_or_else(|| panic!("round {i}: {k} vanished; labelled now: {own:?}"));
+                assert!(now >= v, "round {i}: {k} went down from {v} to {now}");
+            }
+            // What the units without a label of their own did this round.
+            let in_other: u64 = acts
+                .iter()
+                .filter(|(u, _)| !own.contains(u))
+                .map(|(_, n)| n)
+                .sum();
+            for key in [
+                "spawnscope_spawns_total{unit=\"other\",kind=\"exec\"}",
+                "spawnscope_spawns_total{unit=\"other\",kind=\"fork\"}",
+                "spawnscope_exits_total{unit=\"other\",class=\"failed\"}",
+                "spawnscope_unit_restarts_total{unit=\"other\"}",
+                "spawnscope_process_lifetime_seconds_count{unit=\"other\"}",
+                "spawnscope_respawn_interval_seconds_count{unit=\"other\"}",
+            ] {
+                let before = prev.get(key).copied().unwrap_or(0.0);
+                let now = m.get(key).copied().unwrap_or(0.0);
+                assert_eq!(
+                    now - before,
+                    in_other as f64,
+                    "round {i}: {key} rose by what the units in other did ({own:?} labelled)"
+                );
+            }
+        }
+        top_before = *top;
+        scrapes.push(m);
+    }
+    scrapes
+}
+
+fn round(acts: &[(&str, u64)], top: usize) -> (Vec<(String, u64)>, usize) {
+    (acts.iter().map(|(u, n)| (u.to_string(), *n)).collect(), top)
+}
+
+#[test]
+fn labels_hold_while_units_climb_and_fall_in_rank() {
+    let scrapes = check_rounds(&[
+        // Three units, room for four: all labelled, no other yet.
+        round(
+            &[("a.service", 100), ("b.service", 50), ("c.service", 20)],
+            4,
+        ),
+        // Two new ones for the one label left: the busier gets it.
+        round(&[("d.service", 1), ("e.service", 30)], 4),
+        // d climbs past everyone; re-ranking would push c (idle) out.
+        round(&[("d.service", 500), ("a.service", 1)], 4),
+        round(&[("d.service", 5000), ("f.service", 7)], 4),
+        // b falls idle, c wakes a little.
+        round(&[("d.service", 10), ("c.service", 2)], 4),
+    ]);
+    let last = scrapes.last().unwrap();
+    let own = labelled(last);
+    assert_eq!(
+        own,
+        ["a", "b", "c", "e"]
+            .map(|u| format!("{u}.service"))
+            .into_iter()
+            .collect(),
+        "the first labels, for good"
+    );
+    // d and f never had a label: their totals are other's.
+    assert_eq!(
+        last["spawnscope_spawns_total{unit=\"other\",kind=\"exec\"}"],
+        (1 + 500 + 5000 + 7 + 10) as f64
+    );
+    assert_eq!(
+        last["spawnscope_spawns_total{unit=\"c.service\",kind=\"exec\"}"],
+        22.0
+    );
+}
+
+#[test]
+fn labels_hold_when_the_state_folds_units_away() {
+    // Past its bound the state folds its least recent units into its own
+    // "other": a labelled one among them keeps its series, and other does
+    // not take its total; when it is active again its series goes on.
+    let many: Vec<(String, u64)> = (0..1100).map(|i| (format!("t{i:04}.service"), 1)).collect();
+    let with = |extra: &[(&str, u64)]| {
+        let mut v = many.clone();
+        v.extend(extra.iter().map(|(u, n)| (u.to_string(), *n)));
+        v
+    };
+    let scrapes = check_rounds(&[
+        round(&[("a.service", 100), ("old.service", 40)], 3),
+        // 1100 transient units at once: one gets the last label; the
+        // state folds the least recent, the two labelled units (idle
+        // since the first round) first.
+        (with(&[]), 3),
+        round(&[("old.service", 3), ("a.service", 1)], 3),
+        round(&[("t0000.service", 5), ("t0500.service", 5)], 3),
+    ]);
+    let last = scrapes.last().unwrap();
+    assert_eq!(
+        last["spawnscope_spawns_total{unit=\"old.service\",kind=\"exec\"}"], 43.0,
+        "its folded total, then its new activity"
+    );
+    assert_eq!(labelled(last).len(), 3);
+}
+
+#[test]
+fn a_lower_top_units_drops_labels_without_a_jump_in_other() {
+    let scrapes = check_rounds(&[
+        round(
+            &[("a.service", 100), ("b.service", 50), ("c.service", 20)],
+            3,
+        ),
+        round(&[("a.service", 1), ("b.service", 2), ("c.service", 3)], 3),
+        // SIGHUP with top_units = 1: b and c lose their labels; only
+        // what they do from now on is other's.
+        round(&[("a.service", 1), ("b.service", 4), ("c.service", 5)], 1),
+        round(&[("b.service", 6), ("x.service", 7)], 1),
+        // Room again: a new unit gets a label, b and c stay in other.
+        round(&[("b.service", 1), ("y.service", 2)], 2),
+    ]);
+    let last = scrapes.last().unwrap();
+    assert_eq!(
+        labelled(last),
+        ["a.service", "y.service"]
+            .map(String::from)
+            .into_iter()
+            .collect()
+    );
+    assert_eq!(
+        last["spawnscope_spawns_total{unit=\"other\",kind=\"exec\"}"],
+        (4 + 5 + 6 + 7 + 1) as f64
+    );
 }

@@ -2,15 +2,18 @@
 //! persistent per-unit totals, the open findings and the sentinel's own
 //! health. Pure: rendered from values, tested with promtool.
 //!
-//! Label cardinality is bounded: the `top_units` busiest units (by spawns
-//! since the state began) get their own `unit` label, all others are
-//! summed under `unit="other"`. Histograms are the probe's log2 buckets:
+//! Label cardinality is bounded: at most `top_units` units get their own
+//! `unit` label, kept for the process's life (see [`Labels`]); all others
+//! are counted under `unit="other"`. Histograms are the probe's log2 buckets:
 //! `le` is a power of two nanoseconds, in seconds, every fourth bucket
 //! from ~1 µs to ~20 h, so each bound is exact (a value in bucket
 //! [2^i, 2^(i+1)) is below every `le` ≥ 2^(i+1)). `_sum` is estimated from
 //! bucket midpoints.
 
-use std::fmt::Write;
+use std::{
+    collections::{BTreeMap, HashSet},
+    fmt::Write,
+};
 
 use crate::{
     export::prom::label_escape,
@@ -33,6 +36,9 @@ pub struct Health {
     pub probe: ProbeStats,
     /// The last poll's duration.
     pub poll_seconds: f64,
+    /// When the last poll completed (unix time): a stalled poll loop
+    /// shows as this standing still while the endpoint still answers.
+    pub last_poll_unix: f64,
     pub polls: u64,
     pub rss_bytes: u64,
     /// None when kernel.bpf_stats_enabled is off.
@@ -92,41 +98,188 @@ fn histogram(o: &mut String, name: &str, unit: &str, buckets: &[u64]) {
     let _ = writeln!(o, "{name}_count{{unit=\"{l}\"}} {total}");
 }
 
-/// The top `n` units by spawns, and the rest summed as "other".
-pub fn bounded_units(state: &State, n: usize) -> Vec<(String, UnitState)> {
-    let mut units: Vec<(&String, &UnitState)> = state
-        .units
-        .iter()
-        .filter(|(k, _)| k.as_str() != OTHER_UNIT)
-        .collect();
-    units.sort_by(|a, b| {
-        (b.1.spawns() + b.1.process_exits())
-            .cmp(&(a.1.spawns() + a.1.process_exits()))
-            .then_with(|| a.0.cmp(b.0))
-    });
-    let mut out: Vec<(String, UnitState)> = units
-        .iter()
-        .take(n)
-        .map(|(k, u)| ((*k).clone(), (*u).clone()))
-        .collect();
-    let mut other = state.units.get(OTHER_UNIT).cloned().unwrap_or_default();
-    let mut any_other = state.units.contains_key(OTHER_UNIT);
-    for (_, u) in units.iter().skip(n) {
-        other.add(u);
-        any_other = true;
+/// `a - b`, field by field, for a total less what of it is shown elsewhere.
+fn minus(a: &UnitState, b: &UnitState) -> UnitState {
+    let buckets = |a: &[u64], b: &[u64]| -> Vec<u64> {
+        a.iter()
+            .enumerate()
+            .map(|(i, n)| n.saturating_sub(b.get(i).copied().unwrap_or(0)))
+            .collect()
+    };
+    UnitState {
+        forks: a.forks.saturating_sub(b.forks),
+        execs: a.execs.saturating_sub(b.execs),
+        exit_clean: a.exit_clean.saturating_sub(b.exit_clean),
+        exit_failed: a.exit_failed.saturating_sub(b.exit_failed),
+        exit_signaled: a.exit_signaled.saturating_sub(b.exit_signaled),
+        exit_core_dumped: a.exit_core_dumped.saturating_sub(b.exit_core_dumped),
+        lifetimes: buckets(&a.lifetimes, &b.lifetimes),
+        intervals: buckets(&a.intervals, &b.intervals),
+        recreations: a.recreations.saturating_sub(b.recreations),
+        last_active_unix: a.last_active_unix,
     }
-    if any_other {
-        out.push((OTHER_UNIT.to_string(), other));
+}
+
+/// `now` continues `before`: no count went down. A unit's entry that the
+/// state folded into "other" and created again since starts from zero.
+fn continues(before: &UnitState, now: &UnitState) -> bool {
+    let buckets = |a: &[u64], b: &[u64]| {
+        a.iter()
+            .enumerate()
+            .all(|(i, n)| b.get(i).copied().unwrap_or(0) >= *n)
+    };
+    now.forks >= before.forks
+        && now.execs >= before.execs
+        && now.exit_clean >= before.exit_clean
+        && now.exit_failed >= before.exit_failed
+        && now.exit_signaled >= before.exit_signaled
+        && now.exit_core_dumped >= before.exit_core_dumped
+        && now.recreations >= before.recreations
+        && buckets(&before.lifetimes, &now.lifetimes)
+        && buckets(&before.intervals, &now.intervals)
+}
+
+fn activity(u: &UnitState) -> u64 {
+    u.spawns().saturating_add(u.process_exits())
+}
+
+/// A unit with its own label.
+#[derive(Debug, Default)]
+struct Labelled {
+    /// Its entries the state folded into "other" since it was labelled:
+    /// shown under its label already, so its series goes on from them.
+    base: UnitState,
+    /// Its state entry at the last render.
+    last: UnitState,
+}
+
+/// Which units have their own `unit` label, kept from one render to the
+/// next for the process's life. Re-ranking at every scrape would make the
+/// unit a climber pushes out vanish and land its whole total in
+/// `unit="other"` at once, a burst of spawns that never happened in
+/// `rate()`. So instead:
+/// - at the first render the busiest units get labels, up to `top_units`;
+/// - a unit that has a label keeps it, and its series, for good (also
+///   when the state folds it into "other": its series then holds still);
+/// - a unit first seen while labels are left gets one; one seen once they
+///   are all taken goes to `other`, and stays there;
+/// - `other` is a counter: the counts of the units in it, from the time
+///   they are in it.
+///
+/// Lowering `top_units` (SIGHUP) is the one way to lose a label: the
+/// least busy labelled units lose theirs, their series end, and only what
+/// they do from then on counts in `other`.
+#[derive(Debug, Default)]
+pub struct Labels {
+    labelled: BTreeMap<String, Labelled>,
+    /// The state's unlabelled units at the last render: in `other`.
+    in_other: HashSet<String>,
+    /// What `other`'s sum of the state's unlabelled units holds that was
+    /// shown under a label: folded or demoted labelled units' counts.
+    hidden: UnitState,
+    /// `other` was shown once: it is shown from then on.
+    other_shown: bool,
+}
+
+impl Labels {
+    /// Units with their own label (at most `top_units`), then `other`
+    /// when it has ever had anything, with the totals to show.
+    pub fn assign(&mut self, state: &State, top_units: usize) -> Vec<(String, UnitState)> {
+        let units = &state.units;
+        let empty = UnitState::default();
+        // Entries the state folded away (or made anew) since the last
+        // render: what was shown of them stays shown, and is in "other"'s
+        // sum now without being other's.
+        for (name, l) in &mut self.labelled {
+            if !units.get(name).is_some_and(|u| continues(&l.last, u)) {
+                let last = std::mem::take(&mut l.last);
+                l.base.add(&last);
+                self.hidden.add(&last);
+            }
+        }
+        // A lower cap: the least busy lose their labels.
+        if self.labelled.len() > top_units {
+            let mut rank: Vec<(u64, &String)> = self
+                .labelled
+                .iter()
+                .map(|(n, l)| {
+                    let now = units.get(n).unwrap_or(&empty);
+                    (activity(&l.base).saturating_add(activity(now)), n)
+                })
+                .collect();
+            rank.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+            let demoted: Vec<String> = rank[top_units..]
+                .iter()
+                .map(|(_, n)| (*n).clone())
+                .collect();
+            for n in demoted {
+                if let Some(l) = self.labelled.remove(&n) {
+                    // Its entry, now in other's sum: what was shown of it
+                    // is not other's; what it did since is.
+                    self.hidden.add(&l.last);
+                    self.in_other.insert(n);
+                }
+            }
+        }
+        // Units new since the last render, while labels are left, busiest
+        // first.
+        let room = top_units.saturating_sub(self.labelled.len());
+        if room > 0 {
+            let mut new: Vec<(&String, &UnitState)> = units
+                .iter()
+                .filter(|(n, _)| {
+                    n.as_str() != OTHER_UNIT
+                        && !self.labelled.contains_key(*n)
+                        && !self.in_other.contains(*n)
+                })
+                .collect();
+            new.sort_by(|a, b| activity(b.1).cmp(&activity(a.1)).then_with(|| a.0.cmp(b.0)));
+            for (n, _) in new.into_iter().take(room) {
+                self.labelled.insert(n.clone(), Labelled::default());
+            }
+        }
+
+        let mut out = Vec::with_capacity(self.labelled.len() + 1);
+        for (name, l) in &mut self.labelled {
+            let now = units.get(name).unwrap_or(&empty);
+            let mut shown = l.base.clone();
+            shown.add(now);
+            l.last.clone_from(now);
+            out.push((name.clone(), shown));
+        }
+        let mut sum = UnitState::default();
+        let mut any = false;
+        self.in_other.retain(|n| units.contains_key(n));
+        for (name, u) in units {
+            if self.labelled.contains_key(name) {
+                continue;
+            }
+            sum.add(u);
+            any = true;
+            if name != OTHER_UNIT && !self.in_other.contains(name) {
+                self.in_other.insert(name.clone());
+            }
+        }
+        if any || self.other_shown {
+            self.other_shown = true;
+            out.push((OTHER_UNIT.to_string(), minus(&sum, &self.hidden)));
+        }
+        out
     }
-    out
 }
 
 /// One number of a finding, as a gauge.
 type FindingValue = fn(&UnitFinding) -> f64;
 
-pub fn render(state: &State, findings: &[UnitFinding], top_units: usize, h: &Health) -> String {
+pub fn render(
+    state: &State,
+    findings: &[UnitFinding],
+    top_units: usize,
+    h: &Health,
+    labels: &mut Labels,
+) -> String {
     let mut o = String::with_capacity(16 << 10);
-    let units = bounded_units(state, top_units);
+    let units = labels.assign(state, top_units);
 
     family(
         &mut o,
@@ -401,6 +554,17 @@ pub fn render(state: &State, findings: &[UnitFinding], top_units: usize, h: &Hea
         "How long the last poll (read, fold, detect, render) took.",
     );
     let _ = writeln!(o, "spawnscope_poll_duration_seconds {}", h.poll_seconds);
+    family(
+        &mut o,
+        "spawnscope_last_poll_timestamp_seconds",
+        "gauge",
+        "When the last poll completed (unix time): a sentinel that still answers but no longer polls stands still here.",
+    );
+    let _ = writeln!(
+        o,
+        "spawnscope_last_poll_timestamp_seconds {}",
+        h.last_poll_unix
+    );
     family(
         &mut o,
         "spawnscope_polls_total",

@@ -320,6 +320,7 @@ struct Sentinel {
     drills: Vec<Drill>,
     queue: DrillQueue,
     health: Health,
+    labels: expo::Labels,
     polls_since_save: u32,
     last_summary: Instant,
     last_poll: Instant,
@@ -695,11 +696,13 @@ impl Sentinel {
             (f.total_bytes > 0).then_some((f.used_bytes, f.total_bytes));
         self.health.hidden = f.hidden;
         self.health.poll_seconds = started.elapsed().as_secs_f64();
+        self.health.last_poll_unix = now_unix();
         let text = expo::render(
             &self.tracker.state,
             &self.tracker.findings(),
             self.cfg.top_units as usize,
             &self.health,
+            &mut self.labels,
         );
         *self.body.lock().unwrap_or_else(|p| p.into_inner()) = text;
         self.prev = cur;
@@ -899,7 +902,14 @@ async fn sentinel(
     };
     let mut alerter = make_alerter(&cfg)?;
     let body: metrics::Shared = Arc::new(Mutex::new(String::new()));
-    let bound = metrics::serve(cfg.listen, Arc::clone(&body))?;
+    let listener = metrics::bind(cfg.listen)?;
+    let bound = listener.local_addr().map_err(|source| metrics::BindError {
+        addr: cfg.listen,
+        source,
+    })?;
+    // On this thread's runtime: while the loop is stuck, so is /metrics,
+    // and a scrape that fails says so.
+    tokio::spawn(metrics::serve_on(listener, Arc::clone(&body)));
 
     // Loading parsed the kernel's BTF (several MiB, now freed).
     trim_heap();
@@ -928,6 +938,7 @@ async fn sentinel(
         drills: Vec::new(),
         queue: DrillQueue::default(),
         health: Health::default(),
+        labels: expo::Labels::default(),
         polls_since_save: 0,
         last_summary: Instant::now(),
         last_poll: Instant::now(),
