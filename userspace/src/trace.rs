@@ -28,7 +28,7 @@ use crate::{
     },
     record::{RecordError, Recorder},
     report::{self, By, EventCounts, Filter, Key, Snapshot},
-    session::{Ask, Item, MemAlert, Options, Session, SessionError, Signals},
+    session::{Item, MemAlert, Options, Session, SessionError, Signals},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -451,11 +451,9 @@ async fn trace(args: &TraceArgs) -> Result<(), TraceError> {
         tokio::select! {
             // Ending first: a report due at the deadline is the summary's.
             biased;
-            ask = signals.recv() => {
-                if ask == Ask::Stop {
-                    break;
-                }
-            }
+            // SIGHUP too: its terminal is gone. Each ends the trace with
+            // its summary and a complete recording.
+            _ = signals.recv() => break,
             () = sleep_until_opt(deadline) => break,
             _ = report_tick.tick() => {
                 let cur = s.probe.snapshot()?;
