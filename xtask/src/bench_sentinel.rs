@@ -224,7 +224,8 @@ pub fn sentinel(bin: &Path) -> Result<Section, Fail> {
     require_root("sentinel", "loads BPF programs")?;
     let (dir, config) = sentinel_scratch("sentinel")?;
     let mut md = format!(
-        "`spawnscope sentinel`, default configuration (5 s polls, state saved every 12 polls). \
+        "`spawnscope sentinel` as it ships (the static musl binary of `cargo xtask dist`'s \
+         release-dist profile), default configuration (5 s polls, state saved every 12 polls). \
          CPU: the sentinel's own CPU time (every thread's `/proc/PID/task/*/schedstat`) over \
          {WINDOWS} windows of {} s, median (min … max), in % of one core. RSS: VmRSS at the end \
          of the phase. Under load the bench spawns `/bin/true` paced at {SPAWN_RATE:.0} per \

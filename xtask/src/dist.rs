@@ -339,6 +339,34 @@ pub fn build_static_workloads() -> Result<(), Fail> {
     Ok(())
 }
 
+/// The sentinel as it ships (static, musl, the release-dist profile), for
+/// this host's architecture, built in place without dist's path maps: what
+/// the footprint bench measures.
+pub fn build_static_host_bin() -> Result<PathBuf, Fail> {
+    let a = ARCHES
+        .iter()
+        .find(|a| a.triple.starts_with(std::env::consts::ARCH))
+        .ok_or_else(|| {
+            Fail(format!(
+                "no release architecture for {}",
+                std::env::consts::ARCH
+            ))
+        })?;
+    let mut c = cmd("cargo");
+    c.args([
+        "build",
+        "--profile",
+        PROFILE,
+        "--locked",
+        "--package",
+        "spawnscope",
+    ])
+    .args(["--target", a.triple]);
+    linker_env(&mut c, a);
+    run_checked(&mut c)?;
+    Ok(build_target_bin(a))
+}
+
 fn linker_env(c: &mut std::process::Command, a: &Arch) {
     c.env(
         format!(

@@ -76,7 +76,8 @@ fn main() -> ExitCode {
                     .and_then(|_| bench::capacity())
                     .map(|s| bench::print(&[s])),
                 Some("sentinel") => bench::build_release_bins()
-                    .and_then(|t| bench_sentinel::sentinel(&t.join("spawnscope")))
+                    .and_then(|_| dist::build_static_host_bin())
+                    .and_then(|bin| bench_sentinel::sentinel(&bin))
                     .map(|s| bench::print(&[s])),
                 Some("detect") => bench::build_release_bins()
                     .and_then(|_| bench::detect())
