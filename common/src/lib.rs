@@ -584,6 +584,28 @@ mod lifetime_tests {
     }
 }
 
+/// Counters as every JSON output of `trace` writes them: flat, with the
+/// process-exit total, and the core-dump class under its long name.
+/// Outputs of another shape (the sentinel's state, the exported
+/// histograms) serialize through views of their own.
+#[cfg(feature = "user")]
+impl serde::Serialize for Counters {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut o = s.serialize_struct("Counters", 9)?;
+        o.serialize_field("forks", &self.forks)?;
+        o.serialize_field("threads", &self.threads)?;
+        o.serialize_field("execs", &self.execs)?;
+        o.serialize_field("exits", &self.process_exits())?;
+        o.serialize_field("exit_clean", &self.exit_clean)?;
+        o.serialize_field("exit_failed", &self.exit_failed)?;
+        o.serialize_field("exit_signaled", &self.exit_signaled)?;
+        o.serialize_field("exit_core_dumped", &self.exit_core)?;
+        o.serialize_field("thread_exits", &self.thread_exits)?;
+        o.end()
+    }
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: both are repr(C), made only of u64 (resp. u32) fields, so they

@@ -127,14 +127,7 @@ pub fn run(args: &AnalyzeArgs) -> Result<(), AnalyzeError> {
                 }
             )?;
             for f in &a.findings {
-                let sev = serde_json::to_value(f.severity).map_err(io::Error::from)?;
-                writeln!(
-                    out,
-                    "[{}] {} ({})",
-                    sev.as_str().unwrap_or(""),
-                    f.message,
-                    f.state
-                )?;
+                writeln!(out, "[{}] {} ({})", f.severity.as_str(), f.message, f.state)?;
             }
             Ok(())
         })()

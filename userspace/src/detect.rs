@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct DetEvent {
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: EventKind,
     pub ts_ns: u64,
     pub tgid: u32,
     #[serde(default)]
@@ -57,6 +57,14 @@ pub struct DetEvent {
     pub signal: Option<u8>,
     #[serde(default)]
     pub core_dumped: Option<bool>,
+}
+
+/// The events the detector reads, by their `type` in the JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Exec,
+    Exit,
 }
 
 impl DetEvent {
@@ -240,20 +248,70 @@ impl Track {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FindingKind {
     RespawnLoop,
     FailingPeriodicJob,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Low,
     Medium,
     High,
     Critical,
+}
+
+impl Severity {
+    /// The severity as it is serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// The severity ladder of both detectors, `trace`'s from events and the
+/// sentinel's from counts, so that one loop is rated alike by either: a
+/// failing periodic job is low; a respawn loop is critical from one
+/// restart a second, high from 1,000 a day, medium below.
+pub fn severity_for(kind: FindingKind, per_day: f64) -> Severity {
+    match kind {
+        FindingKind::FailingPeriodicJob => Severity::Low,
+        FindingKind::RespawnLoop if per_day >= 86_400.0 => Severity::Critical,
+        FindingKind::RespawnLoop if per_day >= 1_000.0 => Severity::High,
+        FindingKind::RespawnLoop => Severity::Medium,
+    }
+}
+
+/// Whether a loop still restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoopState {
+    Active,
+    /// No start for 3 intervals or 60 s.
+    Stopped,
+}
+
+impl LoopState {
+    /// The state as it is serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoopState::Active => "active",
+            LoopState::Stopped => "stopped",
+        }
+    }
+}
+
+impl std::fmt::Display for LoopState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -300,8 +358,7 @@ pub struct Finding {
     pub type_: &'static str,
     pub kind: FindingKind,
     pub severity: Severity,
-    /// "active", or "stopped" (no start for 3 intervals or 60 s).
-    pub state: &'static str,
+    pub state: LoopState,
     pub unit: Option<String>,
     pub container: Option<String>,
     pub cgroup: Option<String>,
@@ -341,9 +398,8 @@ fn approx3(x: f64) -> f64 {
     (x / scale).round() * scale
 }
 
-/// `12345.6` → "12,346".
-fn thousands(x: f64) -> String {
-    let n = x.round() as u64;
+/// 421491 → "421,491": counts in messages, as people write them.
+pub fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
@@ -438,14 +494,14 @@ impl Detector {
     /// Feeds one event (in time order); returns a change if this event made
     /// a loop reportable.
     pub fn event(&mut self, ev: &DetEvent) -> Option<Change> {
-        match ev.kind.as_str() {
-            "exec" if is_executor_exec(ev) => {
+        match ev.kind {
+            EventKind::Exec if is_executor_exec(ev) => {
                 // Whatever the process ran before, it runs that no more.
                 self.running.remove(&(ev.tgid, ev.start_ns));
                 self.in_executor.insert((ev.tgid, ev.start_ns), ev.clone());
                 None
             }
-            "exec" => {
+            EventKind::Exec => {
                 self.in_executor.remove(&(ev.tgid, ev.start_ns));
                 let key = Self::key(ev, ev.filename.clone(), ev.argv.clone());
                 self.running.insert((ev.tgid, ev.start_ns), key.clone());
@@ -459,7 +515,7 @@ impl Detector {
                 t.start(ev.ts_ns);
                 self.maybe_report(&key)
             }
-            "exit" => {
+            EventKind::Exit => {
                 let lifetime = ev.ts_ns.saturating_sub(ev.start_ns);
                 if let Some(x) = self.in_executor.remove(&(ev.tgid, ev.start_ns)) {
                     return self.executor_death(&x, ev, lifetime);
@@ -486,7 +542,6 @@ impl Detector {
                     None => None,
                 }
             }
-            _ => None,
         }
     }
 
@@ -592,12 +647,7 @@ impl Detector {
         };
         let per_min = if p50_ms > 0.0 { 60_000.0 / p50_ms } else { 0.0 };
         let per_day = per_min * 60.0 * 24.0;
-        let severity = match kind {
-            FindingKind::FailingPeriodicJob => Severity::Low,
-            _ if per_day >= 86_400.0 => Severity::Critical,
-            _ if per_day >= 1_000.0 => Severity::High,
-            _ => Severity::Medium,
-        };
+        let severity = severity_for(kind, per_day);
         let (dom, count) = t
             .outcomes
             .iter()
@@ -639,7 +689,7 @@ impl Detector {
             dom.describe(),
             share * 100.0,
             ms(lifetime.as_ref().map_or(0.0, |d| d.p50)),
-            thousands(approx3(per_day)),
+            thousands(approx3(per_day).round() as u64),
         );
         let (code, signal) = match dom {
             Outcome::Code(c) => (Some(c), None),
@@ -650,9 +700,9 @@ impl Detector {
             kind,
             severity,
             state: if t.stopped_since.is_some() {
-                "stopped"
+                LoopState::Stopped
             } else {
-                "active"
+                LoopState::Active
             },
             unit: k.unit.clone(),
             container: k.container.clone(),
@@ -731,7 +781,7 @@ mod tests {
             self.next_pid += 1;
             let pid = self.next_pid;
             let base = DetEvent {
-                kind: "exec".into(),
+                kind: EventKind::Exec,
                 ts_ns: at,
                 tgid: pid,
                 ppid,
@@ -748,7 +798,7 @@ mod tests {
                 core_dumped: None,
             };
             let mut exit = base.clone();
-            exit.kind = "exit".into();
+            exit.kind = EventKind::Exit;
             exit.ts_ns = at + life;
             match outcome {
                 Outcome::Code(c) => exit.code = Some(c),
@@ -766,7 +816,7 @@ mod tests {
         fn fork_worker(&mut self, cg: &str, comm: &str, ppid: u32, at: u64, life: u64, o: Outcome) {
             self.next_pid += 1;
             let mut exit = DetEvent {
-                kind: "exit".into(),
+                kind: EventKind::Exit,
                 ts_ns: at + life,
                 tgid: self.next_pid,
                 ppid,
@@ -810,7 +860,7 @@ mod tests {
             let pid = self.next_pid;
             let n = n.to_string();
             let executor = DetEvent {
-                kind: "exec".into(),
+                kind: EventKind::Exec,
                 ts_ns: at,
                 tgid: pid,
                 ppid: 1,
@@ -837,7 +887,7 @@ mod tests {
                 core_dumped: None,
             };
             let mut exit = executor.clone();
-            exit.kind = "exit".into();
+            exit.kind = EventKind::Exit;
             exit.ts_ns = executor.start_ns + life;
             exit.filename.clear();
             exit.argv.clear();
@@ -926,7 +976,7 @@ mod tests {
              p99 10.0 s), exit status 1 in 100% after 12 ms — ≈8,640 restarts/day"
         );
         // Quiet since 190 s: more than 60 s (and 3 intervals) at 200 s? No.
-        assert_eq!(f.state, "active");
+        assert_eq!(f.state, LoopState::Active);
     }
 
     #[test]
@@ -1037,7 +1087,7 @@ mod tests {
             .filter(|c| matches!(c, Change::Stopped(_)))
             .collect();
         assert_eq!(stopped.len(), 1);
-        assert_eq!(findings[0].state, "stopped");
+        assert_eq!(findings[0].state, LoopState::Stopped);
         assert_eq!(findings[0].dominant.signal, Some(11));
         assert_eq!(findings[0].severity, Severity::Critical);
         assert!(findings[0].message.contains("signal 11 (SIGSEGV) in 100%"));
@@ -1109,7 +1159,7 @@ mod tests {
             .collect();
         assert_eq!(kinds, vec!["detected", "stopped", "detected"]);
         assert_eq!(findings.len(), 1);
-        assert_eq!(findings[0].state, "active");
+        assert_eq!(findings[0].state, LoopState::Active);
         assert_eq!(findings[0].restarts, 9);
     }
 
@@ -1320,7 +1370,7 @@ mod tests {
         let mut d = Detector::new(Config::default(), 50 * S, 0.0);
         for i in 0..10u32 {
             let e = DetEvent {
-                kind: "exit".into(),
+                kind: EventKind::Exit,
                 ts_ns: 60 * S + i as u64,
                 tgid: 10 + i,
                 ppid: 1,
@@ -1342,10 +1392,36 @@ mod tests {
     }
 
     #[test]
+    fn names_are_the_serialized_ones() {
+        for s in [
+            Severity::Low,
+            Severity::Medium,
+            Severity::High,
+            Severity::Critical,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        for s in [LoopState::Active, LoopState::Stopped] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
+
+    #[test]
+    fn severity_ladder_thresholds() {
+        use FindingKind::*;
+        assert_eq!(severity_for(FailingPeriodicJob, 1e9), Severity::Low);
+        assert_eq!(severity_for(RespawnLoop, 86_400.0), Severity::Critical);
+        assert_eq!(severity_for(RespawnLoop, 86_399.0), Severity::High);
+        assert_eq!(severity_for(RespawnLoop, 1_000.0), Severity::High);
+        assert_eq!(severity_for(RespawnLoop, 999.0), Severity::Medium);
+        assert_eq!(severity_for(RespawnLoop, 0.0), Severity::Medium);
+    }
+
+    #[test]
     fn formatting_helpers() {
-        assert_eq!(thousands(8640.0), "8,640");
-        assert_eq!(thousands(1234567.4), "1,234,567");
-        assert_eq!(thousands(12.0), "12");
+        assert_eq!(thousands(8640), "8,640");
+        assert_eq!(thousands(1234567.4_f64.round() as u64), "1,234,567");
+        assert_eq!(thousands(12), "12");
         assert_eq!(approx3(8641.2), 8640.0);
         assert_eq!(approx3(123_456.0), 123_000.0);
         assert_eq!(approx3(999.4), 999.0);

@@ -11,7 +11,7 @@ use spawnscope_common::{
 
 use crate::{
     cgroupfs::Resolved,
-    detect::DetEvent,
+    detect::{DetEvent, EventKind},
     report::{Filter, glob_match},
 };
 
@@ -74,18 +74,47 @@ pub struct Oom {
     pub killer_tgid: u32,
     pub killer_cgroup_id: u64,
     pub killer_comm: Vec<u8>,
-    /// "global" or "memcg"; None when the kernel could not say.
-    pub scope: Option<&'static str>,
+    /// None when the kernel could not say.
+    pub scope: Option<OomScope>,
     /// For a memcg kill: the limiting cgroup's hierarchy (0 is cgroup2)
     /// and id there.
     pub memcg_hierarchy: u32,
     pub memcg_id: u64,
     /// Its path, filled in by the caller, which knows the trees.
     pub memcg_path: Option<String>,
-    /// Where the victim's details come from: "kernel", or on kernels whose
-    /// tracepoint gives only a pid, "proc" (looked up in time) or "pid"
-    /// (it was gone).
-    pub victim_from: &'static str,
+    pub victim_from: VictimFrom,
+}
+
+/// What ran out of memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OomScope {
+    /// The machine.
+    Global,
+    /// A cgroup hit its memory limit.
+    Memcg,
+}
+
+impl OomScope {
+    /// The scope as it is serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OomScope::Global => "global",
+            OomScope::Memcg => "memcg",
+        }
+    }
+}
+
+/// Where an OOM victim's details come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VictimFrom {
+    /// The kernel's record.
+    Kernel,
+    /// The tracepoint gave only a pid, and /proc still had the victim.
+    Proc,
+    /// The tracepoint gave only a pid, and the victim was gone.
+    Pid,
 }
 
 impl Oom {
@@ -111,7 +140,7 @@ impl Oom {
         self.tgid = tgid;
         self.uid = uid;
         self.comm = comm.strip_suffix(b"\n").unwrap_or(&comm).to_vec();
-        self.victim_from = "proc";
+        self.victim_from = VictimFrom::Proc;
         cgroup
             .lines()
             .find_map(|l| l.strip_prefix("0::"))
@@ -252,17 +281,17 @@ pub fn decode(bytes: &[u8]) -> Option<Event> {
                 killer_cgroup_id: e.killer_cgroup_id,
                 killer_comm: cstr(&e.killer_comm),
                 scope: match e.scope {
-                    oom_scope::GLOBAL => Some("global"),
-                    oom_scope::MEMCG => Some("memcg"),
+                    oom_scope::GLOBAL => Some(OomScope::Global),
+                    oom_scope::MEMCG => Some(OomScope::Memcg),
                     _ => None,
                 },
                 memcg_hierarchy: e.memcg_hierarchy,
                 memcg_id: e.memcg_id,
                 memcg_path: None,
                 victim_from: if e.flags & OOM_PID_ONLY != 0 {
-                    "pid"
+                    VictimFrom::Pid
                 } else {
-                    "kernel"
+                    VictimFrom::Kernel
                 },
             }))
         }
@@ -497,8 +526,8 @@ struct JsonFork<'a> {
 /// it back from the JSON (so live and offline runs agree). Forks: none.
 pub fn det_event(e: &Event, place: &Place) -> Option<DetEvent> {
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    let base = |kind: &str, ts_ns, tgid, ppid, start_ns, comm: &[u8]| DetEvent {
-        kind: kind.to_string(),
+    let base = |kind, ts_ns, tgid, ppid, start_ns, comm: &[u8]| DetEvent {
+        kind,
         ts_ns,
         tgid,
         ppid,
@@ -516,14 +545,28 @@ pub fn det_event(e: &Event, place: &Place) -> Option<DetEvent> {
     };
     match e {
         Event::Exec(x) => {
-            let mut d = base("exec", x.ts_ns, x.tgid, x.ppid, x.start_ns, &x.comm);
+            let mut d = base(
+                EventKind::Exec,
+                x.ts_ns,
+                x.tgid,
+                x.ppid,
+                x.start_ns,
+                &x.comm,
+            );
             d.parent_comm = text(&x.parent_comm);
             d.filename = text(&x.filename);
             d.argv = x.argv.iter().map(|a| text(a)).collect();
             Some(d)
         }
         Event::Exit(x) => {
-            let mut d = base("exit", x.ts_ns, x.tgid, x.ppid, x.start_ns, &x.comm);
+            let mut d = base(
+                EventKind::Exit,
+                x.ts_ns,
+                x.tgid,
+                x.ppid,
+                x.start_ns,
+                &x.comm,
+            );
             match x.outcome() {
                 Outcome::Exited { code } => d.code = Some(code),
                 Outcome::Signaled {
@@ -556,10 +599,9 @@ struct JsonOom<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     comm_hex: Option<String>,
     rss_bytes: Option<u64>,
-    victim_from: &'static str,
-    /// "global" (the machine ran out), "memcg" (a cgroup hit its limit)
-    /// or null (this kernel could not say).
-    scope: Option<&'static str>,
+    victim_from: VictimFrom,
+    /// Null when this kernel could not say.
+    scope: Option<OomScope>,
     /// The cgroup whose limit was hit, for a memcg kill.
     limiting_cgroup: Option<JsonLimiting>,
     killer: JsonKiller,
@@ -657,7 +699,7 @@ pub fn to_json(e: &Event, place: &Place, time_unix: f64) -> String {
                 rss_bytes: x.rss_bytes,
                 victim_from: x.victim_from,
                 scope: x.scope,
-                limiting_cgroup: (x.scope == Some("memcg")).then(|| JsonLimiting {
+                limiting_cgroup: (x.scope == Some(OomScope::Memcg)).then(|| JsonLimiting {
                     hierarchy: if x.memcg_hierarchy == 0 { "v2" } else { "v1" },
                     id: x.memcg_id,
                     path: x.memcg_path.clone(),
@@ -758,9 +800,11 @@ pub fn to_human(e: &Event, place: &Place, time_unix: f64) -> String {
                     b as f64 / 1048576.0
                 )),
                 match (x.scope, &x.memcg_path) {
-                    (Some("memcg"), Some(p)) => format!("memory limit of {p}"),
-                    (Some("memcg"), None) => format!("memory limit of cgroup id {}", x.memcg_id),
-                    (Some(s), _) => s.to_string(),
+                    (Some(OomScope::Memcg), Some(p)) => format!("memory limit of {p}"),
+                    (Some(OomScope::Memcg), None) => {
+                        format!("memory limit of cgroup id {}", x.memcg_id)
+                    }
+                    (Some(s), _) => s.as_str().to_string(),
                     (None, _) => "scope unknown".to_string(),
                 },
                 escape_human(&x.killer_comm),
@@ -923,6 +967,21 @@ mod tests {
         assert_eq!(g["victim_from"], "kernel");
     }
 
+    #[test]
+    fn oom_scope_and_victim_source_keep_their_names() {
+        for (scope, name) in [(OomScope::Global, "global"), (OomScope::Memcg, "memcg")] {
+            assert_eq!(serde_json::to_value(scope).unwrap(), name);
+            assert_eq!(scope.as_str(), name);
+        }
+        for (from, name) in [
+            (VictimFrom::Kernel, "kernel"),
+            (VictimFrom::Proc, "proc"),
+            (VictimFrom::Pid, "pid"),
+        ] {
+            assert_eq!(serde_json::to_value(from).unwrap(), name);
+        }
+    }
+
     /// Older kernels give only the victim's pid: the rest
     /// comes from /proc while the victim is there, else stays unknown.
     #[test]
@@ -933,10 +992,10 @@ mod tests {
         let Some(Event::Oom(mut o)) = decode(&rec) else {
             panic!()
         };
-        assert_eq!(o.victim_from, "pid");
+        assert_eq!(o.victim_from, VictimFrom::Pid);
         let d = tempfile::tempdir().unwrap();
         assert_eq!(o.fill_from_proc(d.path()), None, "gone already");
-        assert_eq!(o.victim_from, "pid");
+        assert_eq!(o.victim_from, VictimFrom::Pid);
         let p = d.path().join("42");
         std::fs::create_dir_all(&p).unwrap();
         std::fs::write(
@@ -954,11 +1013,11 @@ mod tests {
             o.fill_from_proc(d.path()).as_deref(),
             Some("/system.slice/leak.service")
         );
-        assert_eq!((o.tgid, o.uid, o.victim_from), (40, 1000, "proc"));
+        assert_eq!((o.tgid, o.uid, o.victim_from), (40, 1000, VictimFrom::Proc));
         assert_eq!(o.comm, b"leak er");
         std::fs::write(p.join("status"), "Name:\tx\nUid:\t0\n").unwrap();
         let mut again = o.clone();
-        again.victim_from = "pid";
+        again.victim_from = VictimFrom::Pid;
         assert_eq!(again.fill_from_proc(d.path()), None, "no Tgid line");
     }
 

@@ -28,6 +28,28 @@ pub struct MemTree {
     pub v2: bool,
 }
 
+/// A cgroup hierarchy that accounts memory, as outputs name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemHierarchy {
+    /// The cgroup v1 memory hierarchy.
+    V1,
+    /// cgroup2.
+    V2,
+}
+
+/// What a memory warning is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WarningTarget {
+    /// A cgroup nears its limit.
+    Cgroup,
+    /// The system nears the end of MemAvailable.
+    System,
+    /// The system's memory pressure stayed high.
+    Psi,
+}
+
 /// The memory-accounting tree: cgroup2 when it has the memory controller,
 /// else the cgroup v1 memory hierarchy.
 pub fn memory_tree(mounts: &[CgroupMount]) -> Option<MemTree> {
@@ -151,9 +173,7 @@ pub fn journal_usage(root: &Path) -> Option<(u64, u64)> {
 pub struct MemWarning {
     #[serde(rename = "type")]
     pub kind: &'static str,
-    /// "cgroup" (its limit), "system" (MemAvailable) or "psi" (the
-    /// system's memory pressure stayed high).
-    pub target: &'static str,
+    pub target: WarningTarget,
     /// Path in the memory hierarchy; null for the system.
     pub cgroup: Option<String>,
     pub unit: Option<String>,
@@ -691,7 +711,7 @@ impl MemWatch {
                 let name = owner.unit.clone().unwrap_or_else(|| rel.clone());
                 out.push(MemWarning {
                     kind: "memory_warning",
-                    target: "cgroup",
+                    target: WarningTarget::Cgroup,
                     cgroup: Some(rel.clone()),
                     unit: owner.unit,
                     time_unix: now_unix,
@@ -713,7 +733,7 @@ impl MemWatch {
         if let Some((tte, slope)) = check(&mut self.system) {
             out.push(MemWarning {
                 kind: "memory_warning",
-                target: "system",
+                target: WarningTarget::System,
                 cgroup: None,
                 unit: None,
                 time_unix: now_unix,
@@ -762,7 +782,7 @@ impl MemWatch {
                     self.psi_warned = true;
                     out.push(MemWarning {
                         kind: "memory_warning",
-                        target: "psi",
+                        target: WarningTarget::Psi,
                         cgroup: None,
                         unit: None,
                         time_unix: now_unix,
@@ -786,9 +806,9 @@ impl MemWatch {
             }
         }
         // A system-wide warning names what explains it.
-        if out.iter().any(|w| w.target != "cgroup") {
+        if out.iter().any(|w| w.target != WarningTarget::Cgroup) {
             let culprits = self.culprits();
-            for w in out.iter_mut().filter(|w| w.target != "cgroup") {
+            for w in out.iter_mut().filter(|w| w.target != WarningTarget::Cgroup) {
                 if !culprits.is_empty() {
                     w.message = format!("{}; growing most: {}", w.message, culprits.join(", "));
                 }
@@ -1081,9 +1101,15 @@ impl MemWatch {
             .flatten()
     }
 
-    /// "v2" or "v1": the hierarchy whose memory cgroups are sampled.
-    pub fn hierarchy(&self) -> Option<&'static str> {
-        self.tree.as_ref().map(|t| if t.v2 { "v2" } else { "v1" })
+    /// The hierarchy whose memory cgroups are sampled.
+    pub fn hierarchy(&self) -> Option<MemHierarchy> {
+        self.tree.as_ref().map(|t| {
+            if t.v2 {
+                MemHierarchy::V2
+            } else {
+                MemHierarchy::V1
+            }
+        })
     }
 
     /// Median microseconds of a sampling pass so far.
@@ -1116,6 +1142,20 @@ mod tests {
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join("memory.usage_in_bytes"), format!("{cur}\n")).unwrap();
         std::fs::write(d.join("memory.limit_in_bytes"), format!("{lim}\n")).unwrap();
+    }
+
+    #[test]
+    fn targets_and_hierarchies_keep_their_names() {
+        for (t, name) in [
+            (WarningTarget::Cgroup, "cgroup"),
+            (WarningTarget::System, "system"),
+            (WarningTarget::Psi, "psi"),
+        ] {
+            assert_eq!(serde_json::to_value(t).unwrap(), name);
+        }
+        for (h, name) in [(MemHierarchy::V1, "v1"), (MemHierarchy::V2, "v2")] {
+            assert_eq!(serde_json::to_value(h).unwrap(), name);
+        }
     }
 
     #[test]
@@ -1247,7 +1287,7 @@ mod tests {
         assert_eq!(fired.len(), 1, "{fired:?}");
         assert_eq!(fired[0].0, 6, "at t = 30 s");
         let x = &fired[0].1[0];
-        assert_eq!(x.target, "psi");
+        assert_eq!(x.target, WarningTarget::Psi);
         assert_eq!(x.seconds_to_exhaustion, None);
         assert!(x.message.contains("25.0% of the time"), "{}", x.message);
         // Back above after dropping: a new 30 s is needed.
@@ -1506,7 +1546,7 @@ mod tests {
         }
         assert_eq!(warned.len(), 1, "{warned:?}");
         let x = &warned[0];
-        assert_eq!(x.target, "system");
+        assert_eq!(x.target, WarningTarget::System);
         assert_eq!(x.culprits, ["/leak +6.0 MiB/s (75%)"]);
         assert!(
             x.message

@@ -144,7 +144,7 @@ pub enum ReadError {
         source: io::Error,
     },
     #[error("{path}: not a spawnscope recording (line 1 is no spawnscope-record header)")]
-    NotRecord { path: PathBuf },
+    NotRecord { path: PathBuf, line1: Line1 },
     #[error(
         "{path}: recording format version {found} is not supported (this spawnscope reads version {supported})"
     )]
@@ -153,6 +153,18 @@ pub enum ReadError {
         found: u64,
         supported: u32,
     },
+}
+
+/// What line 1 of a file that is no recording holds, for a caller that
+/// tells these apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Line1 {
+    /// Nothing: the file is empty.
+    Missing,
+    /// Something that is not JSON.
+    NotJson,
+    /// JSON, but no header of a spawnscope recording.
+    NoHeader,
 }
 
 /// What the header says about the run.
@@ -172,6 +184,8 @@ pub struct Reader {
     r: BufReader<File>,
     buf: Vec<u8>,
     line: usize,
+    /// A last line without its newline is read as any other.
+    unterminated_ok: bool,
     pub run: RecordedRun,
 }
 
@@ -186,19 +200,21 @@ impl Reader {
             r: BufReader::new(f),
             buf: Vec::new(),
             line: 0,
+            unterminated_ok: false,
             run: RecordedRun::default(),
         };
-        let not_record = || ReadError::NotRecord {
+        let not_record = |line1| ReadError::NotRecord {
             path: path.to_path_buf(),
+            line1,
         };
         // The header alone may lack its newline: a run that recorded
         // nothing else is still a recording.
         let header: serde_json::Value = match r.read_raw()? {
-            Some(_) => serde_json::from_slice(&r.buf).map_err(|_| not_record())?,
-            None => return Err(not_record()),
+            Some(_) => serde_json::from_slice(&r.buf).map_err(|_| not_record(Line1::NotJson))?,
+            None => return Err(not_record(Line1::Missing)),
         };
         if header["format"] != FORMAT {
-            return Err(not_record());
+            return Err(not_record(Line1::NoHeader));
         }
         let found = header["version"].as_u64().unwrap_or(0);
         if found != u64::from(VERSION) {
@@ -208,8 +224,18 @@ impl Reader {
                 supported: VERSION,
             });
         }
-        r.run = serde_json::from_value(header).map_err(|_| not_record())?;
+        r.run = serde_json::from_value(header).map_err(|_| not_record(Line1::NoHeader))?;
         Ok(r)
+    }
+
+    /// Reads a last line without its newline like any other, where
+    /// [`next_line`](Self::next_line) otherwise reports it truncated (as a
+    /// crash leaves a recording, which `analyze` must say). `export` has
+    /// always read such a file whole: one put together by hand often ends
+    /// so.
+    pub fn accept_unterminated(mut self) -> Self {
+        self.unterminated_ok = true;
+        self
     }
 
     /// The next non-blank line: its number, and its JSON or why it is not
@@ -225,7 +251,7 @@ impl Reader {
             if self.buf.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let v = if complete {
+            let v = if complete || self.unterminated_ok {
                 serde_json::from_slice(&self.buf).map_err(|e| format!("not valid JSON ({e})"))
             } else {
                 Err("truncated line (no newline at the end of the file)".into())

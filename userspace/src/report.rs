@@ -50,36 +50,6 @@ pub struct ProbeStats {
     pub lifetimes_full: u64,
 }
 
-/// Counters as they appear in JSON: flat, with the process-exit total.
-#[derive(Default, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct CountersOut {
-    pub forks: u64,
-    pub threads: u64,
-    pub execs: u64,
-    pub exits: u64,
-    pub exit_clean: u64,
-    pub exit_failed: u64,
-    pub exit_signaled: u64,
-    pub exit_core_dumped: u64,
-    pub thread_exits: u64,
-}
-
-impl From<&Counters> for CountersOut {
-    fn from(c: &Counters) -> Self {
-        Self {
-            forks: c.forks,
-            threads: c.threads,
-            execs: c.execs,
-            exits: c.process_exits(),
-            exit_clean: c.exit_clean,
-            exit_failed: c.exit_failed,
-            exit_signaled: c.exit_signaled,
-            exit_core_dumped: c.exit_core,
-            thread_exits: c.thread_exits,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Rates {
     pub forks_per_s: f64,
@@ -191,7 +161,7 @@ pub struct Row {
     pub subpath: Option<String>,
     pub cgroups: Vec<Member>,
     /// Since the trace started.
-    pub total: CountersOut,
+    pub total: Counters,
     /// Summary only: process lifetimes, log2 buckets with any count.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lifetimes: Option<Vec<LifetimeBucket>>,
@@ -202,7 +172,7 @@ pub struct Row {
     pub intervals: Option<Vec<LifetimeBucket>>,
     /// During the last interval (absent in the summary).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub interval: Option<CountersOut>,
+    pub interval: Option<Counters>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate: Option<Rates>,
 }
@@ -309,7 +279,7 @@ fn owner_view(by: By, r: &Resolved) -> Row {
         kind: None,
         subpath: None,
         cgroups: Vec::new(),
-        total: (&Counters::ZERO).into(),
+        total: Counters::ZERO,
         lifetimes: None,
         intervals: None,
         interval: None,
@@ -411,7 +381,7 @@ fn group(
     let mut rows: Vec<(u64, Row)> = groups
         .into_iter()
         .map(|(key, mut a)| {
-            a.row.total = (&a.total).into();
+            a.row.total = a.total;
             if lifetimes.is_some() {
                 a.row.lifetimes = Some(sparse(&a.lifetimes));
             }
@@ -419,7 +389,7 @@ fn group(
                 a.row.intervals = Some(iv.get(&key).map(sparse).unwrap_or_default());
             }
             if let Some(secs) = secs {
-                a.row.interval = Some((&a.delta).into());
+                a.row.interval = Some(a.delta);
                 a.row.rate = Some(Rates::of(&a.delta, secs));
             }
             a.row.cgroups.sort_by(|x, y| x.path.cmp(&y.path));
@@ -489,21 +459,9 @@ pub fn summary_rows_with(
 }
 
 /// The sum of rows' totals (for `matched`).
-pub fn sum_rows(rows: &[Row]) -> CountersOut {
-    let mut c = CountersOut::from(&Counters::ZERO);
-    for r in rows {
-        let t = &r.total;
-        c.forks += t.forks;
-        c.threads += t.threads;
-        c.execs += t.execs;
-        c.exits += t.exits;
-        c.exit_clean += t.exit_clean;
-        c.exit_failed += t.exit_failed;
-        c.exit_signaled += t.exit_signaled;
-        c.exit_core_dumped += t.exit_core_dumped;
-        c.thread_exits += t.thread_exits;
-    }
-    c
+pub fn sum_rows(rows: &[Row]) -> Counters {
+    rows.iter()
+        .fold(Counters::ZERO, |acc, r| acc.saturating_add(&r.total))
 }
 
 pub fn totals(cur: &Snapshot) -> Counters {

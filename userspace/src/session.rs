@@ -272,7 +272,7 @@ impl Session {
             // An old kernel's pid-only kill: the victim is looked up now,
             // while it is still dying.
             if let Event::Oom(o) = &mut e
-                && o.victim_from == "pid"
+                && o.victim_from == events::VictimFrom::Pid
                 && let Some(path) = o.fill_from_proc(Path::new("/proc"))
                 && let Some(id) = names.id_of_path(&path)
             {
@@ -283,7 +283,7 @@ impl Session {
             let t = e.ts_ns() as f64 / 1e9 + *mono_to_unix;
             result = match &mut e {
                 Event::Oom(o) => {
-                    if o.scope == Some("memcg") {
+                    if o.scope == Some(events::OomScope::Memcg) {
                         o.memcg_path = if o.memcg_hierarchy == 0 {
                             // cgroup2: the names cache, else the memory walk.
                             names
@@ -349,12 +349,17 @@ fn oom_kill(mem: &MemWatch, e: &Event, r: &Resolved, place: &Place, t: f64) -> O
                 .rev()
                 .find(|w| w.cgroup.is_some() && w.cgroup == place.cgroup)
         })
-        .or_else(|| mem.warnings.iter().rev().find(|w| w.target == "system"));
+        .or_else(|| {
+            mem.warnings
+                .iter()
+                .rev()
+                .find(|w| w.target == mempress::WarningTarget::System)
+        });
     v["last_warning"] = serde_json::to_value(last).expect("warning JSON");
     // The limiting cgroup's trend, else the victim's own when the
     // memory hierarchy is the one it was named in (cgroup2).
     let memcg = o.memcg_path.clone().or_else(|| {
-        (mem.hierarchy() == Some("v2"))
+        (mem.hierarchy() == Some(mempress::MemHierarchy::V2))
             .then(|| place.cgroup.clone())
             .flatten()
     });

@@ -221,7 +221,7 @@ fn loop_rates(detector: Option<&mut Detector>) -> Vec<LoopRate> {
     };
     d.findings(monotonic_now_ns())
         .iter()
-        .filter(|f| f.state == "active")
+        .filter(|f| f.state == detect::LoopState::Active)
         .map(|f| LoopRate {
             unit: f
                 .unit
@@ -473,7 +473,7 @@ async fn trace(args: &TraceArgs) -> Result<(), TraceError> {
                     rows: report::interval_rows(&prev, &cur, secs, args.by, &filter, &|id| {
                         s.names.resolve(id)
                     }),
-                    overflow: (&cur.overflow).into(),
+                    overflow: cur.overflow,
                     probe: cur.probe,
                     memory: (!s.mem.pass_us.is_empty()).then(|| s.mem.forecast()),
                 };
@@ -541,9 +541,9 @@ async fn trace(args: &TraceArgs) -> Result<(), TraceError> {
         by: args.by,
         matched: (!filter.is_empty()).then(|| report::sum_rows(&rows)),
         filter,
-        totals: (&totals).into(),
+        totals,
         rows,
-        overflow: (&cur.overflow).into(),
+        overflow: cur.overflow,
         probe: cur.probe,
         exit_program: match s.probe.exit_flavour {
             ExitFlavour::GroupDeadArg => "group_dead",

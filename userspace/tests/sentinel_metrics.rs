@@ -151,7 +151,11 @@ fn unit_labels_are_the_top_n_plus_other_and_nothing_is_lost() {
         .iter()
         .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
         .sum();
-    let all: u64 = state.units.values().map(|u: &UnitState| u.execs).sum();
+    let all: u64 = state
+        .units
+        .values()
+        .map(|u: &UnitState| u.counts.execs)
+        .sum();
     assert_eq!(sum, all);
     assert!(
         text.contains("unit=\"weird\\\"name\\\\with\\nnewline.service\""),

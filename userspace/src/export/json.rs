@@ -28,8 +28,9 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
+use spawnscope_common::Counters;
 
-use super::{Data, ExitClasses, Measure, Totals};
+use super::{Data, Measure};
 
 pub const FILE_NAME: &str = "spawnscope-histograms.json";
 
@@ -75,6 +76,7 @@ struct MemOut {
     total_bytes: u64,
 }
 
+/// The exit classes of counters, by this file's short names.
 #[derive(Serialize)]
 struct ExitsOut {
     clean: u64,
@@ -83,17 +85,19 @@ struct ExitsOut {
     core_dumped: u64,
 }
 
-impl From<&ExitClasses> for ExitsOut {
-    fn from(e: &ExitClasses) -> Self {
+impl From<&Counters> for ExitsOut {
+    fn from(c: &Counters) -> Self {
         Self {
-            clean: e.clean,
-            failed: e.failed,
-            signaled: e.signaled,
-            core_dumped: e.core_dumped,
+            clean: c.exit_clean,
+            failed: c.exit_failed,
+            signaled: c.exit_signaled,
+            core_dumped: c.exit_core,
         }
     }
 }
 
+/// The kernel's counts as this file has them: spawns, and the exits
+/// nested by class.
 #[derive(Serialize)]
 struct TotalsOut {
     forks: u64,
@@ -101,12 +105,12 @@ struct TotalsOut {
     exits: ExitsOut,
 }
 
-impl From<&Totals> for TotalsOut {
-    fn from(t: &Totals) -> Self {
+impl From<&Counters> for TotalsOut {
+    fn from(c: &Counters) -> Self {
         Self {
-            forks: t.forks,
-            execs: t.execs,
-            exits: (&t.exits).into(),
+            forks: c.forks,
+            execs: c.execs,
+            exits: c.into(),
         }
     }
 }

@@ -22,31 +22,21 @@ use crate::cli::{ExportArgs, ExportFormat};
 use std::{
     collections::BTreeMap,
     fs::File,
-    io::{self, BufRead, BufReader, Write},
+    io::{self, Write},
     path::{Path, PathBuf},
 };
 
 use hdrhistogram::Histogram;
 use serde_json::Value;
+use spawnscope_common::Counters;
+
+use crate::record::{Line1, ReadError, Reader};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("{path}: not a spawnscope recording (line 1 is no spawnscope-record header)")]
-    NotRecord { path: PathBuf },
-    #[error(
-        "{path}: recording format version {found} is not supported (this spawnscope reads version {supported})"
-    )]
-    Version {
-        path: PathBuf,
-        found: u64,
-        supported: u32,
-    },
+    /// The file cannot be read, or is no recording this version reads.
+    #[error(transparent)]
+    Recording(#[from] ReadError),
     #[error("{path}:{line}: not a JSON record")]
     BadLine { path: PathBuf, line: usize },
     #[error("cannot create {path}: {source}")]
@@ -102,24 +92,6 @@ impl Measure {
     }
 }
 
-/// Exit-class counts of one unit.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ExitClasses {
-    pub clean: u64,
-    pub failed: u64,
-    pub signaled: u64,
-    pub core_dumped: u64,
-}
-
-/// The kernel's counts for a unit over the whole recording (its summary
-/// row): exact, where events may have been filtered or dropped.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Totals {
-    pub forks: u64,
-    pub execs: u64,
-    pub exits: ExitClasses,
-}
-
 #[derive(Debug, Clone)]
 pub struct UnitData {
     pub hists: BTreeMap<Measure, Histogram<u64>>,
@@ -127,10 +99,12 @@ pub struct UnitData {
     /// a process that exited without an exec seen is under its comm in
     /// brackets).
     pub executables: BTreeMap<String, BTreeMap<Measure, Histogram<u64>>>,
-    /// From exit records.
-    pub exits: ExitClasses,
-    /// From the recording's summary; None if it has none (cut short).
-    pub totals: Option<Totals>,
+    /// Exit classes counted from exit records (the other counts stay 0).
+    pub exits: Counters,
+    /// The kernel's forks, execs and exit classes for the unit over the
+    /// whole recording, from its summary row: exact, where events may have
+    /// been filtered or dropped. None if it has no summary (cut short).
+    pub totals: Option<Counters>,
 }
 
 /// Everything exported, from one recording.
@@ -225,7 +199,7 @@ impl Data {
                 .map(|m| (m, new_histogram()))
                 .collect(),
             executables: BTreeMap::new(),
-            exits: ExitClasses::default(),
+            exits: Counters::ZERO,
             totals: None,
         })
     }
@@ -233,11 +207,6 @@ impl Data {
     /// Reads a `trace --record` file. Lines that are not JSON objects are
     /// errors; record types this does not use are passed over.
     pub fn from_recording(path: &Path) -> Result<Self, ExportError> {
-        let read = |source| ExportError::Read {
-            path: path.to_path_buf(),
-            source,
-        };
-        let r = BufReader::new(File::open(path).map_err(read)?);
         let mut data = Data {
             start_unix: 0.0,
             end_unix: 0.0,
@@ -246,6 +215,22 @@ impl Data {
             memory: Vec::new(),
             memory_hist: new_histogram(),
         };
+        // Export has always read an empty file as an empty recording, and
+        // named a first line that is no JSON as a bad line, as any other.
+        let mut r = match Reader::open(path) {
+            Ok(r) => r.accept_unterminated(),
+            Err(ReadError::NotRecord {
+                line1: Line1::Missing,
+                ..
+            }) => return Ok(data),
+            Err(ReadError::NotRecord {
+                path,
+                line1: Line1::NotJson,
+            }) => return Err(ExportError::BadLine { path, line: 1 }),
+            Err(e) => return Err(e.into()),
+        };
+        data.start_unix = r.run.started_unix;
+        data.end_unix = r.run.started_unix;
         // pid -> executable of its last exec, for per-executable lifetimes.
         let mut exe_of: std::collections::HashMap<u64, String> = std::collections::HashMap::new();
         // (unit, executable) -> last exec time (ns).
@@ -255,33 +240,11 @@ impl Data {
         // at the executor's if it dies there (as the detector judges it).
         let mut in_executor: std::collections::HashMap<u64, (String, String, u64)> =
             std::collections::HashMap::new();
-        for (i, line) in r.split(b'\n').enumerate() {
-            let line = line.map_err(read)?;
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let v: Value = serde_json::from_slice(&line).map_err(|_| ExportError::BadLine {
+        while let Some((line, v)) = r.next_line()? {
+            let v = v.map_err(|_| ExportError::BadLine {
                 path: path.to_path_buf(),
-                line: i + 1,
+                line,
             })?;
-            if i == 0 {
-                if v["format"] != crate::record::FORMAT {
-                    return Err(ExportError::NotRecord {
-                        path: path.to_path_buf(),
-                    });
-                }
-                let found = v["version"].as_u64().unwrap_or(0);
-                if found != u64::from(crate::record::VERSION) {
-                    return Err(ExportError::Version {
-                        path: path.to_path_buf(),
-                        found,
-                        supported: crate::record::VERSION,
-                    });
-                }
-                data.start_unix = v["started_unix"].as_f64().unwrap_or(0.0);
-                data.end_unix = data.start_unix;
-                continue;
-            }
             if let Some(t) = v["time_unix"].as_f64() {
                 data.end_unix = data.end_unix.max(t);
             }
@@ -301,11 +264,12 @@ impl Data {
                         record(&mut u.hists, Measure::LifetimeNs, ns);
                         record(per_exe(u, exe), Measure::LifetimeNs, ns);
                     }
+                    let e = &mut u.exits;
                     match (v["code"].as_u64(), v["signal"].as_u64()) {
-                        (Some(0), _) => u.exits.clean += 1,
-                        (Some(_), _) => u.exits.failed += 1,
-                        (None, Some(_)) if v["core_dumped"] == true => u.exits.core_dumped += 1,
-                        (None, Some(_)) => u.exits.signaled += 1,
+                        (Some(0), _) => e.exit_clean += 1,
+                        (Some(_), _) => e.exit_failed += 1,
+                        (None, Some(_)) if v["core_dumped"] == true => e.exit_core += 1,
+                        (None, Some(_)) => e.exit_signaled += 1,
                         (None, None) => {}
                     }
                 }
@@ -339,15 +303,14 @@ impl Data {
                     for r in v["rows"].as_array().into_iter().flatten() {
                         let t = &r["total"];
                         let n = |k: &str| t[k].as_u64().unwrap_or(0);
-                        data.unit(row_label(r)).totals = Some(Totals {
+                        data.unit(row_label(r)).totals = Some(Counters {
                             forks: n("forks"),
                             execs: n("execs"),
-                            exits: ExitClasses {
-                                clean: n("exit_clean"),
-                                failed: n("exit_failed"),
-                                signaled: n("exit_signaled"),
-                                core_dumped: n("exit_core_dumped"),
-                            },
+                            exit_clean: n("exit_clean"),
+                            exit_failed: n("exit_failed"),
+                            exit_signaled: n("exit_signaled"),
+                            exit_core: n("exit_core_dumped"),
+                            ..Counters::ZERO
                         });
                     }
                 }
@@ -493,7 +456,7 @@ mod tests {
         assert!(d.end_unix > d.start_unix);
         let root = &d.units["/"];
         // The fixture's root cgroup: 46 exit records, 43 execs.
-        let total_exits = root.exits.clean + root.exits.failed + root.exits.signaled;
+        let total_exits = root.exits.exit_clean + root.exits.exit_failed + root.exits.exit_signaled;
         assert_eq!(root.hists[&Measure::LifetimeNs].len(), 46);
         assert_eq!(total_exits, 46);
         // Intervals between execs of the same file: 6 × /bin/sh, 30 ×
@@ -511,7 +474,7 @@ mod tests {
         assert_eq!(t[&Measure::LifetimeNs].len(), 30);
         let t = root.totals.expect("the summary row");
         assert_eq!((t.forks, t.execs), (43, 43));
-        assert_eq!((t.exits.clean, t.exits.failed), (40, 6));
+        assert_eq!((t.exit_clean, t.exit_failed), (40, 6));
     }
 
     #[test]
@@ -580,7 +543,7 @@ mod tests {
         let x = &missing.executables["/usr/lib/systemd/systemd-executor"];
         assert_eq!(x[&Measure::RespawnIntervalNs].len(), 2);
         assert_eq!(x[&Measure::LifetimeNs].len(), 3);
-        assert_eq!(missing.exits.failed, 3);
+        assert_eq!(missing.exits.exit_failed, 3);
     }
 
     #[test]
@@ -590,7 +553,7 @@ mod tests {
         std::fs::write(&p, "{\"type\":\"summary\"}\n").unwrap();
         assert!(matches!(
             Data::from_recording(&p),
-            Err(ExportError::NotRecord { .. })
+            Err(ExportError::Recording(ReadError::NotRecord { .. }))
         ));
         std::fs::write(
             &p,
@@ -613,8 +576,28 @@ mod tests {
         );
         assert!(matches!(
             Data::from_recording(&d.path().join("nope")),
-            Err(ExportError::Read { .. })
+            Err(ExportError::Recording(ReadError::Io { .. }))
         ));
+    }
+
+    /// Read through the recording reader, export still takes what it
+    /// always took: an empty file, and a last line without its newline.
+    #[test]
+    fn empty_files_and_unterminated_last_lines_still_read() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.jsonl");
+        std::fs::write(&p, "").unwrap();
+        let e = Data::from_recording(&p).unwrap();
+        assert!(e.units.is_empty() && e.start_unix == 0.0);
+        std::fs::write(
+            &p,
+            "{\"type\":\"header\",\"format\":\"spawnscope-record\",\"version\":1,\"started_unix\":5.0}\n\
+             {\"type\":\"exit\",\"time_unix\":7.0,\"pid\":3,\"unit\":\"a.service\",\"comm\":\"a\",\"code\":1}",
+        )
+        .unwrap();
+        let e = Data::from_recording(&p).unwrap();
+        assert_eq!((e.start_unix, e.end_unix), (5.0, 7.0));
+        assert_eq!(e.units["a.service"].exits.exit_failed, 1);
     }
 
     #[test]

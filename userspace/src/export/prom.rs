@@ -154,13 +154,13 @@ pub fn render(data: &Data) -> String {
     );
     let _ = writeln!(o, "# TYPE spawnscope_exits_total counter");
     for (label, u) in &data.units {
-        let e = u.totals.as_ref().map_or(u.exits, |t| t.exits);
+        let e = u.totals.unwrap_or(u.exits);
         let l = label_escape(label);
         for (class, n) in [
-            ("clean", e.clean),
-            ("failed", e.failed),
-            ("signaled", e.signaled),
-            ("core_dumped", e.core_dumped),
+            ("clean", e.exit_clean),
+            ("failed", e.exit_failed),
+            ("signaled", e.exit_signaled),
+            ("core_dumped", e.exit_core),
         ] {
             let _ = writeln!(
                 o,

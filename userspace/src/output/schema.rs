@@ -2,8 +2,9 @@
 //! reads back: one interval line per tick and one summary at the end.
 
 use serde::Serialize;
+use spawnscope_common::Counters;
 
-use crate::report::{By, CountersOut, EventCounts, Filter, ProbeStats, Row};
+use crate::report::{By, EventCounts, Filter, ProbeStats, Row};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct IntervalReport {
@@ -15,7 +16,7 @@ pub struct IntervalReport {
     pub by: By,
     /// Groups with any activity in this interval, busiest first.
     pub rows: Vec<Row>,
-    pub overflow: CountersOut,
+    pub overflow: Counters,
     pub probe: ProbeStats,
     /// The memory forecast as of the latest sample.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -31,12 +32,12 @@ pub struct Summary {
     pub by: By,
     pub filter: Filter,
     /// Sum over every cgroup, overflow included, whatever the filter.
-    pub totals: CountersOut,
+    pub totals: Counters,
     /// Sum over the rows that passed the filter; null without a filter.
-    pub matched: Option<CountersOut>,
+    pub matched: Option<Counters>,
     /// Every group seen, busiest first.
     pub rows: Vec<Row>,
-    pub overflow: CountersOut,
+    pub overflow: Counters,
     pub probe: ProbeStats,
     /// "group_dead" (exact) or "legacy" (signal_struct.live).
     pub exit_program: &'static str,
@@ -60,8 +61,8 @@ pub struct Summary {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MemorySummary {
-    /// "v2", "v1" or null: which hierarchy's memory cgroups were sampled.
-    pub hierarchy: Option<&'static str>,
+    /// Which hierarchy's memory cgroups were sampled; null for none.
+    pub hierarchy: Option<crate::mempress::MemHierarchy>,
     pub samples: usize,
     /// Median cost of one sampling pass, in microseconds.
     pub pass_us_p50: Option<u64>,

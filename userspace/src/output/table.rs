@@ -2,9 +2,11 @@
 
 use std::io::{self, Write};
 
+use spawnscope_common::Counters;
+
 use super::Reporter;
 use super::schema::{IntervalReport, Summary};
-use crate::report::{By, CountersOut, Row};
+use crate::report::{By, Row};
 
 pub struct Table<W: Write> {
     out: W,
@@ -156,7 +158,7 @@ fn fit(path: &str, width: usize) -> String {
     format!("…{tail}")
 }
 
-fn counts(c: &CountersOut) -> String {
+fn counts(c: &Counters) -> String {
     format!(
         "{:>8} {:>8} {:>8} {:>8} {:>7} {:>5} {:>8} {:>8}",
         c.forks,
@@ -164,7 +166,7 @@ fn counts(c: &CountersOut) -> String {
         c.exit_clean,
         c.exit_failed,
         c.exit_signaled,
-        c.exit_core_dumped,
+        c.exit_core,
         c.threads,
         c.thread_exits
     )
@@ -282,11 +284,10 @@ impl<W: Write> Reporter for Table<W> {
             Some(f) => {
                 writeln!(self.out, "respawn loops and failing jobs: {}", f.len())?;
                 for x in f {
-                    let sev = serde_json::to_value(x.severity).map_err(io::Error::from)?;
                     writeln!(
                         self.out,
                         "  [{}] {} ({})",
-                        sev.as_str().unwrap_or(""),
+                        x.severity.as_str(),
                         x.message,
                         x.state
                     )?;
@@ -486,7 +487,7 @@ mod tests {
             interval_s: 1.0,
             by: By::Unit,
             rows,
-            overflow: (&Counters::ZERO).into(),
+            overflow: Counters::ZERO,
             probe: ProbeStats::default(),
             memory: Some(crate::mempress::MemForecast {
                 used_bytes: 1 << 30,
@@ -515,10 +516,10 @@ mod tests {
             duration_s: 1.0,
             by: By::Unit,
             filter: f.clone(),
-            totals: (&crate::report::totals(&snap)).into(),
+            totals: crate::report::totals(&snap),
             matched: None,
             rows: summary_rows(&snap, By::Unit, &f, &resolve),
-            overflow: (&Counters::ZERO).into(),
+            overflow: Counters::ZERO,
             probe: ProbeStats {
                 map_full: 5,
                 read_failed: 0,
@@ -537,7 +538,7 @@ mod tests {
                 "scope": "memcg", "limiting_cgroup": {"hierarchy": "v1", "id": 7, "path": "/leak"}
             })],
             memory: crate::output::schema::MemorySummary {
-                hierarchy: Some("v1"),
+                hierarchy: Some(crate::mempress::MemHierarchy::V1),
                 samples: 3,
                 pass_us_p50: Some(120),
                 pass_us_slab_p50: Some(2000),
@@ -545,7 +546,7 @@ mod tests {
                 cgroups: 3,
                 warnings: vec![crate::mempress::MemWarning {
                     kind: "memory_warning",
-                    target: "cgroup",
+                    target: crate::mempress::WarningTarget::Cgroup,
                     cgroup: Some("/leak".into()),
                     unit: None,
                     time_unix: 0.0,

@@ -15,11 +15,13 @@ use std::{
     fmt::Write,
 };
 
+use spawnscope_common::Counters;
+
 use crate::{
     export::prom::label_escape,
     kernel::ProgStats,
     mempress::HiddenTrend,
-    report::{CountersOut, EventCounts, ProbeStats},
+    report::{EventCounts, ProbeStats},
 };
 
 use super::{
@@ -32,7 +34,7 @@ use super::{
 pub struct Health {
     pub dropped: EventCounts,
     /// Events whose cgroup found the counters map full.
-    pub overflow: CountersOut,
+    pub overflow: Counters,
     pub probe: ProbeStats,
     /// The last poll's duration.
     pub poll_seconds: f64,
@@ -292,12 +294,12 @@ pub fn render(
         let _ = writeln!(
             o,
             "spawnscope_spawns_total{{unit=\"{l}\",kind=\"fork\"}} {}",
-            s.forks
+            s.counts.forks
         );
         let _ = writeln!(
             o,
             "spawnscope_spawns_total{{unit=\"{l}\",kind=\"exec\"}} {}",
-            s.execs
+            s.counts.execs
         );
     }
     family(
@@ -309,10 +311,10 @@ pub fn render(
     for (u, s) in &units {
         let l = label_escape(u);
         for (class, n) in [
-            ("clean", s.exit_clean),
-            ("failed", s.exit_failed),
-            ("signaled", s.exit_signaled),
-            ("core_dumped", s.exit_core_dumped),
+            ("clean", s.counts.exit_clean),
+            ("failed", s.counts.exit_failed),
+            ("signaled", s.counts.exit_signaled),
+            ("core_dumped", s.counts.exit_core),
         ] {
             let _ = writeln!(
                 o,
@@ -530,7 +532,7 @@ pub fn render(
     let _ = writeln!(
         o,
         "spawnscope_map_overflow_events_total {}",
-        ov.forks + ov.threads + ov.execs + ov.exits + ov.thread_exits
+        ov.forks + ov.threads + ov.execs + ov.process_exits() + ov.thread_exits
     );
     family(
         &mut o,

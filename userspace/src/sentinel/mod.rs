@@ -684,7 +684,7 @@ impl Sentinel {
 
         // Health and metrics.
         self.health.dropped = cur.dropped;
-        self.health.overflow = (&cur.overflow).into();
+        self.health.overflow = cur.overflow;
         self.health.probe = cur.probe;
         self.health.polls += 1;
         self.health.rss_bytes = rss_bytes();

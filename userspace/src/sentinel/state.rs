@@ -18,6 +18,9 @@ use std::{
 };
 
 use serde::{Deserialize, Serialize};
+use spawnscope_common::Counters;
+
+use crate::detect::{FindingKind, Severity, severity_for};
 
 pub const STATE_VERSION: u32 = 1;
 /// OOM kills kept, newest last.
@@ -41,26 +44,88 @@ pub enum StateError {
     },
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(from = "UnitFile<Vec<u64>>")]
 pub struct UnitState {
-    pub forks: u64,
-    pub execs: u64,
-    pub exit_clean: u64,
-    pub exit_failed: u64,
-    pub exit_signaled: u64,
-    pub exit_core_dumped: u64,
+    /// Process counts. Thread counts are not kept: the state has never
+    /// had them, so they would not survive a restart.
+    pub counts: Counters,
     /// Process lifetimes, log2 buckets of nanoseconds.
     pub lifetimes: Vec<u64>,
     /// Respawn intervals, log2 buckets of nanoseconds.
     pub intervals: Vec<u64>,
     /// Times its cgroup was created again at the same path: systemd
     /// (re)starts of a service, counted exactly.
-    #[serde(default)]
     pub recreations: u64,
     /// Last interval with any activity; the least recent units are folded
     /// into [`OTHER_UNIT`] when there are too many.
-    #[serde(default)]
     pub last_active_unix: f64,
+}
+
+/// A unit as the state file has always held it: the counts flat, by
+/// their names there (`exit_core_dumped`), without threads or an exit
+/// total. A field missing from an older file reads as zero, or empty.
+#[derive(Serialize, Deserialize)]
+struct UnitFile<L> {
+    #[serde(default)]
+    forks: u64,
+    #[serde(default)]
+    execs: u64,
+    #[serde(default)]
+    exit_clean: u64,
+    #[serde(default)]
+    exit_failed: u64,
+    #[serde(default)]
+    exit_signaled: u64,
+    #[serde(default)]
+    exit_core_dumped: u64,
+    #[serde(default)]
+    lifetimes: L,
+    #[serde(default)]
+    intervals: L,
+    #[serde(default)]
+    recreations: u64,
+    #[serde(default)]
+    last_active_unix: f64,
+}
+
+impl From<UnitFile<Vec<u64>>> for UnitState {
+    fn from(f: UnitFile<Vec<u64>>) -> Self {
+        Self {
+            counts: Counters {
+                forks: f.forks,
+                execs: f.execs,
+                exit_clean: f.exit_clean,
+                exit_failed: f.exit_failed,
+                exit_signaled: f.exit_signaled,
+                exit_core: f.exit_core_dumped,
+                ..Counters::ZERO
+            },
+            lifetimes: f.lifetimes,
+            intervals: f.intervals,
+            recreations: f.recreations,
+            last_active_unix: f.last_active_unix,
+        }
+    }
+}
+
+impl Serialize for UnitState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let c = &self.counts;
+        UnitFile {
+            forks: c.forks,
+            execs: c.execs,
+            exit_clean: c.exit_clean,
+            exit_failed: c.exit_failed,
+            exit_signaled: c.exit_signaled,
+            exit_core_dumped: c.exit_core,
+            lifetimes: self.lifetimes.as_slice(),
+            intervals: self.intervals.as_slice(),
+            recreations: self.recreations,
+            last_active_unix: self.last_active_unix,
+        }
+        .serialize(s)
+    }
 }
 
 /// Where the counts of units beyond [`MAX_UNITS`] go.
@@ -81,12 +146,7 @@ fn add_buckets(into: &mut Vec<u64>, from: &[u64]) {
 impl UnitState {
     /// Adds `other` (counts since the last save) to this running total.
     pub fn add(&mut self, other: &UnitState) {
-        self.forks = self.forks.saturating_add(other.forks);
-        self.execs = self.execs.saturating_add(other.execs);
-        self.exit_clean = self.exit_clean.saturating_add(other.exit_clean);
-        self.exit_failed = self.exit_failed.saturating_add(other.exit_failed);
-        self.exit_signaled = self.exit_signaled.saturating_add(other.exit_signaled);
-        self.exit_core_dumped = self.exit_core_dumped.saturating_add(other.exit_core_dumped);
+        self.counts = self.counts.saturating_add(&other.counts);
         add_buckets(&mut self.lifetimes, &other.lifetimes);
         add_buckets(&mut self.intervals, &other.intervals);
         self.recreations = self.recreations.saturating_add(other.recreations);
@@ -94,34 +154,81 @@ impl UnitState {
     }
 
     pub fn process_exits(&self) -> u64 {
-        self.exit_clean
-            .saturating_add(self.exit_failed)
-            .saturating_add(self.exit_signaled)
-            .saturating_add(self.exit_core_dumped)
+        let c = &self.counts;
+        c.exit_clean
+            .saturating_add(c.exit_failed)
+            .saturating_add(c.exit_signaled)
+            .saturating_add(c.exit_core)
     }
 
     pub fn spawns(&self) -> u64 {
-        self.forks.saturating_add(self.execs)
+        self.counts.forks.saturating_add(self.counts.execs)
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "FindingFile")]
 pub struct FindingState {
     pub unit: String,
     pub first_seen_unix: f64,
     pub last_seen_unix: f64,
     /// Restarts counted since first seen, across sentinel restarts.
     pub restarts: u64,
-    /// "respawn_loop" or "failing_periodic_job".
-    #[serde(default)]
-    pub kind: String,
-    #[serde(default)]
-    pub severity: String,
-    #[serde(default)]
+    pub kind: FindingKind,
+    pub severity: Severity,
     pub rate_per_min: f64,
     /// What a drill-down found: executable, argv, exit status.
-    #[serde(default)]
     pub detail: Option<serde_json::Value>,
+}
+
+/// A finding as a state file holds it. Kind and severity follow from the
+/// rate and are worked out again whenever the unit is active, so one that
+/// is missing, or no name this version knows (a file that lacked them was
+/// saved back with empty strings), must not cost the totals: the kind
+/// then reads as a respawn loop, as it always did, and the severity
+/// follows from kind and rate.
+#[derive(Deserialize)]
+struct FindingFile {
+    unit: String,
+    first_seen_unix: f64,
+    last_seen_unix: f64,
+    restarts: u64,
+    #[serde(default, deserialize_with = "known")]
+    kind: Option<FindingKind>,
+    #[serde(default, deserialize_with = "known")]
+    severity: Option<Severity>,
+    #[serde(default)]
+    rate_per_min: f64,
+    #[serde(default)]
+    detail: Option<serde_json::Value>,
+}
+
+/// The value, or None when it is not one this version knows.
+fn known<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let v = serde_json::Value::deserialize(d)?;
+    Ok(serde_json::from_value(v).ok())
+}
+
+impl From<FindingFile> for FindingState {
+    fn from(f: FindingFile) -> Self {
+        let kind = f.kind.unwrap_or(FindingKind::RespawnLoop);
+        Self {
+            severity: f
+                .severity
+                .unwrap_or_else(|| severity_for(kind, f.rate_per_min * 1440.0)),
+            kind,
+            unit: f.unit,
+            first_seen_unix: f.first_seen_unix,
+            last_seen_unix: f.last_seen_unix,
+            restarts: f.restarts,
+            rate_per_min: f.rate_per_min,
+            detail: f.detail,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -285,9 +392,12 @@ mod tests {
     fn sample() -> State {
         let mut s = State::fresh(1_768_262_400.0);
         let mut u = UnitState {
-            forks: 3,
-            execs: 421_491,
-            exit_failed: 421_490,
+            counts: Counters {
+                forks: 3,
+                execs: 421_491,
+                exit_failed: 421_490,
+                ..Counters::ZERO
+            },
             ..Default::default()
         };
         u.lifetimes = vec![0; BUCKETS];
@@ -300,8 +410,8 @@ mod tests {
                 first_seen_unix: 1_768_262_460.0,
                 last_seen_unix: 1_772_582_400.0,
                 restarts: 421_491,
-                kind: "respawn_loop".into(),
-                severity: "high".into(),
+                kind: FindingKind::RespawnLoop,
+                severity: Severity::High,
                 rate_per_min: 6.0,
                 detail: None,
             },
@@ -361,8 +471,11 @@ mod tests {
     fn totals_continue_across_saves() {
         let mut s = sample();
         let delta = UnitState {
-            execs: 9,
-            exit_failed: 9,
+            counts: Counters {
+                execs: 9,
+                exit_failed: 9,
+                ..Counters::ZERO
+            },
             lifetimes: vec![0, 0, 1],
             ..Default::default()
         };
@@ -371,7 +484,7 @@ mod tests {
             .unwrap()
             .add(&delta);
         let u = &s.units["serial-getty@ttyS0.service"];
-        assert_eq!((u.execs, u.exit_failed), (421_500, 421_499));
+        assert_eq!((u.counts.execs, u.counts.exit_failed), (421_500, 421_499));
         assert_eq!((u.lifetimes[2], u.lifetimes[33]), (1, 421_490));
         let mut short = UnitState::default();
         short.add(&delta);
@@ -390,7 +503,10 @@ mod tests {
             s.units.insert(
                 format!("run-u{i}.service"),
                 UnitState {
-                    execs: 1,
+                    counts: Counters {
+                        execs: 1,
+                        ..Counters::ZERO
+                    },
                     last_active_unix: i as f64,
                     ..Default::default()
                 },
@@ -401,7 +517,7 @@ mod tests {
             .get_mut("serial-getty@ttyS0.service")
             .unwrap()
             .last_active_unix = -1.0;
-        let before: u64 = s.units.values().map(|u| u.execs).sum();
+        let before: u64 = s.units.values().map(|u| u.counts.execs).sum();
         s.bound_units();
         assert_eq!(s.units.len(), MAX_UNITS - MAX_UNITS / 10 + 1, "+ other");
         assert!(s.units.contains_key("serial-getty@ttyS0.service"));
@@ -410,20 +526,23 @@ mod tests {
             s.units
                 .contains_key(&format!("run-u{}.service", MAX_UNITS + 4))
         );
-        let after: u64 = s.units.values().map(|u| u.execs).sum();
+        let after: u64 = s.units.values().map(|u| u.counts.execs).sum();
         assert_eq!(before, after, "nothing lost in the fold");
         // The old "other" is folded again, not replaced.
         for i in 0..MAX_UNITS {
             s.units.insert(
                 format!("x{i}.scope"),
                 UnitState {
-                    execs: 2,
+                    counts: Counters {
+                        execs: 2,
+                        ..Counters::ZERO
+                    },
                     ..Default::default()
                 },
             );
         }
         s.bound_units();
-        let again: u64 = s.units.values().map(|u| u.execs).sum();
+        let again: u64 = s.units.values().map(|u| u.counts.execs).sum();
         assert_eq!(again, after + 2 * MAX_UNITS as u64);
     }
 
@@ -441,5 +560,85 @@ mod tests {
         );
         let e = load(&file.join("state"), 1.0).unwrap_err().to_string();
         assert!(e.starts_with("cannot read state "), "{e}");
+    }
+
+    /// A state file as this version's predecessors wrote it (counts flat,
+    /// kind and severity as names) loads, and is written back byte for
+    /// byte.
+    #[test]
+    fn a_state_file_written_before_loads_and_saves_back_the_same() {
+        let text = concat!(
+            r#"{"version":1,"since_unix":1768262400.0,"saved_unix":1772582400.0,"#,
+            r#""units":{"backup.service":{"forks":5,"execs":5,"exit_clean":1,"exit_failed":4,"#,
+            r#""exit_signaled":0,"exit_core_dumped":2,"lifetimes":[0,0,3],"intervals":[],"#,
+            r#""recreations":4,"last_active_unix":1772582000.5}},"#,
+            r#""findings":{"backup.service":{"unit":"backup.service","#,
+            r#""first_seen_unix":1768262460.0,"last_seen_unix":1772582000.5,"restarts":4,"#,
+            r#""kind":"failing_periodic_job","severity":"low","rate_per_min":0.5,"#,
+            r#""detail":{"executable":"/usr/bin/backup","exit_code":4}}},"#,
+            r#""oom_kills":[{"pid":42}],"oom_kills_total":1}"#,
+            "\n"
+        );
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("state");
+        fs::write(&p, text).unwrap();
+        let Loaded::Restored(s) = load(&p, 1.0).unwrap() else {
+            panic!("not restored")
+        };
+        let u = &s.units["backup.service"];
+        assert_eq!(
+            u.counts,
+            Counters {
+                forks: 5,
+                execs: 5,
+                exit_clean: 1,
+                exit_failed: 4,
+                exit_core: 2,
+                ..Counters::ZERO
+            }
+        );
+        assert_eq!((u.recreations, u.lifetimes.as_slice()), (4, &[0, 0, 3][..]));
+        let f = &s.findings["backup.service"];
+        assert_eq!(
+            (f.kind, f.severity),
+            (FindingKind::FailingPeriodicJob, Severity::Low)
+        );
+        save(&p, &s).unwrap();
+        assert_eq!(fs::read_to_string(&p).unwrap(), text);
+    }
+
+    /// Fields an older file lacks read as zero, and a kind or severity
+    /// this version does not know does not cost the totals.
+    #[test]
+    fn missing_counts_and_unknown_names_do_not_set_the_state_aside() {
+        let text = concat!(
+            r#"{"version":1,"since_unix":1.0,"saved_unix":2.0,"#,
+            r#""units":{"a.service":{"execs":7}},"#,
+            r#""findings":{"a.service":{"unit":"a.service","first_seen_unix":1.0,"#,
+            r#""last_seen_unix":2.0,"restarts":9,"kind":"","rate_per_min":6.0},"#,
+            r#""b.service":{"unit":"b.service","first_seen_unix":1.0,"#,
+            r#""last_seen_unix":2.0,"restarts":3,"kind":"failing_periodic_job","severity":"dire"}},"#,
+            r#""oom_kills":[]}"#
+        );
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("state");
+        fs::write(&p, text).unwrap();
+        let Loaded::Restored(s) = load(&p, 1.0).unwrap() else {
+            panic!("not restored")
+        };
+        let u = &s.units["a.service"];
+        assert_eq!(u.counts.execs, 7);
+        assert_eq!(u.process_exits(), 0);
+        assert!(u.lifetimes.is_empty() && u.intervals.is_empty());
+        let a = &s.findings["a.service"];
+        assert_eq!(
+            (a.kind, a.severity),
+            (FindingKind::RespawnLoop, Severity::High)
+        );
+        let b = &s.findings["b.service"];
+        assert_eq!(
+            (b.kind, b.severity),
+            (FindingKind::FailingPeriodicJob, Severity::Low)
+        );
     }
 }

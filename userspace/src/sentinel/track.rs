@@ -16,7 +16,7 @@ use serde::Serialize;
 use spawnscope_common::{Counters, Lifetimes, lifetime_bucket};
 
 use super::state::{FindingState, State, UnitState};
-use crate::detect::{FindingKind, Severity};
+use crate::detect::{FindingKind, LoopState, Severity, severity_for, thousands};
 
 #[derive(Debug, Clone, Copy)]
 pub struct TrackConfig {
@@ -98,8 +98,7 @@ impl Recent {
 pub struct UnitFinding {
     pub kind: FindingKind,
     pub severity: Severity,
-    /// "active" or "stopped".
-    pub state: &'static str,
+    pub state: LoopState,
     pub unit: String,
     /// Restarts since first seen, across sentinel restarts and reboots.
     pub restarts: u64,
@@ -132,22 +131,6 @@ pub struct Tracker {
     pending_detail: HashMap<String, serde_json::Value>,
 }
 
-fn severity_of(kind: FindingKind, per_day: f64) -> Severity {
-    match kind {
-        FindingKind::FailingPeriodicJob => Severity::Low,
-        _ if per_day >= 86_400.0 => Severity::Critical,
-        _ if per_day >= 1_000.0 => Severity::High,
-        _ => Severity::Medium,
-    }
-}
-
-fn name_of<T: Serialize>(v: T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
 /// "13 Jan 2026 09:12 UTC"
 pub fn date(unix: f64) -> String {
     let secs = unix.max(0.0) as i64;
@@ -174,24 +157,10 @@ pub fn date(unix: f64) -> String {
     )
 }
 
-/// 421491 -> "421,491"
-pub fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 fn message(f: &FindingState) -> String {
-    let what = if f.kind == "failing_periodic_job" {
-        "failing periodic job"
-    } else {
-        "respawn loop"
+    let what = match f.kind {
+        FindingKind::FailingPeriodicJob => "failing periodic job",
+        FindingKind::RespawnLoop => "respawn loop",
     };
     let mut m = format!(
         "{what} in {}: {} restarts since {} ({:.1}/min)",
@@ -259,12 +228,12 @@ impl Tracker {
         for (unit, c, l) in deltas {
             let u = per_unit.entry(unit).or_default();
             u.add(&UnitState {
-                forks: c.forks,
-                execs: c.execs,
-                exit_clean: c.exit_clean,
-                exit_failed: c.exit_failed,
-                exit_signaled: c.exit_signaled,
-                exit_core_dumped: c.exit_core,
+                // The state keeps process counts only.
+                counts: Counters {
+                    threads: 0,
+                    thread_exits: 0,
+                    ..c
+                },
                 // Up to the highest bucket in use: most units' lifetimes
                 // span a few buckets, and a thousand units are kept.
                 lifetimes: l
@@ -287,8 +256,8 @@ impl Tracker {
             let r = self.recent.entry(unit.clone()).or_default();
             let tick = Tick {
                 t: now_unix,
-                execs: d.execs,
-                deaths: d.exit_failed + d.exit_signaled + d.exit_core_dumped,
+                execs: d.counts.execs,
+                deaths: d.counts.exit_failed + d.counts.exit_signaled + d.counts.exit_core,
                 recreations: std::mem::take(&mut r.pending_recreations),
             };
             if d.spawns() + d.process_exits() + tick.recreations > 0 {
@@ -324,8 +293,8 @@ impl Tracker {
             if let Some(r) = self.recent.get(&f.unit) {
                 f.rate_per_min = rate(r, now_unix);
                 let kind = kind_of(f.rate_per_min, &self.cfg);
-                f.kind = name_of(kind);
-                f.severity = name_of(severity_of(kind, f.rate_per_min * 1440.0));
+                f.kind = kind;
+                f.severity = severity_for(kind, f.rate_per_min * 1440.0);
             }
             let mean_s = if f.rate_per_min > 0.0 {
                 60.0 / f.rate_per_min
@@ -340,7 +309,7 @@ impl Tracker {
                 if let Some(r) = self.recent.get_mut(&f.unit) {
                     r.ticks.clear();
                 }
-                out.closed.push(view(&f, "stopped"));
+                out.closed.push(view(&f, LoopState::Stopped));
             }
         }
         // New findings.
@@ -376,8 +345,8 @@ impl Tracker {
                         .or(r.ticks.back().map(|t| t.t))
                         .unwrap_or(now_unix),
                     restarts,
-                    kind: name_of(kind),
-                    severity: name_of(severity_of(kind, per_min * 1440.0)),
+                    kind,
+                    severity: severity_for(kind, per_min * 1440.0),
                     rate_per_min: per_min,
                     detail: self.pending_detail.remove(unit.as_str()),
                 };
@@ -408,12 +377,15 @@ impl Tracker {
         self.state
             .findings
             .values()
-            .map(|f| view(f, "active"))
+            .map(|f| view(f, LoopState::Active))
             .collect()
     }
 
     pub fn finding(&self, unit: &str) -> Option<UnitFinding> {
-        self.state.findings.get(unit).map(|f| view(f, "active"))
+        self.state
+            .findings
+            .get(unit)
+            .map(|f| view(f, LoopState::Active))
     }
 
     /// The drill-down saw `unit` loop; `detail` is what it learnt. True
@@ -495,15 +467,10 @@ fn kind_of(per_min: f64, cfg: &TrackConfig) -> FindingKind {
     }
 }
 
-fn view(f: &FindingState, state: &'static str) -> UnitFinding {
-    let kind = if f.kind == "failing_periodic_job" {
-        FindingKind::FailingPeriodicJob
-    } else {
-        FindingKind::RespawnLoop
-    };
+fn view(f: &FindingState, state: LoopState) -> UnitFinding {
     UnitFinding {
-        kind,
-        severity: severity_of(kind, f.rate_per_min * 1440.0),
+        kind: f.kind,
+        severity: severity_for(f.kind, f.rate_per_min * 1440.0),
         state,
         unit: f.unit.clone(),
         restarts: f.restarts,
@@ -513,8 +480,8 @@ fn view(f: &FindingState, state: &'static str) -> UnitFinding {
         last_seen_unix: f.last_seen_unix,
         detail: f.detail.clone(),
         message: match state {
-            "stopped" => format!("stopped: {}", message(f)),
-            _ => message(f),
+            LoopState::Stopped => format!("stopped: {}", message(f)),
+            LoopState::Active => message(f),
         },
     }
 }
@@ -564,7 +531,10 @@ mod tests {
         assert!((f.rate_per_min - 6.0).abs() < 0.5, "{}", f.rate_per_min);
         assert_eq!(f.severity, Severity::High, "8,640/day");
         let u = &t.state.units["serial-getty@ttyS0.service"];
-        assert_eq!((u.execs, u.exit_failed, u.recreations), (5, 5, 4));
+        assert_eq!(
+            (u.counts.execs, u.counts.exit_failed, u.recreations),
+            (5, 5, 4)
+        );
         // 10 s intervals land in log2 bucket 33 (8.6 s .. 17.2 s).
         assert_eq!(u.intervals[33], 4);
         assert!(
@@ -597,7 +567,7 @@ mod tests {
             f.first_seen_unix, T0,
             "first seen before the restart, at the first start recorded"
         );
-        assert_eq!(t.state.units["serial-getty@ttyS0.service"].execs, 8);
+        assert_eq!(t.state.units["serial-getty@ttyS0.service"].counts.execs, 8);
     }
 
     #[test]
@@ -609,7 +579,7 @@ mod tests {
             closed.extend(t.interval(T0 + s as f64, []).closed);
         }
         assert_eq!(closed.len(), 1);
-        assert_eq!(closed[0].state, "stopped");
+        assert_eq!(closed[0].state, LoopState::Stopped);
         assert!(
             closed[0]
                 .message
@@ -688,7 +658,7 @@ mod tests {
             let o = t.interval(T0 + i as f64, [("build.service".into(), c, None)]);
             assert_eq!(o, Outcome::default());
         }
-        assert_eq!(t.state.units["build.service"].execs, 50_000);
+        assert_eq!(t.state.units["build.service"].counts.execs, 50_000);
     }
 
     #[test]
