@@ -252,14 +252,16 @@ fn activity(n: u64, t: f64) -> UnitState {
     let mut intervals = vec![0; 34];
     intervals[33] = n;
     UnitState {
-        forks: n,
-        execs: n,
-        exit_failed: n,
+        counts: Counters {
+            forks: n,
+            execs: n,
+            exit_failed: n,
+            ..Counters::ZERO
+        },
         lifetimes,
         intervals,
         recreations: n,
         last_active_unix: t,
-        ..UnitState::default()
     }
 }
 

@@ -109,12 +109,7 @@ fn minus(a: &UnitState, b: &UnitState) -> UnitState {
             .collect()
     };
     UnitState {
-        forks: a.forks.saturating_sub(b.forks),
-        execs: a.execs.saturating_sub(b.execs),
-        exit_clean: a.exit_clean.saturating_sub(b.exit_clean),
-        exit_failed: a.exit_failed.saturating_sub(b.exit_failed),
-        exit_signaled: a.exit_signaled.saturating_sub(b.exit_signaled),
-        exit_core_dumped: a.exit_core_dumped.saturating_sub(b.exit_core_dumped),
+        counts: a.counts.saturating_sub(&b.counts),
         lifetimes: buckets(&a.lifetimes, &b.lifetimes),
         intervals: buckets(&a.intervals, &b.intervals),
         recreations: a.recreations.saturating_sub(b.recreations),
@@ -130,12 +125,13 @@ fn continues(before: &UnitState, now: &UnitState) -> bool {
             .enumerate()
             .all(|(i, n)| b.get(i).copied().unwrap_or(0) >= *n)
     };
-    now.forks >= before.forks
-        && now.execs >= before.execs
-        && now.exit_clean >= before.exit_clean
-        && now.exit_failed >= before.exit_failed
-        && now.exit_signaled >= before.exit_signaled
-        && now.exit_core_dumped >= before.exit_core_dumped
+    let (n, b) = (&now.counts, &before.counts);
+    n.forks >= b.forks
+        && n.execs >= b.execs
+        && n.exit_clean >= b.exit_clean
+        && n.exit_failed >= b.exit_failed
+        && n.exit_signaled >= b.exit_signaled
+        && n.exit_core >= b.exit_core
         && now.recreations >= before.recreations
         && buckets(&before.lifetimes, &now.lifetimes)
         && buckets(&before.intervals, &now.intervals)
