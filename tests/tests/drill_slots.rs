@@ -6,7 +6,8 @@
 //! - a cgroup created at a slot's path afterwards (a unit's restart)
 //!   joins that slot in the kernel, and is streamed from its first exec;
 //! - ending one slot stops its cgroups' records and leaves the other
-//!   slot streaming.
+//!   slot streaming;
+//! - a drill-down refused for a full map leaves its slot empty.
 
 use std::{collections::BTreeMap, os::unix::fs::MetadataExt, path::Path};
 
@@ -14,7 +15,7 @@ use spawnscope::{
     events::{self, Event},
     kernel::{KernelError, LoadOptions, Probe, ProbeLog},
 };
-use spawnscope_common::{DEFAULT_MAX_CGROUPS, DRILL_PATH_MAX, DRILL_SLOTS};
+use spawnscope_common::{DEFAULT_MAX_CGROUPS, DRILL_MAX_IDS, DRILL_PATH_MAX, DRILL_SLOTS};
 use spawnscope_tests::{TestCgroup, command_in, remove_cgroup, require_root};
 
 /// Exec and exit records streamed, by cgroup id.
@@ -170,6 +171,18 @@ fn two_slots_stream_at_once_follow_restarts_and_end_apart() {
     );
     let ib2 = recreate(&b);
     assert_eq!(probe.drill_slot_of(ib2), Some(5), "slot 5 still follows");
+
+    // More cgroups than the map holds: refused, and the slot is left
+    // empty rather than half made; the others keep theirs.
+    let too_many: Vec<u64> = (1..=u64::from(DRILL_MAX_IDS))
+        .map(|i| u64::MAX - i)
+        .collect();
+    assert!(probe.drill(1, b"/full.service", &too_many).is_err());
+    let mut ids = probe.drill_ids().unwrap();
+    ids.sort();
+    let mut want = vec![(ib, 5), (ib2, 5), (ic, last)];
+    want.sort();
+    assert_eq!(ids, want);
 
     // All off: nothing is streamed, nothing is left in the map.
     probe.drill_off(5).unwrap();

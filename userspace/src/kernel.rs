@@ -527,12 +527,17 @@ impl Probe {
     /// longer than a drill can match follows `ids` only.
     pub fn drill(&mut self, slot: usize, path: &[u8], ids: &[u64]) -> Result<(), KernelError> {
         self.drill_off(slot)?;
-        {
-            let mut set = self.drill_ids_map()?;
-            for id in ids {
+        let inserted = self.drill_ids_map().and_then(|mut set| {
+            ids.iter().try_for_each(|id| {
                 set.insert(id, slot as u32, 0)
-                    .map_err(map_error(DRILL_IDS_MAP))?;
-            }
+                    .map_err(map_error(DRILL_IDS_MAP))
+            })
+        });
+        if let Err(e) = inserted {
+            // No half-made slot: the ids already in would be streamed
+            // while any other slot drills.
+            let _ = self.drill_off(slot);
+            return Err(e);
         }
         let mut d = DrillPath::OFF;
         d.active = 1;
@@ -571,7 +576,11 @@ impl Probe {
 
     /// The slot whose drill-down streams `id`'s records: for an event
     /// whose cgroup was created after the drill-down started. None when
-    /// no slot follows it (or the map cannot be read).
+    /// no slot follows it (or the map cannot be read). A cgroup created at
+    /// the very moment its slot was ended can keep that slot here until
+    /// the slot is next used (the probe may have read the slot as active
+    /// just before [`Probe::drill_off`] swept it), so a caller routes only
+    /// to slots it still drills with.
     pub fn drill_slot_of(&self, id: u64) -> Option<usize> {
         let map = self.ebpf.map(DRILL_IDS_MAP)?;
         let set: BpfHashMap<_, u64, u32> = BpfHashMap::try_from(map).ok()?;
