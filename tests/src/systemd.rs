@@ -274,6 +274,12 @@ pub struct SystemdContainer {
 /// measure.
 static ONE_CONTAINER: Mutex<()> = Mutex::new(());
 
+/// The sentinel's unit as shipped.
+pub const SENTINEL_UNIT_FILE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../dist/spawnscope-sentinel.service"
+);
+
 impl SystemdContainer {
     /// Boots a container, or returns None after a loud skip when this host
     /// cannot (not root, no systemd-nspawn/debootstrap). Skips fail under CI.
@@ -284,6 +290,27 @@ impl SystemdContainer {
     /// [`SystemdContainer::boot`] with extra systemd-nspawn arguments.
     pub fn boot_with(tag: &str, nspawn_args: &[&str]) -> Option<Self> {
         Self::boot_suite(tag, Suite::Bookworm, nspawn_args)
+    }
+
+    /// Boots `suite` ready for the shipped sentinel unit, as an operator
+    /// installs it by hand: the container gets CAP_BPF and CAP_PERFMON to
+    /// pass on (and the bpf syscalls through its filter), the binary under
+    /// test goes to /usr/local/bin/spawnscope and `dist/`'s unit is
+    /// installed. Returns the unit's text too. None after a loud skip.
+    pub fn boot_for_shipped_sentinel(tag: &str, suite: Suite) -> Option<(Self, String)> {
+        let ct = Self::boot_suite(
+            &format!("{tag}-{}", suite.name()),
+            suite,
+            &[
+                "--capability=CAP_BPF,CAP_PERFMON",
+                "--system-call-filter=bpf perf_event_open",
+            ],
+        )?;
+        ct.copy_in(&crate::spawnscope_bin(), "/usr/local/bin/spawnscope");
+        let unit =
+            fs::read_to_string(SENTINEL_UNIT_FILE).expect("dist/spawnscope-sentinel.service");
+        ct.install_unit("spawnscope-sentinel.service", &unit);
+        Some((ct, unit))
     }
 
     /// [`SystemdContainer::boot_with`] for another Debian release.

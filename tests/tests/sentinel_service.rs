@@ -13,14 +13,9 @@ use std::time::{Duration, Instant};
 
 use spawnscope_tests::{
     sentinel::{http_get, samples},
-    spawnscope_bin,
     systemd::{Suite, SystemdContainer, restarts_per_min},
 };
 
-const UNIT_FILE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../dist/spawnscope-sentinel.service"
-);
 const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../dist/sentinel.toml");
 
 const SENTINEL: &str = "spawnscope-sentinel.service";
@@ -37,19 +32,10 @@ fn shipped_unit_verifies_scores_and_runs_sandboxed_trixie() {
 }
 
 fn shipped_unit_verifies_scores_and_runs_sandboxed(suite: Suite) {
-    let Some(ct) = SystemdContainer::boot_suite(
-        &format!("sentinel-service-{}", suite.name()),
-        suite,
-        &[
-            "--capability=CAP_BPF,CAP_PERFMON",
-            "--system-call-filter=bpf perf_event_open",
-        ],
-    ) else {
+    let Some((ct, _)) = SystemdContainer::boot_for_shipped_sentinel("sentinel-service", suite)
+    else {
         return;
     };
-    ct.copy_in(&spawnscope_bin(), "/usr/local/bin/spawnscope");
-    let unit = std::fs::read_to_string(UNIT_FILE).unwrap();
-    ct.install_unit("spawnscope-sentinel.service", &unit);
     // The example configuration, on a port of the kernel's choosing (the
     // container shares the host's network) and polled faster.
     let config = std::fs::read_to_string(CONFIG)

@@ -6,15 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use spawnscope_tests::{
-    spawnscope_bin,
-    systemd::{Suite, SystemdContainer},
-};
-
-const UNIT_FILE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../dist/spawnscope-sentinel.service"
-);
+use spawnscope_tests::systemd::{Suite, SystemdContainer};
 
 #[test]
 fn a_stopped_poll_loop_is_restarted_by_the_watchdog_bookworm() {
@@ -27,20 +19,11 @@ fn a_stopped_poll_loop_is_restarted_by_the_watchdog_trixie() {
 }
 
 fn a_stopped_poll_loop_is_restarted_by_the_watchdog(suite: Suite) {
-    let Some(ct) = SystemdContainer::boot_suite(
-        &format!("sentinel-watchdog-{}", suite.name()),
-        suite,
-        &[
-            "--capability=CAP_BPF,CAP_PERFMON",
-            "--system-call-filter=bpf perf_event_open",
-        ],
-    ) else {
+    let Some((ct, unit)) = SystemdContainer::boot_for_shipped_sentinel("sentinel-watchdog", suite)
+    else {
         return;
     };
-    ct.copy_in(&spawnscope_bin(), "/usr/local/bin/spawnscope");
-    let unit = std::fs::read_to_string(UNIT_FILE).unwrap();
     assert!(unit.contains("\nType=notify\n") && unit.contains("\nWatchdogSec=30s\n"));
-    ct.install_unit("spawnscope-sentinel.service", &unit);
     let dropin = ct.guest_path("/etc/systemd/system/spawnscope-sentinel.service.d");
     std::fs::create_dir_all(&dropin).unwrap();
     std::fs::write(
