@@ -17,7 +17,7 @@ use tokio::{
 };
 
 use crate::{
-    cgroupfs::{self, CgroupError, CgroupMount, CgroupNames, Resolved},
+    cgroupfs::{self, CgroupError, CgroupNames, Resolved},
     clock::{monotonic_now_ns, now_unix},
     events::{self, Event, Place},
     kernel::{KernelError, LoadOptions, Mkdir, Probe},
@@ -136,9 +136,6 @@ pub struct Session {
     pub probe: Probe,
     pub names: CgroupNames,
     pub mem: MemWatch,
-    pub mounts: Vec<CgroupMount>,
-    /// The cgroup2 mount, where units live.
-    pub units_root: Option<PathBuf>,
     /// Why cgroups cannot all be named, when they cannot.
     pub attribution_warning: Option<String>,
     pub started_ns: u64,
@@ -167,13 +164,12 @@ impl Session {
         // The mkdir probe is attached: every cgroup is either created from
         // now on (and reported) or already there for this walk to find.
         names.walk();
-        let units_root = mount.as_ref().map(|m| m.mount_point.clone());
         let mem = MemWatch::new(
             opts.mem,
             mempress::memory_tree(&mounts),
             PathBuf::from("/proc"),
         )
-        .with_units_root(units_root.clone());
+        .with_units_root(mount.as_ref().map(|m| m.mount_point.clone()));
         // epoll watches the open file, so a duplicate descriptor reports
         // the ring's readiness while the probe keeps its own.
         let watch = |fd: std::os::fd::BorrowedFd| {
@@ -192,8 +188,6 @@ impl Session {
             probe,
             names,
             mem,
-            mounts,
-            units_root,
             attribution_warning,
             started_ns,
             mono_to_unix: now_unix() - started_ns as f64 / 1e9,

@@ -324,17 +324,7 @@ fn build_all(src: &Path, out: &Path, epoch: u64) -> Result<BTreeMap<String, Stri
 /// an old userland).
 pub fn build_static_workloads() -> Result<(), Fail> {
     for a in &ARCHES {
-        let mut c = cmd("cargo");
-        c.args([
-            "build",
-            "--release",
-            "--locked",
-            "--package",
-            "spawnscope-workload",
-        ])
-        .args(["--target", a.triple]);
-        linker_env(&mut c, a);
-        run_checked(&mut c)?;
+        build_static(a, &["--release"], "spawnscope-workload")?;
     }
     Ok(())
 }
@@ -352,19 +342,18 @@ pub fn build_static_host_bin() -> Result<PathBuf, Fail> {
                 std::env::consts::ARCH
             ))
         })?;
-    let mut c = cmd("cargo");
-    c.args([
-        "build",
-        "--profile",
-        PROFILE,
-        "--locked",
-        "--package",
-        "spawnscope",
-    ])
-    .args(["--target", a.triple]);
-    linker_env(&mut c, a);
-    run_checked(&mut c)?;
+    build_static(a, &["--profile", PROFILE], "spawnscope")?;
     Ok(build_target_bin(a))
+}
+
+/// `cargo build` of one package, static for `a`, in this tree.
+fn build_static(a: &Arch, profile: &[&str], package: &str) -> Result<(), Fail> {
+    let mut c = cmd("cargo");
+    c.arg("build")
+        .args(profile)
+        .args(["--locked", "--package", package, "--target", a.triple]);
+    linker_env(&mut c, a);
+    run_checked(&mut c)
 }
 
 fn linker_env(c: &mut std::process::Command, a: &Arch) {
