@@ -260,17 +260,19 @@ pub struct EventConfig {
     /// Keep the drill-down code: exec and exit records of the cgroups in
     /// [`DRILL_IDS_MAP`] only, while a slot of [`DRILL_MAP`] is active.
     pub drill: u32,
-    /// Submit cgroup records without waking userspace until the ring is
-    /// half full: a mode that reads on its own schedule (the sentinel)
-    /// then wakes at its interval, and early only when records would
-    /// otherwise be lost.
-    pub lazy_cgroups: u32,
+    /// Zero: every cgroup record wakes a waiting reader. Otherwise records
+    /// wake it only once this many bytes wait in the ring: a mode that
+    /// reads on its own schedule (the sentinel) then wakes at its interval,
+    /// and early only when records would otherwise be lost, or, when it
+    /// frees removed cgroups' counters, before a burst of transient units
+    /// could fill the counter map.
+    pub cgroups_wake_bytes: u32,
     /// The same for exec, exit and fork records. Waking the reader costs
     /// the traced task an irq_work per record (measured on a 2-core VM:
     /// 16 µs of a 17 µs exec program run), so a mode that polls anyway
     /// (`trace` looks every 100 ms) asks for a wakeup only when the ring
     /// is half full. OOM records always wake.
-    pub lazy_events: u32,
+    pub events_wake_bytes: u32,
 }
 
 pub const DRILL_MAP: &str = "DRILL";

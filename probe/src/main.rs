@@ -13,7 +13,7 @@ use core::{
 };
 
 use aya_ebpf::{
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE},
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_uid_gid, generated,
     },
@@ -75,8 +75,8 @@ static EVENT_CONFIG: EventConfig = EventConfig {
     enabled: 0,
     forks: 0,
     drill: 0,
-    lazy_cgroups: 0,
-    lazy_events: 0,
+    cgroups_wake_bytes: 0,
+    events_wake_bytes: 0,
 };
 
 /// Overridden by userspace before load: non-zero keeps the diagnostic log
@@ -392,16 +392,15 @@ fn same_path(path: *const u8, d: &DrillPath, len: u32) -> bool {
     diff == 0
 }
 
-/// The wakeup a record asks for: the default (wake a waiting reader), or,
-/// in lazy mode, none until the ring is half full.
+/// The wakeup a record asks for: the default (wake a waiting reader) when
+/// `wake_bytes` is zero, else none until that many bytes wait.
 #[inline(always)]
-fn submit_flags(ring: &RingBuf, lazy: &u32) -> u64 {
-    if layout_field(lazy) == 0 {
+fn submit_flags(ring: &RingBuf, wake_bytes: &u32) -> u64 {
+    let wake_bytes = layout_field(wake_bytes);
+    if wake_bytes == 0 {
         return 0;
     }
-    let size = ring.query(BPF_RB_RING_SIZE as u64);
-    let used = ring.query(BPF_RB_AVAIL_DATA as u64);
-    if used >= size / 2 {
+    if ring.query(BPF_RB_AVAIL_DATA as u64) >= u64::from(wake_bytes) {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64
@@ -412,14 +411,16 @@ fn submit_flags(ring: &RingBuf, lazy: &u32) -> u64 {
 fn cgroup_submit_flags() -> u64 {
     // SAFETY: addr_of! on a static never creates an invalid reference.
     submit_flags(&MKDIR_EVENTS, unsafe {
-        &*addr_of!(EVENT_CONFIG.lazy_cgroups)
+        &*addr_of!(EVENT_CONFIG.cgroups_wake_bytes)
     })
 }
 
 #[inline(always)]
 fn event_submit_flags() -> u64 {
     // SAFETY: as above.
-    submit_flags(&EVENTS, unsafe { &*addr_of!(EVENT_CONFIG.lazy_events) })
+    submit_flags(&EVENTS, unsafe {
+        &*addr_of!(EVENT_CONFIG.events_wake_bytes)
+    })
 }
 
 #[inline(always)]

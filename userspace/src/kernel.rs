@@ -16,7 +16,8 @@ use spawnscope_common::{
     CGROUP_PATH_MAX, COUNTERS_MAP, CgroupMkdir, Counters, DRILL_ACTIVE_MAP, DRILL_IDS_MAP,
     DRILL_MAP, DRILL_PATH_MAX, DRILL_SLOTS, DrillPath, EVENT_CONFIG_SYMBOL, EVENT_DROPS_MAP,
     EVENTS_MAP, EventConfig, KERNEL_LAYOUT_SYMBOL, LIFETIMES_MAP, LOG_ENABLED_SYMBOL, LOG_MAP,
-    Lifetimes, MKDIR_EVENTS_MAP, OVERFLOW_MAP, PROBE_STATS_MAP, kind, prog, stat,
+    Lifetimes, MKDIR_EVENTS_BYTES, MKDIR_EVENTS_MAP, OVERFLOW_MAP, PROBE_STATS_MAP, kind, prog,
+    stat,
 };
 use thiserror::Error;
 
@@ -167,7 +168,9 @@ pub struct LoadOptions {
     /// Size of the cgroup creation ring, if not the default.
     pub cgroup_buffer: Option<u32>,
     /// Cgroup records wake a waiting reader only when the ring is half
-    /// full (for a mode that reads on its own schedule).
+    /// full (for a mode that reads on its own schedule), or, with
+    /// `cgroup_removals`, sooner when the counter map is small: see
+    /// [`cgroups_wake_bytes`].
     pub lazy_cgroups: bool,
     /// Exec, exit and fork records likewise.
     pub lazy_events: bool,
@@ -307,6 +310,24 @@ fn map_error(map: &'static str) -> impl Fn(aya::maps::MapError) -> KernelError {
     move |source| KernelError::Map { map, source }
 }
 
+/// Bytes one cgroup record takes in its ring: the record and the ring's
+/// 8-byte header, rounded up to 8.
+const CGROUP_RECORD_RING_BYTES: u32 = (size_of::<CgroupMkdir>() as u32 + 8 + 7) & !7;
+
+/// How many bytes of cgroup records wait before the reader is woken: half
+/// the ring, so that nothing is lost; and, for a mode that frees removed
+/// cgroups' counters as it reads their removal (`max_cgroups` given), no
+/// more than a quarter of the counter map's cgroups' worth of creations and
+/// removals, so that a burst of transient units is read, and its entries
+/// freed, while three quarters of the map are still free.
+fn cgroups_wake_bytes(ring_bytes: u32, max_cgroups: Option<u32>) -> u32 {
+    let half = ring_bytes / 2;
+    match max_cgroups {
+        Some(n) => half.min((n / 4).max(1).saturating_mul(2 * CGROUP_RECORD_RING_BYTES)),
+        None => half,
+    }
+}
+
 /// The kernel's page size: a ring buffer's size is a multiple of it.
 fn page_size() -> u32 {
     // SAFETY: sysconf has no preconditions.
@@ -357,8 +378,21 @@ impl Probe {
             enabled: opts.events.is_some() as u32,
             forks: opts.events.is_some_and(|e| e.forks) as u32,
             drill: (opts.events.is_none() && opts.drill_buffer.is_some()) as u32,
-            lazy_cgroups: opts.lazy_cgroups as u32,
-            lazy_events: opts.lazy_events as u32,
+            cgroups_wake_bytes: if opts.lazy_cgroups {
+                cgroups_wake_bytes(
+                    opts.cgroup_buffer.unwrap_or(MKDIR_EVENTS_BYTES),
+                    opts.cgroup_removals.then_some(opts.max_cgroups),
+                )
+            } else {
+                0
+            },
+            events_wake_bytes: match (
+                opts.lazy_events,
+                opts.events.map(|e| e.buffer_bytes).or(opts.drill_buffer),
+            ) {
+                (true, Some(bytes)) => bytes / 2,
+                _ => 0,
+            },
         };
         let log_enabled = u32::from(opts.probe_log != ProbeLog::Off);
         let mut loader = EbpfLoader::new();
@@ -776,6 +810,21 @@ impl Probe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The default map (10,240 cgroups) keeps the half-ring wakeup; a map
+    /// of 200 wakes after 50 units' creations and removals, while 150 of
+    /// its entries are still free; a mode that frees nothing waits for
+    /// half the ring whatever the map.
+    #[test]
+    fn cgroup_records_wake_before_the_counter_map_can_fill() {
+        let ring = MKDIR_EVENTS_BYTES;
+        assert_eq!(cgroups_wake_bytes(ring, Some(10_240)), ring / 2);
+        assert_eq!(CGROUP_RECORD_RING_BYTES, 1056);
+        assert_eq!(cgroups_wake_bytes(ring, Some(200)), 50 * 2 * 1056);
+        assert_eq!(cgroups_wake_bytes(ring, Some(1)), 2 * 1056);
+        assert_eq!(cgroups_wake_bytes(ring, None), ring / 2);
+        assert_eq!(cgroups_wake_bytes(8192, Some(200)), 4096);
+    }
 
     /// A refused kernel facility is "unsupported" (exit 4), in one line
     /// that names it.

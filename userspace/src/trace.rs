@@ -311,7 +311,7 @@ pub fn run(args: &TraceArgs) -> Result<(), TraceError> {
 
 /// How often the rings are drained, the detector is told the time, and
 /// Ctrl-C is noticed, whatever the report interval: the rings do not
-/// wake the trace for each record (see EventConfig::lazy_events).
+/// wake the trace for each record (see EventConfig::events_wake_bytes).
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
 
 async fn trace(args: &TraceArgs) -> Result<(), TraceError> {

@@ -54,9 +54,9 @@ pub const DEFAULT_CONFIG: &str = "/etc/spawnscope/sentinel.toml";
 /// interval.
 pub const DRILL_BUFFER_BYTES: u32 = 128 << 10;
 /// The cgroup ring: records wait in it until the next poll, and wake the
-/// loop early only once it is half full (about 120 records), so a few
-/// hundred records of room is enough; and it is resident memory (mapped
-/// twice).
+/// loop early only once it is half full (about 120 records; sooner with a
+/// small counter map), so a few hundred records of room is enough; and it
+/// is resident memory (mapped twice).
 pub const CGROUP_BUFFER_BYTES: u32 = 256 << 10;
 /// A drill-down ends after this long even without an answer.
 pub const DRILL_FOR: Duration = Duration::from_secs(120);

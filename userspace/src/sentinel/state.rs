@@ -370,9 +370,12 @@ pub fn save(path: &Path, state: &State) -> Result<(), StateError> {
     tmp_name.push(format!(".tmp-{}", std::process::id()));
     let tmp = path.with_file_name(tmp_name);
     let result = (|| {
+        // Serialised whole first: written straight to the file, serde's
+        // small writes cost a system call each (thousands per save).
+        let mut text = serde_json::to_vec(state).map_err(io::Error::from)?;
+        text.push(b'\n');
         let mut f = File::create(&tmp)?;
-        serde_json::to_writer(&mut f, state).map_err(io::Error::from)?;
-        f.write_all(b"\n")?;
+        f.write_all(&text)?;
         f.sync_all()?;
         fs::rename(&tmp, path)?;
         // The rename itself is durable only once the directory is synced.
