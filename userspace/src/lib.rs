@@ -10,6 +10,7 @@ pub mod detect;
 pub mod doctor;
 pub mod events;
 pub mod export;
+pub mod journal;
 pub mod features;
 pub mod kernel;
 pub mod layout;
