@@ -22,7 +22,7 @@
 //! missing binary, 217/USER for an unknown user, …) is a start that failed,
 //! named after the executor and the comm it gave itself, `(command)`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -289,6 +289,81 @@ pub fn severity_for(kind: FindingKind, per_day: f64) -> Severity {
     }
 }
 
+/// Where a finding's evidence comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum FindingSource {
+    /// Restarts seen by spawnscope itself.
+    #[default]
+    #[serde(rename = "live")]
+    Live,
+    /// systemd's own counters, read at start: the loop was running before
+    /// spawnscope was.
+    #[serde(rename = "systemd")]
+    Systemd,
+    /// Found from systemd at start, and since confirmed by restarts seen
+    /// live.
+    #[serde(rename = "systemd+live")]
+    SystemdAndLive,
+}
+
+impl FindingSource {
+    pub fn is_live(&self) -> bool {
+        *self == Self::Live
+    }
+
+    /// The source once restarts have been seen live.
+    pub fn with_live(self) -> Self {
+        match self {
+            Self::Live => Self::Live,
+            Self::Systemd | Self::SystemdAndLive => Self::SystemdAndLive,
+        }
+    }
+}
+
+/// How the start of a loop found in systemd is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FirstSeenFrom {
+    /// The journal's first "Scheduled restart job" of the unit this boot.
+    Journal,
+    /// systemd's restart count times the length of one cycle, back from now.
+    Estimate,
+}
+
+/// A loop systemd already knew of when spawnscope started, reported at
+/// once: its counter and times are systemd's (and the journal's).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Prior {
+    #[serde(rename = "type")]
+    pub type_: &'static str,
+    pub kind: FindingKind,
+    pub severity: Severity,
+    pub source: FindingSource,
+    pub unit: String,
+    pub container: Option<String>,
+    /// systemd's `NRestarts` when read.
+    pub restarts: u64,
+    pub rate_per_min: f64,
+    pub projected_per_day: f64,
+    pub first_seen_unix: f64,
+    pub first_seen_from: FirstSeenFrom,
+    /// The last start systemd recorded.
+    pub last_seen_unix: f64,
+    /// `ExecMainStatus` of the last run, when it exited with a code.
+    pub last_exit_status: Option<i32>,
+    /// `Result`, e.g. "exit-code".
+    pub result: Option<String>,
+    pub message: String,
+}
+
+impl Prior {
+    /// The severity of a loop systemd has counted: its rate, as for a live
+    /// loop.
+    pub fn severity_of(per_min: f64) -> Severity {
+        severity_for(FindingKind::RespawnLoop, per_min * 1440.0)
+    }
+}
+
 /// Whether a loop still restarts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -385,6 +460,11 @@ pub struct Finding {
     pub first_seen_unix: f64,
     pub last_seen_unix: f64,
     pub stopped_since_unix: Option<f64>,
+    /// `live`, or `systemd+live` when systemd had counted this unit's loop
+    /// before spawnscope started (then in `systemd`).
+    pub source: FindingSource,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub systemd: Option<Prior>,
     pub message: String,
 }
 
@@ -444,6 +524,8 @@ pub struct Detector {
     /// Processes inside systemd-executor, not yet running their command:
     /// (tgid, start_ns) → the executor's exec.
     in_executor: HashMap<(u32, u64), DetEvent>,
+    /// Loops systemd had counted before the trace, by (container, unit).
+    priors: HashMap<(Option<String>, String), Prior>,
 }
 
 /// True for the argv of `systemd-executor` as a systemd manager execs it,
@@ -476,7 +558,34 @@ impl Detector {
             tracks: HashMap::new(),
             running: HashMap::new(),
             in_executor: HashMap::new(),
+            priors: HashMap::new(),
         }
+    }
+
+    /// Loops systemd already knew of: a live loop in the same unit is
+    /// their continuation, and says so.
+    pub fn seed(&mut self, priors: impl IntoIterator<Item = Prior>) {
+        for p in priors {
+            self.priors.insert((p.container.clone(), p.unit.clone()), p);
+        }
+    }
+
+    /// The loops from systemd that no live loop continues (yet).
+    pub fn priors_alone(&self) -> Vec<Prior> {
+        let live: HashSet<(Option<String>, String)> = self
+            .tracks
+            .iter()
+            .filter(|(_, t)| t.is_loop(&self.cfg))
+            .filter_map(|(k, _)| Some((k.container.clone(), k.unit.clone()?)))
+            .collect();
+        let mut out: Vec<Prior> = self
+            .priors
+            .iter()
+            .filter(|(k, _)| !live.contains(*k))
+            .map(|(_, p)| p.clone())
+            .collect();
+        out.sort_by(|a, b| b.restarts.cmp(&a.restarts).then(a.unit.cmp(&b.unit)));
+        out
     }
 
     fn key(ev: &DetEvent, executable: String, argv: Vec<String>) -> Key {
@@ -695,6 +804,18 @@ impl Detector {
             Outcome::Code(c) => (Some(c), None),
             Outcome::Signal(s) => (None, Some(s)),
         };
+        let prior = k
+            .unit
+            .as_ref()
+            .and_then(|u| self.priors.get(&(k.container.clone(), u.clone())));
+        let message = match prior {
+            Some(p) => format!(
+                "{message}; continues a loop systemd had counted {} restarts of since {}",
+                thousands(p.restarts),
+                crate::sentinel::track::date(p.first_seen_unix)
+            ),
+            None => message,
+        };
         Finding {
             type_: "finding",
             kind,
@@ -733,6 +854,12 @@ impl Detector {
             first_seen_unix: self.unix(t.first_start),
             last_seen_unix: self.unix(t.last_start),
             stopped_since_unix: t.stopped_since.map(|s| self.unix(s)),
+            source: if prior.is_some() {
+                FindingSource::SystemdAndLive
+            } else {
+                FindingSource::Live
+            },
+            systemd: prior.cloned(),
             message,
         }
     }

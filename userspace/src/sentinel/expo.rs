@@ -113,6 +113,7 @@ fn minus(a: &UnitState, b: &UnitState) -> UnitState {
         lifetimes: buckets(&a.lifetimes, &b.lifetimes),
         intervals: buckets(&a.intervals, &b.intervals),
         recreations: a.recreations.saturating_sub(b.recreations),
+        systemd_restarts: a.systemd_restarts.saturating_sub(b.systemd_restarts),
         last_active_unix: a.last_active_unix,
     }
 }
@@ -133,6 +134,7 @@ fn continues(before: &UnitState, now: &UnitState) -> bool {
         && n.exit_signaled >= b.exit_signaled
         && n.exit_core >= b.exit_core
         && now.recreations >= before.recreations
+        && now.systemd_restarts >= before.systemd_restarts
         && buckets(&before.lifetimes, &now.lifetimes)
         && buckets(&before.intervals, &now.intervals)
 }
@@ -322,14 +324,14 @@ pub fn render(
         &mut o,
         "spawnscope_unit_restarts_total",
         "counter",
-        "Times a unit's cgroup was created again at the same path (systemd restarts) since the state began.",
+        "systemd restarts of a unit: systemd's NRestarts when the sentinel first saw the unit, plus every re-creation of its cgroup at the same path since.",
     );
     for (u, s) in &units {
         let _ = writeln!(
             o,
             "spawnscope_unit_restarts_total{{unit=\"{}\"}} {}",
             label_escape(u),
-            s.recreations
+            s.restarts()
         );
     }
     family(

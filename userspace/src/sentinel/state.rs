@@ -20,7 +20,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 use spawnscope_common::Counters;
 
-use crate::detect::{FindingKind, Severity, severity_for};
+use crate::detect::{FindingKind, FindingSource, Severity, severity_for};
 
 pub const STATE_VERSION: u32 = 1;
 /// OOM kills kept, newest last.
@@ -57,6 +57,10 @@ pub struct UnitState {
     /// Times its cgroup was created again at the same path: systemd
     /// (re)starts of a service, counted exactly.
     pub recreations: u64,
+    /// Restarts systemd had counted (`NRestarts`) when the sentinel first
+    /// saw the unit: the restarts total starts there, and later drops of
+    /// systemd's counter (`reset-failed`, a reboot) do not lower it.
+    pub systemd_restarts: u64,
     /// Last interval with any activity; the least recent units are folded
     /// into [`OTHER_UNIT`] when there are too many.
     pub last_active_unix: f64,
@@ -85,6 +89,9 @@ struct UnitFile<L> {
     intervals: L,
     #[serde(default)]
     recreations: u64,
+    // Absent, as before, when systemd had counted nothing.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    systemd_restarts: u64,
     #[serde(default)]
     last_active_unix: f64,
 }
@@ -104,6 +111,7 @@ impl From<UnitFile<Vec<u64>>> for UnitState {
             lifetimes: f.lifetimes,
             intervals: f.intervals,
             recreations: f.recreations,
+            systemd_restarts: f.systemd_restarts,
             last_active_unix: f.last_active_unix,
         }
     }
@@ -122,6 +130,7 @@ impl Serialize for UnitState {
             lifetimes: self.lifetimes.as_slice(),
             intervals: self.intervals.as_slice(),
             recreations: self.recreations,
+            systemd_restarts: self.systemd_restarts,
             last_active_unix: self.last_active_unix,
         }
         .serialize(s)
@@ -150,6 +159,7 @@ impl UnitState {
         add_buckets(&mut self.lifetimes, &other.lifetimes);
         add_buckets(&mut self.intervals, &other.intervals);
         self.recreations = self.recreations.saturating_add(other.recreations);
+        self.systemd_restarts = self.systemd_restarts.saturating_add(other.systemd_restarts);
         self.last_active_unix = self.last_active_unix.max(other.last_active_unix);
     }
 
@@ -159,6 +169,12 @@ impl UnitState {
             .saturating_add(c.exit_failed)
             .saturating_add(c.exit_signaled)
             .saturating_add(c.exit_core)
+    }
+
+    /// systemd restarts: those systemd had counted before the unit was
+    /// first seen, and every re-creation of its cgroup since.
+    pub fn restarts(&self) -> u64 {
+        self.systemd_restarts.saturating_add(self.recreations)
     }
 
     pub fn spawns(&self) -> u64 {
@@ -179,6 +195,9 @@ pub struct FindingState {
     pub rate_per_min: f64,
     /// What a drill-down found: executable, argv, exit status.
     pub detail: Option<serde_json::Value>,
+    /// Opened from systemd's counters at start, or from restarts seen.
+    #[serde(skip_serializing_if = "FindingSource::is_live")]
+    pub source: FindingSource,
 }
 
 /// A finding as a state file holds it. Kind and severity follow from the
@@ -201,6 +220,12 @@ struct FindingFile {
     rate_per_min: f64,
     #[serde(default)]
     detail: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "known")]
+    source: Option<FindingSource>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The value, or None when it is not one this version knows.
@@ -227,6 +252,7 @@ impl From<FindingFile> for FindingState {
             restarts: f.restarts,
             rate_per_min: f.rate_per_min,
             detail: f.detail,
+            source: f.source.unwrap_or_default(),
         }
     }
 }
@@ -417,6 +443,7 @@ mod tests {
                 severity: Severity::High,
                 rate_per_min: 6.0,
                 detail: None,
+                source: FindingSource::SystemdAndLive,
             },
         );
         s.push_oom_kill(serde_json::json!({"pid": 42}));

@@ -16,7 +16,9 @@ use serde::Serialize;
 use spawnscope_common::{Counters, Lifetimes, lifetime_bucket};
 
 use super::state::{FindingState, State, UnitState};
-use crate::detect::{FindingKind, LoopState, Severity, severity_for, thousands};
+use crate::detect::{
+    FindingKind, FindingSource, LoopState, Prior, Severity, severity_for, thousands,
+};
 
 #[derive(Debug, Clone, Copy)]
 pub struct TrackConfig {
@@ -109,6 +111,7 @@ pub struct UnitFinding {
     /// What a drill-down found, once it has.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<serde_json::Value>,
+    pub source: FindingSource,
     pub message: String,
 }
 
@@ -117,6 +120,17 @@ impl UnitFinding {
     pub fn key(&self) -> &str {
         &self.unit
     }
+}
+
+/// One service as systemd knew it when the sentinel started.
+#[derive(Debug, Clone)]
+pub struct Seed {
+    /// The unit's label, as the sentinel names it ("unit @container").
+    pub label: String,
+    /// systemd's `NRestarts`.
+    pub n_restarts: u64,
+    /// Set when the unit is looping right now.
+    pub prior: Option<Prior>,
 }
 
 pub struct Tracker {
@@ -162,8 +176,13 @@ fn message(f: &FindingState) -> String {
         FindingKind::FailingPeriodicJob => "failing periodic job",
         FindingKind::RespawnLoop => "respawn loop",
     };
+    let from = match f.source {
+        FindingSource::Live => "",
+        FindingSource::Systemd => ", from systemd",
+        FindingSource::SystemdAndLive => ", from systemd, and seen live since",
+    };
     let mut m = format!(
-        "{what} in {}: {} restarts since {} ({:.1}/min)",
+        "{what} in {}: {} restarts since {} ({:.1}/min{from})",
         f.unit,
         thousands(f.restarts),
         date(f.first_seen_unix),
@@ -289,8 +308,12 @@ impl Tracker {
             if n > 0 {
                 f.restarts = f.restarts.saturating_add(n);
                 f.last_seen_unix = now_unix;
+                f.source = f.source.with_live();
             }
-            if let Some(r) = self.recent.get(&f.unit) {
+            // systemd's rate stands until restarts seen live give one.
+            if let Some(r) = self.recent.get(&f.unit)
+                && (f.source == FindingSource::Live || rate(r, now_unix) > 0.0)
+            {
                 f.rate_per_min = rate(r, now_unix);
                 let kind = kind_of(f.rate_per_min, &self.cfg);
                 f.kind = kind;
@@ -349,6 +372,7 @@ impl Tracker {
                     severity: severity_for(kind, per_min * 1440.0),
                     rate_per_min: per_min,
                     detail: self.pending_detail.remove(unit.as_str()),
+                    source: FindingSource::Live,
                 };
                 out.opened.push(unit.clone());
                 self.state.findings.insert(unit.clone(), f);
@@ -370,6 +394,53 @@ impl Tracker {
         }
         self.state.bound_units();
         out
+    }
+
+    /// What systemd knew when the sentinel started. A unit seen for the
+    /// first time starts its restarts total at systemd's `NRestarts`; one
+    /// the state already holds keeps counting from its own total, so a
+    /// `reset-failed` or a reboot in between costs nothing. A loop running
+    /// right now opens its finding at once, with systemd's counter, times
+    /// and rate.
+    pub fn seed(&mut self, now_unix: f64, seeds: impl IntoIterator<Item = Seed>) {
+        for seed in seeds {
+            if seed.n_restarts > 0 && !self.state.units.contains_key(&seed.label) {
+                self.state.units.insert(
+                    seed.label.clone(),
+                    UnitState {
+                        systemd_restarts: seed.n_restarts,
+                        last_active_unix: now_unix,
+                        ..Default::default()
+                    },
+                );
+            }
+            let Some(p) = seed.prior else { continue };
+            if self.state.findings.contains_key(&seed.label) {
+                continue;
+            }
+            let mut detail = serde_json::json!({ "source": "systemd" });
+            if let Some(code) = p.last_exit_status {
+                detail["exit_code"] = code.into();
+            }
+            if let Some(r) = &p.result {
+                detail["result"] = r.as_str().into();
+            }
+            self.state.findings.insert(
+                seed.label.clone(),
+                FindingState {
+                    unit: seed.label,
+                    first_seen_unix: p.first_seen_unix,
+                    last_seen_unix: p.last_seen_unix,
+                    restarts: p.restarts,
+                    kind: p.kind,
+                    severity: p.severity,
+                    rate_per_min: p.rate_per_min,
+                    detail: Some(detail),
+                    source: FindingSource::Systemd,
+                },
+            );
+        }
+        self.state.bound_units();
     }
 
     /// The open findings, as reported.
@@ -479,6 +550,7 @@ fn view(f: &FindingState, state: LoopState) -> UnitFinding {
         first_seen_unix: f.first_seen_unix,
         last_seen_unix: f.last_seen_unix,
         detail: f.detail.clone(),
+        source: f.source,
         message: match state {
             LoopState::Stopped => format!("stopped: {}", message(f)),
             LoopState::Active => message(f),
@@ -541,6 +613,102 @@ mod tests {
             f.message.starts_with(
                 "respawn loop in serial-getty@ttyS0.service: 4 restarts since 13 Jan 2026 09:00 UTC"
             ),
+            "{}",
+            f.message
+        );
+    }
+
+    fn getty_prior(restarts: u64, now: f64) -> Prior {
+        Prior {
+            type_: "finding",
+            kind: FindingKind::RespawnLoop,
+            severity: Prior::severity_of(6.0),
+            source: FindingSource::Systemd,
+            unit: "serial-getty@ttyS0.service".into(),
+            container: None,
+            restarts,
+            rate_per_min: 6.0,
+            projected_per_day: 8640.0,
+            first_seen_unix: T0,
+            first_seen_from: crate::detect::FirstSeenFrom::Journal,
+            last_seen_unix: now - 2.0,
+            last_exit_status: Some(1),
+            result: Some("exit-code".into()),
+            message: String::new(),
+        }
+    }
+
+    fn getty_seed(n_restarts: u64, prior: Option<Prior>) -> Seed {
+        Seed {
+            label: "serial-getty@ttyS0.service".into(),
+            n_restarts,
+            prior,
+        }
+    }
+
+    #[test]
+    fn a_unit_first_seen_starts_its_restarts_total_at_systemds_counter() {
+        let mut t = Tracker::new(TrackConfig::default(), State::fresh(T0));
+        t.seed(T0 + 100.0, [getty_seed(421_491, None)]);
+        assert_eq!(
+            t.state.units["serial-getty@ttyS0.service"].restarts(),
+            421_491
+        );
+        // Live restarts add to it.
+        getty_loop(&mut t, 200, 3);
+        assert_eq!(
+            t.state.units["serial-getty@ttyS0.service"].restarts(),
+            421_491 + 2
+        );
+    }
+
+    #[test]
+    fn a_unit_already_counted_is_not_seeded_again_nor_lowered_by_reset_failed() {
+        let mut t = Tracker::new(TrackConfig::default(), State::fresh(T0));
+        t.seed(T0, [getty_seed(100, None)]);
+        getty_loop(&mut t, 10, 3);
+        let before = t.state.units["serial-getty@ttyS0.service"].restarts();
+        assert_eq!(before, 102);
+        // The sentinel restarts with its state: systemd's counter went on
+        // (or was reset); the state's total is already past it.
+        for n in [150, 0] {
+            t.seed(T0 + 100.0, [getty_seed(n, None)]);
+            assert_eq!(
+                t.state.units["serial-getty@ttyS0.service"].restarts(),
+                before
+            );
+        }
+    }
+
+    #[test]
+    fn a_loop_systemd_has_counted_is_a_finding_at_once_and_then_continues_live() {
+        let mut t = Tracker::new(TrackConfig::default(), State::fresh(T0));
+        let now = T0 + 48.7 * 86_400.0;
+        t.seed(now, [getty_seed(421_491, Some(getty_prior(421_491, now)))]);
+        let f = t
+            .finding("serial-getty@ttyS0.service")
+            .expect("open at once");
+        assert_eq!(f.source, FindingSource::Systemd);
+        assert_eq!(f.restarts, 421_491);
+        assert_eq!(f.first_seen_unix, T0);
+        assert_eq!(
+            f.message,
+            "respawn loop in serial-getty@ttyS0.service: 421,491 restarts since 13 Jan 2026 09:00 UTC (6.0/min, from systemd), exits with status 1"
+        );
+        // One poll with no restart yet keeps systemd's rate.
+        t.interval(now + 1.0, []);
+        let f = t.finding("serial-getty@ttyS0.service").unwrap();
+        assert_eq!((f.rate_per_min, f.source), (6.0, FindingSource::Systemd));
+        // A restart seen live continues the same finding.
+        let unit = "serial-getty@ttyS0.service";
+        t.creation(unit, 100 * S, now + 5.0);
+        t.creation(unit, 110 * S, now + 15.0);
+        t.interval(now + 16.0, [(unit.into(), failed(2, 2), None)]);
+        let f = t.finding(unit).unwrap();
+        assert_eq!(f.source, FindingSource::SystemdAndLive);
+        assert_eq!(f.restarts, 421_492);
+        assert!(
+            f.message.contains("from systemd, and seen live since"),
             "{}",
             f.message
         );
