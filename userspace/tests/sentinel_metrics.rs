@@ -261,6 +261,7 @@ fn activity(n: u64, t: f64) -> UnitState {
         lifetimes,
         intervals,
         recreations: n,
+        systemd_restarts: 0,
         last_active_unix: t,
     }
 }
