@@ -460,8 +460,10 @@ pub struct Finding {
     pub first_seen_unix: f64,
     pub last_seen_unix: f64,
     pub stopped_since_unix: Option<f64>,
-    /// `live`, or `systemd+live` when systemd had counted this unit's loop
-    /// before spawnscope started (then in `systemd`).
+    /// `systemd+live` when systemd had counted this unit's loop before
+    /// spawnscope started (then in `systemd`); absent for `live`, as in
+    /// recordings made before findings had a source.
+    #[serde(skip_serializing_if = "FindingSource::is_live")]
     pub source: FindingSource,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub systemd: Option<Prior>,
