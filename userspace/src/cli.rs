@@ -366,6 +366,124 @@ pub struct AnalyzeArgs {
     pub lenient: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct PostmortemArgs {
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Also draw the timeline (restart rates, boots, memory warnings, OOM
+    /// kills, gaps) as an SVG file.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+
+    /// Which boot: 0 is the last in the journal, -1 the one before, 1 the
+    /// first; or a boot ID (32 hex digits, as `journalctl --list-boots`
+    /// shows). Default: on this machine's journal, the current boot, or the
+    /// one before it when that one ended without a clean shutdown and this
+    /// one began less than a day ago; with --directory or --file, every
+    /// boot in the files.
+    #[arg(long, value_name = "N|ID", allow_hyphen_values = true, value_parser = parse_boot)]
+    pub boot: Option<BootSpec>,
+
+    /// Read the journal files in DIR (and in its subdirectories one level
+    /// down, as a copied /var/log/journal holds them) instead of this
+    /// machine's journal.
+    #[arg(long, value_name = "DIR", conflicts_with = "file")]
+    pub directory: Option<PathBuf>,
+
+    /// Read these journal files instead of this machine's journal.
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    pub file: Vec<PathBuf>,
+
+    /// Only entries at or after this time: "2026-03-04", "2026-03-04
+    /// 10:45", "2026-03-04T10:45:00Z" (UTC), or a Unix time in seconds.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub since: Option<f64>,
+
+    /// Only entries before this time (same forms as --since).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub until: Option<f64>,
+}
+
+/// A boot, as `--boot` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootSpec {
+    /// Counted like journalctl: 0 the last, -1 the one before; 1 the first.
+    Offset(i64),
+    Id([u8; 16]),
+}
+
+fn parse_boot(s: &str) -> Result<BootSpec, String> {
+    if let Ok(n) = s.parse::<i64>() {
+        return Ok(BootSpec::Offset(n));
+    }
+    let hex: String = s.chars().filter(|c| *c != '-').collect();
+    if hex.len() == 32 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        let mut id = [0u8; 16];
+        for (i, b) in id.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
+        }
+        return Ok(BootSpec::Id(id));
+    }
+    Err(
+        "must be a number (0 the last boot, -1 the one before, 1 the first) or a 32-digit boot ID"
+            .into(),
+    )
+}
+
+/// "2026-03-04", "2026-03-04 10:45[:00]", "2026-03-04T10:45:00Z" (UTC), or
+/// Unix seconds; → Unix seconds.
+fn parse_time(s: &str) -> Result<f64, String> {
+    let bad = || {
+        format!(
+            "{s:?} is not a time: use 2026-03-04, \"2026-03-04 10:45\", 2026-03-04T10:45:00Z (UTC) or Unix seconds"
+        )
+    };
+    if let Ok(t) = s.parse::<f64>()
+        && t.is_finite()
+        && t >= 0.0
+    {
+        return Ok(t);
+    }
+    let s2 = s.trim_end_matches('Z').replace('T', " ");
+    let (date, time) = s2.split_once(' ').unwrap_or((&s2, "00:00:00"));
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|p| p.parse().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    let t: Vec<i64> = time
+        .split(':')
+        .map(|p| p.parse().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    let ([y, m, day], [h, min, sec @ ..]) = (d.as_slice(), t.as_slice()) else {
+        return Err(bad());
+    };
+    let sec = match sec {
+        [] => 0,
+        [s] => *s,
+        _ => return Err(bad()),
+    };
+    if !(1..=12).contains(m)
+        || !(1..=31).contains(day)
+        || !(0..24).contains(h)
+        || !(0..60).contains(min)
+        || !(0..=60).contains(&sec)
+        || *y < 1970
+    {
+        return Err(bad());
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let y2 = if *m <= 2 { y - 1 } else { *y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok((days * 86_400 + h * 3600 + min * 60 + sec) as f64)
+}
+
 fn parse_percent(s: &str) -> Result<f64, String> {
     let p: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
     if !(0.0..=100.0).contains(&p) {
@@ -400,6 +518,36 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn postmortem_times_are_utc_dates_or_unix_seconds() {
+        assert_eq!(parse_time("2026-01-13"), Ok(1_768_262_400.0));
+        assert_eq!(parse_time("2026-01-13 09:00"), Ok(1_768_294_800.0));
+        assert_eq!(parse_time("2026-03-04T10:50:00Z"), Ok(1_772_621_400.0));
+        assert_eq!(parse_time("1772621400"), Ok(1_772_621_400.0));
+        for bad in [
+            "yesterday",
+            "2026-13-01",
+            "2026-03-04 25:00",
+            "2026-03",
+            "-5",
+        ] {
+            let e = parse_time(bad).unwrap_err();
+            assert!(e.contains("is not a time"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn postmortem_boots_are_offsets_or_ids() {
+        assert_eq!(parse_boot("-1"), Ok(BootSpec::Offset(-1)));
+        assert_eq!(parse_boot("0"), Ok(BootSpec::Offset(0)));
+        let id = "5b0c9e3c-7a0d-4f1e-8a3b-2c4d5e6f7a8b";
+        let Ok(BootSpec::Id(b)) = parse_boot(id) else {
+            panic!("{id}")
+        };
+        assert_eq!((b[0], b[15]), (0x5b, 0x8b));
+        assert!(parse_boot("last").is_err());
     }
 
     /// Splits a command line as a POSIX shell would for the forms the

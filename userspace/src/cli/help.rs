@@ -260,6 +260,52 @@ pub const EXPORT: Doc = Doc {
     ],
 };
 
+pub const POSTMORTEM: Doc = Doc {
+    sections: &[],
+    examples: &[
+        ex(
+            "After a crash and reboot: what the journal of the boot that died says:",
+            &["postmortem", "--boot", "-1"],
+        )
+        .sudo(),
+        ex(
+            "Journal files copied off a dead VM, as JSON, with a timeline chart:",
+            &[
+                "postmortem",
+                "--directory",
+                "dead-vm/journal",
+                "--json",
+                "--svg",
+                "timeline.svg",
+            ],
+        )
+        .to("report.json"),
+        ex(
+            "One journal file, one week of it:",
+            &[
+                "postmortem",
+                "--file",
+                "system.journal",
+                "--since",
+                "2026-03-01",
+                "--until",
+                "2026-03-08",
+            ],
+        ),
+    ],
+    exit: &[
+        Exit {
+            code: exit::OK,
+            meaning: "success (also when output is a closed pipe, and when parts of the journal were unreadable: they are reported)",
+        },
+        Exit {
+            code: exit::FAILURE,
+            meaning: "no journal file could be read, the boot asked for is not in it, or output failed",
+        },
+        USAGE,
+    ],
+};
+
 pub const SENTINEL: Doc = Doc {
     sections: &[
         Section {
