@@ -71,6 +71,14 @@ pub fn analyze(path: &Path, lenient: bool) -> Result<Analysis, AnalyzeError> {
                 end_ns = v["monotonic_end_ns"].as_u64();
                 Ok(None)
             }
+            // A loop systemd had counted before the trace: the live
+            // findings that continue it say so, offline as they did live.
+            Some("prior") => serde_json::from_value::<crate::detect::Prior>(v["finding"].clone())
+                .map(|p| {
+                    d.seed([p]);
+                    None
+                })
+                .map_err(|e| format!("not a valid prior finding ({e})")),
             Some(_) => Ok(None),
             None => Err("a JSON line without a \"type\"".into()),
         });

@@ -332,9 +332,9 @@ pub enum FirstSeenFrom {
 
 /// A loop systemd already knew of when spawnscope started, reported at
 /// once: its counter and times are systemd's (and the journal's).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prior {
-    #[serde(rename = "type")]
+    #[serde(rename = "type", skip_deserializing, default = "finding_type")]
     pub type_: &'static str,
     pub kind: FindingKind,
     pub severity: Severity,
@@ -354,6 +354,10 @@ pub struct Prior {
     /// `Result`, e.g. "exit-code".
     pub result: Option<String>,
     pub message: String,
+}
+
+fn finding_type() -> &'static str {
+    "finding"
 }
 
 impl Prior {

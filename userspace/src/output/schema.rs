@@ -53,6 +53,10 @@ pub struct Summary {
     /// with --no-detect.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub findings: Option<Vec<crate::detect::Finding>>,
+    /// What systemd's managers (the host's and each container's) said at
+    /// start; absent with --no-systemd.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub systemd: Option<SystemdSummary>,
     /// Every OOM kill seen, oldest first (the same objects as the live
     /// `oom_kill` lines).
     pub oom_kills: Vec<serde_json::Value>,
@@ -91,4 +95,25 @@ pub struct EventAccounting {
     pub dropped: EventCounts,
     /// Records of an unknown kind or size (0 unless probe and loader differ).
     pub undecodable: u64,
+}
+
+/// systemd's own memory, read once at start.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SystemdSummary {
+    /// Wall time of the whole read, every manager at once.
+    pub read_ms: f64,
+    pub managers: Vec<ManagerReading>,
+    /// Loops systemd had counted that no live finding continues: each was
+    /// reported at start, as a finding with `source: "systemd"`.
+    pub loops: Vec<crate::detect::Prior>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ManagerReading {
+    /// None for the host's manager.
+    pub container: Option<String>,
+    /// Services read; 0 when the manager could not be read.
+    pub services: usize,
+    /// Why it could not be read.
+    pub error: Option<String>,
 }
