@@ -15,7 +15,7 @@ use crate::{
     cgroupfs,
     cli::{ExitProgram, TraceArgs},
     clock::{monotonic_now_ns, now_unix},
-    detect::{self, Change, Config as DetectConfig, Detector, Finding, FindingKind},
+    detect::{self, Change, Config as DetectConfig, Detector, Finding, FindingKind, Prior},
     events::{self, Event, EventFilter},
     kernel::{EventOptions, KernelError, LoadOptions, ProbeLog},
     layout::ExitFlavour,
@@ -152,6 +152,29 @@ impl EventSink {
 }
 
 impl EventSink {
+    /// A loop systemd had counted before the trace began: told at once, as
+    /// a live finding is when detected.
+    fn prior(&mut self, p: &Prior) -> Result<(), TraceError> {
+        let line = if self.json {
+            #[derive(Serialize)]
+            struct Line<'a> {
+                change: &'static str,
+                #[serde(flatten)]
+                finding: &'a Prior,
+            }
+            serde_json::to_string(&Line {
+                change: "detected",
+                finding: p,
+            })
+            .expect("finding JSON")
+        } else {
+            format!("!! respawn loop [{}]: {}", p.severity.as_str(), p.message)
+        };
+        writeln!(self.out, "{line}")
+            .and_then(|()| self.out.flush())
+            .map_err(TraceError::Output)
+    }
+
     /// Events mode's line per interval: what was delivered and dropped.
     fn status(
         &mut self,
@@ -532,6 +555,7 @@ async fn trace(args: &TraceArgs) -> Result<(), TraceError> {
     let totals = report::totals(&cur);
     let end_ns = monotonic_now_ns();
     let findings = sink.detector.as_mut().map(|d| d.findings(end_ns));
+    let systemd_summary: Option<crate::output::schema::SystemdSummary> = None; // XXX merge
     s.mem.set_loops(loop_rates(sink.detector.as_mut()));
     let mem = &s.mem;
     let summary = Summary {
@@ -564,6 +588,7 @@ async fn trace(args: &TraceArgs) -> Result<(), TraceError> {
         }),
         monotonic_end_ns: end_ns,
         findings,
+        systemd: systemd_summary,
         oom_kills: std::mem::take(&mut sink.oom_kills),
         memory: MemorySummary {
             hierarchy: mem.hierarchy(),
