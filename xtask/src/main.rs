@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_overhead;
+mod bench_postmortem;
 mod bench_sentinel;
 mod dist;
 mod noisy;
@@ -52,6 +53,10 @@ commands:
                   go (about 3 minutes)
   bench detect    5. respawn-loop detection latency for 10 s, 2 s and 100 ms
                   loops in a real systemd (about 2 minutes)
+  bench postmortem
+                  6. `spawnscope postmortem` over the incident's journal at
+                  full size (1.26 M entries) against `journalctl -o export`:
+                  wall time and peak RSS (about 2 minutes)
   bench memory    cost of one memory sampling pass, as is and with 500
                   more memory cgroups (about 2 minutes; printed only)";
 
@@ -83,6 +88,9 @@ fn main() -> ExitCode {
                     .and_then(|_| bench::detect())
                     .map(|s| bench::print(&[s])),
                 Some("memory") => bench::memory(),
+                Some("postmortem") => bench::build_release_bins()
+                    .and_then(|t| bench_postmortem::postmortem(&t))
+                    .map(|s| bench::print(&[s])),
                 Some(other) => Err(Fail(format!("unknown benchmark {other:?}\n{USAGE}"))),
             }),
         Some("-h" | "--help" | "help") => {
