@@ -218,6 +218,8 @@ pub struct Data<'a> {
 pub struct JournalFile {
     pub path: PathBuf,
     map: Map,
+    /// Kept open to notice the file shrinking under the mapping.
+    file: File,
     pub compact: bool,
     pub seqnum_id: [u8; 16],
     header_size: u64,
@@ -236,14 +238,30 @@ pub struct JournalFile {
 impl JournalFile {
     /// Maps `file` and checks its header. An I/O error is fatal for the
     /// caller; a header error makes the file a reported problem.
-    pub fn open(path: PathBuf, file: &File) -> io::Result<Result<JournalFile, HeaderError>> {
+    pub fn open(path: PathBuf, file: File) -> io::Result<Result<JournalFile, HeaderError>> {
         let len = file.metadata()?.len();
         let len = usize::try_from(len).map_err(|_| io::Error::other("file too large to map"))?;
-        let map = Map::new(file, len)?;
-        Ok(Self::parse(path, map))
+        let map = Map::new(&file, len)?;
+        Ok(Self::parse(path, file, map))
     }
 
-    fn parse(path: PathBuf, map: Map) -> Result<JournalFile, HeaderError> {
+    /// Checks that the file has not shrunk since it was mapped: reading a
+    /// mapped page the file no longer covers raises SIGBUS. If it has,
+    /// only the part still there is read from now on; returns the problem
+    /// to report.
+    pub fn recheck_size(&mut self) -> Option<String> {
+        let now = self.file.metadata().map(|m| m.len()).unwrap_or(0);
+        if now >= self.end {
+            return None;
+        }
+        self.end = now;
+        self.truncated_at = Some(now);
+        Some(format!(
+            "shrank to {now} bytes since it was opened: reading only those"
+        ))
+    }
+
+    fn parse(path: PathBuf, file: File, map: Map) -> Result<JournalFile, HeaderError> {
         let b = map.bytes();
         let len = b.len() as u64;
         if b.get(..8) != Some(&SIGNATURE[..]) {
@@ -280,6 +298,7 @@ impl JournalFile {
             end,
             truncated_at,
             map,
+            file,
         })
     }
 

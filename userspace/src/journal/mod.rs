@@ -124,6 +124,9 @@ pub enum JournalError {
 }
 
 fn list(paths: &[PathBuf]) -> String {
+    if paths.is_empty() {
+        return "an empty list of files".to_string();
+    }
     let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     names.join(", ")
 }
@@ -242,7 +245,7 @@ pub fn open(which: &Which) -> Result<Journal, JournalError> {
             path: path.clone(),
             source,
         })?;
-        match JournalFile::open(path.clone(), &file) {
+        match JournalFile::open(path.clone(), file) {
             Err(source) => return Err(JournalError::Open { path, source }),
             Ok(Ok(f)) => journal.files.push(f),
             Ok(Err(e)) => journal.unreadable.push(Problem {
@@ -413,6 +416,11 @@ impl Journal {
         filter: &Filter,
         each: &mut dyn FnMut(&JournalFile, usize, EntryHead, &mut FileState),
     ) -> ReadStats {
+        let mut shrunk: Vec<Option<String>> = self
+            .files
+            .iter_mut()
+            .map(JournalFile::recheck_size)
+            .collect();
         let files = &self.files;
         let mut stats = ReadStats {
             files: files.len(),
@@ -421,9 +429,12 @@ impl Journal {
         };
         let mut states: Vec<FileState> = files
             .iter()
-            .map(|f| {
+            .zip(&mut shrunk)
+            .map(|(f, shrunk)| {
                 let mut problems = Problems::default();
-                if let Some(at) = f.truncated_at {
+                if let Some(what) = shrunk.take() {
+                    problems.push(what);
+                } else if let Some(at) = f.truncated_at {
                     problems.push(format!(
                         "truncated at byte {at}: the entries after it are unreadable"
                     ));
