@@ -350,8 +350,13 @@ impl Recent {
     }
 }
 
-/// A compressed value decoded for the current entry.
-type Decoded = OnceCell<Option<Vec<u8>>>;
+/// What is known of one compressed item of the current entry: its field
+/// name once decoded (None: undecodable), and its payload once asked for.
+#[derive(Default)]
+struct Decoded {
+    field: OnceCell<Option<Box<[u8]>>>,
+    value: OnceCell<Vec<u8>>,
+}
 
 /// Per-file state while reading: the file's problems and the compressed
 /// DATA objects already found bad (decoded and reported once).
@@ -396,9 +401,10 @@ impl Journal {
         Ok(self.walk(filter, &mut |file, index, head, state| {
             let n = (head.items_end - head.items_start) / if file.compact { 4 } else { 16 };
             decoded.iter_mut().for_each(|d| {
-                d.take();
+                d.field.take();
+                d.value.take();
             });
-            decoded.resize_with(n, OnceCell::new);
+            decoded.resize_with(n, Decoded::default);
             let view = Entry {
                 file,
                 tag: (index as u64) << 48,
@@ -528,36 +534,12 @@ struct Entry<'a> {
     state: RefCell<&'a mut FileState>,
 }
 
-impl Entry<'_> {
-    /// The `FIELD=value` payload of item `i` (DATA object at `offset`),
-    /// decompressed if need be; None (reported) when unreadable.
-    fn payload(&self, i: usize, offset: u64) -> Option<&[u8]> {
-        let data = match self.file.data(offset) {
-            Ok(d) => d,
-            Err(e) => {
-                self.bad(offset, e.to_string());
-                return None;
-            }
-        };
-        let Some(kind) = data.compression else {
-            return Some(data.payload);
-        };
-        let cell = self.decoded.get(i)?;
-        cell.get_or_init(|| {
-            if self.state.borrow().bad_data.contains(&offset) {
-                return None;
-            }
-            match decompress(kind, data.payload, MAX_VALUE) {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    self.bad(offset, e.to_string());
-                    None
-                }
-            }
-        })
-        .as_deref()
-    }
+/// Whether payload `p` (`FIELD=value`) is of field `name`.
+fn is_field(p: &[u8], name: &[u8]) -> bool {
+    p.len() > name.len() && p[name.len()] == b'=' && p.starts_with(name)
+}
 
+impl Entry<'_> {
     fn bad(&self, offset: u64, why: String) {
         let mut state = self.state.borrow_mut();
         if state.bad_data.insert(offset) {
@@ -567,15 +549,60 @@ impl Entry<'_> {
         }
     }
 
+    /// The first item of field `name`: its DATA object's offset and value.
+    /// A compressed item is decompressed to learn its field; its value is
+    /// kept (until the next entry) only if it is the one asked for, so an
+    /// entry of many large compressed values holds one at a time.
     fn find(&self, name: &str) -> Option<(u64, &[u8])> {
         let name = name.as_bytes();
         for (i, offset) in self.file.items(&self.head).enumerate() {
-            if let Some(p) = self.payload(i, offset)
-                && p.len() > name.len()
-                && p[name.len()] == b'='
-                && p.starts_with(name)
-            {
-                return Some((offset, &p[name.len() + 1..]));
+            let data = match self.file.data(offset) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.bad(offset, e.to_string());
+                    continue;
+                }
+            };
+            let Some(kind) = data.compression else {
+                if is_field(data.payload, name) {
+                    return Some((offset, &data.payload[name.len() + 1..]));
+                }
+                continue;
+            };
+            let Some(cell) = self.decoded.get(i) else {
+                continue;
+            };
+            if let Some(v) = cell.value.get() {
+                if is_field(v, name) {
+                    return Some((offset, &v[name.len() + 1..]));
+                }
+                continue;
+            }
+            match cell.field.get() {
+                Some(Some(field)) if **field != *name => continue,
+                Some(None) => continue,
+                _ => {}
+            }
+            if self.state.borrow().bad_data.contains(&offset) {
+                let _ = cell.field.set(None);
+                continue;
+            }
+            match decompress(kind, data.payload, MAX_VALUE) {
+                Err(e) => {
+                    self.bad(offset, e.to_string());
+                    let _ = cell.field.set(None);
+                }
+                Ok(v) => {
+                    let field = v
+                        .iter()
+                        .position(|&b| b == b'=')
+                        .map_or(&v[..], |eq| &v[..eq]);
+                    let _ = cell.field.set(Some(field.into()));
+                    if is_field(&v, name) {
+                        let v = cell.value.get_or_init(|| v);
+                        return Some((offset, &v[name.len() + 1..]));
+                    }
+                }
             }
         }
         None

@@ -873,3 +873,78 @@ fn random_damage_never_panics_nor_loses_entries_silently() {
         }
     }
 }
+
+#[test]
+fn two_compressed_fields_of_one_entry_are_each_found() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("two.journal");
+    let mut entries = sample(1);
+    entries[0].fields.push(("BIG".to_string(), big_value(1)));
+    entries[0].fields.push(("OTHER".to_string(), big_value(2)));
+    make_journal(&path, &entries, true);
+    let mut journal = open(&Which::Files(vec![path])).expect("open");
+    let mut seen = Vec::new();
+    journal
+        .read(&Filter::default(), &mut |e| {
+            // Asked after the other one was decoded and set aside, then again.
+            seen.push(e.get("OTHER").map(<[u8]>::to_vec));
+            seen.push(e.get("BIG").map(<[u8]>::to_vec));
+            seen.push(e.get("OTHER").map(<[u8]>::to_vec));
+        })
+        .expect("read");
+    assert_eq!(
+        seen,
+        vec![Some(big_value(2)), Some(big_value(1)), Some(big_value(2))]
+    );
+}
+
+#[test]
+fn entry_listed_at_an_absurd_offset_is_skipped_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, full) = fixture(dir.path(), "offset.journal", 50, true);
+    let l = layout(&path);
+    // Compact entry arrays hold 32-bit offsets; the second item of the
+    // first array names entry 1.
+    patch(&path, l.entry_array + 24 + 4, &u32::MAX.to_le_bytes());
+    let (got, stats) = read_file(&path);
+    let mut want = full.clone();
+    want.remove(1);
+    assert_eq!(got, want);
+    assert_eq!(
+        whats(&stats),
+        vec!["entry at 0xffffffff: misaligned offset, 1 entry skipped".to_string()]
+    );
+}
+
+#[test]
+fn data_item_at_an_absurd_offset_loses_only_its_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, full) = fixture(dir.path(), "item.journal", 20, false);
+    let l = layout(&path);
+    let (entry, items) = &l.entries[5];
+    let f = File::open(&path).expect("open");
+    let jf = JournalFile::open(path.clone(), f)
+        .expect("map")
+        .expect("header");
+    let slot = items
+        .iter()
+        .position(|&off| {
+            jf.data(off)
+                .is_ok_and(|d| d.payload.starts_with(b"MESSAGE="))
+        })
+        .expect("MESSAGE item");
+    drop(jf);
+    let far = 1u64 << 60;
+    // Regular entry items: 16 bytes each (offset, hash) after 64 bytes.
+    patch(&path, entry + 64 + 16 * slot as u64, &far.to_le_bytes());
+    let (got, stats) = read_file(&path);
+    assert_eq!(got.len(), full.len());
+    assert_eq!(value(&got[5], "MESSAGE"), None);
+    assert_eq!(value(&got[5], "UNIT"), value(&full[5], "UNIT"));
+    assert_eq!(
+        whats(&stats),
+        vec![format!(
+            "data object at {far:#x}: offset outside the file; its field is missing from the entries using it"
+        )]
+    );
+}
