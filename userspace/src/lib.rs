@@ -18,6 +18,7 @@ pub mod manpage;
 pub mod memory;
 pub mod mempress;
 pub mod output;
+pub mod postmortem;
 pub mod record;
 pub mod report;
 pub mod sentinel;
