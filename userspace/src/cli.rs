@@ -66,6 +66,11 @@ pub enum Command {
     /// lifetime, respawn interval, exec rate) for other tools, without root.
     #[command(after_help = help::after_help(&help::EXPORT))]
     Export(ExportArgs),
+    /// The incident report of a systemd journal, without root or BPF:
+    /// restart loops per unit with their dominant errors, journal volume
+    /// per unit, OOM kills, memory pressure and a timeline.
+    #[command(after_help = help::after_help(&help::POSTMORTEM))]
+    Postmortem(PostmortemArgs),
     /// Run resident: count in the kernel at almost no cost, keep totals
     /// across restarts, alert on respawn loops and memory exhaustion, and
     /// serve Prometheus metrics.

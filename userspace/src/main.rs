@@ -8,6 +8,7 @@ use spawnscope::{
     doctor::{self, DoctorError},
     export::{self, ExportError},
     manpage::{self, ManError},
+    postmortem::cmd::{self as postmortem, PostmortemError},
     sentinel::{self, SentinelError},
     trace::{self, TraceError},
 };
@@ -26,6 +27,8 @@ enum Error {
     Doctor(#[from] DoctorError),
     #[error(transparent)]
     Man(#[from] ManError),
+    #[error(transparent)]
+    Postmortem(#[from] PostmortemError),
     #[error("cannot write the completion script: {0}")]
     Completions(std::io::Error),
 }
@@ -59,6 +62,10 @@ fn run(cli: &Cli) -> Result<(), Error> {
         },
         Command::Export(args) => match export::run(args) {
             Err(ExportError::Output(e)) if broken_pipe(&e) => Ok(()),
+            other => Ok(other?),
+        },
+        Command::Postmortem(args) => match postmortem::run(args) {
+            Err(e) if e.is_broken_pipe() => Ok(()),
             other => Ok(other?),
         },
         Command::Sentinel(args) => Ok(sentinel::run(args)?),

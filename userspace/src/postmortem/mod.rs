@@ -13,6 +13,7 @@
 //! src/core/unit.c, src/core/job.c) and message ids (src/systemd/sd-messages.h),
 //! the same in systemd 252 and 257, plus the older text-only forms.
 
+pub mod cmd;
 mod render;
 #[cfg(test)]
 mod tests;
