@@ -100,9 +100,15 @@ fn lz4(input: &[u8], limit: usize) -> Result<Vec<u8>, DecompressError> {
 
 /// A zstd frame, read through ruzstd's streaming decoder for at most
 /// `limit + 1` bytes: the decoder only buffers what the reader asks for
-/// (plus its window), so a bomb stops at the cap.
+/// plus its window, and the window the frame declares is checked against
+/// the cap first (ruzstd reserves it up front), so a bomb stops at the cap.
 fn zstd(input: &[u8], limit: usize) -> Result<Vec<u8>, DecompressError> {
     let kind = Compression::Zstd;
+    match zstd_window(input) {
+        Some(window) if window <= limit as u64 => {}
+        Some(_) => return Err(DecompressError::TooLarge(kind.name())),
+        None => return Err(corrupt(kind, "no zstd frame header")),
+    }
     let decoder = ruzstd::decoding::StreamingDecoder::new(input).map_err(|e| corrupt(kind, e))?;
     let mut out = Vec::new();
     decoder
@@ -113,6 +119,32 @@ fn zstd(input: &[u8], limit: usize) -> Result<Vec<u8>, DecompressError> {
         return Err(DecompressError::TooLarge(kind.name()));
     }
     Ok(out)
+}
+
+/// The window size a zstd frame header declares (RFC 8878, 3.1.1.1): the
+/// content size for a single-segment frame, else from the window
+/// descriptor byte.
+fn zstd_window(input: &[u8]) -> Option<u64> {
+    if input.get(..4)? != [0x28, 0xb5, 0x2f, 0xfd] {
+        return None;
+    }
+    let descriptor = *input.get(4)?;
+    let single_segment = descriptor & 0x20 != 0;
+    if !single_segment {
+        let w = *input.get(5)?;
+        let log = 10 + u32::from(w >> 3);
+        let base = 1u64.checked_shl(log)?;
+        return Some(base + (base / 8) * u64::from(w & 7));
+    }
+    let dict_len = [0, 1, 2, 4][usize::from(descriptor & 0x03)];
+    let at = 5 + dict_len;
+    let fcs = match descriptor >> 6 {
+        0 => u64::from(*input.get(at)?),
+        1 => u64::from(u16::from_le_bytes(input.get(at..at + 2)?.try_into().ok()?)) + 256,
+        2 => u64::from(u32::from_le_bytes(input.get(at..at + 4)?.try_into().ok()?)),
+        _ => u64::from_le_bytes(input.get(at..at + 8)?.try_into().ok()?),
+    };
+    Some(fcs)
 }
 
 /// A writer that fails once more than `limit` bytes arrive.
@@ -254,6 +286,17 @@ mod tests {
         let data = vec![b'a'; 1 << 20];
         assert_eq!(
             decompress(Compression::Zstd, &zstd_payload(&data), 64 << 10),
+            Err(DecompressError::TooLarge("ZSTD"))
+        );
+    }
+
+    #[test]
+    fn zstd_frame_declaring_a_huge_window_is_refused_before_decoding() {
+        // Magic, then a descriptor without single segment, then window
+        // descriptor 0xf8: 2^41 bytes.
+        let frame = [0x28, 0xb5, 0x2f, 0xfd, 0x00, 0xf8, 0, 0, 0, 0];
+        assert_eq!(
+            decompress(Compression::Zstd, &frame, MAX_VALUE),
             Err(DecompressError::TooLarge("ZSTD"))
         );
     }

@@ -313,7 +313,7 @@ fn journal_files(dir: &Path) -> Result<Vec<PathBuf>, JournalError> {
 
 /// After the cursors moved over this many bytes, the pages read so far
 /// are dropped from the resident set.
-const RELEASE_AFTER: u64 = 32 << 20;
+const RELEASE_AFTER: u64 = 16 << 20;
 /// How many delivered entries are remembered to drop duplicates from
 /// other files. Copies of one entry carry the same realtime, so they
 /// meet within a few entries of each other in the merge.
