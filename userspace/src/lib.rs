@@ -23,5 +23,6 @@ pub mod record;
 pub mod report;
 pub mod sentinel;
 pub mod session;
+pub mod systemd;
 pub mod trace;
 pub mod unit;
