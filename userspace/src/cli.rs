@@ -165,6 +165,12 @@ pub struct SentinelArgs {
     #[arg(long)]
     pub probe_log: bool,
 
+    /// Do not read systemd's managers (the host's and each container's)
+    /// at start: restart totals then start at zero for units never seen,
+    /// and loops are found from restarts seen live only.
+    #[arg(long)]
+    pub no_systemd: bool,
+
     /// Where to find the cgroup mounts (hidden, for tests).
     #[arg(long, value_name = "FILE", default_value = crate::cgroupfs::MOUNTINFO, hide = true)]
     pub mountinfo: PathBuf,
@@ -325,6 +331,11 @@ pub struct TraceArgs {
     /// --events or --record, only the in-kernel counters run.
     #[arg(long)]
     pub no_detect: bool,
+
+    /// Do not read systemd's managers (the host's and each container's)
+    /// at start: loops are then found from live restarts only.
+    #[arg(long)]
+    pub no_systemd: bool,
 
     /// Capacity of the in-kernel per-cgroup map. Events from cgroups beyond it
     /// are still counted, in an "overflow" bucket.

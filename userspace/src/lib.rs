@@ -11,6 +11,7 @@ pub mod doctor;
 pub mod events;
 pub mod export;
 pub mod features;
+pub mod history;
 pub mod journal;
 pub mod kernel;
 pub mod layout;

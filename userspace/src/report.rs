@@ -129,6 +129,14 @@ impl Filter {
                 .is_some_and(|c| self.containers.iter().any(|w| c.matches(w)));
         unit_ok && container_ok
     }
+
+    /// The same test for a unit known by name and container label (a
+    /// systemd manager's service), not by cgroup.
+    pub fn admits_unit(&self, unit: &str, container: Option<&str>) -> bool {
+        (self.units.is_empty() || self.units.iter().any(|g| glob_match(g, unit)))
+            && (self.containers.is_empty()
+                || container.is_some_and(|c| self.containers.iter().any(|w| w == c)))
+    }
 }
 
 /// The cgroups a row is made of, by path.

@@ -4,6 +4,7 @@
 use std::{
     collections::{BTreeMap, HashMap},
     io::{self, BufWriter, Write},
+    path::Path,
     time::{Duration, Instant},
 };
 
@@ -452,6 +453,22 @@ async fn trace(args: &TraceArgs) -> Result<(), TraceError> {
         }
     );
 
+    // What systemd already knows, read beside the trace (a container's
+    // manager may take seconds to answer): loops running now are told as
+    // soon as it is read, before the first interval when it answers in
+    // time; live loops in the same units continue them.
+    let systemd_read = async {
+        if args.no_systemd {
+            None
+        } else {
+            Some(crate::history::read(Path::new("/proc")).await)
+        }
+    };
+    tokio::pin!(systemd_read);
+    let mut systemd_pending = true;
+    let mut known: Option<crate::history::Known> = None;
+    let mut priors: Vec<Prior> = Vec::new();
+
     let mut out: Box<dyn Reporter> = if args.json {
         Box::new(Json::new(io::stdout()))
     } else {
@@ -478,6 +495,13 @@ async fn trace(args: &TraceArgs) -> Result<(), TraceError> {
             // its summary and a complete recording.
             _ = signals.recv() => break,
             () = sleep_until_opt(deadline) => break,
+            k = &mut systemd_read, if systemd_pending => {
+                systemd_pending = false;
+                if let Some(k) = k {
+                    priors = tell_priors(&k, &filter, &mut sink, recorder.as_mut())?;
+                    known = Some(k);
+                }
+            }
             _ = report_tick.tick() => {
                 let cur = s.probe.snapshot()?;
                 let at = Instant::now();
@@ -555,7 +579,14 @@ async fn trace(args: &TraceArgs) -> Result<(), TraceError> {
     let totals = report::totals(&cur);
     let end_ns = monotonic_now_ns();
     let findings = sink.detector.as_mut().map(|d| d.findings(end_ns));
-    let systemd_summary: Option<crate::output::schema::SystemdSummary> = None; // XXX merge
+    let systemd_summary = known.map(|k| {
+        // The loops a live finding continued are told there.
+        let alone = match sink.detector.as_ref() {
+            Some(d) => d.priors_alone(),
+            None => priors,
+        };
+        k.summary(alone)
+    });
     s.mem.set_loops(loop_rates(sink.detector.as_mut()));
     let mem = &s.mem;
     let summary = Summary {
@@ -619,6 +650,35 @@ async fn trace(args: &TraceArgs) -> Result<(), TraceError> {
         }
     }
     Ok(())
+}
+
+/// Tells the loops systemd has been counting (one line each, or a JSON
+/// finding), records them, and seeds the detector with them.
+fn tell_priors(
+    k: &crate::history::Known,
+    filter: &crate::report::Filter,
+    sink: &mut EventSink,
+    mut recorder: Option<&mut Recorder>,
+) -> Result<Vec<Prior>, TraceError> {
+    for line in k.problems() {
+        eprintln!("spawnscope: {line}");
+    }
+    let priors: Vec<Prior> = k
+        .priors()
+        .into_iter()
+        .filter(|p| filter.admits_unit(&p.unit, p.container.as_deref()))
+        .collect();
+    for p in &priors {
+        sink.prior(p)?;
+        if let Some(r) = recorder.as_deref_mut() {
+            r.value(&serde_json::json!({"type": "prior", "finding": p}))
+                .map_err(TraceError::Record)?;
+        }
+    }
+    if let Some(d) = sink.detector.as_mut() {
+        d.seed(priors.iter().cloned());
+    }
+    Ok(priors)
 }
 
 /// Never resolves without a deadline.

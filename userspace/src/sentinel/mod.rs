@@ -948,6 +948,15 @@ async fn sentinel(
         humantime::format_duration(interval),
         lp.cfg.state.display()
     );
+    // systemd's counters before the first poll: its alerts then include
+    // the loops systemd has been counting, and totals start at its count.
+    if !args.no_systemd {
+        let known = crate::history::read(Path::new("/proc")).await;
+        for line in known.problems() {
+            log(Priority::Info, &line);
+        }
+        lp.tracker.seed(now_unix(), known.seeds());
+    }
     // The first poll fills /metrics before anyone is told it is there:
     // scripts and tests wait for this line, systemd for READY=1.
     lp.poll()?;
