@@ -529,6 +529,21 @@ struct OomSummary {
     task_memcg: Option<String>,
 }
 
+/// Which `journalctl -u` the per-unit volume counts like: the matches of
+/// add_matches_for_unit changed between systemd versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnitMatch {
+    /// systemd 252 (and the releases up to at least 255): PID 1's
+    /// messages are `_PID=1` with `UNIT=`; coredumps need `_UID=0`.
+    Pid1,
+    /// systemd 257: the manager's messages are `_SYSTEMD_CGROUP=/init.scope`
+    /// with `UNIT=` (helpers PID 1 forks count too); coredumps are from
+    /// `_UID=0` or the `systemd-coredump` user, given here as journalctl
+    /// resolves it on the machine that reads (None: no such user, and
+    /// then journalctl does not filter coredumps by uid at all).
+    InitScope { coredump_uid: Option<u32> },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum UnitField {
     Systemd,
@@ -586,6 +601,7 @@ type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 /// Gathers what the report needs, one entry at a time.
 pub struct Analyzer {
     now_unix: Option<f64>,
+    unit_match: UnitMatch,
     entries: u64,
     first_us: Option<u64>,
     last_us: u64,
@@ -821,9 +837,12 @@ fn contains_pressure_phrase(msg: &[u8]) -> bool {
 impl Analyzer {
     /// `now_unix`: when the report is made, to say how long ago the
     /// journal ends; None leaves that out (and keeps output reproducible).
+    /// Journal volume follows systemd 252's `journalctl -u`
+    /// ([`UnitMatch::Pid1`]); see [`Analyzer::unit_match`].
     pub fn new(now_unix: Option<f64>) -> Self {
         Analyzer {
             now_unix,
+            unit_match: UnitMatch::Pid1,
             entries: 0,
             first_us: None,
             last_us: 0,
@@ -844,6 +863,12 @@ impl Analyzer {
             pressure_first: Vec::new(),
             pressure_last: std::collections::VecDeque::new(),
         }
+    }
+
+    /// Counts journal volume like the given systemd's `journalctl -u`.
+    pub fn unit_match(mut self, m: UnitMatch) -> Self {
+        self.unit_match = m;
+        self
     }
 
     fn system_unit(&mut self, name: &[u8]) -> u32 {
@@ -876,11 +901,11 @@ impl Analyzer {
     }
 
     /// The unit named by `field`, through the value-id cache.
+    /// A field without a value id is absent (the trait's contract): one
+    /// lookup, not two, for the many entries that lack the field.
     fn unit_of(&mut self, e: &dyn Fields, field: UnitField) -> Option<u32> {
-        let vid = e.value_id(field.name());
-        if let Some(vid) = vid
-            && let Some(&hit) = self.unit_cache.get(&(field, vid))
-        {
+        let vid = e.value_id(field.name())?;
+        if let Some(&hit) = self.unit_cache.get(&(field, vid)) {
             return hit;
         }
         let v = e.get(field.name())?;
@@ -889,29 +914,23 @@ impl Analyzer {
         } else {
             Some(self.system_unit(v))
         };
-        if let Some(vid) = vid {
-            if self.unit_cache.len() >= CACHE_CAP {
-                self.unit_cache.clear();
-            }
-            self.unit_cache.insert((field, vid), unit);
+        if self.unit_cache.len() >= CACHE_CAP {
+            self.unit_cache.clear();
         }
+        self.unit_cache.insert((field, vid), unit);
         unit
     }
 
     fn msg_kind(&mut self, e: &dyn Fields) -> Option<MsgKind> {
-        let vid = e.value_id("MESSAGE_ID");
-        if let Some(vid) = vid
-            && let Some(&k) = self.msgid_cache.get(&vid)
-        {
+        let vid = e.value_id("MESSAGE_ID")?;
+        if let Some(&k) = self.msgid_cache.get(&vid) {
             return Some(k);
         }
         let k = MsgKind::from_id(e.get("MESSAGE_ID")?);
-        if let Some(vid) = vid {
-            if self.msgid_cache.len() >= CACHE_CAP {
-                self.msgid_cache.clear();
-            }
-            self.msgid_cache.insert(vid, k);
+        if self.msgid_cache.len() >= CACHE_CAP {
+            self.msgid_cache.clear();
         }
+        self.msgid_cache.insert(vid, k);
         Some(k)
     }
 
@@ -962,12 +981,28 @@ impl Analyzer {
         // journalctl -u: add_matches_for_unit in src/shared/logs-show.c.
         let own = self.unit_of(e, UnitField::Systemd);
         let mut matched: [Option<u32>; 5] = [own, None, None, None, None];
-        if pid1 {
-            matched[1] = self.unit_of(e, UnitField::Unit);
+        let unit_field = self.unit_of(e, UnitField::Unit);
+        let from_manager = match self.unit_match {
+            UnitMatch::Pid1 => pid1,
+            UnitMatch::InitScope { .. } => {
+                unit_field.is_some() && e.get("_SYSTEMD_CGROUP") == Some(b"/init.scope")
+            }
+        };
+        if from_manager {
+            matched[1] = unit_field;
         }
         if uid0 {
             matched[2] = self.unit_of(e, UnitField::Object);
-            if kind == Some(MsgKind::Coredump) {
+        }
+        if kind == Some(MsgKind::Coredump) {
+            let by_dumper = match self.unit_match {
+                UnitMatch::Pid1 => uid0,
+                UnitMatch::InitScope { coredump_uid: None } => true,
+                UnitMatch::InitScope {
+                    coredump_uid: Some(c),
+                } => uid0 || uid_raw.and_then(parse_u64) == Some(u64::from(c)),
+            };
+            if by_dumper {
                 matched[3] = self.unit_of(e, UnitField::Coredump);
             }
         }
@@ -1015,7 +1050,15 @@ impl Analyzer {
             None => None,
         };
         if let Some(k) = manager_kind
-            && self.manager(e, k, msg, pid1, uid_raw, t, origin)
+            && self.manager(
+                e,
+                k,
+                msg,
+                pid1.then_some(unit_field).flatten(),
+                uid_raw,
+                t,
+                origin,
+            )
         {
             return;
         }
@@ -1038,30 +1081,30 @@ impl Analyzer {
     }
 
     /// Handles a manager message; true when it was one about a unit.
+    /// `system_unit` is the unit of PID 1's `UNIT=`.
     #[allow(clippy::too_many_arguments)]
     fn manager(
         &mut self,
         e: &dyn Fields,
         kind: MsgKind,
         msg: &[u8],
-        pid1: bool,
+        system_unit: Option<u32>,
         uid_raw: Option<&[u8]>,
         t: u64,
         origin: u64,
     ) -> bool {
-        let (u, name) = if pid1 && let Some(name) = e.get("UNIT") {
-            (self.unit_of(e, UnitField::Unit), name)
+        let u = if let Some(u) = system_unit {
+            u
         } else if let Some(name) = e.get("USER_UNIT") {
             let uid = uid_raw
                 .and_then(parse_u64)
                 .and_then(|u| u32::try_from(u).ok())
                 .unwrap_or(u32::MAX);
-            (Some(self.user_unit(name, uid)), name)
+            self.user_unit(name, uid)
         } else {
             return false;
         };
-        let Some(u) = u else { return false };
-        let text = strip_unit_prefix(msg, name);
+        let text = strip_unit_prefix(msg, self.units[u as usize].name.as_bytes());
         let kind = if kind == MsgKind::Other {
             MsgKind::from_text(text)
         } else {

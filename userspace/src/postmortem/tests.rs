@@ -615,6 +615,110 @@ fn journalctl_rule_coredump_unit_needs_coredump_id_and_root() {
     assert_eq!(volume(&run(&v), "a.service"), 1);
 }
 
+fn run_with(m: UnitMatch, entries: &[Fx]) -> Report {
+    let mut a = Analyzer::new(None).unit_match(m);
+    for e in entries {
+        a.push(e);
+    }
+    a.finish(SourceInfo::default())
+}
+
+#[test]
+fn journalctl_257_rule_unit_field_from_init_scope_not_pid1() {
+    let mut g = Gen::default();
+    let v = vec![
+        // A helper PID 1 forked, in init.scope: counted by 257.
+        g.e(
+            T0,
+            1,
+            &[
+                ("_PID", "812"),
+                ("_UID", "0"),
+                ("_SYSTEMD_CGROUP", "/init.scope"),
+                ("UNIT", "a.service"),
+                ("MESSAGE", "helper"),
+            ],
+        ),
+        // PID 1 of a container, whose cgroup is not init.scope: not.
+        g.e(
+            T0 + 1.0,
+            1,
+            &[
+                ("_PID", "1"),
+                ("_UID", "0"),
+                ("_SYSTEMD_CGROUP", "/machine.slice/x.scope"),
+                ("UNIT", "a.service"),
+                ("MESSAGE", "c"),
+            ],
+        ),
+    ];
+    let r = run_with(UnitMatch::InitScope { coredump_uid: None }, &v);
+    assert_eq!(volume(&r, "a.service"), 1);
+}
+
+#[test]
+fn journalctl_257_rule_coredump_from_root_or_the_coredump_user() {
+    let mut g = Gen::default();
+    let id = ("MESSAGE_ID", "fc2e22bc6ee647b6b90729ab34a250b1");
+    let v = vec![
+        g.e(
+            T0,
+            1,
+            &[
+                ("_UID", "0"),
+                id,
+                ("COREDUMP_UNIT", "a.service"),
+                ("MESSAGE", "root"),
+            ],
+        ),
+        g.e(
+            T0 + 1.0,
+            1,
+            &[
+                ("_UID", "996"),
+                id,
+                ("COREDUMP_UNIT", "a.service"),
+                ("MESSAGE", "dumper"),
+            ],
+        ),
+        g.e(
+            T0 + 2.0,
+            1,
+            &[
+                ("_UID", "1000"),
+                id,
+                ("COREDUMP_UNIT", "a.service"),
+                ("MESSAGE", "user"),
+            ],
+        ),
+    ];
+    let r = run_with(
+        UnitMatch::InitScope {
+            coredump_uid: Some(996),
+        },
+        &v,
+    );
+    assert_eq!(volume(&r, "a.service"), 2);
+}
+
+#[test]
+fn journalctl_257_rule_coredump_without_coredump_user_takes_any_uid() {
+    let mut g = Gen::default();
+    let id = ("MESSAGE_ID", "fc2e22bc6ee647b6b90729ab34a250b1");
+    let v = vec![g.e(
+        T0,
+        1,
+        &[
+            ("_UID", "1000"),
+            id,
+            ("COREDUMP_UNIT", "a.service"),
+            ("MESSAGE", "user"),
+        ],
+    )];
+    let r = run_with(UnitMatch::InitScope { coredump_uid: None }, &v);
+    assert_eq!(volume(&r, "a.service"), 1);
+}
+
 #[test]
 fn journalctl_rule_slice_matches_its_members_only_for_slice_units() {
     let mut g = Gen::default();
@@ -1203,6 +1307,7 @@ fn throughput_on_an_incident_sized_journal() {
     let template = getty_cycle(&mut g, T0, 1, 1);
     let mut a = Analyzer::new(None);
     let mut spent = Duration::ZERO;
+    let mut lookups = Duration::ZERO;
     let mut batch = Vec::with_capacity(6_000);
     let mut pushed = 0u64;
     for i in 0..cycles {
@@ -1221,15 +1326,26 @@ fn throughput_on_an_incident_sized_journal() {
                 a.push(e);
             }
             spent += start.elapsed();
+            // What the fixture's own lookups cost: each field looked up
+            // by name once, value and id, as the analyzer does about.
+            let start = Instant::now();
+            for e in &batch {
+                for (name, _, _) in &e.f {
+                    std::hint::black_box(e.get(name));
+                    std::hint::black_box(e.value_id(name));
+                }
+            }
+            lookups += start.elapsed();
             pushed += batch.len() as u64;
             batch.clear();
         }
     }
     let r = a.finish(SourceInfo::default());
     println!(
-        "postmortem: {pushed} entries in {:.3} s, {:.3} µs/entry",
+        "postmortem: {pushed} entries in {:.3} s, {:.3} µs/entry; the fixture's field lookups alone {:.3} µs/entry",
         spent.as_secs_f64(),
-        spent.as_secs_f64() * 1e6 / pushed as f64
+        spent.as_secs_f64() * 1e6 / pushed as f64,
+        lookups.as_secs_f64() * 1e6 / pushed as f64
     );
     let l = loop_of(&r, GETTY);
     assert_eq!((l.restarts, l.top_errors[0].count), (cycles, cycles));
