@@ -52,6 +52,13 @@ pub const RESTART_BUCKETS: usize = 512;
 /// last ones (what preceded the end); all are counted.
 pub const PRESSURE_FIRST: usize = 20;
 pub const PRESSURE_LAST: usize = 100;
+/// Boots told apart; a journal with more (corrupt, or crafted) counts
+/// the entries of further boots for the last boot kept.
+pub const BOOTS_MAX: usize = 4096;
+/// OOM kills listed: the last ones; all are counted.
+pub const OOM_KILLS_MAX: usize = 1000;
+/// Bytes of a SYSLOG_IDENTIFIER kept in an error line.
+const IDENT_MAX: usize = 64;
 /// Cap of each value-id cache; a full cache is emptied, not grown.
 const CACHE_CAP: usize = 65_536;
 /// The masked-line cache holds text, hence a smaller cap.
@@ -378,7 +385,10 @@ pub struct Report {
     pub range: RangeReport,
     pub loops: Vec<LoopReport>,
     pub journal_units: Vec<UnitVolume>,
+    /// The last [`OOM_KILLS_MAX`] kernel OOM kills.
     pub oom_kills: Vec<OomKill>,
+    /// All of them, counted.
+    pub oom_kills_total: u64,
     /// Memory-pressure messages in range, all counted.
     pub memory_pressure_total: u64,
     /// The first [`PRESSURE_FIRST`] and the last [`PRESSURE_LAST`] of them.
@@ -606,6 +616,7 @@ pub struct Analyzer {
     first_us: Option<u64>,
     last_us: u64,
     boots: Vec<Boot>,
+    boot_index: HashMap<[u8; 16], usize>,
     current_boot: usize,
     units: Vec<UnitAgg>,
     system_units: HashMap<Box<str>, u32>,
@@ -623,6 +634,7 @@ pub struct Analyzer {
     pre_loop_tables: usize,
     oom_summary: Option<OomSummary>,
     oom_kills: Vec<(OomKill, u64, usize)>,
+    oom_kills_total: u64,
     pressure_total: u64,
     pressure_first: Vec<PressureMessage>,
     pressure_last: std::collections::VecDeque<PressureMessage>,
@@ -847,6 +859,7 @@ impl Analyzer {
             first_us: None,
             last_us: 0,
             boots: Vec::new(),
+            boot_index: HashMap::new(),
             current_boot: 0,
             units: Vec::new(),
             system_units: HashMap::new(),
@@ -859,6 +872,7 @@ impl Analyzer {
             pre_loop_tables: 0,
             oom_summary: None,
             oom_kills: Vec::new(),
+            oom_kills_total: 0,
             pressure_total: 0,
             pressure_first: Vec::new(),
             pressure_last: std::collections::VecDeque::new(),
@@ -942,8 +956,11 @@ impl Analyzer {
             b.entries += 1;
             return;
         }
-        // Interleaved boots (files merged out of order) go back to theirs.
-        if let Some(i) = self.boots.iter().position(|b| b.id == id) {
+        // Interleaved boots (files merged out of order) go back to theirs;
+        // past the cap, a new boot's entries count for the last one kept.
+        let known = self.boot_index.get(&id).copied();
+        let full = self.boots.len() >= BOOTS_MAX;
+        if let Some(i) = known.or_else(|| full.then(|| self.boots.len() - 1)) {
             self.current_boot = i;
             let b = &mut self.boots[i];
             b.last_us = b.last_us.max(t);
@@ -958,6 +975,7 @@ impl Analyzer {
             kernel: None,
         });
         self.current_boot = self.boots.len() - 1;
+        self.boot_index.insert(id, self.current_boot);
         self.pid_units.clear();
         self.oom_summary = None;
     }
@@ -1259,7 +1277,7 @@ impl Analyzer {
                 let text = match ident {
                     Some(i) => format!(
                         "{}: {}",
-                        String::from_utf8_lossy(i),
+                        String::from_utf8_lossy(truncated(i, IDENT_MAX)),
                         mask_numbers(&String::from_utf8_lossy(truncated(msg, LINE_MAX)))
                     ),
                     None => mask_numbers(&String::from_utf8_lossy(truncated(msg, LINE_MAX))),
@@ -1280,7 +1298,7 @@ impl Analyzer {
         let raw = || -> Box<[u8]> {
             let mut r = Vec::new();
             if let Some(i) = ident {
-                r.extend_from_slice(i);
+                r.extend_from_slice(truncated(i, IDENT_MAX));
                 r.extend_from_slice(b": ");
             }
             r.extend_from_slice(truncated(msg, EXAMPLE_MAX));
@@ -1396,6 +1414,10 @@ impl Analyzer {
                     None => (None, None),
                 },
             };
+            self.oom_kills_total += 1;
+            if self.oom_kills.len() >= OOM_KILLS_MAX {
+                self.oom_kills.remove(0);
+            }
             self.oom_kills.push((
                 OomKill {
                     time_unix: unix(t),
@@ -1527,6 +1549,7 @@ impl Analyzer {
             loops,
             journal_units,
             oom_kills,
+            oom_kills_total: self.oom_kills_total,
             memory_pressure_total: self.pressure_total,
             memory_pressure,
             timeline,

@@ -252,6 +252,14 @@ impl Report {
             }
             let _ = writeln!(o, "{l}");
         }
+        if self.oom_kills_total > self.oom_kills.len() as u64 {
+            let _ = writeln!(
+                o,
+                "  {} in all; the last {} are listed",
+                plural(self.oom_kills_total, "OOM kill", "OOM kills"),
+                thousands(self.oom_kills.len() as u64)
+            );
+        }
         if self.memory_pressure_total > 0 {
             let _ = writeln!(
                 o,

@@ -1350,3 +1350,76 @@ fn throughput_on_an_incident_sized_journal() {
     let l = loop_of(&r, GETTY);
     assert_eq!((l.restarts, l.top_errors[0].count), (cycles, cycles));
 }
+
+#[test]
+fn exit_status_from_text_when_fields_are_missing() {
+    let mut g = Gen::default();
+    let mut v: Vec<Fx> = (1..=3)
+        .map(|n| g.restart(T0 + n as f64 * 10.0, 1, "k.service", n))
+        .collect();
+    v.push(g.pid1(
+        T0 + 40.0,
+        1,
+        "k.service",
+        &[],
+        "Main process exited, code=killed, status=9/KILL",
+    ));
+    let l = loop_of(&run(&v), "k.service").clone();
+    assert_eq!(
+        l.last_exit_status,
+        Some(ExitStatus {
+            code: ExitCode::Killed,
+            status: 9,
+            text: Some("9/KILL".into())
+        })
+    );
+}
+
+#[test]
+fn caches_stay_within_their_caps() {
+    let mut g = Gen::default();
+    let mut a = Analyzer::new(None);
+    // Distinct messages, each a new stored value: more than any cap.
+    for i in 0..(CACHE_CAP as u64 + 1_000) {
+        let e = g.app(
+            T0 + i as f64,
+            1,
+            "chatty.service",
+            "5",
+            "chatty",
+            "3",
+            &format!("request id {i:x}z done"),
+        );
+        a.push(&e);
+    }
+    assert!(a.norm_cache.len() <= NORM_CACHE_CAP && a.pressure_cache.len() <= CACHE_CAP);
+}
+
+#[test]
+fn text_says_how_long_before_now_the_journal_ends() {
+    let mut g = Gen::default();
+    let mut a = Analyzer::new(Some(T0 + 2.5 * 86_400.0));
+    a.push(&g.app(T0, 1, "a.service", "5", "a", "6", "hi"));
+    let t = a.finish(SourceInfo::default()).to_text();
+    assert!(
+        t.lines()
+            .any(|l| l == "The journal ends 2.5 days before this report."),
+        "{t}"
+    );
+}
+
+#[test]
+fn boots_past_the_cap_count_for_the_last_boot_kept() {
+    let mut g = Gen::default();
+    let mut a = Analyzer::new(None);
+    let template = g.app(T0, 1, "a.service", "5", "a", "6", "hi");
+    for i in 0..(BOOTS_MAX as u64 + 5) {
+        let mut e = template.clone();
+        e.t += i;
+        e.boot[..8].copy_from_slice(&i.to_le_bytes());
+        a.push(&e);
+    }
+    let r = a.finish(SourceInfo::default());
+    let last = r.range.boots.last().map_or(0, |b| b.entries);
+    assert_eq!((r.range.boots.len(), last), (BOOTS_MAX, 6));
+}
