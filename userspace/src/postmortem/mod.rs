@@ -53,6 +53,13 @@ pub const RESTART_BUCKETS: usize = 512;
 /// last ones (what preceded the end); all are counted.
 pub const PRESSURE_FIRST: usize = 20;
 pub const PRESSURE_LAST: usize = 100;
+/// Boots told apart; a journal with more (corrupt, or crafted) counts
+/// the entries of further boots for the last boot kept.
+pub const BOOTS_MAX: usize = 4096;
+/// OOM kills listed: the last ones; all are counted.
+pub const OOM_KILLS_MAX: usize = 1000;
+/// Bytes of a SYSLOG_IDENTIFIER kept in an error line.
+const IDENT_MAX: usize = 64;
 /// Cap of each value-id cache; a full cache is emptied, not grown.
 const CACHE_CAP: usize = 65_536;
 /// The masked-line cache holds text, hence a smaller cap.
@@ -379,7 +386,10 @@ pub struct Report {
     pub range: RangeReport,
     pub loops: Vec<LoopReport>,
     pub journal_units: Vec<UnitVolume>,
+    /// The last [`OOM_KILLS_MAX`] kernel OOM kills.
     pub oom_kills: Vec<OomKill>,
+    /// All of them, counted.
+    pub oom_kills_total: u64,
     /// Memory-pressure messages in range, all counted.
     pub memory_pressure_total: u64,
     /// The first [`PRESSURE_FIRST`] and the last [`PRESSURE_LAST`] of them.
@@ -530,6 +540,21 @@ struct OomSummary {
     task_memcg: Option<String>,
 }
 
+/// Which `journalctl -u` the per-unit volume counts like: the matches of
+/// add_matches_for_unit changed between systemd versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnitMatch {
+    /// systemd 252 (and the releases up to at least 255): PID 1's
+    /// messages are `_PID=1` with `UNIT=`; coredumps need `_UID=0`.
+    Pid1,
+    /// systemd 257: the manager's messages are `_SYSTEMD_CGROUP=/init.scope`
+    /// with `UNIT=` (helpers PID 1 forks count too); coredumps are from
+    /// `_UID=0` or the `systemd-coredump` user, given here as journalctl
+    /// resolves it on the machine that reads (None: no such user, and
+    /// then journalctl does not filter coredumps by uid at all).
+    InitScope { coredump_uid: Option<u32> },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum UnitField {
     Systemd,
@@ -587,10 +612,12 @@ type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 /// Gathers what the report needs, one entry at a time.
 pub struct Analyzer {
     now_unix: Option<f64>,
+    unit_match: UnitMatch,
     entries: u64,
     first_us: Option<u64>,
     last_us: u64,
     boots: Vec<Boot>,
+    boot_index: HashMap<[u8; 16], usize>,
     current_boot: usize,
     units: Vec<UnitAgg>,
     system_units: HashMap<Box<str>, u32>,
@@ -608,6 +635,7 @@ pub struct Analyzer {
     pre_loop_tables: usize,
     oom_summary: Option<OomSummary>,
     oom_kills: Vec<(OomKill, u64, usize)>,
+    oom_kills_total: u64,
     pressure_total: u64,
     pressure_first: Vec<PressureMessage>,
     pressure_last: std::collections::VecDeque<PressureMessage>,
@@ -822,13 +850,17 @@ fn contains_pressure_phrase(msg: &[u8]) -> bool {
 impl Analyzer {
     /// `now_unix`: when the report is made, to say how long ago the
     /// journal ends; None leaves that out (and keeps output reproducible).
+    /// Journal volume follows systemd 252's `journalctl -u`
+    /// ([`UnitMatch::Pid1`]); see [`Analyzer::unit_match`].
     pub fn new(now_unix: Option<f64>) -> Self {
         Analyzer {
             now_unix,
+            unit_match: UnitMatch::Pid1,
             entries: 0,
             first_us: None,
             last_us: 0,
             boots: Vec::new(),
+            boot_index: HashMap::new(),
             current_boot: 0,
             units: Vec::new(),
             system_units: HashMap::new(),
@@ -841,10 +873,17 @@ impl Analyzer {
             pre_loop_tables: 0,
             oom_summary: None,
             oom_kills: Vec::new(),
+            oom_kills_total: 0,
             pressure_total: 0,
             pressure_first: Vec::new(),
             pressure_last: std::collections::VecDeque::new(),
         }
+    }
+
+    /// Counts journal volume like the given systemd's `journalctl -u`.
+    pub fn unit_match(mut self, m: UnitMatch) -> Self {
+        self.unit_match = m;
+        self
     }
 
     fn system_unit(&mut self, name: &[u8]) -> u32 {
@@ -877,11 +916,11 @@ impl Analyzer {
     }
 
     /// The unit named by `field`, through the value-id cache.
+    /// A field without a value id is absent (the trait's contract): one
+    /// lookup, not two, for the many entries that lack the field.
     fn unit_of(&mut self, e: &dyn Fields, field: UnitField) -> Option<u32> {
-        let vid = e.value_id(field.name());
-        if let Some(vid) = vid
-            && let Some(&hit) = self.unit_cache.get(&(field, vid))
-        {
+        let vid = e.value_id(field.name())?;
+        if let Some(&hit) = self.unit_cache.get(&(field, vid)) {
             return hit;
         }
         let v = e.get(field.name())?;
@@ -890,29 +929,23 @@ impl Analyzer {
         } else {
             Some(self.system_unit(v))
         };
-        if let Some(vid) = vid {
-            if self.unit_cache.len() >= CACHE_CAP {
-                self.unit_cache.clear();
-            }
-            self.unit_cache.insert((field, vid), unit);
+        if self.unit_cache.len() >= CACHE_CAP {
+            self.unit_cache.clear();
         }
+        self.unit_cache.insert((field, vid), unit);
         unit
     }
 
     fn msg_kind(&mut self, e: &dyn Fields) -> Option<MsgKind> {
-        let vid = e.value_id("MESSAGE_ID");
-        if let Some(vid) = vid
-            && let Some(&k) = self.msgid_cache.get(&vid)
-        {
+        let vid = e.value_id("MESSAGE_ID")?;
+        if let Some(&k) = self.msgid_cache.get(&vid) {
             return Some(k);
         }
         let k = MsgKind::from_id(e.get("MESSAGE_ID")?);
-        if let Some(vid) = vid {
-            if self.msgid_cache.len() >= CACHE_CAP {
-                self.msgid_cache.clear();
-            }
-            self.msgid_cache.insert(vid, k);
+        if self.msgid_cache.len() >= CACHE_CAP {
+            self.msgid_cache.clear();
         }
+        self.msgid_cache.insert(vid, k);
         Some(k)
     }
 
@@ -924,8 +957,11 @@ impl Analyzer {
             b.entries += 1;
             return;
         }
-        // Interleaved boots (files merged out of order) go back to theirs.
-        if let Some(i) = self.boots.iter().position(|b| b.id == id) {
+        // Interleaved boots (files merged out of order) go back to theirs;
+        // past the cap, a new boot's entries count for the last one kept.
+        let known = self.boot_index.get(&id).copied();
+        let full = self.boots.len() >= BOOTS_MAX;
+        if let Some(i) = known.or_else(|| full.then(|| self.boots.len() - 1)) {
             self.current_boot = i;
             let b = &mut self.boots[i];
             b.last_us = b.last_us.max(t);
@@ -940,6 +976,7 @@ impl Analyzer {
             kernel: None,
         });
         self.current_boot = self.boots.len() - 1;
+        self.boot_index.insert(id, self.current_boot);
         self.pid_units.clear();
         self.oom_summary = None;
     }
@@ -963,12 +1000,28 @@ impl Analyzer {
         // journalctl -u: add_matches_for_unit in src/shared/logs-show.c.
         let own = self.unit_of(e, UnitField::Systemd);
         let mut matched: [Option<u32>; 5] = [own, None, None, None, None];
-        if pid1 {
-            matched[1] = self.unit_of(e, UnitField::Unit);
+        let unit_field = self.unit_of(e, UnitField::Unit);
+        let from_manager = match self.unit_match {
+            UnitMatch::Pid1 => pid1,
+            UnitMatch::InitScope { .. } => {
+                unit_field.is_some() && e.get("_SYSTEMD_CGROUP") == Some(b"/init.scope")
+            }
+        };
+        if from_manager {
+            matched[1] = unit_field;
         }
         if uid0 {
             matched[2] = self.unit_of(e, UnitField::Object);
-            if kind == Some(MsgKind::Coredump) {
+        }
+        if kind == Some(MsgKind::Coredump) {
+            let by_dumper = match self.unit_match {
+                UnitMatch::Pid1 => uid0,
+                UnitMatch::InitScope { coredump_uid: None } => true,
+                UnitMatch::InitScope {
+                    coredump_uid: Some(c),
+                } => uid0 || uid_raw.and_then(parse_u64) == Some(u64::from(c)),
+            };
+            if by_dumper {
                 matched[3] = self.unit_of(e, UnitField::Coredump);
             }
         }
@@ -1016,7 +1069,15 @@ impl Analyzer {
             None => None,
         };
         if let Some(k) = manager_kind
-            && self.manager(e, k, msg, pid1, uid_raw, t, origin)
+            && self.manager(
+                e,
+                k,
+                msg,
+                pid1.then_some(unit_field).flatten(),
+                uid_raw,
+                t,
+                origin,
+            )
         {
             return;
         }
@@ -1039,30 +1100,30 @@ impl Analyzer {
     }
 
     /// Handles a manager message; true when it was one about a unit.
+    /// `system_unit` is the unit of PID 1's `UNIT=`.
     #[allow(clippy::too_many_arguments)]
     fn manager(
         &mut self,
         e: &dyn Fields,
         kind: MsgKind,
         msg: &[u8],
-        pid1: bool,
+        system_unit: Option<u32>,
         uid_raw: Option<&[u8]>,
         t: u64,
         origin: u64,
     ) -> bool {
-        let (u, name) = if pid1 && let Some(name) = e.get("UNIT") {
-            (self.unit_of(e, UnitField::Unit), name)
+        let u = if let Some(u) = system_unit {
+            u
         } else if let Some(name) = e.get("USER_UNIT") {
             let uid = uid_raw
                 .and_then(parse_u64)
                 .and_then(|u| u32::try_from(u).ok())
                 .unwrap_or(u32::MAX);
-            (Some(self.user_unit(name, uid)), name)
+            self.user_unit(name, uid)
         } else {
             return false;
         };
-        let Some(u) = u else { return false };
-        let text = strip_unit_prefix(msg, name);
+        let text = strip_unit_prefix(msg, self.units[u as usize].name.as_bytes());
         let kind = if kind == MsgKind::Other {
             MsgKind::from_text(text)
         } else {
@@ -1217,7 +1278,7 @@ impl Analyzer {
                 let text = match ident {
                     Some(i) => format!(
                         "{}: {}",
-                        String::from_utf8_lossy(i),
+                        String::from_utf8_lossy(truncated(i, IDENT_MAX)),
                         mask_numbers(&String::from_utf8_lossy(truncated(msg, LINE_MAX)))
                     ),
                     None => mask_numbers(&String::from_utf8_lossy(truncated(msg, LINE_MAX))),
@@ -1238,7 +1299,7 @@ impl Analyzer {
         let raw = || -> Box<[u8]> {
             let mut r = Vec::new();
             if let Some(i) = ident {
-                r.extend_from_slice(i);
+                r.extend_from_slice(truncated(i, IDENT_MAX));
                 r.extend_from_slice(b": ");
             }
             r.extend_from_slice(truncated(msg, EXAMPLE_MAX));
@@ -1354,6 +1415,10 @@ impl Analyzer {
                     None => (None, None),
                 },
             };
+            self.oom_kills_total += 1;
+            if self.oom_kills.len() >= OOM_KILLS_MAX {
+                self.oom_kills.remove(0);
+            }
             self.oom_kills.push((
                 OomKill {
                     time_unix: unix(t),
@@ -1485,6 +1550,7 @@ impl Analyzer {
             loops,
             journal_units,
             oom_kills,
+            oom_kills_total: self.oom_kills_total,
             memory_pressure_total: self.pressure_total,
             memory_pressure,
             timeline,

@@ -252,6 +252,14 @@ impl Report {
             }
             let _ = writeln!(o, "{l}");
         }
+        if self.oom_kills_total > self.oom_kills.len() as u64 {
+            let _ = writeln!(
+                o,
+                "  {} in all; the last {} are listed",
+                plural(self.oom_kills_total, "OOM kill", "OOM kills"),
+                thousands(self.oom_kills.len() as u64)
+            );
+        }
         if self.memory_pressure_total > 0 {
             let _ = writeln!(
                 o,
@@ -397,12 +405,21 @@ fn svg(r: &Report) -> String {
         // proportion: the kept width doubles as time goes on and rarely
         // matches the drawn one.
         let mut drawn = vec![0f64; columns];
+        let lp = r.loops.iter().find(|l| l.unit == s.unit);
+        // A kept bucket holds no restart before the first or after the
+        // last: spreading over those parts would draw restarts in a gap.
+        let (lo, hi) = lp.map_or((t0, t1), |l| (l.first_unix, l.last_unix));
         for (j, &c) in s.counts.iter().enumerate() {
             if c == 0 {
                 continue;
             }
-            let a = s.origin_unix + j as f64 * s.width_s;
-            let b = a + s.width_s;
+            let a = (s.origin_unix + j as f64 * s.width_s).max(lo);
+            let b = (s.origin_unix + (j + 1) as f64 * s.width_s).min(hi + 1e-3);
+            if b <= a {
+                let k = (((a - t0) / dw).floor().max(0.0) as usize).min(columns - 1);
+                drawn[k] += f64::from(c);
+                continue;
+            }
             let (ca, cb) = (a.max(t0), b.min(t1 + dw));
             if cb <= ca {
                 // All of it outside the range (clock jumps): into the
@@ -417,7 +434,7 @@ fn svg(r: &Report) -> String {
                 let ka = t0 + k as f64 * dw;
                 let kb = ka + dw;
                 let overlap = (kb.min(b) - ka.max(a)).max(0.0);
-                *slot += f64::from(c) * overlap / s.width_s;
+                *slot += f64::from(c) * overlap / (b - a);
             }
         }
         let max = drawn.iter().copied().fold(0.0, f64::max);
@@ -477,12 +494,17 @@ fn svg(r: &Report) -> String {
     // Markers: boots, memory warnings, OOM kills.
     let marker = |o: &mut String, t: f64, colour: &str, label: &str, dy: f64| {
         let px = x(t);
+        // Labels near the right edge go to the left of their line.
+        let (lx, anchor) = if px > W - R - 60.0 {
+            (px - 2.0, "end")
+        } else {
+            (px + 2.0, "start")
+        };
         let _ = writeln!(
             o,
             r#"<line x1="{px:.1}" y1="{:.1}" x2="{px:.1}" y2="{axis_y}" stroke="{colour}" stroke-width="1.5"/>
-<text x="{:.1}" y="{:.1}" fill="{colour}" font-size="10">{}</text>"#,
+<text x="{lx:.1}" y="{:.1}" fill="{colour}" font-size="10" text-anchor="{anchor}">{}</text>"#,
             TOP - 12.0,
-            px + 2.0,
             TOP - 14.0 + dy,
             xml(label),
         );
@@ -498,8 +520,7 @@ fn svg(r: &Report) -> String {
         let px = x(p.time_unix);
         let _ = writeln!(
             o,
-            r##"<line x1="{px:.1}" y1="{:.1}" x2="{px:.1}" y2="{axis_y}" stroke="#ee8800" stroke-width="1"/>"##,
-            axis_y - 10.0,
+            r##"<line x1="{px:.1}" y1="{TOP}" x2="{px:.1}" y2="{axis_y}" stroke="#ee8800" stroke-width="1" stroke-dasharray="3,2"/>"##,
         );
     }
 

@@ -615,6 +615,110 @@ fn journalctl_rule_coredump_unit_needs_coredump_id_and_root() {
     assert_eq!(volume(&run(&v), "a.service"), 1);
 }
 
+fn run_with(m: UnitMatch, entries: &[Fx]) -> Report {
+    let mut a = Analyzer::new(None).unit_match(m);
+    for e in entries {
+        a.push(e);
+    }
+    a.finish(SourceInfo::default())
+}
+
+#[test]
+fn journalctl_257_rule_unit_field_from_init_scope_not_pid1() {
+    let mut g = Gen::default();
+    let v = vec![
+        // A helper PID 1 forked, in init.scope: counted by 257.
+        g.e(
+            T0,
+            1,
+            &[
+                ("_PID", "812"),
+                ("_UID", "0"),
+                ("_SYSTEMD_CGROUP", "/init.scope"),
+                ("UNIT", "a.service"),
+                ("MESSAGE", "helper"),
+            ],
+        ),
+        // PID 1 of a container, whose cgroup is not init.scope: not.
+        g.e(
+            T0 + 1.0,
+            1,
+            &[
+                ("_PID", "1"),
+                ("_UID", "0"),
+                ("_SYSTEMD_CGROUP", "/machine.slice/x.scope"),
+                ("UNIT", "a.service"),
+                ("MESSAGE", "c"),
+            ],
+        ),
+    ];
+    let r = run_with(UnitMatch::InitScope { coredump_uid: None }, &v);
+    assert_eq!(volume(&r, "a.service"), 1);
+}
+
+#[test]
+fn journalctl_257_rule_coredump_from_root_or_the_coredump_user() {
+    let mut g = Gen::default();
+    let id = ("MESSAGE_ID", "fc2e22bc6ee647b6b90729ab34a250b1");
+    let v = vec![
+        g.e(
+            T0,
+            1,
+            &[
+                ("_UID", "0"),
+                id,
+                ("COREDUMP_UNIT", "a.service"),
+                ("MESSAGE", "root"),
+            ],
+        ),
+        g.e(
+            T0 + 1.0,
+            1,
+            &[
+                ("_UID", "996"),
+                id,
+                ("COREDUMP_UNIT", "a.service"),
+                ("MESSAGE", "dumper"),
+            ],
+        ),
+        g.e(
+            T0 + 2.0,
+            1,
+            &[
+                ("_UID", "1000"),
+                id,
+                ("COREDUMP_UNIT", "a.service"),
+                ("MESSAGE", "user"),
+            ],
+        ),
+    ];
+    let r = run_with(
+        UnitMatch::InitScope {
+            coredump_uid: Some(996),
+        },
+        &v,
+    );
+    assert_eq!(volume(&r, "a.service"), 2);
+}
+
+#[test]
+fn journalctl_257_rule_coredump_without_coredump_user_takes_any_uid() {
+    let mut g = Gen::default();
+    let id = ("MESSAGE_ID", "fc2e22bc6ee647b6b90729ab34a250b1");
+    let v = vec![g.e(
+        T0,
+        1,
+        &[
+            ("_UID", "1000"),
+            id,
+            ("COREDUMP_UNIT", "a.service"),
+            ("MESSAGE", "user"),
+        ],
+    )];
+    let r = run_with(UnitMatch::InitScope { coredump_uid: None }, &v);
+    assert_eq!(volume(&r, "a.service"), 1);
+}
+
 #[test]
 fn journalctl_rule_slice_matches_its_members_only_for_slice_units() {
     let mut g = Gen::default();
@@ -1203,6 +1307,7 @@ fn throughput_on_an_incident_sized_journal() {
     let template = getty_cycle(&mut g, T0, 1, 1);
     let mut a = Analyzer::new(None);
     let mut spent = Duration::ZERO;
+    let mut lookups = Duration::ZERO;
     let mut batch = Vec::with_capacity(6_000);
     let mut pushed = 0u64;
     for i in 0..cycles {
@@ -1221,16 +1326,100 @@ fn throughput_on_an_incident_sized_journal() {
                 a.push(e);
             }
             spent += start.elapsed();
+            // What the fixture's own lookups cost: each field looked up
+            // by name once, value and id, as the analyzer does about.
+            let start = Instant::now();
+            for e in &batch {
+                for (name, _, _) in &e.f {
+                    std::hint::black_box(e.get(name));
+                    std::hint::black_box(e.value_id(name));
+                }
+            }
+            lookups += start.elapsed();
             pushed += batch.len() as u64;
             batch.clear();
         }
     }
     let r = a.finish(SourceInfo::default());
     println!(
-        "postmortem: {pushed} entries in {:.3} s, {:.3} µs/entry",
+        "postmortem: {pushed} entries in {:.3} s, {:.3} µs/entry; the fixture's field lookups alone {:.3} µs/entry",
         spent.as_secs_f64(),
-        spent.as_secs_f64() * 1e6 / pushed as f64
+        spent.as_secs_f64() * 1e6 / pushed as f64,
+        lookups.as_secs_f64() * 1e6 / pushed as f64
     );
     let l = loop_of(&r, GETTY);
     assert_eq!((l.restarts, l.top_errors[0].count), (cycles, cycles));
+}
+
+#[test]
+fn exit_status_from_text_when_fields_are_missing() {
+    let mut g = Gen::default();
+    let mut v: Vec<Fx> = (1..=3)
+        .map(|n| g.restart(T0 + n as f64 * 10.0, 1, "k.service", n))
+        .collect();
+    v.push(g.pid1(
+        T0 + 40.0,
+        1,
+        "k.service",
+        &[],
+        "Main process exited, code=killed, status=9/KILL",
+    ));
+    let l = loop_of(&run(&v), "k.service").clone();
+    assert_eq!(
+        l.last_exit_status,
+        Some(ExitStatus {
+            code: ExitCode::Killed,
+            status: 9,
+            text: Some("9/KILL".into())
+        })
+    );
+}
+
+#[test]
+fn caches_stay_within_their_caps() {
+    let mut g = Gen::default();
+    let mut a = Analyzer::new(None);
+    // Distinct messages, each a new stored value: more than any cap.
+    for i in 0..(CACHE_CAP as u64 + 1_000) {
+        let e = g.app(
+            T0 + i as f64,
+            1,
+            "chatty.service",
+            "5",
+            "chatty",
+            "3",
+            &format!("request id {i:x}z done"),
+        );
+        a.push(&e);
+    }
+    assert!(a.norm_cache.len() <= NORM_CACHE_CAP && a.pressure_cache.len() <= CACHE_CAP);
+}
+
+#[test]
+fn text_says_how_long_before_now_the_journal_ends() {
+    let mut g = Gen::default();
+    let mut a = Analyzer::new(Some(T0 + 2.5 * 86_400.0));
+    a.push(&g.app(T0, 1, "a.service", "5", "a", "6", "hi"));
+    let t = a.finish(SourceInfo::default()).to_text();
+    assert!(
+        t.lines()
+            .any(|l| l == "The journal ends 2.5 days before this report."),
+        "{t}"
+    );
+}
+
+#[test]
+fn boots_past_the_cap_count_for_the_last_boot_kept() {
+    let mut g = Gen::default();
+    let mut a = Analyzer::new(None);
+    let template = g.app(T0, 1, "a.service", "5", "a", "6", "hi");
+    for i in 0..(BOOTS_MAX as u64 + 5) {
+        let mut e = template.clone();
+        e.t += i;
+        e.boot[..8].copy_from_slice(&i.to_le_bytes());
+        a.push(&e);
+    }
+    let r = a.finish(SourceInfo::default());
+    let last = r.range.boots.last().map_or(0, |b| b.entries);
+    assert_eq!((r.range.boots.len(), last), (BOOTS_MAX, 6));
 }
