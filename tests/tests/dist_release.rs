@@ -25,6 +25,7 @@ const MAN_PAGES: [&str; 7] = [
     "spawnscope-completions.1",
     "spawnscope-doctor.1",
     "spawnscope-export.1",
+    "spawnscope-postmortem.1",
     "spawnscope-sentinel.1",
     "spawnscope-trace.1",
 ];

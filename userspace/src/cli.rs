@@ -661,11 +661,12 @@ mod tests {
     #[test]
     fn exit_codes_per_command() {
         use exit::*;
-        let want: [(&str, &[i32]); 7] = [
+        let want: [(&str, &[i32]); 8] = [
             ("spawnscope", &[OK, FAILURE, USAGE, PRIVILEGES, UNSUPPORTED]),
             ("trace", &[OK, FAILURE, USAGE, PRIVILEGES, UNSUPPORTED]),
             ("analyze", &[OK, FAILURE, USAGE]),
             ("export", &[OK, FAILURE, USAGE]),
+            ("postmortem", &[OK, FAILURE, USAGE]),
             ("sentinel", &[OK, FAILURE, USAGE, PRIVILEGES, UNSUPPORTED]),
             ("doctor", &[OK, FAILURE, USAGE, PRIVILEGES, UNSUPPORTED]),
             ("completions", &[OK, FAILURE, USAGE]),

@@ -103,6 +103,7 @@ impl Known {
                 label: label(&s.unit, s.container.as_deref()),
                 n_restarts: u64::from(s.n_restarts),
                 prior: systemd::looping_now(s, self.now_us).map(|l| prior(s, &l)),
+                running: s.control_group.is_some(),
             })
             .collect()
     }

@@ -151,6 +151,7 @@ mod tests {
                 "spawnscope-trace.1",
                 "spawnscope-analyze.1",
                 "spawnscope-export.1",
+                "spawnscope-postmortem.1",
                 "spawnscope-sentinel.1",
                 "spawnscope-doctor.1",
                 "spawnscope-completions.1",
@@ -161,7 +162,7 @@ mod tests {
     #[test]
     fn pages_carry_examples_and_exit_status() {
         let pages = pages().unwrap();
-        let sentinel = text(&pages[4]);
+        let sentinel = text(&pages[5]);
         assert!(sentinel.contains(".SH CONFIGURATION\n"), "{sentinel}");
         assert!(sentinel.contains(".SH SIGNALS\n"), "{sentinel}");
         // The glob keeps its quotes, and roff does not turn them into

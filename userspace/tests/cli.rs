@@ -450,6 +450,7 @@ fn man_pages_are_complete_and_reproducible() {
             "spawnscope-completions.1",
             "spawnscope-doctor.1",
             "spawnscope-export.1",
+            "spawnscope-postmortem.1",
             "spawnscope-sentinel.1",
             "spawnscope-trace.1",
             "spawnscope.1",

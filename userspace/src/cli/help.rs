@@ -437,10 +437,11 @@ pub const COMPLETIONS: Doc = Doc {
 };
 
 /// The documented subcommands, by clap name, for the man pages.
-pub const SUBCOMMANDS: [(&str, &Doc); 6] = [
+pub const SUBCOMMANDS: [(&str, &Doc); 7] = [
     ("trace", &TRACE),
     ("analyze", &ANALYZE),
     ("export", &EXPORT),
+    ("postmortem", &POSTMORTEM),
     ("sentinel", &SENTINEL),
     ("doctor", &DOCTOR),
     ("completions", &COMPLETIONS),

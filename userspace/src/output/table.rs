@@ -532,6 +532,7 @@ mod tests {
             events: None,
             monotonic_end_ns: 0,
             findings: Some(vec![]),
+            systemd: None,
             oom_kills: vec![serde_json::json!({
                 "comm": "leaker", "pid": 42, "unit": "leak.service", "cgroup": "/system.slice/leak.service",
                 "rss_bytes": 67108864u64, "killer": {"comm": "leaker", "pid": 42},

@@ -955,7 +955,8 @@ async fn sentinel(
         for line in known.problems() {
             log(Priority::Info, &line);
         }
-        lp.tracker.seed(now_unix(), known.seeds());
+        lp.tracker
+            .seed(now_unix(), crate::clock::monotonic_now_ns(), known.seeds());
     }
     // The first poll fills /metrics before anyone is told it is there:
     // scripts and tests wait for this line, systemd for READY=1.

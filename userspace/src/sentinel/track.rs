@@ -131,6 +131,11 @@ pub struct Seed {
     pub n_restarts: u64,
     /// Set when the unit is looping right now.
     pub prior: Option<Prior>,
+    /// The unit has a cgroup now (it runs): that start is in `n_restarts`,
+    /// and the next cgroup creation is a restart. Without one (waiting in
+    /// `auto-restart`) the next creation is the start `n_restarts`
+    /// already counts.
+    pub running: bool,
 }
 
 pub struct Tracker {
@@ -402,9 +407,18 @@ impl Tracker {
     /// `reset-failed` or a reboot in between costs nothing. A loop running
     /// right now opens its finding at once, with systemd's counter, times
     /// and rate.
-    pub fn seed(&mut self, now_unix: f64, seeds: impl IntoIterator<Item = Seed>) {
+    pub fn seed(&mut self, now_unix: f64, now_ns: u64, seeds: impl IntoIterator<Item = Seed>) {
         for seed in seeds {
             if seed.n_restarts > 0 && !self.state.units.contains_key(&seed.label) {
+                if seed.running {
+                    // As if its cgroup's creation had been seen: the next
+                    // one counts.
+                    self.recent
+                        .entry(seed.label.clone())
+                        .or_default()
+                        .last_creation_ns
+                        .get_or_insert(now_ns);
+                }
                 self.state.units.insert(
                     seed.label.clone(),
                     UnitState {
@@ -643,13 +657,14 @@ mod tests {
             label: "serial-getty@ttyS0.service".into(),
             n_restarts,
             prior,
+            running: false,
         }
     }
 
     #[test]
     fn a_unit_first_seen_starts_its_restarts_total_at_systemds_counter() {
         let mut t = Tracker::new(TrackConfig::default(), State::fresh(T0));
-        t.seed(T0 + 100.0, [getty_seed(421_491, None)]);
+        t.seed(T0 + 100.0, 100 * S, [getty_seed(421_491, None)]);
         assert_eq!(
             t.state.units["serial-getty@ttyS0.service"].restarts(),
             421_491
@@ -663,16 +678,28 @@ mod tests {
     }
 
     #[test]
+    fn a_running_unit_seeded_counts_its_next_cgroup_as_a_restart() {
+        let unit = "serial-getty@ttyS0.service";
+        let mut t = Tracker::new(TrackConfig::default(), State::fresh(T0));
+        let mut seed = getty_seed(40, None);
+        seed.running = true;
+        t.seed(T0 + 50.0, 50 * S, [seed]);
+        t.creation(unit, 60 * S, T0 + 60.0);
+        t.interval(T0 + 61.0, [(unit.into(), failed(1, 1), None)]);
+        assert_eq!(t.state.units[unit].restarts(), 41);
+    }
+
+    #[test]
     fn a_unit_already_counted_is_not_seeded_again_nor_lowered_by_reset_failed() {
         let mut t = Tracker::new(TrackConfig::default(), State::fresh(T0));
-        t.seed(T0, [getty_seed(100, None)]);
+        t.seed(T0, 0, [getty_seed(100, None)]);
         getty_loop(&mut t, 10, 3);
         let before = t.state.units["serial-getty@ttyS0.service"].restarts();
         assert_eq!(before, 102);
         // The sentinel restarts with its state: systemd's counter went on
         // (or was reset); the state's total is already past it.
         for n in [150, 0] {
-            t.seed(T0 + 100.0, [getty_seed(n, None)]);
+            t.seed(T0 + 100.0, 100 * S, [getty_seed(n, None)]);
             assert_eq!(
                 t.state.units["serial-getty@ttyS0.service"].restarts(),
                 before
@@ -684,7 +711,11 @@ mod tests {
     fn a_loop_systemd_has_counted_is_a_finding_at_once_and_then_continues_live() {
         let mut t = Tracker::new(TrackConfig::default(), State::fresh(T0));
         let now = T0 + 48.7 * 86_400.0;
-        t.seed(now, [getty_seed(421_491, Some(getty_prior(421_491, now)))]);
+        t.seed(
+            now,
+            90 * S,
+            [getty_seed(421_491, Some(getty_prior(421_491, now)))],
+        );
         let f = t
             .finding("serial-getty@ttyS0.service")
             .expect("open at once");
