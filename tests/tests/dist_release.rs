@@ -19,7 +19,7 @@ use spawnscope_tests::{
 const ARCHES: [Arch; 2] = [Arch::X86_64, Arch::Aarch64];
 
 /// The manual pages: the top command and each visible subcommand.
-const MAN_PAGES: [&str; 7] = [
+const MAN_PAGES: [&str; 8] = [
     "spawnscope.1",
     "spawnscope-analyze.1",
     "spawnscope-completions.1",
