@@ -1,0 +1,145 @@
+//! What systemd already knows, used at start: a unit that has been
+//! restarting before spawnscope started is a finding at once, with
+//! systemd's own counter (`trace`), and the sentinel starts that unit's
+//! restarts total at systemd's counter and keeps counting across a
+//! `reset-failed` (which drops systemd's to 0) and its own restart. The
+//! loop runs in a real systemd (nspawn), read through the container's own
+//! manager socket.
+
+use std::time::{Duration, Instant};
+
+use spawnscope_tests::{
+    Tracer, summary,
+    sentinel::{Sentinel, config, unit_value},
+    systemd::{Suite, SystemdContainer},
+};
+
+const UNIT: &str = "flapping.service";
+
+/// A unit that exits 1 every half second, restarted by systemd with no
+/// start limit, left to restart until its counter reaches `n`.
+fn flapping(ct: &SystemdContainer, n: u64) {
+    ct.install_unit(
+        UNIT,
+        "[Unit]\nStartLimitIntervalSec=0\n\
+         [Service]\nExecStart=/bin/sh -c 'sleep 0.2; exit 1'\nRestart=always\nRestartSec=300ms\n",
+    );
+    ct.run(&["systemctl", "start", UNIT]);
+    wait_restarts(ct, n);
+}
+
+fn n_restarts(ct: &SystemdContainer) -> u64 {
+    ct.show(UNIT, &["NRestarts"])["NRestarts"].parse().unwrap()
+}
+
+fn wait_restarts(ct: &SystemdContainer, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while n_restarts(ct) < n {
+        assert!(Instant::now() < deadline, "{UNIT} never restarted {n} times");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_loop_systemd_counted_is_a_finding_before_the_first_interval() {
+    let Some(ct) = SystemdContainer::boot_suite("history-trace", Suite::Bookworm, &[]) else {
+        return;
+    };
+    flapping(&ct, 5);
+    let before = n_restarts(&ct);
+    let mut tracer = Tracer::start(&["--interval", "2s"]);
+    let (prior, _) = tracer.wait_for(Duration::from_secs(60), "finding from systemd", |v| {
+        (v["type"] == "finding" && v["source"] == "systemd") || v["type"] == "interval"
+    });
+    assert_eq!(
+        prior["type"], "finding",
+        "told before the first interval, which came first"
+    );
+    let after = n_restarts(&ct);
+    assert_eq!(prior["unit"], UNIT);
+    assert_eq!(prior["container"], ct.name.as_str());
+    let r = prior["restarts"].as_u64().unwrap();
+    assert!((before..=after).contains(&r), "{before} ≤ {r} ≤ {after}");
+    assert_eq!(prior["last_exit_status"], 1, "{prior}");
+    assert_eq!(prior["first_seen_from"], "estimate");
+    let msg = prior["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with(&format!("respawn loop in {UNIT} @{}: ", ct.name)) && msg.contains("from systemd"),
+        "{msg}"
+    );
+    // Live restarts continue the same loop, and say so.
+    let (live, _) = tracer.wait_for(Duration::from_secs(60), "live finding", |v| {
+        v["type"] == "finding" && v["change"] == "detected" && v["unit"] == UNIT && v["source"] == "systemd+live"
+    });
+    assert_eq!(live["systemd"]["restarts"], prior["restarts"]);
+    assert!(
+        live["message"].as_str().unwrap().contains("continues a loop systemd had counted"),
+        "{live}"
+    );
+    ct.run(&["systemctl", "stop", UNIT]);
+    let (code, lines, stderr) = tracer.stop_with(libc::SIGINT);
+    assert_eq!(code, Some(0), "{stderr}");
+    let s = summary(&lines);
+    let manager = s["systemd"]["managers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["container"] == ct.name.as_str())
+        .unwrap_or_else(|| panic!("no reading of {}: {}", ct.name, s["systemd"]));
+    assert!(manager["services"].as_u64().unwrap() > 0, "{manager}");
+    assert_eq!(manager["error"], serde_json::Value::Null);
+}
+
+#[test]
+fn the_sentinel_starts_a_units_total_at_systemds_counter_and_never_lowers_it() {
+    let Some(ct) = SystemdContainer::boot_suite("history-sentinel", Suite::Bookworm, &[]) else {
+        return;
+    };
+    flapping(&ct, 5);
+    let label = format!("{UNIT} @{}", ct.name);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "");
+    let before = n_restarts(&ct);
+    let mut s = Sentinel::start(dir.path(), &cfg);
+    let opened = s.wait_line(Duration::from_secs(30), "finding_opened");
+    assert!(opened.contains(&label) && opened.contains("from systemd"), "{opened}");
+    let total = |s: &Sentinel| {
+        unit_value(
+            &spawnscope_tests::sentinel::samples(&s.scrape()),
+            "spawnscope_unit_restarts_total",
+            &label,
+            "",
+        )
+    };
+    let first = total(&s);
+    let after = n_restarts(&ct);
+    // A restart that lands while systemd is being read may be seen by
+    // neither count, hence the one below.
+    assert!(
+        (before.saturating_sub(1) as f64..=after as f64).contains(&first),
+        "{} ≤ {first} ≤ {after}",
+        before.saturating_sub(1)
+    );
+
+    // reset-failed drops systemd's counter; the sentinel's goes on.
+    ct.run(&["systemctl", "reset-failed", UNIT]);
+    assert!(n_restarts(&ct) < before, "reset-failed reset NRestarts");
+    let m = s.wait_metrics(Duration::from_secs(30), "restarts counted on", |m| {
+        unit_value(m, "spawnscope_unit_restarts_total", &label, "") >= first + 3.0
+    });
+    let _ = m;
+    ct.run(&["systemctl", "stop", UNIT]);
+    std::thread::sleep(Duration::from_secs(2));
+    let kept = total(&s);
+    s.signal(libc::SIGTERM);
+    let (code, stderr) = s.wait();
+    assert_eq!(code, Some(0), "{stderr}");
+
+    // Restarted with its state: the unit is known, so systemd's (smaller)
+    // counter is not taken again, and nothing is lost or added.
+    let s = Sentinel::start(dir.path(), &cfg);
+    assert_eq!(total(&s), kept);
+    s.signal(libc::SIGTERM);
+    let (code, stderr) = s.wait();
+    assert_eq!(code, Some(0), "{stderr}");
+}
