@@ -796,14 +796,21 @@ fn write_incident(p: &IncidentParams, dir: &Path) -> TruthBuilder {
         .arg(format!("--output={}", out.display()))
         .args(["--split-mode=none", "--compress=yes", "--seal=no", "-"])
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        // Pipes, not /dev/null: some hosts make /dev/null root's only
+        // (crw--w----), and this runs without root too.
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {JOURNAL_REMOTE}: {e}"));
-    let stderr = child.stderr.take().unwrap();
+    let (stdout, stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
     let err = std::thread::spawn(move || {
         let mut s = String::new();
         let _ = std::io::Read::read_to_string(&mut std::io::BufReader::new(stderr), &mut s);
+        s
+    });
+    let out_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut std::io::BufReader::new(stdout), &mut s);
         s
     });
     let boot_ids = boot_ids();
@@ -821,7 +828,7 @@ fn write_incident(p: &IncidentParams, dir: &Path) -> TruthBuilder {
     let flushed = w.flush();
     drop(w);
     let status = child.wait().expect("wait for systemd-journal-remote");
-    let stderr = err.join().unwrap();
+    let stderr = err.join().unwrap() + &out_thread.join().unwrap();
     let cpu = |who| {
         // SAFETY: getrusage fills the struct it is given.
         let mut u: libc::rusage = unsafe { std::mem::zeroed() };
@@ -932,7 +939,8 @@ pub fn journalctl(dir: &Path, args: &[&str]) -> String {
         .arg(dir)
         .args(["--no-pager"])
         .args(args)
-        .stdin(Stdio::null())
+        // A pipe closed at once, not /dev/null (see write_incident).
+        .stdin(Stdio::piped())
         .output()
         .unwrap_or_else(|e| panic!("cannot run journalctl: {e}"));
     assert!(
@@ -952,7 +960,8 @@ pub fn journalctl_unit_count(dir: &Path, unit: &str) -> u64 {
         .arg("--directory")
         .arg(dir)
         .args(["--no-pager", "-o", "json", "-u", unit])
-        .stdin(Stdio::null())
+        // A pipe closed at once, not /dev/null (see write_incident).
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run journalctl: {e}"));
