@@ -15,6 +15,7 @@ use serde_json::Value;
 use spawnscope::cgroupfs;
 
 pub mod dist;
+pub mod journal;
 pub mod sentinel;
 mod skip;
 pub mod systemd;
@@ -715,6 +716,22 @@ impl MemCgroup {
             });
         }
         (c, mem_rel)
+    }
+
+    /// Moves the running process `pid` (a host pid) into the cgroup v1
+    /// memory directory, under the limit, leaving its cgroup v2 (unified)
+    /// membership alone: a container's unit keeps its place in the
+    /// container's systemd while the kernel enforces this limit on it.
+    /// False when the limit is cgroup v2's (moving the process would take
+    /// it out of its unit).
+    pub fn adopt_v1(&self, pid: i32) -> bool {
+        let Some(v1) = &self.v1 else {
+            return false;
+        };
+        let procs = v1.0.join("cgroup.procs");
+        fs::write(&procs, pid.to_string())
+            .unwrap_or_else(|e| panic!("move {pid} into {}: {e}", procs.display()));
+        true
     }
 
     /// A command whose child joins both the test cgroup and the memory one.

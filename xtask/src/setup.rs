@@ -19,7 +19,8 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// no-false-alarm scenario; qemu-system-x86, qemu-system-arm and
 /// busybox-static for the VM tests (x86_64 and aarch64); prometheus for
 /// `promtool check metrics` on the exposition; file, which the release
-/// tests ask whether a binary is static.
+/// tests ask whether a binary is static; systemd-journal-remote, which
+/// writes the postmortem tests' journal files from an export stream.
 const TEST_PACKAGES: &[&str] = &[
     "prometheus",
     "util-linux",
@@ -30,6 +31,7 @@ const TEST_PACKAGES: &[&str] = &[
     "qemu-system-arm",
     "busybox-static",
     "file",
+    "systemd-journal-remote",
 ];
 
 /// The targets of the release binaries (`cargo xtask dist`): static musl
