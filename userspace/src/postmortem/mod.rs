@@ -301,7 +301,8 @@ pub struct LoopReport {
     pub first_unix: f64,
     pub last_unix: f64,
     pub span_s: f64,
-    /// Restarts per minute over the span (None when the span is 0).
+    /// Restarts per minute between the first and the last: intervals
+    /// (restarts − 1) over the span; None when the span is 0.
     pub rate_per_min: Option<f64>,
     pub longest_gap_s: f64,
     /// UNIT_RESULT of the last "Failed with result" ("exit-code").
@@ -1468,10 +1469,9 @@ impl Analyzer {
                 first_unix: unix(u.first_restart_us),
                 last_unix: unix(u.last_restart_us),
                 span_s,
-                // n restarts bound n-1 intervals; as people say "6 a
-                // minute", restarts over the span is close enough and what
-                // the brief's operators computed.
-                rate_per_min: (span_s > 0.0).then(|| u.restarts as f64 / (span_s / 60.0)),
+                // n restarts span n - 1 intervals.
+                rate_per_min: (span_s > 0.0)
+                    .then(|| u.restarts.saturating_sub(1) as f64 / (span_s / 60.0)),
                 longest_gap_s: u.longest_gap_us as f64 / 1e6,
                 last_result: u.last_result.as_deref().map(str::to_string),
                 last_exit_status: u.last_exit.clone(),
