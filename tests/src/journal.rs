@@ -1169,7 +1169,7 @@ fn oom_kill(
         },
     );
     if let Some(m) = &memcg {
-        assert!(m.adopt_v1(host_main));
+        assert!(m.adopt_v1_as(host_main, unit));
     }
     fs::write(ct.guest_path("/run/oom-go"), b"").unwrap();
     wait_until(Duration::from_secs(30), "the hog's end", || {

@@ -718,17 +718,18 @@ impl MemCgroup {
         (c, mem_rel)
     }
 
-    /// Moves the running process `pid` (a host pid) into the cgroup v1
-    /// memory directory, under the limit, leaving its cgroup v2 (unified)
-    /// membership alone: a container's unit keeps its place in the
-    /// container's systemd while the kernel enforces this limit on it.
-    /// False when the limit is cgroup v2's (moving the process would take
-    /// it out of its unit).
-    pub fn adopt_v1(&self, pid: i32) -> bool {
+    /// Moves a running process `pid` into a new child `name` of the v1
+    /// memory cgroup (false on cgroup v2): the limit still applies, and the
+    /// kernel names the child as the task's memory cgroup, as it names a
+    /// unit's own cgroup on a host where systemd runs the v1 memory
+    /// hierarchy.
+    pub fn adopt_v1_as(&self, pid: i32, name: &str) -> bool {
         let Some(v1) = &self.v1 else {
             return false;
         };
-        let procs = v1.0.join("cgroup.procs");
+        let dir = v1.0.join(name);
+        fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+        let procs = dir.join("cgroup.procs");
         fs::write(&procs, pid.to_string())
             .unwrap_or_else(|e| panic!("move {pid} into {}: {e}", procs.display()));
         true

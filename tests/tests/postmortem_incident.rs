@@ -31,8 +31,13 @@ fn us(u: u64) -> f64 {
 }
 
 fn close(a: &Value, b: f64, what: &str) {
-    let a = a.as_f64().unwrap_or_else(|| panic!("{what}: not a number: {a}"));
-    assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{what}: {a} != {b}");
+    let a = a
+        .as_f64()
+        .unwrap_or_else(|| panic!("{what}: not a number: {a}"));
+    assert!(
+        (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+        "{what}: {a} != {b}"
+    );
 }
 
 #[test]
@@ -66,11 +71,19 @@ fn postmortem_reproduces_the_incident() {
         .unwrap_or_else(|| panic!("no loop of {}: {}", truth.unit, r["loops"]));
     assert_eq!(l["restarts"], truth.restarts);
     assert_eq!(l["counter_max"], truth.counter_max);
-    close(&l["first_unix"], us(truth.first_restart_us), "first restart");
+    close(
+        &l["first_unix"],
+        us(truth.first_restart_us),
+        "first restart",
+    );
     close(&l["last_unix"], us(truth.last_restart_us), "last restart");
     close(&l["span_s"], us(truth.span_us), "span");
     close(&l["rate_per_min"], truth.restarts_per_min, "rate");
-    close(&l["longest_gap_s"], us(truth.longest_restart_gap_us), "longest gap");
+    close(
+        &l["longest_gap_s"],
+        us(truth.longest_restart_gap_us),
+        "longest gap",
+    );
     let top = &l["top_errors"][0];
     assert_eq!(top["count"], truth.agetty_lines, "{top}");
     assert!(
@@ -110,11 +123,23 @@ fn postmortem_reproduces_the_incident() {
         .iter()
         .find(|e| e["kind"] == "gap")
         .unwrap_or_else(|| panic!("no gap in {}", r["timeline"]));
-    close(&gap["time_unix"], us(truth.longest_journal_gap_from_us), "gap start");
-    close(&gap["duration_s"], us(truth.longest_journal_gap_us), "gap length");
+    close(
+        &gap["time_unix"],
+        us(truth.longest_journal_gap_from_us),
+        "gap start",
+    );
+    close(
+        &gap["duration_s"],
+        us(truth.longest_journal_gap_us),
+        "gap length",
+    );
 
     let chart = std::fs::read_to_string(&svg).unwrap();
-    assert!(chart.starts_with("<svg") || chart.starts_with("<?xml"), "{}", &chart[..80.min(chart.len())]);
+    assert!(
+        chart.starts_with("<svg") || chart.starts_with("<?xml"),
+        "{}",
+        &chart[..80.min(chart.len())]
+    );
     assert!(chart.contains(&truth.unit), "the lane is named");
 }
 

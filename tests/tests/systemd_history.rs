@@ -9,8 +9,9 @@
 use std::time::{Duration, Instant};
 
 use spawnscope_tests::{
-    Tracer, summary,
+    Tracer,
     sentinel::{Sentinel, config, unit_value},
+    summary,
     systemd::{Suite, SystemdContainer},
 };
 
@@ -35,7 +36,10 @@ fn n_restarts(ct: &SystemdContainer) -> u64 {
 fn wait_restarts(ct: &SystemdContainer, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while n_restarts(ct) < n {
-        assert!(Instant::now() < deadline, "{UNIT} never restarted {n} times");
+        assert!(
+            Instant::now() < deadline,
+            "{UNIT} never restarted {n} times"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -64,16 +68,23 @@ fn a_loop_systemd_counted_is_a_finding_before_the_first_interval() {
     assert_eq!(prior["first_seen_from"], "estimate");
     let msg = prior["message"].as_str().unwrap();
     assert!(
-        msg.starts_with(&format!("respawn loop in {UNIT} @{}: ", ct.name)) && msg.contains("from systemd"),
+        msg.starts_with(&format!("respawn loop in {UNIT} @{}: ", ct.name))
+            && msg.contains("from systemd"),
         "{msg}"
     );
     // Live restarts continue the same loop, and say so.
     let (live, _) = tracer.wait_for(Duration::from_secs(60), "live finding", |v| {
-        v["type"] == "finding" && v["change"] == "detected" && v["unit"] == UNIT && v["source"] == "systemd+live"
+        v["type"] == "finding"
+            && v["change"] == "detected"
+            && v["unit"] == UNIT
+            && v["source"] == "systemd+live"
     });
     assert_eq!(live["systemd"]["restarts"], prior["restarts"]);
     assert!(
-        live["message"].as_str().unwrap().contains("continues a loop systemd had counted"),
+        live["message"]
+            .as_str()
+            .unwrap()
+            .contains("continues a loop systemd had counted"),
         "{live}"
     );
     ct.run(&["systemctl", "stop", UNIT]);
@@ -102,7 +113,10 @@ fn the_sentinel_starts_a_units_total_at_systemds_counter_and_never_lowers_it() {
     let before = n_restarts(&ct);
     let mut s = Sentinel::start(dir.path(), &cfg);
     let opened = s.wait_line(Duration::from_secs(30), "finding_opened");
-    assert!(opened.contains(&label) && opened.contains("from systemd"), "{opened}");
+    assert!(
+        opened.contains(&label) && opened.contains("from systemd"),
+        "{opened}"
+    );
     let total = |s: &Sentinel| {
         unit_value(
             &spawnscope_tests::sentinel::samples(&s.scrape()),

@@ -1508,7 +1508,6 @@ impl Analyzer {
         volume.sort_by(|a, b| b.entries.cmp(&a.entries).then_with(|| a.name.cmp(&b.name)));
         let journal_units = volume
             .into_iter()
-            .take(TOP_JOURNAL_UNITS)
             .map(|u| UnitVolume {
                 unit: u.name.to_string(),
                 entries: u.entries,

@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Report, TimelineKind, UnitSource};
+use super::{Report, TOP_JOURNAL_UNITS, TimelineKind, UnitSource};
 use crate::detect::thousands;
 use crate::events::escape_human;
 use crate::sentinel::track::date;
@@ -194,8 +194,8 @@ impl Report {
         if self.journal_units.is_empty() {
             let _ = writeln!(o, "  no entry names a unit");
         } else {
-            let uw = self
-                .journal_units
+            let shown = &self.journal_units[..self.journal_units.len().min(TOP_JOURNAL_UNITS)];
+            let uw = shown
                 .iter()
                 .map(|u| esc(&u.unit).chars().count())
                 .max()
@@ -206,7 +206,7 @@ impl Report {
                 "  {:<uw$}  {:>11}  {:>6}  {:>9}",
                 "UNIT", "ENTRIES", "SHARE", "BYTES"
             );
-            for u in &self.journal_units {
+            for u in shown {
                 let _ = writeln!(
                     o,
                     "  {:<uw$}  {:>11}  {:>5.1}%  {:>9}",
