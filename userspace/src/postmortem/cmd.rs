@@ -23,6 +23,8 @@ pub enum PostmortemError {
     NoSuchBootId(String),
     #[error("--since is after --until")]
     EmptyRange,
+    #[error("no journal file could be read: {0}")]
+    Unreadable(String),
     #[error("cannot write {path}: {source}")]
     Svg {
         path: PathBuf,
@@ -143,6 +145,10 @@ pub fn run(args: &PostmortemArgs) -> Result<(), PostmortemError> {
         which == Which::Default && boot.is_some_and(|b| Some(b) == boots.last().map(|l| l.id));
     let mut a = Analyzer::new(live.then_some(now_unix));
     let stats = j.read(&filter, &mut |e| a.push(e))?;
+    if stats.files == 0 {
+        let why: Vec<String> = stats.problems.iter().map(ToString::to_string).collect();
+        return Err(PostmortemError::Unreadable(why.join("; ")));
+    }
     for p in &stats.problems {
         eprintln!("spawnscope: warning: {p}");
     }
