@@ -53,7 +53,11 @@ commands:
   bench detect    5. respawn-loop detection latency for 10 s, 2 s and 100 ms
                   loops in a real systemd (about 2 minutes)
   bench memory    cost of one memory sampling pass, as is and with 500
-                  more memory cgroups (about 2 minutes; printed only)";
+                  more memory cgroups (about 2 minutes; printed only)
+  bench systemd   one reading of systemd's state over D-Bus (connect, list,
+                  every service's properties) in a container running 500
+                  more services, 10 runs per way of fetching the properties
+                  (about 1 minute; printed only)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -83,6 +87,9 @@ fn main() -> ExitCode {
                     .and_then(|_| bench::detect())
                     .map(|s| bench::print(&[s])),
                 Some("memory") => bench::memory(),
+                Some("systemd") => bench::build_release_bins()
+                    .and_then(|_| bench::systemd())
+                    .map(|s| bench::print(&[s])),
                 Some(other) => Err(Fail(format!("unknown benchmark {other:?}\n{USAGE}"))),
             }),
         Some("-h" | "--help" | "help") => {
