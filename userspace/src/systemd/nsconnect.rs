@@ -227,11 +227,11 @@ unsafe fn child_main(
 ) -> ! {
     // SAFETY: system calls on descriptors and memory prepared before the fork.
     unsafe {
-        if let Some(u) = userns {
-            if libc::setns(u, libc::CLONE_NEWUSER) != 0 {
-                send_report(to, errno(), None);
-                libc::_exit(1);
-            }
+        if let Some(u) = userns
+            && libc::setns(u, libc::CLONE_NEWUSER) != 0
+        {
+            send_report(to, errno(), None);
+            libc::_exit(1);
         }
         if libc::setns(pidns, libc::CLONE_NEWPID) != 0 {
             send_report(to, errno(), None);
