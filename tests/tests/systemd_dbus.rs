@@ -9,8 +9,8 @@ use std::{
 };
 
 use spawnscope::systemd::{
-    ActiveState, ContainerInit, Error, ExecMainCode, Manager, RestartPolicy, ServiceResult,
-    ServiceState, SubState, looping_now, scan,
+    ActiveState, ContainerInit, Error, ExecMainCode, Manager, ReadMode, RestartPolicy,
+    ServiceResult, ServiceState, SubState, looping_now, scan,
 };
 use spawnscope_tests::systemd::{Suite, SystemdContainer};
 
@@ -42,11 +42,17 @@ fn init_of(ct: &SystemdContainer) -> ContainerInit {
 
 /// Every service of the container's manager, read by the reader.
 fn read(ct: &SystemdContainer) -> Vec<ServiceState> {
+    read_with(ct, ReadMode::default())
+}
+
+fn read_with(ct: &SystemdContainer, mode: ReadMode) -> Vec<ServiceState> {
     block_on(async {
         let m = Manager::container(&init_of(ct), Path::new("/proc"))
             .await
             .unwrap_or_else(|e| panic!("connect: {e}"));
-        m.services().await.unwrap_or_else(|e| panic!("read: {e}"))
+        m.services_with(mode)
+            .await
+            .unwrap_or_else(|e| panic!("read: {e}"))
     })
 }
 
@@ -188,6 +194,22 @@ fn stable_service_reads_as_systemctl_shows_it_and_is_not_looping(suite: Suite) {
     );
     assert_eq!(s.restart, RestartPolicy::OnFailure);
     assert_eq!(looping_now(s, now_us()), None, "{s:?}");
+}
+
+#[test]
+fn get_and_get_all_read_the_same_states() {
+    let Some(ct) = boot("dbus-modes", Suite::Bookworm) else {
+        return;
+    };
+    ct.install_unit(
+        STABLE,
+        "[Service]\nExecStart=/bin/sleep infinity\nRestart=on-failure\n",
+    );
+    ct.run(&["systemctl", "start", STABLE]);
+    let by_get = read_with(&ct, ReadMode::Get);
+    let by_get_all = read_with(&ct, ReadMode::GetAll);
+    assert!(by_get.len() > 10, "{} services", by_get.len());
+    assert_eq!(by_get, by_get_all);
 }
 
 #[test]
