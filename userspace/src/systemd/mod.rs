@@ -41,7 +41,7 @@ pub const SYSTEM_BUS_SOCKET: &str = "/run/dbus/system_bus_socket";
 pub const TIMEOUT: Duration = Duration::from_secs(2);
 /// Calls awaiting their replies at once on one connection. Refilled in
 /// batches once half have been answered: one write for many calls.
-pub const IN_FLIGHT: usize = 512;
+pub const IN_FLIGHT: usize = 128;
 
 const DESTINATION: &str = "org.freedesktop.systemd1";
 const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
