@@ -276,6 +276,26 @@ pub fn detect() -> Result<Section, Fail> {
     })
 }
 
+/// Reading systemd's state over D-Bus: the ignored `bench_systemd` test,
+/// in a real systemd. Printed only.
+pub fn systemd() -> Result<Section, Fail> {
+    require_root("systemd", "boots a container")?;
+    step("bench: reading systemd's state over D-Bus (about 1 minute)");
+    let table = bench_test("bench_systemd")?;
+    Ok(Section {
+        title: "Reading systemd's state over D-Bus".into(),
+        body: format!(
+            "`spawnscope::systemd` reads one manager: it connects to a container's private \
+             socket from inside the container's PID namespace, lists the loaded services and \
+             reads each one's properties, pipelined on the one connection. The container (the \
+             real-systemd fixture, see DEVELOPERS.md) runs 500 more services (`bench@N.service`, \
+             `sleep infinity`). Each figure is the whole reading, timed by the bench; 10 runs \
+             after one untimed. Target: 200 ms.\n\n{}\n",
+            table.trim_end()
+        ),
+    })
+}
+
 /// What BENCHMARKS.md says about the machine and the run.
 fn preamble(minutes: f64) -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")

@@ -58,7 +58,11 @@ commands:
                   full size (1.26 M entries) against `journalctl -o export`:
                   wall time and peak RSS (about 2 minutes)
   bench memory    cost of one memory sampling pass, as is and with 500
-                  more memory cgroups (about 2 minutes; printed only)";
+                  more memory cgroups (about 2 minutes; printed only)
+  bench systemd   one reading of systemd's state over D-Bus (connect, list,
+                  every service's properties) in a container running 500
+                  more services, 10 runs per way of fetching the properties
+                  (about 1 minute; printed only)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -90,6 +94,9 @@ fn main() -> ExitCode {
                 Some("memory") => bench::memory(),
                 Some("postmortem") => bench::build_release_bins()
                     .and_then(|t| bench_postmortem::postmortem(&t))
+                    .map(|s| bench::print(&[s])),
+                Some("systemd") => bench::build_release_bins()
+                    .and_then(|_| bench::systemd())
                     .map(|s| bench::print(&[s])),
                 Some(other) => Err(Fail(format!("unknown benchmark {other:?}\n{USAGE}"))),
             }),

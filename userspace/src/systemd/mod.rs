@@ -5,14 +5,17 @@
 //! host's falling back to the system bus.
 //!
 //! Async, for the one current-thread tokio runtime trace and sentinel run
-//! on: zbus's tokio backend spawns its reader task on the caller's
-//! runtime and starts no thread of its own. Every connection and call has
-//! a timeout ([`TIMEOUT`]) so a hung manager cannot stall start-up; an
-//! [`Error`] prints as one line naming the socket.
+//! on: a connection is one socket, written and read by the task that
+//! reads; nothing is spawned but the short blocking fork that connects to
+//! a container. Connecting, and waiting for each reply, has a timeout
+//! ([`TIMEOUT`]) so a hung manager cannot stall start-up; an [`Error`]
+//! prints as one line naming the socket.
 
 mod classify;
 mod discover;
+mod nsconnect;
 mod types;
+mod wire;
 
 use std::{
     collections::HashMap,
@@ -21,6 +24,7 @@ use std::{
 };
 
 use serde::Serialize;
+use wire::{Call, Wire, WireError};
 use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
 
 pub use classify::{
@@ -35,8 +39,9 @@ pub const HOST_PRIVATE_SOCKET: &str = "/run/systemd/private";
 pub const SYSTEM_BUS_SOCKET: &str = "/run/dbus/system_bus_socket";
 /// For connecting, and for each call.
 pub const TIMEOUT: Duration = Duration::from_secs(2);
-/// Units read at once over one connection.
-pub const IN_FLIGHT: usize = 64;
+/// Calls awaiting their replies at once on one connection. Refilled in
+/// batches once half have been answered: one write for many calls.
+pub const IN_FLIGHT: usize = 128;
 
 const DESTINATION: &str = "org.freedesktop.systemd1";
 const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
@@ -90,19 +95,21 @@ impl Error {
         }
     }
 
-    fn dbus(path: &Path, e: &zbus::Error) -> Self {
+    fn wire(path: &Path, e: WireError) -> Self {
         match e {
-            zbus::Error::InputOutput(io) => Error::io(path, io),
-            zbus::Error::MethodError(name, _, _)
-                if name.as_str() == "org.freedesktop.DBus.Error.AccessDenied" =>
-            {
+            WireError::Io(io) => Error::io(path, &io),
+            WireError::Method { name, .. } if name == "org.freedesktop.DBus.Error.AccessDenied" => {
                 Error::PermissionDenied {
                     path: path.to_path_buf(),
                 }
             }
-            e => Error::Protocol {
+            WireError::Method { name, message } => Error::Protocol {
                 path: path.to_path_buf(),
-                detail: one_line(&e.to_string()),
+                detail: one_line(&format!("{name}: {message}")),
+            },
+            WireError::Protocol(detail) => Error::Protocol {
+                path: path.to_path_buf(),
+                detail: one_line(&detail),
             },
         }
     }
@@ -222,14 +229,16 @@ impl ServiceState {
     }
 }
 
-/// How a unit's properties are fetched: two `GetAll` calls (one per
-/// interface), or one `Get` per property. Both give the same
-/// [`ServiceState`]; `cargo xtask bench systemd` times each.
+/// How a unit's properties are fetched: one `Get` per property, or two
+/// `GetAll` calls (one per interface). Both give the same
+/// [`ServiceState`]. `cargo xtask bench systemd` times each: `Get` is the
+/// faster, as `GetAll` has systemd compute (and read cgroup files for)
+/// some 300 properties per service where 16 are wanted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ReadMode {
     #[default]
-    GetAll,
     Get,
+    GetAll,
 }
 
 /// How a socket is spoken to.
@@ -242,11 +251,22 @@ pub enum Transport {
 }
 
 /// A connection to one systemd manager.
-#[derive(Debug, Clone)]
 pub struct Manager {
-    conn: zbus::Connection,
+    wire: tokio::sync::Mutex<Wire>,
     socket: PathBuf,
     container: Option<String>,
+    /// Through a bus daemon: calls name their destination.
+    bus: bool,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager")
+            .field("socket", &self.socket)
+            .field("container", &self.container)
+            .field("bus", &self.bus)
+            .finish()
+    }
 }
 
 impl Manager {
@@ -261,22 +281,30 @@ impl Manager {
             let stream = tokio::net::UnixStream::connect(socket)
                 .await
                 .map_err(|e| Error::io(socket, &e))?;
-            let mut b = zbus::connection::Builder::unix_stream(stream).method_timeout(TIMEOUT);
-            if transport == Transport::Private {
-                b = b.p2p();
-            }
-            b.build().await.map_err(|e| Error::dbus(socket, &e))
+            Wire::open(stream, transport == Transport::Bus, TIMEOUT)
+                .await
+                .map_err(|e| Error::wire(socket, e))
         };
-        let conn = tokio::time::timeout(TIMEOUT, attempt)
+        Self::within_timeout(socket, container, transport, attempt).await
+    }
+
+    async fn within_timeout(
+        socket: &Path,
+        container: Option<String>,
+        transport: Transport,
+        attempt: impl std::future::Future<Output = Result<Wire, Error>>,
+    ) -> Result<Self, Error> {
+        let wire = tokio::time::timeout(TIMEOUT, attempt)
             .await
             .map_err(|_| Error::Timeout {
                 path: socket.to_path_buf(),
                 after: TIMEOUT,
             })??;
         Ok(Self {
-            conn,
+            wire: tokio::sync::Mutex::new(wire),
             socket: socket.to_path_buf(),
             container,
+            bus: transport == Transport::Bus,
         })
     }
 
@@ -302,14 +330,27 @@ impl Manager {
         }
     }
 
-    /// A container's manager, through its root as seen under `proc_root`.
+    /// A container's manager, through its root as seen under `proc_root`
+    /// (normally /proc), connected from inside its PID namespace: systemd
+    /// closes private connections from peers it cannot see.
     pub async fn container(c: &ContainerInit, proc_root: &Path) -> Result<Self, Error> {
-        Self::connect(
-            &c.private_socket(proc_root),
-            Transport::Private,
-            Some(c.label()),
-        )
-        .await
+        let socket = c.private_socket(proc_root);
+        let attempt = async {
+            let (root, pid, path) = (proc_root.to_path_buf(), c.pid, socket.clone());
+            let stream =
+                tokio::task::spawn_blocking(move || nsconnect::connect(&root, pid, &path, TIMEOUT))
+                    .await
+                    .map_err(|e| Error::Protocol {
+                        path: socket.clone(),
+                        detail: one_line(&e.to_string()),
+                    })?
+                    .and_then(tokio::net::UnixStream::from_std)
+                    .map_err(|e| Error::io(&socket, &e))?;
+            Wire::open(stream, false, TIMEOUT)
+                .await
+                .map_err(|e| Error::wire(&socket, e))
+        };
+        Self::within_timeout(&socket, Some(c.label()), Transport::Private, attempt).await
     }
 
     /// The socket it is connected to.
@@ -322,38 +363,37 @@ impl Manager {
         self.container.as_deref()
     }
 
-    async fn call<B>(
-        &self,
-        path: &OwnedObjectPath,
-        iface: &str,
-        method: &str,
-        body: &B,
-    ) -> Result<zbus::Message, zbus::Error>
+    fn call<B>(&self, path: &str, iface: &str, method: &str, body: &B) -> Result<Call, Error>
     where
         B: serde::Serialize + zbus::zvariant::DynamicType,
     {
-        self.conn
-            .call_method(Some(DESTINATION), path, Some(iface), method, body)
-            .await
+        wire::call(self.bus.then_some(DESTINATION), path, iface, method, body)
+            .map_err(|e| Error::wire(&self.socket, e))
     }
 
     /// Every loaded service's object path and name (units systemd only
     /// knows as not found are left out: there is nothing to read).
-    pub async fn service_units(&self) -> Result<Vec<(String, OwnedObjectPath)>, Error> {
-        let manager = OwnedObjectPath::try_from(MANAGER_PATH).map_err(|e| Error::Protocol {
-            path: self.socket.clone(),
-            detail: e.to_string(),
-        })?;
+    pub async fn service_units(&self) -> Result<Vec<(String, String)>, Error> {
         let states: &[&str] = &[];
-        let reply = self
-            .call(
-                &manager,
-                MANAGER_IFACE,
-                "ListUnitsByPatterns",
-                &(states, &["*.service"][..]),
-            )
+        let c = self.call(
+            MANAGER_PATH,
+            MANAGER_IFACE,
+            "ListUnitsByPatterns",
+            &(states, &["*.service"][..]),
+        )?;
+        let mut wire = self.wire.lock().await;
+        wire.write(&c.bytes)
             .await
-            .map_err(|e| Error::dbus(&self.socket, &e))?;
+            .map_err(|e| Error::wire(&self.socket, e))?;
+        let reply = loop {
+            let r = wire
+                .recv()
+                .await
+                .map_err(|e| Error::wire(&self.socket, e))?;
+            if r.reply_serial == c.serial {
+                break r;
+            }
+        };
         type Row = (
             String,
             String,
@@ -366,106 +406,108 @@ impl Manager {
             String,
             OwnedObjectPath,
         );
-        let rows: Vec<Row> = reply
-            .body()
-            .deserialize()
-            .map_err(|e| Error::dbus(&self.socket, &e))?;
+        let rows: Vec<Row> = reply.body().map_err(|e| Error::wire(&self.socket, e))?;
         Ok(rows
             .into_iter()
             .filter(|r| r.2 != "not-found")
-            .map(|r| (r.0, r.6))
+            .map(|r| (r.0, r.6.as_str().to_string()))
             .collect())
     }
 
-    /// One unit's properties, both interfaces in one map.
-    async fn properties(
-        &self,
-        path: &OwnedObjectPath,
-        mode: ReadMode,
-    ) -> Result<HashMap<String, OwnedValue>, zbus::Error> {
-        match mode {
-            ReadMode::GetAll => {
-                let (unit, service) = tokio::join!(
-                    self.call(path, PROPERTIES_IFACE, "GetAll", &UNIT_IFACE),
-                    self.call(path, PROPERTIES_IFACE, "GetAll", &SERVICE_IFACE),
-                );
-                let mut props: HashMap<String, OwnedValue> = unit?.body().deserialize()?;
-                let service: HashMap<String, OwnedValue> = service?.body().deserialize()?;
-                props.extend(service);
-                Ok(props)
-            }
-            ReadMode::Get => {
-                let mut props = HashMap::new();
-                let wanted = UNIT_PROPERTIES
-                    .iter()
-                    .map(|p| (UNIT_IFACE, *p))
-                    .chain(SERVICE_PROPERTIES.iter().map(|p| (SERVICE_IFACE, *p)));
-                let calls = wanted.map(|(iface, prop)| async move {
-                    let reply = self
-                        .call(path, PROPERTIES_IFACE, "Get", &(iface, prop))
-                        .await?;
-                    let v: OwnedValue = reply.body().deserialize()?;
-                    Ok::<_, zbus::Error>((prop, v))
-                });
-                for r in join_all(calls.collect()).await {
-                    match r {
-                        Ok((prop, v)) => {
-                            props.insert(prop.to_string(), v);
-                        }
-                        // A property this systemd does not have.
-                        Err(zbus::Error::MethodError(name, _, _))
-                            if name.as_str() == "org.freedesktop.DBus.Error.UnknownProperty"
-                                || name.as_str() == "org.freedesktop.DBus.Error.InvalidArgs" => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                Ok(props)
-            }
-        }
-    }
-
-    /// Every loaded service's state, read with [`ReadMode::GetAll`].
+    /// Every loaded service's state, read with [`ReadMode::Get`].
     pub async fn services(&self) -> Result<Vec<ServiceState>, Error> {
         self.services_with(ReadMode::default()).await
     }
 
-    /// Every loaded service's state, [`IN_FLIGHT`] units at a time over
-    /// the one connection. A unit that is gone by the time it is read
-    /// (a D-Bus error for that unit alone) is left out; a broken or hung
-    /// connection fails the whole reading.
+    /// Every loaded service's state, pipelined over the one connection
+    /// with at most [`IN_FLIGHT`] calls awaiting their replies. A unit
+    /// that is gone by the time it is read (an error reply for it) is
+    /// left out; a broken or hung connection fails the whole reading.
     pub async fn services_with(&self, mode: ReadMode) -> Result<Vec<ServiceState>, Error> {
         let units = self.service_units().await?;
-        let mut out = Vec::with_capacity(units.len());
-        let mut running = tokio::task::JoinSet::new();
-        let mut pending = units.into_iter();
-        loop {
-            while running.len() < IN_FLIGHT {
-                let Some((name, path)) = pending.next() else {
-                    break;
-                };
-                let me = self.clone();
-                running.spawn(async move {
-                    let r = me.properties(&path, mode).await;
-                    (name, r)
-                });
-            }
-            let Some(done) = running.join_next().await else {
-                break;
-            };
-            let (name, r) = done.map_err(|e| Error::Protocol {
-                path: self.socket.clone(),
-                detail: one_line(&e.to_string()),
-            })?;
-            match r {
-                Ok(props) => out.push(ServiceState::from_properties(
-                    self.container.clone(),
-                    &name,
-                    &props,
-                )),
-                Err(zbus::Error::MethodError(..)) => {}
-                Err(e) => return Err(Error::dbus(&self.socket, &e)),
+        // Every call, and which unit and property (for Get) it is for.
+        let mut calls: Vec<(usize, Option<&'static str>, Call)> = Vec::new();
+        for (i, (_, path)) in units.iter().enumerate() {
+            match mode {
+                ReadMode::GetAll => {
+                    for iface in [UNIT_IFACE, SERVICE_IFACE] {
+                        calls.push((
+                            i,
+                            None,
+                            self.call(path, PROPERTIES_IFACE, "GetAll", &iface)?,
+                        ));
+                    }
+                }
+                ReadMode::Get => {
+                    let wanted = UNIT_PROPERTIES
+                        .iter()
+                        .map(|p| (UNIT_IFACE, *p))
+                        .chain(SERVICE_PROPERTIES.iter().map(|p| (SERVICE_IFACE, *p)));
+                    for (iface, prop) in wanted {
+                        calls.push((
+                            i,
+                            Some(prop),
+                            self.call(path, PROPERTIES_IFACE, "Get", &(iface, prop))?,
+                        ));
+                    }
+                }
             }
         }
+        let mut props: Vec<HashMap<String, OwnedValue>> = vec![HashMap::new(); units.len()];
+        let mut gone = vec![false; units.len()];
+        let mut waiting: HashMap<u32, (usize, Option<&'static str>)> = HashMap::new();
+        let mut next = calls.into_iter();
+        let mut wire = self.wire.lock().await;
+        let fail = |e| Error::wire(&self.socket, e);
+        loop {
+            // Top up to IN_FLIGHT, in one write, once half are answered.
+            let mut batch = Vec::new();
+            while waiting.len() < IN_FLIGHT && (waiting.len() <= IN_FLIGHT / 2 || !batch.is_empty())
+            {
+                let Some((i, prop, c)) = next.next() else {
+                    break;
+                };
+                waiting.insert(c.serial, (i, prop));
+                batch.extend_from_slice(&c.bytes);
+            }
+            if !batch.is_empty() {
+                wire.write(&batch).await.map_err(fail)?;
+            }
+            if waiting.is_empty() {
+                break;
+            }
+            let r = wire.recv().await.map_err(fail)?;
+            let Some((i, prop)) = waiting.remove(&r.reply_serial) else {
+                continue;
+            };
+            match prop {
+                None => match r.body::<HashMap<String, OwnedValue>>() {
+                    Ok(p) => props[i].extend(p),
+                    Err(WireError::Method { .. }) => gone[i] = true,
+                    Err(e) => return Err(fail(e)),
+                },
+                Some(prop) => match r.body::<OwnedValue>() {
+                    Ok(v) => {
+                        props[i].insert(prop.to_string(), v);
+                    }
+                    // A property this systemd does not have.
+                    Err(WireError::Method { name, .. })
+                        if name == "org.freedesktop.DBus.Error.UnknownProperty"
+                            || name == "org.freedesktop.DBus.Error.InvalidArgs" => {}
+                    Err(WireError::Method { .. }) => gone[i] = true,
+                    Err(e) => return Err(fail(e)),
+                },
+            }
+        }
+        let mut out: Vec<ServiceState> = units
+            .iter()
+            .zip(props)
+            .zip(gone)
+            .filter(|(_, gone)| !gone)
+            .map(|(((name, _), p), _)| {
+                ServiceState::from_properties(self.container.clone(), name, &p)
+            })
+            .collect();
         out.sort_by(|a, b| a.unit.cmp(&b.unit));
         Ok(out)
     }

@@ -1,0 +1,86 @@
+//! Reading systemd's state over D-Bus, timed (not asserted): `cargo xtask
+//! bench systemd` runs this ignored test. A booted container gets 500
+//! more running services (instances of one template running `sleep
+//! infinity`); then the whole reading `spawnscope::systemd` does for one
+//! manager (connect from inside the container's PID namespace, list the
+//! services, read each one's properties) is timed 10 times, fetching the
+//! properties with two GetAll calls per unit and with one Get per
+//! property.
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use spawnscope::systemd::{ContainerInit, Manager, ReadMode};
+use spawnscope_tests::{bench_report, systemd::SystemdContainer};
+
+const EXTRA: usize = 500;
+const RUNS: usize = 10;
+
+fn read_once(init: &ContainerInit, mode: ReadMode) -> (Duration, usize) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let t0 = Instant::now();
+        let m = Manager::container(init, Path::new("/proc"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let states = m
+            .services_with(mode)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        (t0.elapsed(), states.len())
+    })
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1e3)
+}
+
+#[test]
+#[ignore = "benchmark: cargo xtask bench systemd"]
+fn bench_systemd_read() {
+    let Some(ct) = SystemdContainer::boot("bench-dbus") else {
+        return;
+    };
+    ct.install_unit(
+        "bench@.service",
+        "[Service]\nExecStart=/bin/sleep infinity\n",
+    );
+    ct.run(&[
+        "sh",
+        "-c",
+        &format!("systemctl start $(seq -f 'bench@%g.service' 1 {EXTRA})"),
+    ]);
+    let init = ContainerInit {
+        pid: ct.leader as u32,
+        name: Some(ct.name.clone()),
+    };
+    let mut md = String::from(
+        "| properties by | services read | runs | median ms | min ms | max ms |\n\
+         |---|---:|---:|---:|---:|---:|\n",
+    );
+    for (mode, label) in [
+        (ReadMode::GetAll, "GetAll (2 per unit)"),
+        (ReadMode::Get, "Get (16 per unit)"),
+    ] {
+        // One untimed reading first: systemd builds some replies lazily.
+        let (_, n) = read_once(&init, mode);
+        assert!(n > EXTRA, "read only {n} services");
+        let mut times: Vec<Duration> = (0..RUNS).map(|_| read_once(&init, mode).0).collect();
+        times.sort();
+        let row = format!(
+            "| {label} | {n} | {RUNS} | {} | {} | {} |\n",
+            ms(times[RUNS / 2]),
+            ms(times[0]),
+            ms(times[RUNS - 1])
+        );
+        eprint!("{row}");
+        md.push_str(&row);
+    }
+    println!("{md}");
+    bench_report(&md);
+}
