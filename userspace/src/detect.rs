@@ -345,8 +345,10 @@ pub struct Prior {
     pub restarts: u64,
     pub rate_per_min: f64,
     pub projected_per_day: f64,
-    pub first_seen_unix: f64,
-    pub first_seen_from: FirstSeenFrom,
+    /// Unknown (null) when systemd was read while the unit ran: systemd
+    /// keeps the length of the last run only between runs.
+    pub first_seen_unix: Option<f64>,
+    pub first_seen_from: Option<FirstSeenFrom>,
     /// The last start systemd recorded.
     pub last_seen_unix: f64,
     /// `ExecMainStatus` of the last run, when it exited with a code.
@@ -816,9 +818,11 @@ impl Detector {
             .and_then(|u| self.priors.get(&(k.container.clone(), u.clone())));
         let message = match prior {
             Some(p) => format!(
-                "{message}; continues a loop systemd had counted {} restarts of since {}",
+                "{message}; continues a loop systemd had counted {} restarts of{}",
                 thousands(p.restarts),
-                crate::sentinel::track::date(p.first_seen_unix)
+                p.first_seen_unix
+                    .map(|t| format!(" since {}", crate::sentinel::track::date(t)))
+                    .unwrap_or_default()
             ),
             None => message,
         };

@@ -17,7 +17,9 @@ use crate::{
 pub struct Known {
     pub readings: Vec<Reading>,
     pub read_ms: f64,
+    /// When it was read: realtime µs, and CLOCK_MONOTONIC ns.
     pub now_us: u64,
+    pub mono_ns: u64,
 }
 
 /// Reads the host's manager and every container's under `proc_root`.
@@ -28,6 +30,7 @@ pub async fn read(proc_root: &Path) -> Known {
         readings,
         read_ms: t0.elapsed().as_secs_f64() * 1e3,
         now_us: (crate::clock::now_unix() * 1e6) as u64,
+        mono_ns: crate::clock::monotonic_now_ns(),
     }
 }
 
@@ -52,8 +55,8 @@ fn prior(s: &ServiceState, l: &SystemdLoop) -> Prior {
         restarts: u64::from(l.n_restarts),
         rate_per_min: rate,
         projected_per_day: rate * 1440.0,
-        first_seen_unix: l.first_seen_estimate_us.unwrap_or(last_start) as f64 / 1e6,
-        first_seen_from: FirstSeenFrom::Estimate,
+        first_seen_unix: l.first_seen_estimate_us.map(|us| us as f64 / 1e6),
+        first_seen_from: l.first_seen_estimate_us.map(|_| FirstSeenFrom::Estimate),
         last_seen_unix: last_start as f64 / 1e6,
         last_exit_status: (l.last_exit_code == ExecMainCode::Exited).then_some(l.last_exit_status),
         result: Some(l.last_result.as_str().to_string()),
@@ -69,21 +72,26 @@ impl Known {
             .flatten()
     }
 
-    /// One line per manager that could not be read (the host's only when
-    /// it has one: a machine without systemd is not a problem).
-    pub fn problems(&self) -> Vec<String> {
-        self.readings
+    /// One line for the managers that could not be read, if any: their
+    /// loops are then found from live restarts only.
+    pub fn problem(&self) -> Option<String> {
+        let what: Vec<String> = self
+            .readings
             .iter()
             .filter_map(|r| {
                 let e = r.result.as_ref().err()?;
                 Some(match &r.container {
-                    None => format!("systemd: {e}; loops are found from live restarts only"),
-                    Some(c) => format!(
-                        "systemd in container {c}: {e}; its loops are found from live restarts only"
-                    ),
+                    None => e.to_string(),
+                    Some(c) => format!("container {c}: {e}"),
                 })
             })
-            .collect()
+            .collect();
+        (!what.is_empty()).then(|| {
+            format!(
+                "systemd not read ({}); loops there are found from live restarts only",
+                what.join("; ")
+            )
+        })
     }
 
     /// The loops running right now, most restarts first.

@@ -480,6 +480,10 @@ async fn trace(args: &TraceArgs) -> Result<(), TraceError> {
     let start = tokio::time::Instant::from_std(started);
     let deadline = args.duration.map(|d| start + d);
     let mut report_tick = tokio::time::interval_at(start + args.interval, args.interval);
+    // The first report waits for systemd's answer (each manager has 2 s
+    // per call), so the loops it knows are in it; a report held back is
+    // made once, then the schedule goes on.
+    report_tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
     housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut mem_tick = tokio::time::interval(args.mem_interval);
@@ -502,7 +506,7 @@ async fn trace(args: &TraceArgs) -> Result<(), TraceError> {
                     known = Some(k);
                 }
             }
-            _ = report_tick.tick() => {
+            _ = report_tick.tick(), if !systemd_pending => {
                 let cur = s.probe.snapshot()?;
                 let at = Instant::now();
                 // Every id in `cur` had its mkdir record submitted before
@@ -660,7 +664,7 @@ fn tell_priors(
     sink: &mut EventSink,
     mut recorder: Option<&mut Recorder>,
 ) -> Result<Vec<Prior>, TraceError> {
-    for line in k.problems() {
+    if let Some(line) = k.problem() {
         eprintln!("spawnscope: {line}");
     }
     let priors: Vec<Prior> = k

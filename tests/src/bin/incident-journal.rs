@@ -10,7 +10,9 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let Some(t) = spawnscope_tests::journal::incident_journal(&dir) else {
-        eprintln!("incident-journal: the journal tools are missing (cargo xtask test installs them)");
+        eprintln!(
+            "incident-journal: the journal tools are missing (cargo xtask test installs them)"
+        );
         return ExitCode::FAILURE;
     };
     let truth = serde_json::json!({

@@ -915,6 +915,13 @@ async fn sentinel(
     trim_heap();
     // Everything privileged is done: the probe is loaded and attached, the
     // port is bound. What is left reads maps through open descriptors.
+    // Read while the capabilities last: a container's manager is reached
+    // from inside its PID namespace (setns needs CAP_SYS_ADMIN).
+    let known = if args.no_systemd {
+        None
+    } else {
+        Some(crate::history::read(Path::new("/proc")).await)
+    };
     let release = caps::kernel_release();
     caps::drop_to(&caps::needed_after_load(&release)).map_err(SentinelError::Caps)?;
 
@@ -950,13 +957,11 @@ async fn sentinel(
     );
     // systemd's counters before the first poll: its alerts then include
     // the loops systemd has been counting, and totals start at its count.
-    if !args.no_systemd {
-        let known = crate::history::read(Path::new("/proc")).await;
-        for line in known.problems() {
+    if let Some(known) = known {
+        if let Some(line) = known.problem() {
             log(Priority::Info, &line);
         }
-        lp.tracker
-            .seed(now_unix(), crate::clock::monotonic_now_ns(), known.seeds());
+        lp.tracker.seed(now_unix(), known.mono_ns, known.seeds());
     }
     // The first poll fills /metrics before anyone is told it is there:
     // scripts and tests wait for this line, systemd for READY=1.

@@ -69,6 +69,10 @@ struct Recent {
     /// kernel's records, not by the poll that read them, so a loop whose
     /// restarts all fall in one poll still has its rate and start.
     creations: VecDeque<f64>,
+    /// Seeded from systemd at this monotonic ns: creations before it are
+    /// in systemd's count already, and so is the next one when the unit
+    /// was waiting to restart then (`Some(false)`: not running).
+    seeded: Option<(u64, bool)>,
 }
 
 /// Creation times kept per unit: enough for a rate, however fast the loop.
@@ -226,6 +230,21 @@ impl Tracker {
             r.creations.pop_front();
         }
         r.creations.push_back(t_unix);
+        if let Some((at_ns, running)) = r.seeded {
+            if ts_ns < at_ns || !running {
+                // A start systemd's count has (before the reading, or the
+                // restart it had scheduled then): timed, not counted.
+                if ts_ns >= at_ns {
+                    r.seeded = None;
+                }
+                r.last_creation_ns = Some(ts_ns);
+                return;
+            }
+            r.seeded = None;
+            // Running when read: this is a restart of its own, after the
+            // start that was running then.
+            r.last_creation_ns.get_or_insert(at_ns);
+        }
         if let Some(prev) = r.last_creation_ns.replace(ts_ns)
             && ts_ns >= prev
         {
@@ -410,15 +429,8 @@ impl Tracker {
     pub fn seed(&mut self, now_unix: f64, now_ns: u64, seeds: impl IntoIterator<Item = Seed>) {
         for seed in seeds {
             if seed.n_restarts > 0 && !self.state.units.contains_key(&seed.label) {
-                if seed.running {
-                    // As if its cgroup's creation had been seen: the next
-                    // one counts.
-                    self.recent
-                        .entry(seed.label.clone())
-                        .or_default()
-                        .last_creation_ns
-                        .get_or_insert(now_ns);
-                }
+                self.recent.entry(seed.label.clone()).or_default().seeded =
+                    Some((now_ns, seed.running));
                 self.state.units.insert(
                     seed.label.clone(),
                     UnitState {
@@ -443,7 +455,9 @@ impl Tracker {
                 seed.label.clone(),
                 FindingState {
                     unit: seed.label,
-                    first_seen_unix: p.first_seen_unix,
+                    // Unknown while the unit ran when read: its last
+                    // start is the earliest time known.
+                    first_seen_unix: p.first_seen_unix.unwrap_or(p.last_seen_unix),
                     last_seen_unix: p.last_seen_unix,
                     restarts: p.restarts,
                     kind: p.kind,
@@ -643,8 +657,8 @@ mod tests {
             restarts,
             rate_per_min: 6.0,
             projected_per_day: 8640.0,
-            first_seen_unix: T0,
-            first_seen_from: crate::detect::FirstSeenFrom::Journal,
+            first_seen_unix: Some(T0),
+            first_seen_from: Some(crate::detect::FirstSeenFrom::Estimate),
             last_seen_unix: now - 2.0,
             last_exit_status: Some(1),
             result: Some("exit-code".into()),
@@ -686,6 +700,21 @@ mod tests {
         t.seed(T0 + 50.0, 50 * S, [seed]);
         t.creation(unit, 60 * S, T0 + 60.0);
         t.interval(T0 + 61.0, [(unit.into(), failed(1, 1), None)]);
+        assert_eq!(t.state.units[unit].restarts(), 41);
+    }
+
+    /// Read while waiting in auto-restart: the probe saw the cgroup made
+    /// before the reading (drained only at the next poll), then the one of
+    /// the restart systemd had scheduled; both are in its count.
+    #[test]
+    fn starts_systemd_had_counted_are_not_counted_again() {
+        let unit = "serial-getty@ttyS0.service";
+        let mut t = Tracker::new(TrackConfig::default(), State::fresh(T0));
+        t.seed(T0 + 50.0, 50 * S, [getty_seed(40, None)]);
+        t.creation(unit, 45 * S, T0 + 45.0);
+        t.creation(unit, 55 * S, T0 + 55.0);
+        t.creation(unit, 65 * S, T0 + 65.0);
+        t.interval(T0 + 66.0, [(unit.into(), failed(3, 3), None)]);
         assert_eq!(t.state.units[unit].restarts(), 41);
     }
 
