@@ -361,7 +361,10 @@ pub fn all() -> Result<(), Fail> {
         &crate::dist::build_static_host_bin()?,
     )?);
     show(detect()?);
-    show(crate::bench_postmortem::postmortem(&target)?);
+    show(crate::bench_postmortem::postmortem(
+        &target,
+        &crate::dist::build_static_host_bin()?,
+    )?);
     let path = workspace_root().join("BENCHMARKS.md");
     let kept = std::fs::read_to_string(&path)
         .ok()

@@ -43,7 +43,9 @@ fn measure(c: &mut Command) -> Result<(f64, u64), Fail> {
     Ok((secs, ru.ru_maxrss as u64))
 }
 
-pub fn postmortem(release: &Path) -> Result<Section, Fail> {
+/// `release`: where the release build's helper binaries are; `bin`: the
+/// spawnscope measured, the static binary as it ships.
+pub fn postmortem(release: &Path, bin: &Path) -> Result<Section, Fail> {
     let dir = tempfile_dir()?;
     step("bench postmortem: the incident's journal at full size (systemd-journal-remote)");
     let out = Command::new(release.join("incident-journal"))
@@ -77,7 +79,7 @@ pub fn postmortem(release: &Path) -> Result<Section, Fail> {
         jt.push(t);
         jr.push(rss as f64);
         let (t, rss) = measure(
-            Command::new(release.join("spawnscope"))
+            Command::new(bin)
                 .args(["postmortem", "--json", "--directory"])
                 .arg(&dir),
         )?;
@@ -96,8 +98,9 @@ pub fn postmortem(release: &Path) -> Result<Section, Fail> {
     let body = format!(
         "The incident's journal: {} entries in {:.0} MiB of journal files, written by \
          systemd-journal-remote from a generated export stream (421,491 restart cycles of \
-         serial-getty@ttyS0.service over 48.7 days, an OOM kill, a second boot). Medians of \
-         {RUNS} interleaved runs; peak RSS from wait4.\n\n\
+         serial-getty@ttyS0.service over 48.7 days, an OOM kill, a second boot); spawnscope \
+         as it ships, the static release-dist binary. Medians of {RUNS} interleaved runs; peak \
+         RSS from wait4.\n\n\
          | reader | wall time | entries/s | peak RSS |\n\
          |---|---|---|---|\n\
          | `journalctl --directory D -o export > /dev/null` (the floor) | {jt:.2} s | {:.2} M | {:.1} MiB |\n\
