@@ -93,9 +93,7 @@ fn main() -> ExitCode {
                     .map(|s| bench::print(&[s])),
                 Some("memory") => bench::memory(),
                 Some("postmortem") => bench::build_release_bins()
-                    .and_then(|t| {
-                        bench_postmortem::postmortem(&t, &dist::build_static_host_bin()?)
-                    })
+                    .and_then(|t| bench_postmortem::postmortem(&t, &dist::build_static_host_bin()?))
                     .map(|s| bench::print(&[s])),
                 Some("systemd") => bench::build_release_bins()
                     .and_then(|_| bench::systemd())
