@@ -51,7 +51,9 @@ fn a_loop_systemd_counted_is_a_finding_before_the_first_interval() {
     };
     flapping(&ct, 5);
     let before = n_restarts(&ct);
-    let mut tracer = Tracer::start(&["--interval", "2s"]);
+    // An interval longer than a slow reading of every manager on the host
+    // (2 s per call at most): the loop comes before the first report.
+    let mut tracer = Tracer::start(&["--interval", "8s"]);
     let (prior, _) = tracer.wait_for(Duration::from_secs(60), "finding from systemd", |v| {
         (v["type"] == "finding" && v["source"] == "systemd" && v["container"] == ct.name.as_str())
             || v["type"] == "interval"

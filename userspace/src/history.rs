@@ -34,6 +34,26 @@ pub async fn read(proc_root: &Path) -> Known {
     }
 }
 
+/// [`read`] on a runtime of its own, in the calling thread, ended (its
+/// blocking threads joined) before this returns. None if the runtime
+/// cannot be made.
+pub fn read_blocking(proc_root: &Path) -> Option<Known> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    let known = rt.block_on(read(proc_root));
+    drop(rt);
+    Some(known)
+}
+
+/// [`read_blocking`] on a thread of its own, joined before this returns:
+/// no thread made for the reading outlives it (with the capabilities it
+/// was made with).
+pub fn read_apart(proc_root: &Path) -> Option<Known> {
+    std::thread::scope(|s| s.spawn(|| read_blocking(proc_root)).join().ok().flatten())
+}
+
 /// A unit's label as trace and the sentinel name it: "unit @container".
 pub fn label(unit: &str, container: Option<&str>) -> String {
     match container {

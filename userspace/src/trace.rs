@@ -453,19 +453,18 @@ async fn trace(args: &TraceArgs) -> Result<(), TraceError> {
         }
     );
 
-    // What systemd already knows, read beside the trace (a container's
-    // manager may take seconds to answer): loops running now are told as
-    // soon as it is read, before the first interval when it answers in
-    // time; live loops in the same units continue them.
-    let systemd_read = async {
-        if args.no_systemd {
-            None
-        } else {
-            Some(crate::history::read(Path::new("/proc")).await)
-        }
-    };
-    tokio::pin!(systemd_read);
-    let mut systemd_pending = true;
+    // What systemd already knows, read on a thread of its own (a
+    // container's manager may take seconds to answer, and nothing of that
+    // may hold up the trace): loops running now are told as soon as it is
+    // read, before the first interval when it answers in time; live loops
+    // in the same units continue them.
+    let (systemd_tx, mut systemd_read) = tokio::sync::oneshot::channel();
+    if !args.no_systemd {
+        std::thread::spawn(move || {
+            let _ = systemd_tx.send(crate::history::read_blocking(Path::new("/proc")));
+        });
+    }
+    let mut systemd_pending = !args.no_systemd;
     let mut known: Option<crate::history::Known> = None;
     let mut priors: Vec<Prior> = Vec::new();
 
@@ -480,10 +479,6 @@ async fn trace(args: &TraceArgs) -> Result<(), TraceError> {
     let start = tokio::time::Instant::from_std(started);
     let deadline = args.duration.map(|d| start + d);
     let mut report_tick = tokio::time::interval_at(start + args.interval, args.interval);
-    // The first report waits for systemd's answer (each manager has 2 s
-    // per call), so the loops it knows are in it; a report held back is
-    // made once, then the schedule goes on.
-    report_tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
     housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut mem_tick = tokio::time::interval(args.mem_interval);
@@ -501,12 +496,12 @@ async fn trace(args: &TraceArgs) -> Result<(), TraceError> {
             () = sleep_until_opt(deadline) => break,
             k = &mut systemd_read, if systemd_pending => {
                 systemd_pending = false;
-                if let Some(k) = k {
+                if let Ok(Some(k)) = k {
                     priors = tell_priors(&k, &filter, &mut sink, recorder.as_mut())?;
                     known = Some(k);
                 }
             }
-            _ = report_tick.tick(), if !systemd_pending => {
+            _ = report_tick.tick() => {
                 let cur = s.probe.snapshot()?;
                 let at = Instant::now();
                 // Every id in `cur` had its mkdir record submitted before

@@ -916,11 +916,13 @@ async fn sentinel(
     // Everything privileged is done: the probe is loaded and attached, the
     // port is bound. What is left reads maps through open descriptors.
     // Read while the capabilities last: a container's manager is reached
-    // from inside its PID namespace (setns needs CAP_SYS_ADMIN).
+    // from inside its PID namespace (setns needs CAP_SYS_ADMIN). On threads
+    // of its own, all gone before the capabilities are dropped: a thread
+    // keeps the capabilities it was made with.
     let known = if args.no_systemd {
         None
     } else {
-        Some(crate::history::read(Path::new("/proc")).await)
+        crate::history::read_apart(Path::new("/proc"))
     };
     let release = caps::kernel_release();
     caps::drop_to(&caps::needed_after_load(&release)).map_err(SentinelError::Caps)?;
