@@ -324,8 +324,6 @@ impl FindingSource {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FirstSeenFrom {
-    /// The journal's first "Scheduled restart job" of the unit this boot.
-    Journal,
     /// systemd's restart count times the length of one cycle, back from now.
     Estimate,
 }
@@ -821,7 +819,7 @@ impl Detector {
                 "{message}; continues a loop systemd had counted {} restarts of{}",
                 thousands(p.restarts),
                 p.first_seen_unix
-                    .map(|t| format!(" since {}", crate::sentinel::track::date(t)))
+                    .map(|t| format!(" since {}", crate::clock::date(t)))
                     .unwrap_or_default()
             ),
             None => message,

@@ -54,14 +54,6 @@ pub fn read_apart(proc_root: &Path) -> Option<Known> {
     std::thread::scope(|s| s.spawn(|| read_blocking(proc_root)).join().ok().flatten())
 }
 
-/// A unit's label as trace and the sentinel name it: "unit @container".
-pub fn label(unit: &str, container: Option<&str>) -> String {
-    match container {
-        Some(c) => format!("{unit} @{c}"),
-        None => unit.to_string(),
-    }
-}
-
 fn prior(s: &ServiceState, l: &SystemdLoop) -> Prior {
     let rate = l.rate_per_min.unwrap_or(0.0);
     let last_start = s.exec_main_start_us.max(s.inactive_exit_us);
@@ -128,7 +120,7 @@ impl Known {
     pub fn seeds(&self) -> Vec<Seed> {
         self.services()
             .map(|s| Seed {
-                label: label(&s.unit, s.container.as_deref()),
+                label: crate::report::unit_label(&s.unit, None, s.container.as_deref()),
                 n_restarts: u64::from(s.n_restarts),
                 prior: systemd::looping_now(s, self.now_us).map(|l| prior(s, &l)),
                 running: s.control_group.is_some(),

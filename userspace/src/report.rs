@@ -227,15 +227,21 @@ impl Key {
     /// One string for the group, as exported files and the sentinel name
     /// it: "name", "name (uid N)" for a user manager's, "... @container".
     pub fn label(&self) -> String {
-        let mut l = self.name.clone();
-        if let Some(uid) = self.user_manager {
-            l.push_str(&format!(" (uid {uid})"));
-        }
-        if let Some(c) = &self.container {
-            l.push_str(&format!(" @{c}"));
-        }
-        l
+        unit_label(&self.name, self.user_manager, self.container.as_deref())
     }
+}
+
+/// A unit as every report names it: `unit`, `unit (uid N)` for a user
+/// manager's, `unit @container`.
+pub fn unit_label(name: &str, user_manager: Option<u32>, container: Option<&str>) -> String {
+    let mut l = name.to_string();
+    if let Some(uid) = user_manager {
+        l.push_str(&format!(" (uid {uid})"));
+    }
+    if let Some(c) = container {
+        l.push_str(&format!(" @{c}"));
+    }
+    l
 }
 
 fn id_label(id: u64) -> String {

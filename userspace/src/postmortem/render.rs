@@ -6,9 +6,9 @@
 use std::fmt::Write as _;
 
 use super::{Report, TOP_JOURNAL_UNITS, TimelineKind, UnitSource};
+use crate::clock::date;
 use crate::detect::thousands;
 use crate::events::escape_human;
-use crate::sentinel::track::date;
 
 /// Journal text made inert for a terminal.
 fn esc(s: &str) -> String {

@@ -879,7 +879,7 @@ async fn sentinel(
                     cfg.state.display(),
                     s.units.len(),
                     s.findings.len(),
-                    track::date(s.since_unix)
+                    crate::clock::date(s.since_unix)
                 ),
             );
             s

@@ -26,7 +26,7 @@
 use serde::Serialize;
 
 use super::{ActiveState, ExecMainCode, ServiceResult, ServiceState};
-use crate::{detect::thousands, sentinel::track::date};
+use crate::{clock::date, detect::thousands, report::unit_label};
 
 /// Restarts before a service counts as looping: one or two may be a
 /// transient fault that a restart cured.
@@ -115,10 +115,7 @@ pub fn looping_now(s: &ServiceState, now_us: u64) -> Option<SystemdLoop> {
 /// 13 Jan 2026 09:00 UTC (6.0/min, from systemd), last exit status 1".
 /// The start and rate are left out when the cycle is unknown.
 pub fn message(l: &SystemdLoop) -> String {
-    let who = match &l.container {
-        Some(c) => format!("{} @{c}", l.unit),
-        None => l.unit.clone(),
-    };
+    let who = unit_label(&l.unit, None, l.container.as_deref());
     let mut m = format!(
         "respawn loop in {who}: {} restarts",
         thousands(u64::from(l.n_restarts))
