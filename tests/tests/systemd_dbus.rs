@@ -246,3 +246,30 @@ fn a_container_gone_before_connecting_is_no_manager_in_one_line() {
     );
     assert_eq!(e.to_string(), format!("no systemd manager at {path}"));
 }
+
+/// A container in a user namespace of its own (`systemd-nspawn -U`, as
+/// `systemd-nspawn@.service` runs machines): its root is an unprivileged
+/// user of ours, and its manager only talks to its own root, so the reader
+/// joins the container's user namespace as well as its PID namespace.
+#[test]
+fn a_container_in_its_own_user_namespace_is_read_as_its_root() {
+    let Some(ct) = SystemdContainer::boot_suite("dbus-userns", Suite::Bookworm, &["-U"]) else {
+        return;
+    };
+    let uid_map = std::fs::read_to_string(format!("/proc/{}/uid_map", ct.leader)).unwrap();
+    let host_uid: u64 = uid_map.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert_ne!(host_uid, 0, "not user-namespaced: uid_map {uid_map}");
+    start_crash_loop(&ct);
+    let states = read(&ct);
+    let after: u32 = ct.show(CRASHY, &["NRestarts"])["NRestarts"]
+        .parse()
+        .unwrap();
+    let s = find(&states, CRASHY);
+    assert!(
+        (4..=after).contains(&s.n_restarts),
+        "4 ≤ {} ≤ {after}",
+        s.n_restarts
+    );
+    assert_eq!(s.restart, RestartPolicy::Always);
+    assert!(looping_now(s, now_us()).is_some(), "not looping: {s:?}");
+}

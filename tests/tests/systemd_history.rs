@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use spawnscope_tests::{
     Tracer,
+    dist::{self, Arch},
     sentinel::{Sentinel, config, unit_value},
     summary,
-    systemd::{Suite, SystemdContainer},
+    systemd::{Suite, SystemdContainer, run_with_timeout},
 };
 
 const UNIT: &str = "flapping.service";
@@ -44,6 +45,28 @@ fn wait_restarts(ct: &SystemdContainer, n: u64) {
     }
 }
 
+/// The realtime (µs) of PID 1's latest "restart counter is at 1" message
+/// for the unit in this boot, as journalctl finds it in the container.
+fn latest_counter_one(ct: &SystemdContainer) -> u64 {
+    let out = ct.run(&[
+        "journalctl",
+        "-b",
+        "-o",
+        "json",
+        "--no-pager",
+        "MESSAGE_ID=5eb03494b6584870a536b337290809b3",
+        &format!("UNIT={UNIT}"),
+        "N_RESTARTS=1",
+        "_PID=1",
+    ]);
+    let last = out
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("no counter-1 message for {UNIT} in the journal"));
+    let v: serde_json::Value = serde_json::from_str(last).unwrap();
+    v["__REALTIME_TIMESTAMP"].as_str().unwrap().parse().unwrap()
+}
+
 #[test]
 fn a_loop_systemd_counted_is_a_finding_before_the_first_interval() {
     let Some(ct) = SystemdContainer::boot_suite("history-trace", Suite::Bookworm, &[]) else {
@@ -67,18 +90,20 @@ fn a_loop_systemd_counted_is_a_finding_before_the_first_interval() {
     assert_eq!(prior["container"], ct.name.as_str());
     let r = prior["restarts"].as_u64().unwrap();
     assert!((before..=after).contains(&r), "{before} ≤ {r} ≤ {after}");
-    // Between runs systemd still has the last one's status and length;
-    // while the unit runs it has neither.
-    if prior["last_exit_status"].is_null() {
-        assert_eq!(prior["first_seen_unix"], serde_json::Value::Null, "{prior}");
-    } else {
+    // Between runs systemd still has the last one's status; while the unit
+    // runs it has none.
+    if !prior["last_exit_status"].is_null() {
         assert_eq!(prior["last_exit_status"], 1, "{prior}");
-        assert_eq!(prior["first_seen_from"], "estimate", "{prior}");
     }
+    // The count's start is the manager's own "restart counter is at 1"
+    // message in the container's journal, whether or not the unit ran.
+    let first_us = latest_counter_one(&ct);
+    assert_eq!(prior["first_seen_from"], "journal", "{prior}");
+    assert_eq!(prior["first_seen_unix"], first_us as f64 / 1e6, "{prior}");
     let msg = prior["message"].as_str().unwrap();
     assert!(
         msg.starts_with(&format!("respawn loop in {UNIT} @{}: ", ct.name))
-            && msg.contains("from systemd"),
+            && msg.contains("from systemd and its journal"),
         "{msg}"
     );
     // Live restarts continue the same loop, and say so.
@@ -108,6 +133,63 @@ fn a_loop_systemd_counted_is_a_finding_before_the_first_interval() {
         .unwrap_or_else(|| panic!("no reading of {}: {}", ct.name, s["systemd"]));
     assert!(manager["services"].as_u64().unwrap() > 0, "{manager}");
     assert_eq!(manager["error"], serde_json::Value::Null);
+}
+
+/// On a machine whose own manager runs the loop, trace reads that manager
+/// through its private socket (`/run/systemd/private`, the path a host
+/// is read by, not a container's) and its journal from `/var/log/journal`
+/// and `/run/log/journal`. The shipped binary runs in the container's mount
+/// and PID namespaces, where the container's manager is the machine's own
+/// and no container is below it.
+#[test]
+fn the_machines_own_manager_and_journal_are_read_where_it_runs() {
+    let Some(ct) = SystemdContainer::boot_suite("history-own", Suite::Bookworm, &[]) else {
+        return;
+    };
+    let Some(u) = dist::unpack(Arch::X86_64, "systemd_history") else {
+        return;
+    };
+    ct.copy_in(&u.bin(), "/usr/local/bin/spawnscope");
+    flapping(&ct, 5);
+    let out = run_with_timeout(
+        std::process::Command::new("nsenter")
+            .args(["--target", &ct.leader.to_string(), "--mount", "--pid", "--"])
+            .args([
+                "/usr/local/bin/spawnscope",
+                "trace",
+                "--json",
+                "--for",
+                "4s",
+            ]),
+        Duration::from_secs(60),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}: {stderr}", out.status);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let prior = lines
+        .iter()
+        .find(|v| v["type"] == "finding" && v["source"] == "systemd" && v["unit"] == UNIT)
+        .unwrap_or_else(|| panic!("no finding from systemd; stderr:\n{stderr}"));
+    assert_eq!(prior["container"], serde_json::Value::Null, "{prior}");
+    assert_eq!(prior["first_seen_from"], "journal", "{prior}");
+    assert_eq!(
+        prior["first_seen_unix"],
+        latest_counter_one(&ct) as f64 / 1e6,
+        "{prior}"
+    );
+    let managers = summary(&lines)["systemd"]["managers"].as_array().unwrap();
+    assert_eq!(
+        managers.len(),
+        1,
+        "the machine's manager alone: {managers:?}"
+    );
+    assert_eq!(managers[0]["container"], serde_json::Value::Null);
+    assert_eq!(managers[0]["error"], serde_json::Value::Null);
+    assert!(managers[0]["services"].as_u64().unwrap() > 0);
+    ct.run(&["systemctl", "stop", UNIT]);
 }
 
 #[test]

@@ -326,6 +326,9 @@ impl FindingSource {
 pub enum FirstSeenFrom {
     /// systemd's restart count times the length of one cycle, back from now.
     Estimate,
+    /// The manager's "restart counter is at 1" message that began its
+    /// current count, found in its journal.
+    Journal,
 }
 
 /// A loop systemd already knew of when spawnscope started, reported at

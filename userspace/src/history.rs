@@ -4,34 +4,120 @@
 //! systemd's counter; the sentinel starts a unit's restarts total at
 //! systemd's count the first time it sees the unit.
 
-use std::{path::Path, time::Instant};
+use std::{collections::HashMap, path::Path, time::Instant};
 
 use crate::{
-    detect::{FindingKind, FindingSource, FirstSeenFrom, Prior},
+    detect::{FindingKind, FindingSource, Prior},
+    journal::{self, Filter, Journal, Which},
     output::schema::{ManagerReading, SystemdSummary},
+    postmortem::ID_RESTART_SCHEDULED,
     sentinel::track::Seed,
-    systemd::{self, ExecMainCode, Reading, ServiceState, SystemdLoop},
+    systemd::{self, ExecMainCode, Reading, RestartSpan, ServiceState, SystemdLoop},
 };
 
 /// Every manager's reading, as of one instant.
 pub struct Known {
     pub readings: Vec<Reading>,
+    /// What the managers' journals say of the loops' current counts, by
+    /// (container, unit).
+    pub spans: HashMap<(Option<String>, String), RestartSpan>,
+    /// The whole read: systemd and the journals.
     pub read_ms: f64,
     /// When it was read: realtime µs, and CLOCK_MONOTONIC ns.
     pub now_us: u64,
     pub mono_ns: u64,
 }
 
-/// Reads the host's manager and every container's under `proc_root`.
+/// Reads the host's manager and every container's under `proc_root`, then,
+/// for the loops running now, the start of their count in each manager's
+/// journal.
 pub async fn read(proc_root: &Path) -> Known {
     let t0 = Instant::now();
     let readings = systemd::read_all(proc_root).await;
+    let now_us = (crate::clock::now_unix() * 1e6) as u64;
+    let mut spans = HashMap::new();
+    for r in &readings {
+        let Ok(services) = &r.result else { continue };
+        let loops: Vec<SystemdLoop> = systemd::loops(services, now_us);
+        if loops.is_empty() {
+            continue;
+        }
+        let (Some(boot), Ok(mut j)) = (
+            boot_id(&r.root),
+            journal::open(&Which::Root(r.root.clone())),
+        ) else {
+            continue;
+        };
+        for l in loops {
+            if let Some(span) = restart_span(&mut j, boot, &l.unit, l.n_restarts) {
+                spans.insert((l.container, l.unit), span);
+            }
+        }
+    }
     Known {
         readings,
+        spans,
         read_ms: t0.elapsed().as_secs_f64() * 1e3,
-        now_us: (crate::clock::now_unix() * 1e6) as u64,
+        now_us,
         mono_ns: crate::clock::monotonic_now_ns(),
     }
+}
+
+/// The boot ID of the machine whose root is `root`, as its journal stamps
+/// its entries: a container's own (nspawn gives each boot of a container
+/// one), read through its root.
+fn boot_id(root: &Path) -> Option<[u8; 16]> {
+    let text = std::fs::read_to_string(root.join("proc/sys/kernel/random/boot_id")).ok()?;
+    let hex: Vec<u8> = text.trim().bytes().filter(|&b| b != b'-').collect();
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    for (i, pair) in hex.chunks_exact(2).enumerate() {
+        id[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(id)
+}
+
+/// Where `journal` puts systemd's current count of `unit`'s restarts in
+/// boot `boot`: the manager's latest "restart counter is at 1." message
+/// for the unit (each `reset-failed` or manual start begins a new count
+/// there) and its latest at `n_restarts`. Only messages journald attributes
+/// to PID 1 count, so no other process's log can pose as the manager's.
+/// Looked up by field value (`N_RESTARTS=1`), so the cost is that of the
+/// few matching entries, not of the journal. None when the journal does
+/// not hold the first: journald removes the oldest files first, so an
+/// older count's message cannot outlive the current one's.
+pub fn restart_span(
+    journal: &mut Journal,
+    boot: [u8; 16],
+    unit: &str,
+    n_restarts: u32,
+) -> Option<RestartSpan> {
+    let filter = Filter {
+        boot: Some(boot),
+        ..Filter::default()
+    };
+    let mut latest = |count: u32| {
+        let mut at: Option<u64> = None;
+        journal.matching(
+            format!("N_RESTARTS={count}").as_bytes(),
+            &filter,
+            &mut |e| {
+                let ours = e.get("_PID") == Some(b"1".as_slice())
+                    && e.get("UNIT") == Some(unit.as_bytes())
+                    && e.get("MESSAGE_ID")
+                        .is_some_and(|id| id.eq_ignore_ascii_case(ID_RESTART_SCHEDULED));
+                if ours {
+                    at = at.max(Some(e.realtime_us()));
+                }
+            },
+        );
+        at
+    };
+    let first_us = latest(1)?;
+    let last_us = latest(n_restarts).filter(|&l| l >= first_us);
+    Some(RestartSpan { first_us, last_us })
 }
 
 /// [`read`] on a runtime of its own, in the calling thread, ended (its
@@ -67,8 +153,8 @@ fn prior(s: &ServiceState, l: &SystemdLoop) -> Prior {
         restarts: u64::from(l.n_restarts),
         rate_per_min: rate,
         projected_per_day: rate * 1440.0,
-        first_seen_unix: l.first_seen_estimate_us.map(|us| us as f64 / 1e6),
-        first_seen_from: l.first_seen_estimate_us.map(|_| FirstSeenFrom::Estimate),
+        first_seen_unix: l.first_seen_us.map(|us| us as f64 / 1e6),
+        first_seen_from: l.first_seen_from,
         last_seen_unix: last_start as f64 / 1e6,
         last_exit_status: (l.last_exit_code == ExecMainCode::Exited).then_some(l.last_exit_status),
         result: Some(l.last_result.as_str().to_string()),
@@ -106,11 +192,22 @@ impl Known {
         })
     }
 
+    /// The loop `s` is in, if any, with what its journal adds.
+    fn looping(&self, s: &ServiceState) -> Option<SystemdLoop> {
+        let l = systemd::looping_now(s, self.now_us)?;
+        Some(
+            match self.spans.get(&(l.container.clone(), l.unit.clone())) {
+                Some(&span) => l.with_journal(span),
+                None => l,
+            },
+        )
+    }
+
     /// The loops running right now, most restarts first.
     pub fn priors(&self) -> Vec<Prior> {
         let mut out: Vec<Prior> = self
             .services()
-            .filter_map(|s| systemd::looping_now(s, self.now_us).map(|l| prior(s, &l)))
+            .filter_map(|s| self.looping(s).map(|l| prior(s, &l)))
             .collect();
         out.sort_by(|a, b| b.restarts.cmp(&a.restarts).then(a.unit.cmp(&b.unit)));
         out
@@ -122,7 +219,7 @@ impl Known {
             .map(|s| Seed {
                 label: crate::report::unit_label(&s.unit, None, s.container.as_deref()),
                 n_restarts: u64::from(s.n_restarts),
-                prior: systemd::looping_now(s, self.now_us).map(|l| prior(s, &l)),
+                prior: self.looping(s).map(|l| prior(s, &l)),
                 running: s.control_group.is_some(),
             })
             .collect()

@@ -276,21 +276,21 @@ pub fn detect() -> Result<Section, Fail> {
     })
 }
 
-/// Reading systemd's state over D-Bus: the ignored `bench_systemd` test,
-/// in a real systemd. Printed only.
+/// Section 7: reading systemd's state over D-Bus, the ignored
+/// `bench_systemd` test, in a real systemd.
 pub fn systemd() -> Result<Section, Fail> {
     require_root("systemd", "boots a container")?;
     step("bench: reading systemd's state over D-Bus (about 1 minute)");
     let table = bench_test("bench_systemd")?;
     Ok(Section {
-        title: "Reading systemd's state over D-Bus".into(),
+        title: "7. Reading systemd's state over D-Bus".into(),
         body: format!(
             "`spawnscope::systemd` reads one manager: it connects to a container's private \
              socket from inside the container's PID namespace, lists the loaded services and \
              reads each one's properties, pipelined on the one connection. The container (the \
              real-systemd fixture, see DEVELOPERS.md) runs 500 more services (`bench@N.service`, \
              `sleep infinity`). Each figure is the whole reading, timed by the bench; 10 runs \
-             after one untimed. Target: 200 ms.\n\n{}\n",
+             after one untimed. trace and the sentinel read by `Get`.\n\n{}\n",
             table.trim_end()
         ),
     })
@@ -323,12 +323,12 @@ fn preamble(minutes: f64) -> String {
     format!(
         "# Benchmarks\n\n\
          Written by `cargo xtask bench` (root; it installs bpftrace, forkstat, auditd, bpftool \
-         and stress-ng if they are missing). Every figure in sections 1–5 comes from one run \
+         and stress-ng if they are missing). Every figure in sections 1–7 comes from one run \
          of that command: {}, commit {}{}, {minutes:.1} minutes. Figures are medians with \
          (min … max) and the number of runs; overheads are ratios against an untraced \
          baseline measured in the same run, interleaved. Each section also runs alone, \
          printing its part: `cargo xtask bench overhead` (sections 1 and 2), `bench \
-         capacity`, `bench sentinel`, `bench detect`.\n\n\
+         capacity`, `bench sentinel`, `bench detect`, `bench postmortem`, `bench systemd`.\n\n\
          Machine: {cpu}, {cpus} CPUs, {mem_gib:.0} GiB, kernel {}, release builds.\n",
         date.trim(),
         commit.trim(),
@@ -341,7 +341,7 @@ fn preamble(minutes: f64) -> String {
     )
 }
 
-/// `cargo xtask bench`: sections 1–5, printed as they finish and written
+/// `cargo xtask bench`: sections 1–7, printed as they finish and written
 /// to BENCHMARKS.md (keeping the part below [`KEPT`]).
 pub fn all() -> Result<(), Fail> {
     require_root("", "loads BPF programs and boots a container")?;
@@ -365,6 +365,7 @@ pub fn all() -> Result<(), Fail> {
         &target,
         &crate::dist::build_static_host_bin()?,
     )?);
+    show(systemd()?);
     let path = workspace_root().join("BENCHMARKS.md");
     let kept = std::fs::read_to_string(&path)
         .ok()

@@ -3,7 +3,11 @@
 
 use std::{fs::File, io, os::fd::AsRawFd, path::PathBuf};
 
-use super::decompress::{Compression, DecompressError};
+use super::{
+    MAX_VALUE,
+    decompress::{Compression, DecompressError},
+    hash::{jenkins64, siphash24},
+};
 
 const SIGNATURE: &[u8; 8] = b"LPKSHHRH";
 /// The header up to `tail_entry_monotonic`: every journal file since
@@ -222,6 +226,10 @@ pub struct JournalFile {
     file: File,
     pub compact: bool,
     pub seqnum_id: [u8; 16],
+    /// The key of its DATA hashes when they are keyed.
+    hash_key: Option<[u8; 16]>,
+    /// Where the DATA hash table's buckets start, and how many there are.
+    data_buckets: (u64, u64),
     header_size: u64,
     n_entries: u64,
     entry_array_offset: u64,
@@ -287,9 +295,13 @@ impl JournalFile {
         } else {
             (arena_end, None)
         };
+        let table = le64(b, 104);
+        let table_size = le64(b, 112);
         Ok(JournalFile {
             path,
             seqnum_id: id128(b, 72),
+            hash_key: (incompatible & INCOMPAT_KEYED_HASH != 0).then(|| id128(b, 24)),
+            data_buckets: (table, table_size / 16),
             compact,
             header_size,
             n_entries: le64(b, 152),
@@ -394,6 +406,113 @@ impl JournalFile {
             compression,
             payload,
         })
+    }
+}
+
+impl JournalFile {
+    /// The hash this file files `payload` (`FIELD=value`, uncompressed)
+    /// under.
+    pub fn hash(&self, payload: &[u8]) -> u64 {
+        match &self.hash_key {
+            Some(key) => siphash24(payload, key),
+            None => jenkins64(payload),
+        }
+    }
+
+    /// The DATA object holding `payload` (`FIELD=value`), looked up in the
+    /// file's DATA hash table as journald looks it up: None when the file
+    /// has no such value. Errors name the damage that stopped the lookup.
+    pub fn find_data(&self, payload: &[u8]) -> Result<Option<u64>, String> {
+        let (table, buckets) = self.data_buckets;
+        if buckets == 0 {
+            return Err("no data hash table".to_string());
+        }
+        self.object(table.wrapping_sub(16), ObjectType::DataHashTable)
+            .map_err(|e| format!("data hash table at {table:#x}: {e}"))?;
+        let hash = self.hash(payload);
+        let bucket = table + (hash % buckets) * 16;
+        if bucket.saturating_add(16) > self.end {
+            return Err(format!("data hash table at {table:#x}: outside the file"));
+        }
+        let mut offset = le64(self.bytes(), bucket as usize);
+        let mut previous = 0;
+        while offset != 0 {
+            // journald appends to a chain: each link lies beyond the last.
+            if offset <= previous {
+                return Err(format!(
+                    "data hash chain at {previous:#x}: next object {offset:#x} loops back"
+                ));
+            }
+            let o = self
+                .object(offset, ObjectType::Data)
+                .map_err(|e| format!("data object at {offset:#x}: {e}"))?;
+            if le64(o, 16) == hash {
+                let data = self
+                    .data(offset)
+                    .map_err(|e| format!("data object at {offset:#x}: {e}"))?;
+                let same = match data.compression {
+                    None => data.payload == payload,
+                    Some(kind) => super::decompress::decompress(kind, data.payload, MAX_VALUE)
+                        .is_ok_and(|v| v == payload),
+                };
+                if same {
+                    return Ok(Some(offset));
+                }
+            }
+            previous = offset;
+            offset = le64(o, 24);
+        }
+        Ok(None)
+    }
+
+    /// Calls `f` with the offset of every entry that references the DATA
+    /// object at `data`, in stored order: its first entry, then its own
+    /// chain of entry arrays. Errors name the damage that cut the list
+    /// short; the entries before it have been delivered.
+    pub fn data_entries(&self, data: u64, f: &mut dyn FnMut(u64)) -> Result<(), String> {
+        let o = self
+            .object(data, ObjectType::Data)
+            .map_err(|e| format!("data object at {data:#x}: {e}"))?;
+        let (first, mut array, n) = (le64(o, 40), le64(o, 48), le64(o, 56));
+        if n == 0 {
+            return Ok(());
+        }
+        f(first);
+        let mut last = first;
+        let mut left = n - 1;
+        let item = if self.compact { 4 } else { 8 };
+        let mut previous = 0;
+        while left > 0 {
+            if array == 0 || array <= previous {
+                return Err(format!(
+                    "data object at {data:#x}: its entry arrays end {left} entries short"
+                ));
+            }
+            let a = self
+                .object(array, ObjectType::EntryArray)
+                .map_err(|e| format!("entry array at {array:#x}: {e}"))?;
+            for i in 0..((a.len() - 24) / item) {
+                if left == 0 {
+                    break;
+                }
+                let entry = if self.compact {
+                    u64::from(le32(a, 24 + i * 4))
+                } else {
+                    le64(a, 24 + i * 8)
+                };
+                if entry <= last {
+                    return Err(format!(
+                        "entry array at {array:#x}: entry {entry:#x} out of order"
+                    ));
+                }
+                f(entry);
+                last = entry;
+                left -= 1;
+            }
+            previous = array;
+            array = le64(a, 16);
+        }
+        Ok(())
     }
 }
 

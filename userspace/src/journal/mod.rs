@@ -15,8 +15,7 @@
 //! or named files. Each file is mapped read-only (`mmap`) at the size it
 //! has when opened; nothing links libsystemd or runs journalctl. Regular
 //! and compact (`HEADER_INCOMPATIBLE_COMPACT`, 32-bit offsets) files are
-//! read; keyed hashes only matter for lookups by hash, which the reader
-//! does not do. DATA payloads compressed with XZ, LZ4 (journald's 8-byte
+//! read. DATA payloads compressed with XZ, LZ4 (journald's 8-byte
 //! size prefix then one LZ4 block) or ZSTD are decompressed by pure-Rust
 //! decoders, each capped at [`MAX_VALUE`] bytes of output.
 //!
@@ -36,6 +35,14 @@
 //! are dropped from the process's resident set as the cursors move on
 //! (`MADV_DONTNEED`; they stay in the page cache), so memory stays flat on
 //! journals of any size.
+//!
+//! [`Journal::matching`] finds the entries holding one field value the
+//! way `journalctl FIELD=value` does, without walking the journal: the
+//! value's DATA object through the file's DATA hash table (SipHash-2-4
+//! keyed with the file ID where the header says `KEYED_HASH`, else
+//! Jenkins' lookup3), then the entries that object lists. That is how the
+//! start-up finds the first restart of a loop's count in the manager's
+//! journal (`N_RESTARTS=1`).
 //!
 //! # What is skipped, and reported
 //!
@@ -73,6 +80,7 @@
 
 mod decompress;
 mod file;
+mod hash;
 #[cfg(test)]
 mod tests;
 
@@ -97,6 +105,10 @@ pub enum Which {
     /// (the machine ID from `/etc/machine-id`; where that directory is
     /// missing, every subdirectory).
     Default,
+    /// Another machine's system journals, as [`Which::Default`] finds this
+    /// one's, under its root directory: a container's, seen through
+    /// `/proc/PID/root`.
+    Root(PathBuf),
     /// The journal files in a directory; if it holds none, those in its
     /// subdirectories one level down (a copied `/var/log/journal` has
     /// `<machine-id>/` inside).
@@ -193,16 +205,21 @@ pub struct Journal {
     unreadable: Vec<Problem>,
 }
 
-const DEFAULT_ROOTS: [&str; 2] = ["/var/log/journal", "/run/log/journal"];
+/// Relative to the machine's root.
+const DEFAULT_ROOTS: [&str; 2] = ["var/log/journal", "run/log/journal"];
 
 /// Finds and maps the journal files `which` names. Fails when a named file
 /// or directory cannot be opened, or when no journal file is found; a file
 /// that opens but is not a journal is reported by each read instead.
 pub fn open(which: &Which) -> Result<Journal, JournalError> {
     let paths = match which {
-        Which::Default => {
-            let machine_id = std::fs::read_to_string("/etc/machine-id").ok();
-            let roots: Vec<PathBuf> = DEFAULT_ROOTS.iter().map(PathBuf::from).collect();
+        Which::Default | Which::Root(_) => {
+            let top = match which {
+                Which::Root(r) => r.as_path(),
+                _ => Path::new("/"),
+            };
+            let machine_id = std::fs::read_to_string(top.join("etc/machine-id")).ok();
+            let roots: Vec<PathBuf> = DEFAULT_ROOTS.iter().map(|r| top.join(r)).collect();
             let dirs = default_dirs(&roots, machine_id.as_deref().map(str::trim));
             let mut files = Vec::new();
             for dir in &dirs {
@@ -414,6 +431,77 @@ impl Journal {
             };
             f(&view);
         }))
+    }
+
+    /// Calls `f` for every entry `filter` matches that holds the field
+    /// value `payload` (`FIELD=value`, as stored), found through each
+    /// file's DATA hash table and the value's own list of entries, as
+    /// `journalctl FIELD=value` finds them: the cost is that of the
+    /// matching entries, not of the journal. File by file, each in stored
+    /// order; an entry stored in two files is delivered twice.
+    pub fn matching(
+        &mut self,
+        payload: &[u8],
+        filter: &Filter,
+        f: &mut dyn FnMut(&dyn Fields),
+    ) -> ReadStats {
+        let mut stats = ReadStats {
+            files: self.files.len(),
+            bytes: self.files.iter().map(JournalFile::size).sum(),
+            problems: self.unreadable.clone(),
+            ..ReadStats::default()
+        };
+        let mut decoded: Vec<Decoded> = Vec::new();
+        for (index, file) in self.files.iter_mut().enumerate() {
+            let mut state = FileState {
+                problems: Problems::default(),
+                bad_data: HashSet::new(),
+            };
+            if let Some(what) = file.recheck_size() {
+                state.problems.push(what);
+            }
+            let file = &*file;
+            let mut offsets = Vec::new();
+            let found = file.find_data(payload).and_then(|data| match data {
+                Some(d) => file.data_entries(d, &mut |e| offsets.push(e)),
+                None => Ok(()),
+            });
+            if let Err(what) = found {
+                state.problems.push(what);
+            }
+            for offset in offsets {
+                let head = match file.entry(offset) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        state.problems.push(format!("entry at {offset:#x}: {e}"));
+                        continue;
+                    }
+                };
+                if !filter.matches(&head) {
+                    continue;
+                }
+                let n = (head.items_end - head.items_start) / if file.compact { 4 } else { 16 };
+                decoded.clear();
+                decoded.resize_with(n, Decoded::default);
+                let view = Entry {
+                    file,
+                    tag: (index as u64) << 48,
+                    head,
+                    decoded: &decoded,
+                    state: RefCell::new(&mut state),
+                };
+                f(&view);
+                stats.entries += 1;
+            }
+            file.release();
+            stats
+                .problems
+                .extend(state.problems.list.into_iter().map(|what| Problem {
+                    path: file.path.clone(),
+                    what,
+                }));
+        }
+        stats
     }
 
     /// The merge both [`Journal::read`] and [`Journal::boots`] run on.

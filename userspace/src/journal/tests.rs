@@ -124,12 +124,19 @@ fn export_stream(entries: &[In]) -> Vec<u8> {
 /// Writes `entries` into a journal file at `path` with
 /// systemd-journal-remote.
 fn make_journal(path: &Path, entries: &[In], compact: bool) {
+    make_journal_hashed(path, entries, compact, true)
+}
+
+/// [`make_journal`], choosing whether DATA hashes are keyed (SipHash) or
+/// not (Jenkins), as journald's SYSTEMD_JOURNAL_KEYED_HASH does.
+fn make_journal_hashed(path: &Path, entries: &[In], compact: bool, keyed: bool) {
     require_tools();
     let mut child = Command::new(JOURNAL_REMOTE)
         .arg("--split-mode=none")
         .arg(format!("--output={}", path.display()))
         .arg("-")
         .env("SYSTEMD_JOURNAL_COMPACT", if compact { "1" } else { "0" })
+        .env("SYSTEMD_JOURNAL_KEYED_HASH", if keyed { "1" } else { "0" })
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -947,4 +954,178 @@ fn data_item_at_an_absurd_offset_loses_only_its_field() {
             "data object at {far:#x}: offset outside the file; its field is missing from the entries using it"
         )]
     );
+}
+
+/// Realtimes of the entries `journalctl --file PATH MATCH` lists.
+fn journalctl_matching(path: &Path, m: &str) -> Vec<u64> {
+    let out = Command::new("journalctl")
+        .arg(format!("--file={}", path.display()))
+        .args(["-o", "export", "--no-pager", m])
+        .output()
+        .expect("run journalctl");
+    assert!(
+        out.status.success(),
+        "journalctl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    parse_export(&out.stdout)
+        .iter()
+        .map(|e| e.realtime)
+        .collect()
+}
+
+fn matching(path: &Path, payload: &[u8], filter: &Filter) -> (Vec<u64>, ReadStats) {
+    let mut journal = open(&Which::Files(vec![path.to_path_buf()])).expect("open");
+    let mut got = Vec::new();
+    let stats = journal.matching(payload, filter, &mut |e| got.push(e.realtime_us()));
+    (got, stats)
+}
+
+/// Values looked up by hash find exactly the entries journalctl's matches
+/// find, in files with keyed (SipHash) and unkeyed (Jenkins) hashes,
+/// regular and compact: a plain value, one shared by every entry, the
+/// second value of a repeated field, a compressed value, and one no entry
+/// has.
+#[test]
+fn lookup_by_value_finds_what_journalctl_matches() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (compact, keyed) in [(false, false), (false, true), (true, false), (true, true)] {
+        let path = dir.path().join(format!("c{compact}-k{keyed}.journal"));
+        make_journal_hashed(&path, &sample(300), compact, keyed);
+        let header = std::fs::read(&path).expect("read");
+        let flags = u32::from_le_bytes(header[12..16].try_into().expect("4"));
+        assert_eq!(
+            flags & 4 != 0,
+            keyed,
+            "keyed-hash flag of {}",
+            path.display()
+        );
+        let big = {
+            let mut v = b"BIG=".to_vec();
+            v.extend_from_slice(&big_value(13));
+            v
+        };
+        let cases: [&[u8]; 5] = [
+            b"MESSAGE=serial-getty@ttyS0.service: Scheduled restart job, restart counter is at 7.",
+            b"UNIT=serial-getty@ttyS0.service",
+            b"REPEATED=second",
+            &big,
+            b"UNIT=nope.service",
+        ];
+        for payload in cases {
+            let text = String::from_utf8_lossy(payload).into_owned();
+            let want = journalctl_matching(&path, &text);
+            let (got, stats) = matching(&path, payload, &Filter::default());
+            assert!(stats.problems.is_empty(), "{:?}", stats.problems);
+            assert_eq!(
+                got,
+                want,
+                "{} in {}",
+                &text[..text.len().min(40)],
+                path.display()
+            );
+        }
+        let (all, _) = matching(&path, cases[1], &Filter::default());
+        assert_eq!(all.len(), 300);
+        let (_, flags, _) = data_offset(&path, 13, "BIG");
+        assert_ne!(flags, 0, "BIG is stored compressed");
+        let (one_boot, _) = matching(
+            &path,
+            cases[1],
+            &Filter {
+                boot: Some(BOOT_B),
+                ..Filter::default()
+            },
+        );
+        assert_eq!(one_boot, all[150..].to_vec());
+    }
+}
+
+/// A damaged DATA object or hash table makes a lookup report the damage
+/// and deliver nothing, without a panic.
+#[test]
+fn lookup_in_a_damaged_file_reports_the_damage() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, _) = fixture(dir.path(), "damaged.journal", 50, true);
+    let (unit, _, _) = data_offset(&path, 0, "UNIT");
+    patch(&path, unit, &[0u8; 16]);
+    let (got, stats) = matching(
+        &path,
+        b"UNIT=serial-getty@ttyS0.service",
+        &Filter::default(),
+    );
+    assert!(got.is_empty());
+    assert_eq!(stats.problems.len(), 1, "{:?}", stats.problems);
+    assert!(
+        stats.problems[0].what.contains(&format!("{unit:#x}")),
+        "{:?}",
+        stats.problems
+    );
+    let table = {
+        let b = std::fs::read(&path).expect("read");
+        u64::from_le_bytes(b[104..112].try_into().expect("8"))
+    };
+    patch(&path, table - 16, &[0u8; 16]);
+    let (got, stats) = matching(&path, b"PRIORITY=6", &Filter::default());
+    assert!(got.is_empty());
+    assert!(
+        whats(&stats)[0].starts_with("data hash table at "),
+        "{:?}",
+        stats.problems
+    );
+}
+
+/// The manager's messages as journald stores them: N_RESTARTS, UNIT,
+/// MESSAGE_ID, and _PID=1.
+fn restart_message(realtime: u64, boot: [u8; 16], unit: &str, n: u32, pid: &str) -> In {
+    In {
+        realtime,
+        monotonic: realtime - 1_699_999_000_000_000,
+        boot,
+        fields: vec![
+            ("_PID".into(), pid.as_bytes().to_vec()),
+            ("UNIT".into(), unit.as_bytes().to_vec()),
+            (
+                "MESSAGE_ID".into(),
+                b"5eb03494b6584870a536b337290809b3".to_vec(),
+            ),
+            (
+                "MESSAGE".into(),
+                format!("{unit}: Scheduled restart job, restart counter is at {n}.").into_bytes(),
+            ),
+            ("N_RESTARTS".into(), n.to_string().into_bytes()),
+        ],
+    }
+}
+
+/// The current count of a unit's restarts is the one its latest counter-1
+/// message began, in this boot, from PID 1: an earlier count (ended by
+/// reset-failed), another boot's, another unit's, and a forged message
+/// from another process are not.
+#[test]
+fn restart_span_is_the_current_count_from_pid_1() {
+    const U: &str = "crashy.service";
+    let t = |s: u64| 1_700_000_000_000_000 + s * 1_000_000;
+    let mut entries = vec![restart_message(t(0), BOOT_A, U, 1, "1")];
+    entries.extend((1..=5).map(|n| restart_message(t(10 * n as u64), BOOT_B, U, n, "1")));
+    // reset-failed, then a new count from 1 at t(200).
+    entries.extend((1..=4).map(|n| restart_message(t(190 + 10 * n as u64), BOOT_B, U, n, "1")));
+    entries.push(restart_message(t(300), BOOT_B, "other.service", 1, "1"));
+    entries.push(restart_message(t(310), BOOT_B, U, 1, "4242"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("restarts.journal");
+    make_journal(&path, &entries, true);
+    let mut j = open(&Which::Files(vec![path.clone()])).expect("open");
+    let span = crate::history::restart_span(&mut j, BOOT_B, U, 4).expect("found");
+    assert_eq!(span.first_us, t(200));
+    assert_eq!(span.last_us, Some(t(230)));
+    // A count the journal has not caught up with yet: no last.
+    let span = crate::history::restart_span(&mut j, BOOT_B, U, 6).expect("found");
+    assert_eq!((span.first_us, span.last_us), (t(200), None));
+    assert_eq!(
+        crate::history::restart_span(&mut j, BOOT_B, "absent.service", 4),
+        None
+    );
+    let other_boot = [7u8; 16];
+    assert_eq!(crate::history::restart_span(&mut j, other_boot, U, 4), None);
 }

@@ -78,7 +78,7 @@ const PRESSURE_TEXT_MAX: usize = 512;
 const OOM_UNIT_WINDOW_US: u64 = 10_000_000;
 
 /// Lower-case message ids from systemd's sd-messages.h.
-const ID_RESTART_SCHEDULED: &[u8] = b"5eb03494b6584870a536b337290809b3";
+pub const ID_RESTART_SCHEDULED: &[u8] = b"5eb03494b6584870a536b337290809b3";
 const ID_UNIT_STARTED: &[u8] = b"39f53479d3a045ac8e11786248231fbf";
 const ID_UNIT_FAILURE_RESULT: &[u8] = b"d9b373ed55a64feb8242e02dbe79a49c";
 const ID_UNIT_PROCESS_EXIT: &[u8] = b"98e322203f7a4ed290d09fe03c09fe15";

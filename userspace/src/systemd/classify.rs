@@ -26,7 +26,11 @@
 use serde::Serialize;
 
 use super::{ActiveState, ExecMainCode, ServiceResult, ServiceState};
-use crate::{clock::date, detect::thousands, report::unit_label};
+use crate::{
+    clock::date,
+    detect::{FirstSeenFrom, thousands},
+    report::unit_label,
+};
 
 /// Restarts before a service counts as looping: one or two may be a
 /// transient fault that a restart cured.
@@ -51,9 +55,12 @@ pub struct SystemdLoop {
     pub cycle_us: Option<u64>,
     /// 60 s over [`SystemdLoop::cycle_us`].
     pub rate_per_min: Option<f64>,
-    /// An estimate, not a record: now − `n_restarts` × cycle, as if every
-    /// turn took as long as the last. systemd keeps no first start time.
-    pub first_seen_estimate_us: Option<u64>,
+    /// When systemd's current count began: its first restart as the
+    /// manager's journal records it (see [`SystemdLoop::with_journal`]),
+    /// else an estimate, now − `n_restarts` × cycle, as if every turn took
+    /// as long as the last (systemd keeps no first start time).
+    pub first_seen_us: Option<u64>,
+    pub first_seen_from: Option<FirstSeenFrom>,
     /// How the last run ended; [`ExecMainCode::None`] while it runs.
     pub last_exit_code: ExecMainCode,
     /// Its exit status, or the signal that ended it.
@@ -93,7 +100,7 @@ pub fn looping_now(s: &ServiceState, now_us: u64) -> Option<SystemdLoop> {
         .then(|| (s.exec_main_exit_us - s.exec_main_start_us).saturating_add(s.restart_us))
         .filter(|&c| c > 0);
     let rate_per_min = cycle_us.map(|c| 60e6 / c as f64);
-    let first_seen_estimate_us =
+    let first_seen_us =
         cycle_us.map(|c| now_us.saturating_sub(c.saturating_mul(u64::from(s.n_restarts))));
     let mut l = SystemdLoop {
         unit: s.unit.clone(),
@@ -101,7 +108,8 @@ pub fn looping_now(s: &ServiceState, now_us: u64) -> Option<SystemdLoop> {
         n_restarts: s.n_restarts,
         cycle_us,
         rate_per_min,
-        first_seen_estimate_us,
+        first_seen_us,
+        first_seen_from: first_seen_us.map(|_| FirstSeenFrom::Estimate),
         last_exit_code: s.exec_main_code,
         last_exit_status: s.exec_main_status,
         last_result: s.result.clone(),
@@ -111,8 +119,38 @@ pub fn looping_now(s: &ServiceState, now_us: u64) -> Option<SystemdLoop> {
     Some(l)
 }
 
+/// Where the manager's journal puts systemd's current count of a
+/// service's restarts: the realtime (µs) of its "Scheduled restart job,
+/// restart counter is at 1." message, and of the one at the count systemd
+/// holds now, when found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartSpan {
+    pub first_us: u64,
+    pub last_us: Option<u64>,
+}
+
+impl SystemdLoop {
+    /// The loop with its start taken from the journal, and its rate, where
+    /// the journal holds both ends, as `n_restarts` − 1 intervals over the
+    /// span between them (as `postmortem` reckons a rate).
+    pub fn with_journal(mut self, span: RestartSpan) -> SystemdLoop {
+        self.first_seen_us = Some(span.first_us);
+        self.first_seen_from = Some(FirstSeenFrom::Journal);
+        if let Some(last) = span.last_us
+            && last > span.first_us
+            && self.n_restarts > 1
+        {
+            self.rate_per_min =
+                Some(f64::from(self.n_restarts - 1) * 60e6 / (last - span.first_us) as f64);
+        }
+        self.message = message(&self);
+        self
+    }
+}
+
 /// "respawn loop in serial-getty@ttyS0.service: 421,491 restarts since
-/// 13 Jan 2026 09:00 UTC (6.0/min, from systemd), last exit status 1".
+/// 13 Jan 2026 09:00 UTC (6.0/min, from systemd), last exit status 1";
+/// "from systemd and its journal" when the start is the journal's.
 /// The start and rate are left out when the cycle is unknown.
 pub fn message(l: &SystemdLoop) -> String {
     let who = unit_label(&l.unit, None, l.container.as_deref());
@@ -120,12 +158,16 @@ pub fn message(l: &SystemdLoop) -> String {
         "respawn loop in {who}: {} restarts",
         thousands(u64::from(l.n_restarts))
     );
-    if let Some(first) = l.first_seen_estimate_us {
+    if let Some(first) = l.first_seen_us {
         m.push_str(&format!(" since {}", date(first as f64 / 1e6)));
     }
+    let from = match l.first_seen_from {
+        Some(FirstSeenFrom::Journal) => "from systemd and its journal",
+        Some(FirstSeenFrom::Estimate) | None => "from systemd",
+    };
     match l.rate_per_min {
-        Some(r) => m.push_str(&format!(" ({r:.1}/min, from systemd)")),
-        None => m.push_str(" (from systemd)"),
+        Some(r) => m.push_str(&format!(" ({r:.1}/min, {from})")),
+        None => m.push_str(&format!(" ({from})")),
     }
     match l.last_exit_code {
         ExecMainCode::Exited => {
@@ -204,7 +246,7 @@ mod tests {
         assert_eq!(l.n_restarts, 421_491);
         assert_eq!(l.cycle_us, Some(10 * S));
         assert_eq!(l.rate_per_min, Some(6.0));
-        assert_eq!(l.first_seen_estimate_us, Some(now - 421_491 * 10 * S));
+        assert_eq!(l.first_seen_us, Some(now - 421_491 * 10 * S));
         assert_eq!(l.last_exit_code, ExecMainCode::Exited);
         assert_eq!(l.last_exit_status, 1);
         assert_eq!(l.last_result, ServiceResult::ExitCode);
@@ -220,6 +262,39 @@ mod tests {
             "respawn loop in serial-getty@ttyS0.service: 421,491 restarts since 13 Jan 2026 \
              09:00 UTC (6.0/min, from systemd), last exit status 1"
         );
+    }
+
+    #[test]
+    fn the_journal_gives_the_start_and_the_rate() {
+        // Read while running: systemd alone knows no cycle, hence no start.
+        let now = T0 + 48 * 86_400 * S;
+        let l = looping_now(&running(now, 2 * S, 421_491), now).unwrap();
+        assert_eq!((l.first_seen_us, l.rate_per_min), (None, None));
+        let last = T0 + 421_490 * 10 * S;
+        let l = l.with_journal(RestartSpan {
+            first_us: T0,
+            last_us: Some(last),
+        });
+        assert_eq!(l.first_seen_us, Some(T0));
+        assert_eq!(l.first_seen_from, Some(FirstSeenFrom::Journal));
+        assert_eq!(l.rate_per_min, Some(6.0));
+        assert_eq!(
+            l.message,
+            "respawn loop in serial-getty@ttyS0.service: 421,491 restarts since 13 Jan 2026 \
+             09:00 UTC (6.0/min, from systemd and its journal)"
+        );
+    }
+
+    #[test]
+    fn without_the_last_restart_in_the_journal_the_rate_stays_systemds() {
+        let now = T0 + 1000 * S;
+        let l = looping_now(&getty(now, 50), now).unwrap();
+        let l = l.with_journal(RestartSpan {
+            first_us: T0,
+            last_us: None,
+        });
+        assert_eq!(l.first_seen_us, Some(T0));
+        assert_eq!(l.rate_per_min, Some(6.0), "the last cycle's rate");
     }
 
     #[test]
@@ -242,7 +317,7 @@ mod tests {
         let l = looping_now(&running(now, 2 * S, 12), now).expect("looping");
         assert_eq!(l.cycle_us, None);
         assert_eq!(l.rate_per_min, None);
-        assert_eq!(l.first_seen_estimate_us, None);
+        assert_eq!(l.first_seen_us, None);
         assert_eq!(
             l.message,
             "respawn loop in serial-getty@ttyS0.service: 12 restarts (from systemd)"
@@ -295,7 +370,7 @@ mod tests {
         let l = looping_now(&s, now).expect("looping");
         assert_eq!(l.cycle_us, Some(150_000));
         assert_eq!(l.rate_per_min, Some(400.0));
-        assert_eq!(l.first_seen_estimate_us, Some(now - 300 * 150_000));
+        assert_eq!(l.first_seen_us, Some(now - 300 * 150_000));
     }
 
     #[test]
@@ -350,6 +425,6 @@ mod tests {
         let mut s = getty(T0, u32::MAX);
         s.restart_us = u64::MAX;
         let l = looping_now(&s, T0).unwrap();
-        assert_eq!(l.first_seen_estimate_us, Some(0));
+        assert_eq!(l.first_seen_us, Some(0));
     }
 }

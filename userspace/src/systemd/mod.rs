@@ -28,7 +28,7 @@ use wire::{Call, Wire, WireError};
 use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
 
 pub use classify::{
-    MIN_RESTARTS, MIN_WINDOW_US, SystemdLoop, looping_now, message, recent_window_us,
+    MIN_RESTARTS, MIN_WINDOW_US, RestartSpan, SystemdLoop, looping_now, message, recent_window_us,
 };
 pub use discover::{ContainerInit, container_name, is_namespace_init, scan};
 pub use types::{ActiveState, ExecMainCode, RestartPolicy, ServiceResult, SubState};
@@ -543,6 +543,9 @@ async fn join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
 pub struct Reading {
     /// None for the host's manager.
     pub container: Option<String>,
+    /// The manager's root directory as seen from here: `/` for the host,
+    /// `/proc/PID/root` for a container (where its journal is found).
+    pub root: PathBuf,
     pub result: Result<Vec<ServiceState>, Error>,
 }
 
@@ -553,6 +556,7 @@ pub async fn read_all(proc_root: &Path) -> Vec<Reading> {
     let host = async {
         Reading {
             container: None,
+            root: PathBuf::from("/"),
             result: match Manager::host().await {
                 Ok(m) => m.services().await,
                 Err(e) => Err(e),
@@ -562,6 +566,7 @@ pub async fn read_all(proc_root: &Path) -> Vec<Reading> {
     let guests = containers.iter().map(|c| async move {
         Reading {
             container: Some(c.label()),
+            root: proc_root.join(c.pid.to_string()).join("root"),
             result: match Manager::container(c, proc_root).await {
                 Ok(m) => m.services().await,
                 Err(e) => Err(e),
