@@ -169,7 +169,9 @@ fn stable_service_reads_as_systemctl_shows_it_and_is_not_looping(suite: Suite) {
         "[Service]\nExecStart=/bin/sleep infinity\nRestart=on-failure\n",
     );
     ct.run(&["systemctl", "start", STABLE]);
-    let states = read(&ct);
+    // Every property: the default reading skips most of a service that
+    // has not restarted.
+    let states = read_with(&ct, ReadMode::Get);
     let s = find(&states, STABLE);
     let show = ct.show(
         STABLE,
@@ -210,6 +212,66 @@ fn get_and_get_all_read_the_same_states() {
     let by_get_all = read_with(&ct, ReadMode::GetAll);
     assert!(by_get.len() > 10, "{} services", by_get.len());
     assert_eq!(by_get, by_get_all);
+}
+
+/// The default reading, what trace and the sentinel use, has every
+/// property of a service systemd has restarted at least 3 times, as the
+/// full reading has it, and of every other service its counter, control
+/// group and states, and nothing more.
+#[test]
+fn the_default_reading_has_all_a_loop_needs() {
+    const GAVE_UP: &str = "gave-up.service";
+    let Some(ct) = boot("dbus-restarted", Suite::Bookworm) else {
+        return;
+    };
+    ct.install_unit(
+        STABLE,
+        "[Service]\nExecStart=/bin/sleep infinity\nRestart=on-failure\n",
+    );
+    // Restarted until systemd gives up: its state then holds still.
+    ct.install_unit(
+        GAVE_UP,
+        "[Unit]\nStartLimitIntervalSec=60\nStartLimitBurst=5\n\
+         [Service]\nExecStart=/bin/sh -c 'exit 3'\nRestart=always\nRestartSec=100ms\n",
+    );
+    ct.run(&["systemctl", "start", STABLE, GAVE_UP]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ct.show(GAVE_UP, &["ActiveState"])["ActiveState"] != "failed" {
+        assert!(
+            Instant::now() < deadline,
+            "{GAVE_UP} never hit its start limit"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let full = read_with(&ct, ReadMode::Get);
+    let default = read(&ct);
+    assert_eq!(
+        default.iter().map(|s| &s.unit).collect::<Vec<_>>(),
+        full.iter().map(|s| &s.unit).collect::<Vec<_>>()
+    );
+    let gave_up = find(&full, GAVE_UP);
+    assert!(gave_up.n_restarts >= 3, "{gave_up:?}");
+    assert_eq!(find(&default, GAVE_UP), gave_up);
+    let (d, f) = (find(&default, STABLE), find(&full, STABLE));
+    assert_eq!(
+        (
+            d.n_restarts,
+            &d.control_group,
+            &d.active_state,
+            &d.sub_state
+        ),
+        (
+            f.n_restarts,
+            &f.control_group,
+            &f.active_state,
+            &f.sub_state
+        )
+    );
+    assert!(
+        f.control_group.is_some() && f.exec_main_start_us > 0,
+        "{f:?}"
+    );
+    assert_eq!(d.exec_main_start_us, 0, "not read: {d:?}");
 }
 
 #[test]

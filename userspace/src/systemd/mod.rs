@@ -158,15 +158,15 @@ pub struct ServiceState {
 }
 
 /// The properties read, by interface.
-pub const UNIT_PROPERTIES: [&str; 7] = [
-    "Id",
-    "ActiveState",
-    "SubState",
+/// The Unit interface's properties read by `Get`. The name and the active
+/// and sub-state come with the listing of units.
+pub const UNIT_PROPERTIES: [&str; 4] = [
     "InactiveExitTimestamp",
     "StateChangeTimestamp",
     "StartLimitIntervalUSec",
     "StartLimitBurst",
 ];
+/// The Service interface's.
 pub const SERVICE_PROPERTIES: [&str; 9] = [
     "NRestarts",
     "Result",
@@ -178,6 +178,8 @@ pub const SERVICE_PROPERTIES: [&str; 9] = [
     "ExecMainExitTimestamp",
     "ControlGroup",
 ];
+/// What [`ReadMode::Restarted`] reads of every service first.
+const FIRST_PROPERTIES: [&str; 2] = ["NRestarts", "ControlGroup"];
 
 impl ServiceState {
     /// From the properties of the unit's Unit and Service interfaces
@@ -186,7 +188,7 @@ impl ServiceState {
     pub fn from_properties(
         container: Option<String>,
         unit: &str,
-        props: &HashMap<String, OwnedValue>,
+        props: &HashMap<&'static str, OwnedValue>,
     ) -> Self {
         let get = |k: &str| props.get(k).map(|v| &**v);
         let s = |k: &str| match get(k) {
@@ -229,15 +231,23 @@ impl ServiceState {
     }
 }
 
-/// How a unit's properties are fetched: one `Get` per property, or two
-/// `GetAll` calls (one per interface). Both give the same
-/// [`ServiceState`]. `cargo xtask bench systemd` times each: `Get` is the
-/// faster, as `GetAll` has systemd compute (and read cgroup files for)
-/// some 300 properties per service where 16 are wanted.
+/// How a unit's properties are fetched. Every mode lists the services
+/// (name, active and sub-state) first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ReadMode {
+    /// What a loop needs, and no more: `NRestarts` and `ControlGroup` of
+    /// every service by `Get`; then every other property, by `Get`, of the
+    /// services systemd has restarted at least [`MIN_RESTARTS`] times, the
+    /// only ones that can be looping ([`looping_now`]). Elsewhere those
+    /// properties read as 0 or empty. What trace and the sentinel use.
     #[default]
+    Restarted,
+    /// Every property of every service, one `Get` each.
     Get,
+    /// Every property of every service, by two `GetAll` calls (one per
+    /// interface); the same [`ServiceState`] as [`ReadMode::Get`], slower:
+    /// systemd computes (and reads cgroup files for) some 300 properties
+    /// per service where 13 are wanted.
     GetAll,
 }
 
@@ -371,9 +381,10 @@ impl Manager {
             .map_err(|e| Error::wire(&self.socket, e))
     }
 
-    /// Every loaded service's object path and name (units systemd only
-    /// knows as not found are left out: there is nothing to read).
-    pub async fn service_units(&self) -> Result<Vec<(String, String)>, Error> {
+    /// Every loaded service's name, object path, and active and sub-state
+    /// (units systemd only knows as not found are left out: there is
+    /// nothing to read).
+    pub async fn service_units(&self) -> Result<Vec<Listed>, Error> {
         let states: &[&str] = &[];
         let c = self.call(
             MANAGER_PATH,
@@ -410,11 +421,16 @@ impl Manager {
         Ok(rows
             .into_iter()
             .filter(|r| r.2 != "not-found")
-            .map(|r| (r.0, r.6.as_str().to_string()))
+            .map(|r| Listed {
+                name: r.0,
+                path: r.6.as_str().to_string(),
+                active_state: r.3,
+                sub_state: r.4,
+            })
             .collect())
     }
 
-    /// Every loaded service's state, read with [`ReadMode::Get`].
+    /// Every loaded service's state, read with [`ReadMode::Restarted`].
     pub async fn services(&self) -> Result<Vec<ServiceState>, Error> {
         self.services_with(ReadMode::default()).await
     }
@@ -425,36 +441,88 @@ impl Manager {
     /// left out; a broken or hung connection fails the whole reading.
     pub async fn services_with(&self, mode: ReadMode) -> Result<Vec<ServiceState>, Error> {
         let units = self.service_units().await?;
-        // Every call, and which unit and property (for Get) it is for.
+        let mut props: Vec<HashMap<&'static str, OwnedValue>> = units
+            .iter()
+            .map(|u| {
+                let str_ = |v: &str| OwnedValue::try_from(Value::from(v.to_string())).ok();
+                [("ActiveState", &u.active_state), ("SubState", &u.sub_state)]
+                    .into_iter()
+                    .filter_map(|(k, v)| Some((k, str_(v)?)))
+                    .collect()
+            })
+            .collect();
+        let mut gone = vec![false; units.len()];
+        let every = || {
+            UNIT_PROPERTIES
+                .iter()
+                .map(|p| (UNIT_IFACE, *p))
+                .chain(SERVICE_PROPERTIES.iter().map(|p| (SERVICE_IFACE, *p)))
+        };
         let mut calls: Vec<(usize, Option<&'static str>, Call)> = Vec::new();
-        for (i, (_, path)) in units.iter().enumerate() {
+        for (i, u) in units.iter().enumerate() {
             match mode {
                 ReadMode::GetAll => {
                     for iface in [UNIT_IFACE, SERVICE_IFACE] {
                         calls.push((
                             i,
                             None,
-                            self.call(path, PROPERTIES_IFACE, "GetAll", &iface)?,
+                            self.call(&u.path, PROPERTIES_IFACE, "GetAll", &iface)?,
                         ));
                     }
                 }
                 ReadMode::Get => {
-                    let wanted = UNIT_PROPERTIES
-                        .iter()
-                        .map(|p| (UNIT_IFACE, *p))
-                        .chain(SERVICE_PROPERTIES.iter().map(|p| (SERVICE_IFACE, *p)));
-                    for (iface, prop) in wanted {
-                        calls.push((
-                            i,
-                            Some(prop),
-                            self.call(path, PROPERTIES_IFACE, "Get", &(iface, prop))?,
-                        ));
+                    for (iface, prop) in every() {
+                        calls.push((i, Some(prop), self.get(&u.path, iface, prop)?));
+                    }
+                }
+                ReadMode::Restarted => {
+                    for prop in FIRST_PROPERTIES {
+                        calls.push((i, Some(prop), self.get(&u.path, SERVICE_IFACE, prop)?));
                     }
                 }
             }
         }
-        let mut props: Vec<HashMap<String, OwnedValue>> = vec![HashMap::new(); units.len()];
-        let mut gone = vec![false; units.len()];
+        self.fetch(calls, &mut props, &mut gone).await?;
+        if mode == ReadMode::Restarted {
+            let mut calls = Vec::new();
+            for (i, u) in units.iter().enumerate() {
+                let restarts = match props[i].get("NRestarts").map(|v| &**v) {
+                    Some(Value::U32(n)) => *n,
+                    _ => 0,
+                };
+                if gone[i] || restarts < MIN_RESTARTS {
+                    continue;
+                }
+                for (iface, prop) in every().filter(|(_, p)| !FIRST_PROPERTIES.contains(p)) {
+                    calls.push((i, Some(prop), self.get(&u.path, iface, prop)?));
+                }
+            }
+            self.fetch(calls, &mut props, &mut gone).await?;
+        }
+        let mut out: Vec<ServiceState> = units
+            .iter()
+            .zip(props)
+            .zip(gone)
+            .filter(|(_, gone)| !gone)
+            .map(|((u, p), _)| ServiceState::from_properties(self.container.clone(), &u.name, &p))
+            .collect();
+        out.sort_by(|a, b| a.unit.cmp(&b.unit));
+        Ok(out)
+    }
+
+    fn get(&self, path: &str, iface: &str, prop: &str) -> Result<Call, Error> {
+        self.call(path, PROPERTIES_IFACE, "Get", &(iface, prop))
+    }
+
+    /// Sends `calls` (unit index, property for a `Get`, the call),
+    /// pipelined, and files each reply's properties under its unit; a unit
+    /// whose object is gone is marked so.
+    async fn fetch(
+        &self,
+        calls: Vec<(usize, Option<&'static str>, Call)>,
+        props: &mut [HashMap<&'static str, OwnedValue>],
+        gone: &mut [bool],
+    ) -> Result<(), Error> {
         let mut waiting: HashMap<u32, (usize, Option<&'static str>)> = HashMap::new();
         let mut next = calls.into_iter();
         let mut wire = self.wire.lock().await;
@@ -474,7 +542,7 @@ impl Manager {
                 wire.write(&batch).await.map_err(fail)?;
             }
             if waiting.is_empty() {
-                break;
+                return Ok(());
             }
             let r = wire.recv().await.map_err(fail)?;
             let Some((i, prop)) = waiting.remove(&r.reply_serial) else {
@@ -482,13 +550,19 @@ impl Manager {
             };
             match prop {
                 None => match r.body::<HashMap<String, OwnedValue>>() {
-                    Ok(p) => props[i].extend(p),
+                    Ok(p) => {
+                        for (k, v) in p {
+                            if let Some(known) = known_property(&k) {
+                                props[i].insert(known, v);
+                            }
+                        }
+                    }
                     Err(WireError::Method { .. }) => gone[i] = true,
                     Err(e) => return Err(fail(e)),
                 },
                 Some(prop) => match r.body::<OwnedValue>() {
                     Ok(v) => {
-                        props[i].insert(prop.to_string(), v);
+                        props[i].insert(prop, v);
                     }
                     // A property this systemd does not have.
                     Err(WireError::Method { name, .. })
@@ -499,18 +573,26 @@ impl Manager {
                 },
             }
         }
-        let mut out: Vec<ServiceState> = units
-            .iter()
-            .zip(props)
-            .zip(gone)
-            .filter(|(_, gone)| !gone)
-            .map(|(((name, _), p), _)| {
-                ServiceState::from_properties(self.container.clone(), name, &p)
-            })
-            .collect();
-        out.sort_by(|a, b| a.unit.cmp(&b.unit));
-        Ok(out)
     }
+}
+
+/// One service as the listing gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub name: String,
+    pub path: String,
+    pub active_state: String,
+    pub sub_state: String,
+}
+
+/// The name of a property [`ServiceState`] is made from, if `name` is one.
+fn known_property(name: &str) -> Option<&'static str> {
+    UNIT_PROPERTIES
+        .iter()
+        .chain(SERVICE_PROPERTIES.iter())
+        .chain(["Id", "ActiveState", "SubState"].iter())
+        .find(|p| **p == name)
+        .copied()
 }
 
 /// Polls every future to completion on the current task, in order of
@@ -589,10 +671,10 @@ pub fn loops(states: &[ServiceState], now_us: u64) -> Vec<SystemdLoop> {
 mod tests {
     use super::*;
 
-    fn props(pairs: &[(&str, Value<'static>)]) -> HashMap<String, OwnedValue> {
+    fn props(pairs: &[(&'static str, Value<'static>)]) -> HashMap<&'static str, OwnedValue> {
         pairs
             .iter()
-            .map(|(k, v)| (k.to_string(), OwnedValue::try_from(v.clone()).unwrap()))
+            .map(|(k, v)| (*k, OwnedValue::try_from(v.clone()).unwrap()))
             .collect()
     }
 
