@@ -290,7 +290,8 @@ pub fn systemd() -> Result<Section, Fail> {
              reads each one's properties, pipelined on the one connection. The container (the \
              real-systemd fixture, see DEVELOPERS.md) runs 500 more services (`bench@N.service`, \
              `sleep infinity`). Each figure is the whole reading, timed by the bench; 10 runs \
-             after one untimed. trace and the sentinel read by `Get`.\n\n{}\n",
+             after one untimed. trace and the sentinel read what a loop needs (the last \
+             row).\n\n{}\n",
             table.trim_end()
         ),
     })

@@ -105,7 +105,8 @@ pub fn postmortem(release: &Path, bin: &Path) -> Result<Section, Fail> {
          |---|---|---|---|\n\
          | `journalctl --directory D -o export > /dev/null` (the floor) | {jt:.2} s | {:.2} M | {:.1} MiB |\n\
          | `spawnscope postmortem --json --directory D` | {pt:.2} s | {:.2} M | {:.1} MiB |\n\n\
-         postmortem / journalctl wall time: {:.2} (target ≤ 1); postmortem peak RSS target ≤ 64 MiB.\n",
+         Targets: postmortem's throughput at least journalctl's (wall time ratio {:.2}, \
+         target ≤ 1): **{}**. postmortem's peak RSS ≤ 64 MiB ({:.1} MiB): **{}**.\n",
         thousands(entries),
         bytes as f64 / 1048576.0,
         rate(jt),
@@ -113,11 +114,18 @@ pub fn postmortem(release: &Path, bin: &Path) -> Result<Section, Fail> {
         rate(pt),
         mib(pr),
         pt / jt,
+        met(pt <= jt),
+        mib(pr),
+        met(mib(pr) <= 64.0),
     );
     Ok(Section {
         title: "6. postmortem over the incident's journal".into(),
         body,
     })
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok { "Met" } else { "Not met" }
 }
 
 fn tempfile_dir() -> Result<std::path::PathBuf, Fail> {
