@@ -416,20 +416,7 @@ impl Journal {
     ) -> Result<ReadStats, JournalError> {
         let mut decoded: Vec<Decoded> = Vec::new();
         Ok(self.walk(filter, &mut |file, index, head, state| {
-            let n = (head.items_end - head.items_start) / if file.compact { 4 } else { 16 };
-            decoded.iter_mut().for_each(|d| {
-                d.field.take();
-                d.value.take();
-            });
-            decoded.resize_with(n, Decoded::default);
-            let view = Entry {
-                file,
-                tag: (index as u64) << 48,
-                head,
-                decoded: &decoded,
-                state: RefCell::new(state),
-            };
-            f(&view);
+            f(&Entry::new(file, index, head, &mut decoded, state));
         }))
     }
 
@@ -480,17 +467,7 @@ impl Journal {
                 if !filter.matches(&head) {
                     continue;
                 }
-                let n = (head.items_end - head.items_start) / if file.compact { 4 } else { 16 };
-                decoded.clear();
-                decoded.resize_with(n, Decoded::default);
-                let view = Entry {
-                    file,
-                    tag: (index as u64) << 48,
-                    head,
-                    decoded: &decoded,
-                    state: RefCell::new(&mut state),
-                };
-                f(&view);
+                f(&Entry::new(file, index, head, &mut decoded, &mut state));
                 stats.entries += 1;
             }
             file.release();
@@ -627,7 +604,31 @@ fn is_field(p: &[u8], name: &[u8]) -> bool {
     p.len() > name.len() && p[name.len()] == b'=' && p.starts_with(name)
 }
 
-impl Entry<'_> {
+impl<'a> Entry<'a> {
+    /// The view of entry `head` of file `index`, with `decoded` emptied
+    /// and sized for its items.
+    fn new(
+        file: &'a JournalFile,
+        index: usize,
+        head: EntryHead,
+        decoded: &'a mut Vec<Decoded>,
+        state: &'a mut FileState,
+    ) -> Self {
+        let n = (head.items_end - head.items_start) / if file.compact { 4 } else { 16 };
+        decoded.iter_mut().for_each(|d| {
+            d.field.take();
+            d.value.take();
+        });
+        decoded.resize_with(n, Decoded::default);
+        Entry {
+            file,
+            tag: (index as u64) << 48,
+            head,
+            decoded,
+            state: RefCell::new(state),
+        }
+    }
+
     fn bad(&self, offset: u64, why: String) {
         let mut state = self.state.borrow_mut();
         if state.bad_data.insert(offset) {

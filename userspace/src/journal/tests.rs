@@ -168,9 +168,15 @@ struct Exported {
 }
 
 fn journalctl_export(path: &Path) -> Vec<Exported> {
+    journalctl_export_matching(path, &[])
+}
+
+/// The entries `journalctl --file PATH MATCHES` exports.
+fn journalctl_export_matching(path: &Path, matches: &[&str]) -> Vec<Exported> {
     let out = Command::new("journalctl")
         .arg(format!("--file={}", path.display()))
         .args(["-o", "export", "--no-pager"])
+        .args(matches)
         .output()
         .expect("run journalctl");
     assert!(
@@ -958,17 +964,7 @@ fn data_item_at_an_absurd_offset_loses_only_its_field() {
 
 /// Realtimes of the entries `journalctl --file PATH MATCH` lists.
 fn journalctl_matching(path: &Path, m: &str) -> Vec<u64> {
-    let out = Command::new("journalctl")
-        .arg(format!("--file={}", path.display()))
-        .args(["-o", "export", "--no-pager", m])
-        .output()
-        .expect("run journalctl");
-    assert!(
-        out.status.success(),
-        "journalctl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    parse_export(&out.stdout)
+    journalctl_export_matching(path, &[m])
         .iter()
         .map(|e| e.realtime)
         .collect()
