@@ -427,13 +427,16 @@ impl JournalFile {
         if buckets == 0 {
             return Err("no data hash table".to_string());
         }
-        self.object(table.wrapping_sub(16), ObjectType::DataHashTable)
+        let o = self
+            .object(table.wrapping_sub(16), ObjectType::DataHashTable)
             .map_err(|e| format!("data hash table at {table:#x}: {e}"))?;
+        // Only buckets inside the table object, whatever the header says.
+        let buckets = buckets.min((o.len() as u64 - 16) / 16);
+        if buckets == 0 {
+            return Err(format!("data hash table at {table:#x}: empty"));
+        }
         let hash = self.hash(payload);
         let bucket = table + (hash % buckets) * 16;
-        if bucket.saturating_add(16) > self.end {
-            return Err(format!("data hash table at {table:#x}: outside the file"));
-        }
         let mut offset = le64(self.bytes(), bucket as usize);
         let mut previous = 0;
         while offset != 0 {

@@ -157,7 +157,6 @@ pub struct ServiceState {
     pub control_group: Option<String>,
 }
 
-/// The properties read, by interface.
 /// The Unit interface's properties read by `Get`. The name and the active
 /// and sub-state come with the listing of units.
 pub const UNIT_PROPERTIES: [&str; 4] = [
