@@ -434,12 +434,7 @@ fn parse_boot(s: &str) -> Result<BootSpec, String> {
     if let Ok(n) = s.parse::<i64>() {
         return Ok(BootSpec::Offset(n));
     }
-    let hex: String = s.chars().filter(|c| *c != '-').collect();
-    if hex.len() == 32 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        let mut id = [0u8; 16];
-        for (i, b) in id.iter_mut().enumerate() {
-            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
-        }
+    if let Some(id) = crate::journal::parse_id128(s) {
         return Ok(BootSpec::Id(id));
     }
     Err(

@@ -67,16 +67,9 @@ pub async fn read(proc_root: &Path) -> Known {
 /// its entries: a container's own (nspawn gives each boot of a container
 /// one), read through its root.
 fn boot_id(root: &Path) -> Option<[u8; 16]> {
-    let text = std::fs::read_to_string(root.join("proc/sys/kernel/random/boot_id")).ok()?;
-    let hex: Vec<u8> = text.trim().bytes().filter(|&b| b != b'-').collect();
-    if hex.len() != 32 {
-        return None;
-    }
-    let mut id = [0u8; 16];
-    for (i, pair) in hex.chunks_exact(2).enumerate() {
-        id[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-    }
-    Some(id)
+    journal::parse_id128(
+        &std::fs::read_to_string(root.join("proc/sys/kernel/random/boot_id")).ok()?,
+    )
 }
 
 /// Where `journal` puts systemd's current count of `unit`'s restarts in

@@ -143,6 +143,20 @@ fn list(paths: &[PathBuf]) -> String {
     names.join(", ")
 }
 
+/// A 128-bit ID (boot, machine) as systemd writes it: 32 hex digits, with
+/// or without the dashes of the UUID form.
+pub fn parse_id128(text: &str) -> Option<[u8; 16]> {
+    let hex: Vec<u8> = text.trim().bytes().filter(|&b| b != b'-').collect();
+    if hex.len() != 32 || !hex.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    for (b, pair) in id.iter_mut().zip(hex.chunks_exact(2)) {
+        *b = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(id)
+}
+
 /// One boot seen in the journal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Boot {
@@ -471,12 +485,7 @@ impl Journal {
                 stats.entries += 1;
             }
             file.release();
-            stats
-                .problems
-                .extend(state.problems.list.into_iter().map(|what| Problem {
-                    path: file.path.clone(),
-                    what,
-                }));
+            report(&mut stats, file, state.problems);
         }
         stats
     }
@@ -571,21 +580,25 @@ impl Journal {
         files.iter().for_each(JournalFile::release);
         stats.problems = self.unreadable.clone();
         for (f, s) in files.iter().zip(states) {
-            let dropped = s.problems.dropped;
-            stats
-                .problems
-                .extend(s.problems.list.into_iter().map(|what| Problem {
-                    path: f.path.clone(),
-                    what,
-                }));
-            if dropped > 0 {
-                stats.problems.push(Problem {
-                    path: f.path.clone(),
-                    what: format!("{dropped} more problems not listed"),
-                });
-            }
+            report(&mut stats, f, s.problems);
         }
         stats
+    }
+}
+
+/// Adds one file's problems to `stats`, with a count of those not listed.
+fn report(stats: &mut ReadStats, file: &JournalFile, problems: Problems) {
+    stats
+        .problems
+        .extend(problems.list.into_iter().map(|what| Problem {
+            path: file.path.clone(),
+            what,
+        }));
+    if problems.dropped > 0 {
+        stats.problems.push(Problem {
+            path: file.path.clone(),
+            what: format!("{} more problems not listed", problems.dropped),
+        });
     }
 }
 
