@@ -2,7 +2,7 @@
 //! nspawn fixture, given CAP_BPF and CAP_PERFMON to pass on): it passes
 //! `systemd-analyze verify`, its `systemd-analyze security` exposure is
 //! reported, and under its whole sandbox the sentinel starts, drops its
-//! capabilities, and reports a loop in the journal at error priority. The
+//! capabilities, and reports a loop in the journal at warning priority. The
 //! loop restarts twice a second, so its restarts fall two to a poll: it is
 //! opened at systemd's rate, as first seen by systemd's first restart, and
 //! named after its own program (sh), never the systemd-executor that
@@ -75,7 +75,7 @@ fn shipped_unit_verifies_scores_and_runs_sandboxed(suite: Suite) {
             "-o",
             "cat",
             "-p",
-            "err",
+            "warning",
             "-u",
             "spawnscope-sentinel.service",
         ]);
@@ -84,7 +84,7 @@ fn shipped_unit_verifies_scores_and_runs_sandboxed(suite: Suite) {
         }
         assert!(
             Instant::now() < deadline,
-            "no loop at error priority; journal:\n{}\nstatus:\n{}",
+            "no loop at warning priority; journal:\n{}\nstatus:\n{}",
             ct.run(&[
                 "journalctl",
                 "--no-pager",

@@ -128,6 +128,12 @@ pub struct Config {
     /// 60 s" with room for the time between two checks.
     pub stop_tenths_of_interval: u64,
     pub stop_min_ns: u64,
+    /// A loop that is not a service manager's restarts (a process that
+    /// starts the same command again in place: a supervisor, or a script)
+    /// is reported only once its restarts have gone on this long, with
+    /// its parent still alive: an installer's or a configure script's
+    /// burst of failing commands ends with its parent, sooner than this.
+    pub in_place_min_ns: u64,
 }
 
 impl Default for Config {
@@ -137,6 +143,7 @@ impl Default for Config {
             max_interval_ns: 60_000_000_000,
             stop_tenths_of_interval: 25,
             stop_min_ns: 58_000_000_000,
+            in_place_min_ns: 60_000_000_000,
         }
     }
 }
@@ -150,8 +157,16 @@ struct Key {
     cgroup: Option<String>,
     executable: String,
     argv: Vec<String>,
-    /// Only outside units: the supervising parent.
+    /// The parent that starts it again in place; None for the starts of a
+    /// unit by its service manager.
     parent: Option<u32>,
+}
+
+impl Key {
+    /// Started again in place by a parent, not by a service manager.
+    fn in_place(&self) -> bool {
+        self.parent.is_some()
+    }
 }
 
 struct Track {
@@ -241,10 +256,16 @@ impl Track {
         self.starts.saturating_sub(1)
     }
 
-    fn is_loop(&self, cfg: &Config) -> bool {
+    /// How long it has been seen restarting.
+    fn seen_for_ns(&self) -> u64 {
+        self.last_start.saturating_sub(self.first_start)
+    }
+
+    fn is_loop(&self, cfg: &Config, in_place: bool) -> bool {
         self.restarts() >= cfg.min_restarts
             && self.deaths >= cfg.min_restarts
             && self.deaths * 2 >= self.exits
+            && (!in_place || self.seen_for_ns() >= cfg.in_place_min_ns)
     }
 }
 
@@ -276,15 +297,23 @@ impl Severity {
     }
 }
 
+/// A respawn loop seen restarting for this long is high...
+pub const HIGH_AFTER_S: f64 = 600.0;
+/// ...and for this long, critical.
+pub const CRITICAL_AFTER_S: f64 = 3600.0;
+
 /// The severity ladder of both detectors, `trace`'s from events and the
-/// sentinel's from counts, so that one loop is rated alike by either: a
-/// failing periodic job is low; a respawn loop is critical from one
-/// restart a second, high from 1,000 a day, medium below.
-pub fn severity_for(kind: FindingKind, per_day: f64) -> Severity {
+/// sentinel's from counts, so that one loop is rated alike by either.
+/// Severity rises with evidence, not with a projection: a loop is medium
+/// when found, high once it has gone on for 10 minutes, critical after an
+/// hour (systemd's counter and journal are evidence too: a loop systemd
+/// has counted for days is critical at once). A minute's burst projected
+/// to a day is still a minute's burst. A failing periodic job is low.
+pub fn severity_for(kind: FindingKind, seen_for_s: f64) -> Severity {
     match kind {
         FindingKind::FailingPeriodicJob => Severity::Low,
-        FindingKind::RespawnLoop if per_day >= 86_400.0 => Severity::Critical,
-        FindingKind::RespawnLoop if per_day >= 1_000.0 => Severity::High,
+        FindingKind::RespawnLoop if seen_for_s >= CRITICAL_AFTER_S => Severity::Critical,
+        FindingKind::RespawnLoop if seen_for_s >= HIGH_AFTER_S => Severity::High,
         FindingKind::RespawnLoop => Severity::Medium,
     }
 }
@@ -364,10 +393,21 @@ fn finding_type() -> &'static str {
 }
 
 impl Prior {
-    /// The severity of a loop systemd has counted: its rate, as for a live
-    /// loop.
-    pub fn severity_of(per_min: f64) -> Severity {
-        severity_for(FindingKind::RespawnLoop, per_min * 1440.0)
+    /// How long systemd has seen it restart: from the start of its count
+    /// to its last start, or, where that start is unknown, its restarts
+    /// at its rate.
+    pub fn seen_for_s(&self) -> f64 {
+        match self.first_seen_unix {
+            Some(first) => (self.last_seen_unix - first).max(0.0),
+            None if self.rate_per_min > 0.0 => self.restarts as f64 / self.rate_per_min * 60.0,
+            None => 0.0,
+        }
+    }
+
+    /// The severity of a loop systemd has counted, by the same ladder as
+    /// a live loop.
+    pub fn rated(&self) -> Severity {
+        severity_for(self.kind, self.seen_for_s())
     }
 }
 
@@ -535,6 +575,13 @@ pub struct Detector {
     in_executor: HashMap<(u32, u64), DetEvent>,
     /// Loops systemd had counted before the trace, by (container, unit).
     priors: HashMap<(Option<String>, String), Prior>,
+    /// Parents of in-place groups that have a death and are not reported
+    /// yet: their exit ends those groups.
+    parents: HashSet<u32>,
+    /// Service managers seen as parents: an exit record has no parent's
+    /// name, and a start that dies before its exec (an older systemd's
+    /// child failing to set up) is known by its parent's pid.
+    managers: HashSet<u32>,
 }
 
 /// True for the argv of `systemd-executor` as a systemd manager execs it,
@@ -549,6 +596,13 @@ pub fn is_executor_argv<A: AsRef<[u8]>>(argv: &[A]) -> bool {
 
 fn is_executor_exec(ev: &DetEvent) -> bool {
     is_executor_argv(&ev.argv)
+}
+
+/// The parent is a service manager (a system or user systemd, PID 1 of the
+/// host or of a container), which is what restarts a unit into a new
+/// cgroup. Exec records carry the parent's name.
+fn parent_is_manager(ev: &DetEvent) -> bool {
+    ev.parent_comm == "systemd"
 }
 
 /// A state change worth telling the operator at once.
@@ -568,6 +622,8 @@ impl Detector {
             running: HashMap::new(),
             in_executor: HashMap::new(),
             priors: HashMap::new(),
+            parents: HashSet::new(),
+            managers: HashSet::new(),
         }
     }
 
@@ -584,7 +640,7 @@ impl Detector {
         let live: HashSet<(Option<String>, String)> = self
             .tracks
             .iter()
-            .filter(|(_, t)| t.is_loop(&self.cfg))
+            .filter(|(k, t)| t.is_loop(&self.cfg, k.in_place()))
             .filter_map(|(k, _)| Some((k.container.clone(), k.unit.clone()?)))
             .collect();
         let mut out: Vec<Prior> = self
@@ -597,21 +653,41 @@ impl Detector {
         out
     }
 
-    fn key(ev: &DetEvent, executable: String, argv: Vec<String>) -> Key {
+    /// A unit's start by its service manager groups by unit and command:
+    /// each start has a new process, whose parent is the manager. Any
+    /// other start is grouped under the parent that makes it, the one
+    /// that would be restarting it in place.
+    fn key(&self, ev: &DetEvent, executable: String, argv: Vec<String>) -> Key {
         let in_unit = ev.unit.is_some();
+        let by_manager = parent_is_manager(ev) || self.managers.contains(&ev.ppid);
         Key {
             container: ev.container.clone(),
             unit: ev.unit.clone(),
             cgroup: (!in_unit).then(|| ev.cgroup.clone()).flatten(),
             executable,
             argv,
-            parent: (!in_unit).then_some(ev.ppid),
+            parent: (!(in_unit && by_manager)).then_some(ev.ppid),
+        }
+    }
+
+    /// The parent `tgid` exited: a burst it made and that has not become a
+    /// loop ends with it.
+    fn parent_gone(&mut self, tgid: u32) {
+        if self.parents.remove(&tgid) {
+            self.tracks
+                .retain(|k, t| t.reported || k.parent != Some(tgid));
         }
     }
 
     /// Feeds one event (in time order); returns a change if this event made
     /// a loop reportable.
     pub fn event(&mut self, ev: &DetEvent) -> Option<Change> {
+        if ev.kind == EventKind::Exec && parent_is_manager(ev) {
+            if self.managers.len() >= 1024 {
+                self.managers.clear();
+            }
+            self.managers.insert(ev.ppid);
+        }
         match ev.kind {
             EventKind::Exec if is_executor_exec(ev) => {
                 // Whatever the process ran before, it runs that no more.
@@ -621,7 +697,7 @@ impl Detector {
             }
             EventKind::Exec => {
                 self.in_executor.remove(&(ev.tgid, ev.start_ns));
-                let key = Self::key(ev, ev.filename.clone(), ev.argv.clone());
+                let key = self.key(ev, ev.filename.clone(), ev.argv.clone());
                 self.running.insert((ev.tgid, ev.start_ns), key.clone());
                 let t = self
                     .tracks
@@ -634,6 +710,7 @@ impl Detector {
                 self.maybe_report(&key)
             }
             EventKind::Exit => {
+                self.parent_gone(ev.tgid);
                 let lifetime = ev.ts_ns.saturating_sub(ev.start_ns);
                 if let Some(x) = self.in_executor.remove(&(ev.tgid, ev.start_ns)) {
                     return self.executor_death(&x, ev, lifetime);
@@ -648,7 +725,7 @@ impl Detector {
                     // Never exec'd while traced: a forked worker, judged
                     // at its exit (its start is its fork).
                     None if ev.start_ns >= self.since_ns => {
-                        let key = Self::key(ev, format!("fork of {}", ev.comm), Vec::new());
+                        let key = self.key(ev, format!("fork of {}", ev.comm), Vec::new());
                         let t = self
                             .tracks
                             .entry(key.clone())
@@ -674,7 +751,7 @@ impl Detector {
         lifetime: u64,
     ) -> Option<Change> {
         let executable = exec.argv.first().cloned().unwrap_or_default();
-        let key = Self::key(exec, executable, Vec::new());
+        let key = self.key(exec, executable, Vec::new());
         let t = self
             .tracks
             .entry(key.clone())
@@ -690,7 +767,13 @@ impl Detector {
 
     fn maybe_report(&mut self, key: &Key) -> Option<Change> {
         let t = self.tracks.get_mut(key)?;
-        if t.reported || !t.is_loop(&self.cfg) {
+        if t.reported || !t.is_loop(&self.cfg, key.in_place()) {
+            if let Some(p) = key.parent
+                && t.deaths > 0
+                && !t.reported
+            {
+                self.parents.insert(p);
+            }
             return None;
         }
         t.reported = true;
@@ -705,9 +788,14 @@ impl Detector {
         let cfg = self.cfg;
         const IDLE_NS: u64 = 600_000_000_000;
         if self.tracks.len() > 4096 {
-            self.tracks.retain(|_, t| {
-                t.deaths > 0 || now_ns.saturating_sub(t.last_start.max(t.last_exit)) < IDLE_NS
+            // A group in place that is not a loop after 10 idle minutes
+            // was a burst whose parent's exit was not seen.
+            self.tracks.retain(|k, t| {
+                let idle = now_ns.saturating_sub(t.last_start.max(t.last_exit)) >= IDLE_NS;
+                !idle || t.reported || (t.deaths > 0 && !k.in_place())
             });
+            let live: HashSet<u32> = self.tracks.keys().filter_map(|k| k.parent).collect();
+            self.parents.retain(|p| live.contains(p));
         }
         let mut out = Vec::new();
         let keys: Vec<Key> = self
@@ -737,7 +825,7 @@ impl Detector {
         let mut out: Vec<Finding> = self
             .tracks
             .iter()
-            .filter(|(_, t)| t.is_loop(&self.cfg))
+            .filter(|(k, t)| t.is_loop(&self.cfg, k.in_place()))
             .map(|(k, t)| self.finding(k, t))
             .collect();
         out.sort_by(|a, b| {
@@ -765,7 +853,6 @@ impl Detector {
         };
         let per_min = if p50_ms > 0.0 { 60_000.0 / p50_ms } else { 0.0 };
         let per_day = per_min * 60.0 * 24.0;
-        let severity = severity_for(kind, per_day);
         let (dom, count) = t
             .outcomes
             .iter()
@@ -813,10 +900,17 @@ impl Detector {
             Outcome::Code(c) => (Some(c), None),
             Outcome::Signal(s) => (None, Some(s)),
         };
+        // systemd's counter is of its own restarts.
         let prior = k
             .unit
             .as_ref()
+            .filter(|_| !k.in_place())
             .and_then(|u| self.priors.get(&(k.container.clone(), u.clone())));
+        let seen_for_s = (t.seen_for_ns() as f64 / 1e9).max(prior.map_or(0.0, |p| {
+            // Counted by systemd before, and seen live since.
+            p.seen_for_s() + (self.unix(t.last_start) - p.last_seen_unix).max(0.0)
+        }));
+        let severity = severity_for(kind, seen_for_s);
         let message = match prior {
             Some(p) => format!(
                 "{message}; continues a loop systemd had counted {} restarts of{}",
@@ -928,7 +1022,8 @@ mod tests {
                 unit: unit.map(str::to_string),
                 container: None,
                 comm: exe.rsplit('/').next().unwrap().chars().take(15).collect(),
-                parent_comm: "parent".into(),
+                // Parent 1 stands for the unit's service manager.
+                parent_comm: if ppid == 1 { "systemd" } else { "parent" }.into(),
                 filename: exe.into(),
                 argv: argv.iter().map(|a| a.to_string()).collect(),
                 code: None,
@@ -948,6 +1043,27 @@ mod tests {
             self.events.push(base);
             self.events.push(exit);
             pid
+        }
+
+        /// Process `tgid` (started before the trace) exits at `at`.
+        fn exit_of(&mut self, tgid: u32, at: u64) {
+            self.events.push(DetEvent {
+                kind: EventKind::Exit,
+                ts_ns: at,
+                tgid,
+                ppid: 1,
+                start_ns: 0,
+                cgroup: None,
+                unit: None,
+                container: None,
+                comm: "sh".into(),
+                parent_comm: String::new(),
+                filename: String::new(),
+                argv: vec![],
+                code: Some(0),
+                signal: None,
+                core_dumped: None,
+            });
         }
 
         /// A worker forked (no exec) at `at` by `ppid`.
@@ -1099,7 +1215,7 @@ mod tests {
         assert_eq!(f.unit.as_deref(), Some("serial-getty@ttyS0.service"));
         assert_eq!(f.dominant.code, Some(1));
         assert_eq!(f.dominant.share, 1.0);
-        assert_eq!(f.severity, Severity::High);
+        assert_eq!(f.severity, Severity::Medium, "seen for 90 s");
         assert!((f.rate_per_min - 6.0).abs() < 0.01, "{}", f.rate_per_min);
         // HdrHistogram with 3 significant figures: within 0.1 %.
         assert!(
@@ -1227,7 +1343,7 @@ mod tests {
         assert_eq!(stopped.len(), 1);
         assert_eq!(findings[0].state, LoopState::Stopped);
         assert_eq!(findings[0].dominant.signal, Some(11));
-        assert_eq!(findings[0].severity, Severity::Critical);
+        assert_eq!(findings[0].severity, Severity::Medium, "seen for 5 s");
         assert!(findings[0].message.contains("signal 11 (SIGSEGV) in 100%"));
     }
 
@@ -1304,8 +1420,9 @@ mod tests {
     #[test]
     fn hidden_supervisor_loop_and_two_loops_in_one_unit() {
         let mut fx = Fx::new();
-        // while true; do app; sleep 1; done  — plus a second failing helper.
-        for i in 0..6 {
+        // while true; do app; sleep 1; done  — plus a second failing helper,
+        // for over a minute.
+        for i in 0..70 {
             let t = S + i * 1_050 * MS;
             fx.run(
                 Some("svc.service"),
@@ -1335,7 +1452,15 @@ mod tests {
                 Outcome::Signal(9),
             );
         }
-        let (_, findings, _) = fx.detect(8 * S);
+        let (changes, findings, _) = fx.detect(75 * S);
+        // Restarted in place: reported once it has gone on for a minute.
+        for f in detected(&changes) {
+            assert!(
+                f.last_seen_ns - f.first_seen_ns >= 60 * S
+                    && f.last_seen_ns - f.first_seen_ns < 62 * S,
+                "{f:?}"
+            );
+        }
         let exes: Vec<&str> = findings.iter().map(|f| f.executable.as_str()).collect();
         assert_eq!(exes.len(), 2, "{exes:?}");
         assert!(exes.contains(&"/usr/bin/app") && exes.contains(&"/usr/bin/helper"));
@@ -1351,7 +1476,7 @@ mod tests {
     fn jittered_loop_outside_systemd_keyed_by_parent() {
         let mut fx = Fx::new();
         let jitter = [0, 300, 700, 100, 900, 200, 600, 400];
-        for (i, j) in jitter.iter().enumerate() {
+        for (i, j) in jitter.iter().cycle().take(40).enumerate() {
             fx.run(
                 None,
                 "/opt/w",
@@ -1372,7 +1497,7 @@ mod tests {
             30 * MS,
             Outcome::Code(1),
         );
-        let (_, findings, _) = fx.detect(20 * S);
+        let (_, findings, _) = fx.detect(90 * S);
         assert_eq!(findings.len(), 1);
         let f = &findings[0];
         assert_eq!(f.parent.tgid, 77);
@@ -1390,7 +1515,7 @@ mod tests {
     #[test]
     fn reforked_worker_without_exec_is_a_loop() {
         let mut fx = Fx::new();
-        for i in 0..5 {
+        for i in 0..130 {
             fx.fork_worker(
                 "/daemon",
                 "nginx",
@@ -1400,7 +1525,7 @@ mod tests {
                 Outcome::Signal(6),
             );
         }
-        let (_, findings, _) = fx.detect(4 * S);
+        let (_, findings, _) = fx.detect(70 * S);
         assert_eq!(findings.len(), 1);
         assert!(findings[0].forked);
         assert_eq!(findings[0].executable, "fork of nginx");
@@ -1489,6 +1614,243 @@ mod tests {
     }
 
     #[test]
+    fn severity_rises_with_persistence() {
+        let mut fx = Fx::new();
+        for i in 0..430 {
+            fx.run(
+                Some("getty.service"),
+                "/sbin/agetty",
+                &["agetty"],
+                1,
+                S + i * 10 * S,
+                12 * MS,
+                Outcome::Code(1),
+            );
+        }
+        fx.events.sort_by_key(|e| e.ts_ns);
+        let mut d = Detector::new(Config::default(), 0, 0.0);
+        let mut at = Vec::new();
+        for e in &fx.events {
+            if let Some(Change::Detected(f)) = d.event(e) {
+                at.push((f.restarts, f.severity));
+            }
+            if e.kind == EventKind::Exec && [59, 60, 359, 360].contains(&(e.ts_ns / (10 * S))) {
+                at.push((
+                    d.findings(e.ts_ns)[0].restarts,
+                    d.findings(e.ts_ns)[0].severity,
+                ));
+            }
+        }
+        assert_eq!(
+            at,
+            [
+                (3, Severity::Medium),
+                (59, Severity::Medium),
+                (60, Severity::High),
+                (359, Severity::High),
+                (360, Severity::Critical),
+            ],
+            "found medium, high after 10 min, critical after an hour"
+        );
+    }
+
+    #[test]
+    fn a_loop_systemd_counted_for_days_is_critical_at_once() {
+        let prior = |first: Option<f64>, restarts: u64| Prior {
+            type_: "finding",
+            kind: FindingKind::RespawnLoop,
+            severity: Severity::Low,
+            source: FindingSource::Systemd,
+            unit: "serial-getty@ttyS0.service".into(),
+            container: None,
+            restarts,
+            rate_per_min: 6.0,
+            projected_per_day: 8640.0,
+            first_seen_unix: first,
+            first_seen_from: first.map(|_| FirstSeenFrom::Journal),
+            last_seen_unix: 50.0 * 86_400.0,
+            last_exit_status: Some(1),
+            result: None,
+            message: String::new(),
+        };
+        assert_eq!(prior(Some(0.0), 421_491).rated(), Severity::Critical);
+        assert_eq!(
+            prior(Some(50.0 * 86_400.0 - 300.0), 31).rated(),
+            Severity::Medium
+        );
+        // Where the start is unknown, its count at its rate: 200 s, then
+        // 1,000 min.
+        assert_eq!(prior(None, 20).rated(), Severity::Medium);
+        assert_eq!(prior(None, 6000).rated(), Severity::Critical);
+    }
+
+    /// An older systemd's start that fails before its exec (no exec, so no
+    /// parent's name): its parent is known as the manager from other
+    /// starts, so it is judged as the manager's restarts, at the third.
+    #[test]
+    fn a_start_dying_before_exec_under_a_known_manager_is_the_managers_restart() {
+        let mut fx = Fx::new();
+        fx.run(
+            Some("ok.service"),
+            "/bin/true",
+            &["true"],
+            1,
+            S,
+            MS,
+            Outcome::Code(0),
+        );
+        for i in 0..5 {
+            fx.fork_worker(
+                "/system.slice/missing.service",
+                "(missing)",
+                1,
+                2 * S + i * 200 * MS,
+                MS,
+                Outcome::Code(203),
+            );
+            fx.events.last_mut().unwrap().unit = Some("missing.service".into());
+        }
+        let (changes, findings, _) = fx.detect(4 * S);
+        let d = detected(&changes);
+        assert_eq!(d.len(), 1, "{findings:?}");
+        assert_eq!(d[0].restarts, 3);
+        assert_eq!(d[0].executable, "fork of (missing)");
+    }
+
+    /// A maintainer script's failing commands during a package install:
+    /// 145 failures in 55 s from one short-lived parent, in a bare cgroup
+    /// and in a session scope, forked-only and exec'd.
+    #[test]
+    fn an_installers_burst_ends_with_its_parent_and_is_no_loop() {
+        let mut fx = Fx::new();
+        for i in 0..145 {
+            fx.fork_worker(
+                "/",
+                "pwconv",
+                600,
+                S + i * 380 * MS,
+                2 * MS,
+                Outcome::Code(127),
+            );
+            fx.run(
+                Some("session-3.scope"),
+                "/usr/sbin/pwconv",
+                &["pwconv"],
+                601,
+                S + i * 380 * MS,
+                2 * MS,
+                Outcome::Code(127),
+            );
+        }
+        fx.exit_of(600, 56 * S);
+        fx.exit_of(601, 56 * S);
+        let (changes, findings, d) = fx.detect(300 * S);
+        assert!(changes.is_empty(), "{changes:?}");
+        assert!(findings.is_empty(), "{findings:?}");
+        assert!(
+            d.tracks.keys().all(|k| k.executable == "fork of sh"),
+            "forgotten with their parents (the parents' own exits stay): {:?}",
+            d.tracks.keys()
+        );
+        assert!(d.parents.is_empty());
+    }
+
+    /// An autoconf-style configure: hundreds of compiler runs, many failing
+    /// by design, the same argv each time, interleaved with other commands.
+    #[test]
+    fn a_configure_scripts_failing_compiles_are_no_loop() {
+        let mut fx = Fx::new();
+        for i in 0..300u64 {
+            let t = S + i * 150 * MS;
+            let o = if i % 4 == 0 {
+                Outcome::Code(0)
+            } else {
+                Outcome::Code(1)
+            };
+            fx.run(
+                Some("session-3.scope"),
+                "/usr/bin/gcc",
+                &["gcc", "-o", "conftest", "conftest.c"],
+                700,
+                t,
+                60 * MS,
+                o,
+            );
+            fx.run(
+                Some("session-3.scope"),
+                "/bin/rm",
+                &["rm", "-f", "conftest"],
+                700,
+                t + 70 * MS,
+                MS,
+                Outcome::Code(0),
+            );
+        }
+        fx.exit_of(700, 47 * S);
+        let (changes, findings, _) = fx.detect(120 * S);
+        assert!(changes.is_empty(), "{changes:?}");
+        assert!(findings.is_empty(), "{findings:?}");
+    }
+
+    /// `until pgrep -x app; do sleep 1; done` for 40 s: a script waiting.
+    #[test]
+    fn a_poll_that_ends_within_a_minute_is_no_loop() {
+        let mut fx = Fx::new();
+        for i in 0..40 {
+            let o = if i == 39 {
+                Outcome::Code(0)
+            } else {
+                Outcome::Code(1)
+            };
+            fx.run(
+                None,
+                "/usr/bin/pgrep",
+                &["pgrep", "-x", "app"],
+                800,
+                S + i * S,
+                5 * MS,
+                o,
+            );
+            fx.run(
+                None,
+                "/bin/sleep",
+                &["sleep", "1"],
+                800,
+                S + i * S + 6 * MS,
+                S,
+                Outcome::Code(0),
+            );
+        }
+        let (changes, findings, _) = fx.detect(200 * S);
+        assert!(changes.is_empty(), "{changes:?}");
+        assert!(findings.is_empty(), "{findings:?}");
+    }
+
+    /// The same in-place restarts, still going after a minute with their
+    /// parent alive, are a loop: quiet is not blind.
+    #[test]
+    fn in_place_restarts_that_go_on_for_a_minute_are_a_loop() {
+        let mut fx = Fx::new();
+        for i in 0..100 {
+            fx.run(
+                None,
+                "/usr/bin/pgrep",
+                &["pgrep", "-x", "app"],
+                800,
+                S + i * S,
+                5 * MS,
+                Outcome::Code(1),
+            );
+        }
+        let (changes, findings, _) = fx.detect(102 * S);
+        let d = detected(&changes);
+        assert_eq!(d.len(), 1, "{changes:?}");
+        assert_eq!(d[0].restarts, 60, "reported at the restart a minute in");
+        assert_eq!(d[0].severity, Severity::Medium);
+        assert_eq!(findings[0].restarts, 99);
+    }
+
+    #[test]
     fn occasional_failures_among_successes_are_not_a_loop() {
         let mut fx = Fx::new();
         for i in 0..40 {
@@ -1548,10 +1910,10 @@ mod tests {
     fn severity_ladder_thresholds() {
         use FindingKind::*;
         assert_eq!(severity_for(FailingPeriodicJob, 1e9), Severity::Low);
-        assert_eq!(severity_for(RespawnLoop, 86_400.0), Severity::Critical);
-        assert_eq!(severity_for(RespawnLoop, 86_399.0), Severity::High);
-        assert_eq!(severity_for(RespawnLoop, 1_000.0), Severity::High);
-        assert_eq!(severity_for(RespawnLoop, 999.0), Severity::Medium);
+        assert_eq!(severity_for(RespawnLoop, 3600.0), Severity::Critical);
+        assert_eq!(severity_for(RespawnLoop, 3599.0), Severity::High);
+        assert_eq!(severity_for(RespawnLoop, 600.0), Severity::High);
+        assert_eq!(severity_for(RespawnLoop, 599.0), Severity::Medium);
         assert_eq!(severity_for(RespawnLoop, 0.0), Severity::Medium);
     }
 

@@ -7,7 +7,7 @@
 use std::{collections::HashMap, path::Path, time::Instant};
 
 use crate::{
-    detect::{FindingKind, FindingSource, Prior},
+    detect::{FindingKind, FindingSource, Prior, Severity},
     journal::{self, Filter, Journal, Which},
     output::schema::{ManagerReading, SystemdSummary},
     postmortem::ID_RESTART_SCHEDULED,
@@ -136,10 +136,10 @@ pub fn read_apart(proc_root: &Path) -> Option<Known> {
 fn prior(s: &ServiceState, l: &SystemdLoop) -> Prior {
     let rate = l.rate_per_min.unwrap_or(0.0);
     let last_start = s.exec_main_start_us.max(s.inactive_exit_us);
-    Prior {
+    let mut p = Prior {
         type_: "finding",
         kind: FindingKind::RespawnLoop,
-        severity: Prior::severity_of(rate),
+        severity: Severity::Medium,
         source: FindingSource::Systemd,
         unit: l.unit.clone(),
         container: l.container.clone(),
@@ -152,7 +152,9 @@ fn prior(s: &ServiceState, l: &SystemdLoop) -> Prior {
         last_exit_status: (l.last_exit_code == ExecMainCode::Exited).then_some(l.last_exit_status),
         result: Some(l.last_result.as_str().to_string()),
         message: l.message.clone(),
-    }
+    };
+    p.severity = p.rated();
+    p
 }
 
 impl Known {

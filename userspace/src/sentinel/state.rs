@@ -200,6 +200,13 @@ pub struct FindingState {
     pub source: FindingSource,
 }
 
+impl FindingState {
+    /// How long it has been seen restarting, which its severity follows.
+    pub fn seen_for_s(&self) -> f64 {
+        (self.last_seen_unix - self.first_seen_unix).max(0.0)
+    }
+}
+
 /// A finding as a state file holds it. Kind and severity follow from the
 /// rate and are worked out again whenever the unit is active, so one that
 /// is missing, or no name this version knows (a file that lacked them was
@@ -242,9 +249,9 @@ impl From<FindingFile> for FindingState {
     fn from(f: FindingFile) -> Self {
         let kind = f.kind.unwrap_or(FindingKind::RespawnLoop);
         Self {
-            severity: f
-                .severity
-                .unwrap_or_else(|| severity_for(kind, f.rate_per_min * 1440.0)),
+            severity: f.severity.unwrap_or_else(|| {
+                severity_for(kind, (f.last_seen_unix - f.first_seen_unix).max(0.0))
+            }),
             kind,
             unit: f.unit,
             first_seen_unix: f.first_seen_unix,
@@ -645,7 +652,7 @@ mod tests {
             r#"{"version":1,"since_unix":1.0,"saved_unix":2.0,"#,
             r#""units":{"a.service":{"execs":7}},"#,
             r#""findings":{"a.service":{"unit":"a.service","first_seen_unix":1.0,"#,
-            r#""last_seen_unix":2.0,"restarts":9,"kind":"","rate_per_min":6.0},"#,
+            r#""last_seen_unix":701.0,"restarts":9,"kind":"","rate_per_min":6.0},"#,
             r#""b.service":{"unit":"b.service","first_seen_unix":1.0,"#,
             r#""last_seen_unix":2.0,"restarts":3,"kind":"failing_periodic_job","severity":"dire"}},"#,
             r#""oom_kills":[]}"#
@@ -660,6 +667,7 @@ mod tests {
         assert_eq!(u.counts.execs, 7);
         assert_eq!(u.process_exits(), 0);
         assert!(u.lifetimes.is_empty() && u.intervals.is_empty());
+        // Seen for 700 s: high, by the ladder.
         let a = &s.findings["a.service"];
         assert_eq!(
             (a.kind, a.severity),

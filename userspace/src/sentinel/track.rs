@@ -316,7 +316,7 @@ impl Tracker {
                 f.rate_per_min = rate(r, now_unix);
                 let kind = kind_of(f.rate_per_min, &self.cfg);
                 f.kind = kind;
-                f.severity = severity_for(kind, f.rate_per_min * 1440.0);
+                f.severity = severity_for(kind, f.seen_for_s());
             }
             let mean_s = if f.rate_per_min > 0.0 {
                 60.0 / f.rate_per_min
@@ -350,7 +350,7 @@ impl Tracker {
                 let restarts: u64 = r.ticks.iter().map(|t| r.restarts(t)).sum();
                 let per_min = rate(r, now_unix);
                 let kind = kind_of(per_min, &self.cfg);
-                let f = FindingState {
+                let mut f = FindingState {
                     unit: unit.clone(),
                     // The first start the kernel recorded in the window,
                     // else the poll that first saw a death.
@@ -368,11 +368,12 @@ impl Tracker {
                         .unwrap_or(now_unix),
                     restarts,
                     kind,
-                    severity: severity_for(kind, per_min * 1440.0),
+                    severity: Severity::Medium,
                     rate_per_min: per_min,
                     detail: self.pending_detail.remove(unit.as_str()),
                     source: FindingSource::Live,
                 };
+                f.severity = severity_for(kind, f.seen_for_s());
                 out.opened.push(unit.clone());
                 self.state.findings.insert(unit.clone(), f);
             } else if s.recreations == 0
@@ -544,7 +545,7 @@ fn kind_of(per_min: f64, cfg: &TrackConfig) -> FindingKind {
 fn view(f: &FindingState, state: LoopState) -> UnitFinding {
     UnitFinding {
         kind: f.kind,
-        severity: severity_for(f.kind, f.rate_per_min * 1440.0),
+        severity: severity_for(f.kind, f.seen_for_s()),
         state,
         unit: f.unit.clone(),
         restarts: f.restarts,
@@ -604,7 +605,7 @@ mod tests {
         assert_eq!(f.kind, FindingKind::RespawnLoop);
         assert_eq!(f.restarts, 4, "restarts 1-4 of the 5 starts");
         assert!((f.rate_per_min - 6.0).abs() < 0.5, "{}", f.rate_per_min);
-        assert_eq!(f.severity, Severity::High, "8,640/day");
+        assert_eq!(f.severity, Severity::Medium, "seen for 40 s");
         let u = &t.state.units["serial-getty@ttyS0.service"];
         assert_eq!(
             (u.counts.execs, u.counts.exit_failed, u.recreations),
@@ -621,11 +622,29 @@ mod tests {
         );
     }
 
+    #[test]
+    fn severity_rises_with_persistence_not_with_rate() {
+        let mut t = Tracker::new(TrackConfig::default(), State::fresh(T0));
+        let unit = "serial-getty@ttyS0.service";
+        let sev = |t: &Tracker| t.finding(unit).map(|f| f.severity);
+        getty_loop(&mut t, 0, 5);
+        assert_eq!(sev(&t), Some(Severity::Medium), "found");
+        // First start at 0 s; the 60th restart is 600 s in.
+        getty_loop(&mut t, 50, 55);
+        assert_eq!(sev(&t), Some(Severity::Medium), "590 s");
+        getty_loop(&mut t, 600, 1);
+        assert_eq!(sev(&t), Some(Severity::High), "600 s");
+        getty_loop(&mut t, 610, 299);
+        assert_eq!(sev(&t), Some(Severity::High), "3590 s");
+        getty_loop(&mut t, 3600, 1);
+        assert_eq!(sev(&t), Some(Severity::Critical), "an hour");
+    }
+
     fn getty_prior(restarts: u64, now: f64) -> Prior {
-        Prior {
+        let mut p = Prior {
             type_: "finding",
             kind: FindingKind::RespawnLoop,
-            severity: Prior::severity_of(6.0),
+            severity: Severity::Medium,
             source: FindingSource::Systemd,
             unit: "serial-getty@ttyS0.service".into(),
             container: None,
@@ -638,7 +657,9 @@ mod tests {
             last_exit_status: Some(1),
             result: Some("exit-code".into()),
             message: String::new(),
-        }
+        };
+        p.severity = p.rated();
+        p
     }
 
     fn getty_seed(n_restarts: u64, prior: Option<Prior>) -> Seed {
