@@ -37,8 +37,9 @@ const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 /// Where the packages and the scratch installs live: not /tmp, which may be
 /// a `nodev` tmpfs that debootstrap refuses.
 const CACHE: &str = "/var/cache/spawnscope-tests";
-/// The packages debootstrap installs, fetched once.
-const TARBALL: &str = "noisy-bookworm-minbase.tgz";
+/// The packages debootstrap installs, fetched once; the quiet-corpus test
+/// installs from it too.
+pub const TARBALL: &str = "noisy-bookworm-minbase.tgz";
 
 pub struct Neighbours {
     slice: Slice,
@@ -230,12 +231,14 @@ fn kill_all_in(dir: &Path) {
 }
 
 /// The packages of a minbase bookworm, downloaded once (retried).
-fn ensure_tarball() -> Result<PathBuf, Fail> {
+pub fn ensure_tarball() -> Result<PathBuf, Fail> {
     let tarball = Path::new(CACHE).join(TARBALL);
     if tarball.exists() {
         return Ok(tarball);
     }
-    step("noisy: downloading the packages of a minbase bookworm (once)");
+    step(
+        "downloading the packages of a minbase bookworm (once; debootstrap --unpack-tarball installs from them)",
+    );
     std::fs::create_dir_all(CACHE).map_err(|e| Fail(format!("{CACHE}: {e}")))?;
     let pid = std::process::id();
     let part = Path::new(CACHE).join(format!("noisy-tarball.{pid}.tgz"));

@@ -68,7 +68,12 @@ pub fn test_deps() -> Result<(), Fail> {
         )?;
     }
     ensure_packages(TEST_PACKAGES)?;
-    ensure_python_package(PY_HDRHISTOGRAM, "hdrh")
+    ensure_python_package(PY_HDRHISTOGRAM, "hdrh")?;
+    // The quiet corpus builds a Debian rootfs, offline, from these.
+    if is_root() {
+        crate::noisy::ensure_tarball()?;
+    }
+    Ok(())
 }
 
 /// The pinned stable toolchain of the release binaries, with their musl
