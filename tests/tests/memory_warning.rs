@@ -1,8 +1,9 @@
 //! The early warning: a process leaking 16 MiB/s into a 256 MiB memory
 //! limit (about 16 s from start to kill) is named by a memory warning in
 //! the first half of its life, so at least half of it ahead of the OOM
-//! killer, and the kill report carries that warning. A steady hog that
-//! does not grow raises nothing.
+//! killer, and the kill report carries that warning. The system as a
+//! whole is not forecast to run out from those few seconds of growth, even
+//! with a 6 h horizon. A steady hog that does not grow raises nothing.
 
 use std::time::Duration;
 
@@ -18,8 +19,9 @@ fn leak_is_forecast_well_before_the_kill() {
     let Some(mcg) = MemCgroup::new("memwarn", 256 * MIB) else {
         return;
     };
-    // 6 h ahead: the system-wide forecast fires too, on any machine up to
-    // ~300 GiB, and must name the leak as what grows.
+    // 6 h ahead: at 16 MiB/s any host with more than a few hundred MiB
+    // free is forecast to run out within it, but not within twice the
+    // leak's few seconds, which is all a forecast may reach.
     let tracer = Tracer::start(&[
         "--interval",
         "1s",
@@ -70,16 +72,11 @@ fn leak_is_forecast_well_before_the_kill() {
             && l["memory"]["top_growth"][0]["cgroup"] == mem_rel.as_str()),
         "no interval ranked {mem_rel} first"
     );
-    let system = lines
+    let system: Vec<_> = lines
         .iter()
-        .find(|l| l["type"] == "memory_warning" && l["target"] == "system")
-        .unwrap_or_else(|| panic!("no system-wide warning: {lines:?}"));
-    eprintln!("system-wide: {}", system["message"]);
-    let top = system["culprits"][0].as_str().unwrap_or_default();
-    assert!(
-        top.starts_with(&format!("{mem_rel} +")),
-        "the leak is named first: {system}"
-    );
+        .filter(|l| l["type"] == "memory_warning" && l["target"] == "system")
+        .collect();
+    assert!(system.is_empty(), "{system:?}");
     let s = summary(&lines);
     assert!(
         s["memory"]["pass_us_p50"].as_u64().is_some(),

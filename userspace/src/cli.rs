@@ -317,8 +317,9 @@ pub struct TraceArgs {
     #[arg(long, value_name = "DURATION", default_value = "60m", value_parser = parse_duration)]
     pub mem_warn_before: Duration,
 
-    /// Warn when the system's memory pressure (PSI "some avg10") stays
-    /// above this percentage for --psi-for.
+    /// Warn when the system's memory pressure (PSI "full avg10": every
+    /// running task stalled on memory at once) stays above this
+    /// percentage for --psi-for.
     #[arg(long, value_name = "PERCENT", default_value_t = 10.0, value_parser = parse_percent)]
     pub psi_warn: f64,
 

@@ -291,6 +291,38 @@ pub fn read_cgroup_v1(dir: &Path) -> Result<CgroupMemory, MemError> {
     })
 }
 
+/// Bytes of a cgroup's charge the kernel can reclaim without swap, from
+/// its memory.stat: page cache that is not shmem, and (v2) reclaimable
+/// slab. Shmem and tmpfs pages are counted in `file` (v2) and `cache` (v1)
+/// but live on the anonymous LRU: without swap they stay, so they are use.
+/// v1 does not split its kernel memory, so its slab all counts as use.
+/// v1 fields are the hierarchical `total_*` ones, as `memory.usage_in_bytes`
+/// is hierarchical; the local ones stand in where those are absent.
+pub fn reclaimable_bytes(stat: &BTreeMap<String, u64>, v2: bool) -> u64 {
+    let get = |k: &str| stat.get(k).copied().unwrap_or(0);
+    if v2 {
+        get("file").saturating_sub(get("shmem")) + get("slab_reclaimable")
+    } else {
+        let total = |k: &str| {
+            stat.get(&format!("total_{k}"))
+                .copied()
+                .unwrap_or_else(|| get(k))
+        };
+        total("cache").saturating_sub(total("shmem"))
+    }
+}
+
+/// Whether a slab cache's objects are reclaimable (SLUB's
+/// /sys/kernel/slab/NAME/reclaim_account: "1" for caches such as dentry
+/// and inodes that the shrinkers empty under pressure).
+pub fn parse_reclaim_account(text: &str, what: &str) -> Result<bool, MemError> {
+    match text.trim() {
+        "0" => Ok(false),
+        "1" => Ok(true),
+        other => Err(malformed(what, 1, format!("{other:?} is not 0 or 1"))),
+    }
+}
+
 /// One cache of /proc/slabinfo, with the bytes its slabs hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlabCache {
@@ -706,6 +738,31 @@ kmalloc-64          500    512     64   64    1 : tunables    0    0    0 : slab
         assert_eq!(m.pressure, None);
         std::fs::write(v1.path().join("memory.usage_in_bytes"), "").unwrap();
         assert!(read_cgroup_v1(v1.path()).is_err(), "truncated to nothing");
+    }
+
+    #[test]
+    fn reclaimable_bytes_of_v2_and_v1_stat() {
+        let v2 = parse_kv(
+            "anon 1000\nfile 5000\nshmem 1500\nslab_reclaimable 700\nslab_unreclaimable 300\n",
+            "s",
+        )
+        .unwrap();
+        // File pages less tmpfs, plus reclaimable slab.
+        assert_eq!(reclaimable_bytes(&v2, true), 5000 - 1500 + 700);
+        let v1 = parse_kv(
+            "cache 10\nshmem 4\ntotal_cache 9000\ntotal_shmem 2000\ntotal_rss 100\n",
+            "s",
+        )
+        .unwrap();
+        assert_eq!(reclaimable_bytes(&v1, false), 7000, "hierarchical");
+        let local = parse_kv("cache 10\nshmem 4\nrss 3\n", "s").unwrap();
+        assert_eq!(reclaimable_bytes(&local, false), 6);
+        // Counters read at different moments may disagree: never below 0.
+        let odd = parse_kv("file 100\nshmem 400\n", "s").unwrap();
+        assert_eq!(reclaimable_bytes(&odd, true), 0);
+        assert_eq!(parse_reclaim_account("1\n", "r"), Ok(true));
+        assert_eq!(parse_reclaim_account("0\n", "r"), Ok(false));
+        assert!(parse_reclaim_account("yes\n", "r").is_err());
     }
 
     /// The running machine's own files parse (those this user may read).

@@ -181,6 +181,11 @@ pub struct MemWarning {
     /// Null for a pressure warning.
     pub seconds_to_exhaustion: Option<f64>,
     pub growth_bytes_per_s: f64,
+    /// How long that growth had been observed without a break; null for a
+    /// pressure warning.
+    pub observed_s: Option<f64>,
+    /// The trended quantity: for a cgroup its use (charge less reclaimable
+    /// cache), for the system MemTotal − MemAvailable.
     pub used_bytes: u64,
     pub limit_bytes: Option<u64>,
     /// Processes in the cgroup when the warning was raised, so a later OOM
@@ -212,9 +217,21 @@ pub struct MemcgOomKill {
 
 #[derive(Default)]
 struct Series {
+    /// The trended quantity over the window. For a cgroup: its use (charge
+    /// less reclaimable cache), sampled only while memory.stat is read
+    /// (see [`wants_stat`]); for the system: MemTotal − MemAvailable.
     points: VecDeque<(f64, f64)>,
     limit: Option<u64>,
+    /// The last reading: a cgroup's charge (memory.current /
+    /// memory.usage_in_bytes), the system's use.
     last: u64,
+    /// A cgroup's last use, when memory.stat was read.
+    use_last: Option<u64>,
+    /// The charge and time of the previous pass, to see it rise.
+    charged_prev: Option<(f64, u64)>,
+    /// Since when the trended quantity has grown without a break (see
+    /// [`Series::update_trend`]).
+    since: Option<f64>,
     warned: bool,
     /// Inode number of the cgroup directory: its id in that hierarchy.
     ino: u64,
@@ -222,14 +239,126 @@ struct Series {
     oom_kills: Option<u64>,
 }
 
+/// What a series' trend says as of its last sample.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Trend {
+    /// Theil–Sen slope over the window, bytes per second.
+    pub slope: f64,
+    /// How long the growth has been seen without a break; 0 when it does
+    /// not grow.
+    pub observed_s: f64,
+    /// Whether it still grows in the later half of that span (see
+    /// [`sustained`]).
+    pub sustained: bool,
+}
+
 impl Series {
     fn push(&mut self, t: f64, v: u64, window: f64) {
         self.points.push_back((t, v as f64));
         self.last = v;
+        self.trim(t, window);
+    }
+
+    fn trim(&mut self, t: f64, window: f64) {
         while self.points.front().is_some_and(|p| p.0 < t - window) {
             self.points.pop_front();
         }
     }
+
+    /// The trend of the window's points, and the growth run kept across
+    /// passes: a run starts at the window's trough when the slope first
+    /// reaches `min_growth`, and ends (re-arming the warning) at the first
+    /// pass whose slope falls below it or that has too few samples.
+    fn update_trend(&mut self, cfg: &MemConfig) -> Option<Trend> {
+        let slope = (self.points.len() >= cfg.min_samples)
+            .then(|| theil_sen(self.points.make_contiguous()))
+            .flatten();
+        let Some(slope) = slope.filter(|g| *g >= cfg.min_growth) else {
+            self.since = None;
+            self.warned = false;
+            return slope.map(|slope| Trend {
+                slope,
+                observed_s: 0.0,
+                sustained: false,
+            });
+        };
+        let points = self.points.make_contiguous();
+        let since = *self.since.get_or_insert_with(|| trough(points).0);
+        let now = points.last().map_or(since, |p| p.0);
+        let start = points.partition_point(|p| p.0 < since);
+        Some(Trend {
+            slope,
+            observed_s: now - since,
+            sustained: sustained(&points[start..], slope),
+        })
+    }
+
+    /// The run's length as of the last sample, as the last pass left it.
+    fn observed_s(&self) -> Option<f64> {
+        Some(self.points.back()?.0 - self.since?)
+    }
+}
+
+/// The last sample at the window's lowest value: where the growth seen in
+/// the window started.
+fn trough(points: &[(f64, f64)]) -> (f64, f64) {
+    points
+        .iter()
+        .copied()
+        .reduce(|lo, p| if p.1 <= lo.1 { p } else { lo })
+        .unwrap_or((0.0, 0.0))
+}
+
+/// Growth is sustained when the later half (in time) of the run still
+/// grows at half the trend's slope or more: a step, or a burst that has
+/// ended, leaves that half flat even while the window's Theil–Sen slope
+/// still shows it.
+pub fn sustained(run: &[(f64, f64)], slope: f64) -> bool {
+    let (Some(first), Some(last)) = (run.first(), run.last()) else {
+        return false;
+    };
+    let mid = (first.0 + last.0) / 2.0;
+    let later = &run[run.partition_point(|p| p.0 < mid)..];
+    theil_sen(later).is_some_and(|g| g >= slope / 2.0)
+}
+
+/// Whether a forecast of `tte` seconds may be made from growth observed
+/// for `observed_s`: for at least `min_observed_s`, and for at least
+/// 1/`max_extrapolation` of the time forecast.
+pub fn observed_long_enough(tte: f64, observed_s: f64, cfg: &MemConfig) -> bool {
+    observed_s >= cfg.min_observed_s && observed_s * cfg.max_extrapolation >= tte
+}
+
+/// The pressure a PSI warning is about: `full avg10` (the share of time
+/// every non-idle task was stalled on memory at once, lost throughput, the
+/// quantity systemd-oomd acts on), when above `percent`. `some` alone is
+/// one task waiting, for a refault or a reclaim of its own, while others
+/// run: it is reported beside, never enough.
+pub fn real_pressure(p: &memory::Psi, percent: f64) -> Option<f64> {
+    p.full.map(|f| f.avg10).filter(|f| *f > percent)
+}
+
+/// Whether a cgroup's memory.stat is read this pass, to sample its use:
+/// only cgroups that can warn (a limit) or be named as a culprit (a leaf),
+/// and of those only the ones whose charge rose since the last pass by
+/// `min_growth` per second or more, that are within a quarter of their
+/// limit (where reclaim may hold the charge flat while use grows), or
+/// whose use was sampled within the window (so a series, once started,
+/// stays dense). The charge, read for every cgroup, is the cheap filter.
+fn wants_stat(s: &Series, t: f64, cur: u64, leaf: bool, cfg: &MemConfig) -> bool {
+    let rose = s
+        .charged_prev
+        .is_some_and(|(pt, pv)| t > pt && cur as f64 - pv as f64 >= cfg.min_growth * (t - pt));
+    let near_limit = s.limit.is_some_and(|l| cur >= l - l / 4);
+    (leaf || s.limit.is_some()) && (rose || near_limit || !s.points.is_empty())
+}
+
+/// A cgroup's use: its charge less what the kernel can reclaim (see
+/// [`memory::reclaimable_bytes`]); None when memory.stat is unreadable.
+fn cgroup_use(dir: &Path, v2: bool, charged: u64) -> Option<u64> {
+    let t = std::fs::read_to_string(dir.join("memory.stat")).ok()?;
+    let stat = memory::parse_kv(&t, "memory.stat").ok()?;
+    Some(charged.saturating_sub(memory::reclaimable_bytes(&stat, v2)))
 }
 
 /// The hidden victims' trends are taken over a longer window: PID 1 and
@@ -309,7 +438,13 @@ pub struct MemConfig {
     pub min_growth: f64,
     /// Cgroups walked per pass at most.
     pub max_cgroups: usize,
-    /// Warn when /proc/pressure/memory "some avg10" stays above this
+    /// No exhaustion warning before the growth has been observed this
+    /// long...
+    pub min_observed_s: f64,
+    /// ...nor for a time to exhaustion more than this many times what was
+    /// observed.
+    pub max_extrapolation: f64,
+    /// Warn when /proc/pressure/memory "full avg10" stays above this
     /// percentage...
     pub psi_percent: f64,
     /// ...for this long.
@@ -317,6 +452,15 @@ pub struct MemConfig {
 }
 
 impl Default for MemConfig {
+    /// A forecast reaches at most twice as far as the growth was seen
+    /// (`max_extrapolation` 2): a minute of growth never forecasts an
+    /// hour, a burst that fills a few GiB of a big host in seconds is not
+    /// taken for a trend, and a steady leak that would exhaust memory T
+    /// after it began is still warned at T/3 (observed t with T − t ≤ 2t
+    /// left), two thirds of its course ahead. The 3 s floor keeps two or
+    /// three quick samples from making a forecast on their own; a 16 MiB/s
+    /// leak into a 256 MiB limit sampled every 500 ms is still warned 10 s
+    /// before its kill.
     fn default() -> Self {
         Self {
             window_s: 60.0,
@@ -324,6 +468,8 @@ impl Default for MemConfig {
             min_samples: 3,
             min_growth: 16.0 * 1024.0,
             max_cgroups: 4096,
+            min_observed_s: 3.0,
+            max_extrapolation: 2.0,
             psi_percent: 10.0,
             psi_for_s: 30.0,
         }
@@ -340,12 +486,16 @@ pub struct MemForecast {
     /// until enough samples.
     pub growth_bytes_per_s: Option<f64>,
     pub seconds_to_exhaustion: Option<f64>,
+    /// How long that growth has been observed without a break; null when
+    /// it does not grow.
+    pub observed_s: Option<f64>,
     /// The rest of the last /proc/meminfo reading; null before one.
     pub meminfo: Option<MemInfoOut>,
     /// Growing cgroups, largest growth first (at most 5).
     pub top_growth: Vec<CgroupTrend>,
-    /// Growing slab caches (kernel memory no cgroup may own), largest
-    /// growth first (at most 3); empty when /proc/slabinfo is unreadable.
+    /// Growing slab caches (kernel memory no cgroup may own) that are not
+    /// reclaimable, largest growth first (at most 3); empty when
+    /// /proc/slabinfo is unreadable.
     pub slab_growth: Vec<SlabTrend>,
     /// PID 1, journald and the journal, growing or not, with their growth
     /// per restart of the loops running beside them.
@@ -407,13 +557,20 @@ pub struct Breakdown {
 pub struct CgroupTrend {
     pub cgroup: String,
     pub unit: Option<String>,
+    /// Its charge (memory.current / memory.usage_in_bytes), cache included.
     pub used_bytes: u64,
+    /// Its use: the charge less reclaimable cache; what is trended.
+    pub use_bytes: u64,
     pub limit_bytes: Option<u64>,
+    /// Growth of its use.
     pub growth_bytes_per_s: f64,
+    /// How long that growth has been observed without a break.
+    pub observed_s: Option<f64>,
     /// Time to its own limit, if it has one.
     pub seconds_to_limit: Option<f64>,
-    /// Its growth as a share of the system's (may exceed 1 when others
-    /// shrink); null when the system is not growing.
+    /// Its growth as a share of the system's, both use over the same span:
+    /// above 1 only when other memory was freed meanwhile (or by sampling
+    /// noise); null when the system's use is not growing.
     pub share_of_system_growth: Option<f64>,
     /// Null when its files could not be read (it went away).
     pub breakdown: Option<Breakdown>,
@@ -437,9 +594,13 @@ pub struct KillForecast {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CgroupForecast {
     pub cgroup: String,
+    /// Its charge, cache included.
     pub used_bytes: u64,
+    /// Its use (charge less reclaimable cache); null when its memory.stat
+    /// was not read in the last pass (its charge was not growing).
+    pub use_bytes: Option<u64>,
     pub limit_bytes: Option<u64>,
-    /// Null until enough samples.
+    /// Growth of its use; null until enough samples.
     pub growth_bytes_per_s: Option<f64>,
     pub seconds_to_limit: Option<f64>,
 }
@@ -451,6 +612,10 @@ pub struct MemWatch {
     cgroups: BTreeMap<String, Series>,
     /// The largest slab caches' sizes, by name.
     slabs: BTreeMap<String, Series>,
+    /// Whether each of those caches is reclaimable, as sysfs said.
+    slab_reclaimable: BTreeMap<String, bool>,
+    /// Where sysfs is (for /sys/kernel/slab).
+    sys_root: PathBuf,
     system: Series,
     /// Since when PSI has been above the threshold, and whether that was
     /// reported.
@@ -484,6 +649,8 @@ impl MemWatch {
             proc_root,
             cgroups: BTreeMap::new(),
             slabs: BTreeMap::new(),
+            slab_reclaimable: BTreeMap::new(),
+            sys_root: PathBuf::from("/sys"),
             system: Series::default(),
             psi_above_since: None,
             psi_warned: false,
@@ -524,12 +691,14 @@ impl MemWatch {
                     CgroupForecast {
                         cgroup: k.clone(),
                         used_bytes: s.last,
+                        use_bytes: s.use_last,
                         limit_bytes: s.limit,
                         growth_bytes_per_s: g,
                         seconds_to_limit: s
                             .limit
                             .zip(g)
-                            .and_then(|(l, g)| time_to_exhaustion(l as f64 - s.last as f64, g)),
+                            .zip(s.use_last)
+                            .and_then(|((l, g), u)| time_to_exhaustion(l as f64 - u as f64, g)),
                     }
                 }),
         })
@@ -540,6 +709,12 @@ impl MemWatch {
     /// A reloaded configuration: thresholds change, history stays.
     pub fn set_config(&mut self, cfg: MemConfig) {
         self.cfg = cfg;
+    }
+
+    /// Where sysfs is; /sys unless a test says otherwise.
+    pub fn with_sys_root(mut self, root: PathBuf) -> Self {
+        self.sys_root = root;
+        self
     }
 
     pub fn with_units_root(mut self, root: Option<PathBuf>) -> Self {
@@ -591,6 +766,14 @@ impl MemWatch {
                     break;
                 }
                 n += 1;
+                let children: Vec<(PathBuf, u64)> = std::fs::read_dir(&dir)
+                    .map(|rd| {
+                        rd.flatten()
+                            .filter(|e| e.file_type().is_ok_and(|f| f.is_dir()))
+                            .map(|e| (e.path(), e.ino()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 if let Some(cur) = usage(&dir, tree.v2) {
                     let rel = dir
                         .strip_prefix(&tree.root)
@@ -608,10 +791,19 @@ impl MemWatch {
                     } else {
                         s.limit
                     };
-                    s.points.push_back((t, cur as f64));
                     s.limit = lim;
                     s.last = cur;
                     s.ino = ino;
+                    s.trim(t, self.cfg.window_s);
+                    if wants_stat(s, t, cur, children.is_empty(), &self.cfg) {
+                        s.use_last = cgroup_use(&dir, tree.v2, cur);
+                        if let Some(u) = s.use_last {
+                            s.points.push_back((t, u as f64));
+                        }
+                    } else {
+                        s.use_last = None;
+                    }
+                    s.charged_prev = Some((t, cur));
                     // Only a limit makes a cgroup's own OOM kills: one more
                     // small read for those.
                     if lim.is_some()
@@ -626,13 +818,7 @@ impl MemWatch {
                     }
                     seen.insert(rel);
                 }
-                if let Ok(rd) = std::fs::read_dir(&dir) {
-                    for e in rd.flatten() {
-                        if e.file_type().is_ok_and(|f| f.is_dir()) {
-                            stack.push((e.path(), e.ino()));
-                        }
-                    }
-                }
+                stack.extend(children);
             }
         }
         // v2 counts a kill in every ancestor too: report the deepest.
@@ -666,34 +852,35 @@ impl MemWatch {
             self.system.points.push_back((t, used as f64));
             self.system.limit = Some(m.total);
             self.system.last = used;
+            self.system.use_last = Some(used);
             self.meminfo = Some((&m).into());
         }
         let window = self.cfg.window_s;
         let mut out = Vec::new();
         let cfg = self.cfg;
-        let check = |s: &mut Series| -> Option<(f64, f64)> {
-            while s.points.front().is_some_and(|p| p.0 < t - window) {
-                s.points.pop_front();
-            }
+        // Every series' growth run is kept up to date (culprits report how
+        // long theirs was observed); those with a limit may warn.
+        let check = |s: &mut Series| -> Option<(f64, f64, f64)> {
+            s.trim(t, window);
+            let trend = s.update_trend(&cfg)?;
             let limit = s.limit? as f64;
-            if s.points.len() < cfg.min_samples {
+            if trend.slope < cfg.min_growth || s.warned {
                 return None;
             }
-            let slope = theil_sen(s.points.make_contiguous())?;
-            if slope < cfg.min_growth {
-                // Re-arm once the growth has stopped.
-                s.warned = false;
-                return None;
-            }
-            let tte = time_to_exhaustion(limit - s.last as f64, slope)?;
-            if tte < cfg.warn_before_s && !s.warned {
+            let used = s.use_last? as f64;
+            let tte = time_to_exhaustion(limit - used, trend.slope)?;
+            if tte < cfg.warn_before_s
+                && trend.sustained
+                && observed_long_enough(tte, trend.observed_s, &cfg)
+            {
                 s.warned = true;
-                return Some((tte, slope));
+                return Some((tte, trend.slope, trend.observed_s));
             }
             None
         };
         for (rel, s) in self.cgroups.iter_mut() {
-            if let Some((tte, slope)) = check(s) {
+            if let Some((tte, slope, observed)) = check(s) {
+                let used = s.use_last.unwrap_or(s.last);
                 let owner = unit::parse(rel.as_bytes());
                 let pids = self
                     .tree
@@ -717,20 +904,21 @@ impl MemWatch {
                     time_unix: now_unix,
                     seconds_to_exhaustion: Some(tte),
                     growth_bytes_per_s: slope,
-                    used_bytes: s.last,
+                    observed_s: Some(observed),
+                    used_bytes: used,
                     limit_bytes: s.limit,
                     pids,
                     culprits: Vec::new(),
                     message: format!(
-                        "{name} will reach its memory limit in {tte:.0} s: growing {}/s, {} of {}",
+                        "{name} will reach its memory limit in {tte:.0} s: use growing {}/s for {observed:.0} s, {} of {} (not counting reclaimable cache)",
                         human_bytes(slope),
-                        human_bytes(s.last as f64),
+                        human_bytes(used as f64),
                         human_bytes(s.limit.unwrap_or(0) as f64)
                     ),
                 });
             }
         }
-        if let Some((tte, slope)) = check(&mut self.system) {
+        if let Some((tte, slope, observed)) = check(&mut self.system) {
             out.push(MemWarning {
                 kind: "memory_warning",
                 target: WarningTarget::System,
@@ -739,12 +927,13 @@ impl MemWatch {
                 time_unix: now_unix,
                 seconds_to_exhaustion: Some(tte),
                 growth_bytes_per_s: slope,
+                observed_s: Some(observed),
                 used_bytes: self.system.last,
                 limit_bytes: self.system.limit,
                 pids: Vec::new(),
                 culprits: Vec::new(),
                 message: format!(
-                    "the system will run out of available memory in {tte:.0} s: use growing {}/s",
+                    "the system will run out of available memory in {tte:.0} s: use growing {}/s for {observed:.0} s",
                     human_bytes(slope)
                 ),
             });
@@ -761,6 +950,27 @@ impl MemWatch {
             caches.truncate(32);
             let names: HashSet<String> = caches.iter().map(|c| c.name.clone()).collect();
             self.slabs.retain(|k, _| names.contains(k));
+            self.slab_reclaimable.retain(|k, _| names.contains(k));
+            for c in &caches {
+                // Read once per cache: the flag is fixed at its creation.
+                // A name that is not a plain file name is not looked up.
+                if !self.slab_reclaimable.contains_key(&c.name)
+                    && !c.name.contains('/')
+                    && !c.name.starts_with('.')
+                {
+                    let f = self
+                        .sys_root
+                        .join("kernel/slab")
+                        .join(&c.name)
+                        .join("reclaim_account");
+                    if let Some(r) = std::fs::read_to_string(&f)
+                        .ok()
+                        .and_then(|t| memory::parse_reclaim_account(&t, "reclaim_account").ok())
+                    {
+                        self.slab_reclaimable.insert(c.name.clone(), r);
+                    }
+                }
+            }
             for c in caches {
                 self.slabs
                     .entry(c.name)
@@ -776,7 +986,7 @@ impl MemWatch {
             .ok()
             .and_then(|t| memory::parse_psi(&t, "/proc/pressure/memory").ok());
         match psi {
-            Some(p) if p.some.avg10 > self.cfg.psi_percent => {
+            Some(p) if let Some(full) = real_pressure(&p, self.cfg.psi_percent) => {
                 let since = *self.psi_above_since.get_or_insert(t);
                 if t - since >= self.cfg.psi_for_s && !self.psi_warned {
                     self.psi_warned = true;
@@ -788,12 +998,13 @@ impl MemWatch {
                         time_unix: now_unix,
                         seconds_to_exhaustion: None,
                         growth_bytes_per_s: 0.0,
+                        observed_s: None,
                         used_bytes: self.system.last,
                         limit_bytes: self.system.limit,
                         pids: Vec::new(),
                         culprits: Vec::new(),
                         message: format!(
-                            "memory pressure: tasks stalled on memory {:.1}% of the time (some avg10) for {:.0} s",
+                            "memory pressure: all running tasks stalled on memory at once {full:.1}% of the time (full avg10; some {:.1}%) for {:.0} s",
                             p.some.avg10,
                             t - since
                         ),
@@ -824,7 +1035,17 @@ impl MemWatch {
     /// The top growing cgroups and slab caches, as "name +X MiB/s (P%)".
     fn culprits(&self) -> Vec<String> {
         let f = self.forecast_without_detail();
-        let share = |s: Option<f64>| s.map_or(String::new(), |s| format!(" ({:.0}%)", s * 100.0));
+        let share = |s: Option<f64>, g: f64| match s {
+            None => String::new(),
+            Some(s) if s <= 1.0 => format!(" ({:.0}%)", s * 100.0),
+            // Both are use over the same span: more than the system's
+            // growth means other memory was freed meanwhile; a share above
+            // 100% would say nothing more.
+            Some(s) => format!(
+                " (more than the system's +{}/s: other memory was freed)",
+                human_bytes(g / s)
+            ),
+        };
         let mut v: Vec<(f64, String)> = f
             .top_growth
             .iter()
@@ -836,7 +1057,7 @@ impl MemWatch {
                         "{} +{}/s{}",
                         c.unit.as_deref().unwrap_or(&c.cgroup),
                         human_bytes(c.growth_bytes_per_s),
-                        share(c.share_of_system_growth)
+                        share(c.share_of_system_growth, c.growth_bytes_per_s)
                     ),
                 )
             })
@@ -848,7 +1069,7 @@ impl MemWatch {
                     "slab {} +{}/s{}",
                     s.cache,
                     human_bytes(s.growth_bytes_per_s),
-                    share(s.share_of_system_growth)
+                    share(s.share_of_system_growth, s.growth_bytes_per_s)
                 ),
             )
         }));
@@ -1049,15 +1270,18 @@ impl MemWatch {
             .filter(|(k, _)| !parents.contains(k.as_str()))
             .filter_map(|(k, s)| {
                 let g = slope(s)?;
+                let used = s.use_last?;
                 (g >= self.cfg.min_growth).then(|| CgroupTrend {
                     cgroup: k.clone(),
                     unit: unit::parse(k.as_bytes()).unit,
                     used_bytes: s.last,
+                    use_bytes: used,
                     limit_bytes: s.limit,
                     growth_bytes_per_s: g,
+                    observed_s: s.observed_s(),
                     seconds_to_limit: s
                         .limit
-                        .and_then(|l| time_to_exhaustion(l as f64 - s.last as f64, g)),
+                        .and_then(|l| time_to_exhaustion(l as f64 - used as f64, g)),
                     share_of_system_growth: share(s, g),
                     breakdown: None,
                 })
@@ -1068,6 +1292,7 @@ impl MemWatch {
         let mut slab: Vec<SlabTrend> = self
             .slabs
             .iter()
+            .filter(|(k, _)| self.slab_reclaimable.get(*k) != Some(&true))
             .filter_map(|(k, s)| {
                 let g = slope(s)?;
                 (g >= self.cfg.min_growth).then(|| SlabTrend {
@@ -1086,6 +1311,7 @@ impl MemWatch {
             growth_bytes_per_s: sys,
             seconds_to_exhaustion: sys
                 .and_then(|g| time_to_exhaustion(total as f64 - self.system.last as f64, g)),
+            observed_s: self.system.observed_s(),
             meminfo: self.meminfo,
             top_growth: top,
             slab_growth: slab,
@@ -1144,6 +1370,48 @@ mod tests {
         std::fs::write(d.join("memory.limit_in_bytes"), format!("{lim}\n")).unwrap();
     }
 
+    /// A v1 memory.stat with this much page cache, `shmem` of it tmpfs.
+    fn stat_v1(root: &Path, rel: &str, cache: u64, shmem: u64) {
+        std::fs::write(
+            root.join(rel).join("memory.stat"),
+            format!(
+                "cache 0\nrss 0\nshmem 0\ntotal_cache {cache}\ntotal_rss 0\ntotal_shmem {shmem}\n"
+            ),
+        )
+        .unwrap();
+    }
+
+    /// A v2 cgroup: charge, limit and memory.stat.
+    fn cg2(root: &Path, rel: &str, anon: u64, file: u64, shmem: u64, slab_rec: u64, max: &str) {
+        let d = root.join(rel);
+        std::fs::create_dir_all(&d).unwrap();
+        let cur = anon + file + slab_rec;
+        std::fs::write(d.join("memory.current"), format!("{cur}\n")).unwrap();
+        std::fs::write(d.join("memory.max"), format!("{max}\n")).unwrap();
+        std::fs::write(
+            d.join("memory.stat"),
+            format!(
+                "anon {anon}\nfile {file}\nkernel {slab_rec}\nshmem {shmem}\n\
+                 slab_reclaimable {slab_rec}\nslab_unreclaimable 0\n"
+            ),
+        )
+        .unwrap();
+    }
+
+    /// A /proc/meminfo with this much of `total_mib` available.
+    fn meminfo(procs: &Path, total_mib: u64, available_mib: f64) {
+        std::fs::write(
+            procs.join("meminfo"),
+            format!(
+                "MemTotal: {} kB\nMemAvailable: {} kB\nSlab: 0 kB\nSUnreclaim: 0 kB\n\
+                 Committed_AS: 0 kB\nSwapTotal: 0 kB\nSwapFree: 0 kB\n",
+                total_mib * 1024,
+                (available_mib * 1024.0) as u64
+            ),
+        )
+        .unwrap();
+    }
+
     #[test]
     fn targets_and_hierarchies_keep_their_names() {
         for (t, name) in [
@@ -1177,7 +1445,9 @@ mod tests {
                 v2: false,
             }),
             procs.clone(),
-        );
+        )
+        // No sysfs slab flags: caches count as unreclaimable.
+        .with_sys_root(d.path().join("sys"));
         let mib = 1u64 << 20;
         let mut warned = Vec::new();
         for i in 0..13u64 {
@@ -1188,6 +1458,7 @@ mod tests {
                 16 * mib * i,
                 &(256 * mib).to_string(),
             );
+            stat_v1(&root, "system.slice/leak.service", 0, 0);
             cg(&root, "steady", 128 * mib, &(256 * mib).to_string());
             // dentry grows by 1,000 objects of 192 bytes per sample.
             std::fs::write(
@@ -1206,12 +1477,17 @@ mod tests {
         let x = &warned[0];
         assert_eq!(x.unit.as_deref(), Some("leak.service"));
         assert_eq!(x.cgroup.as_deref(), Some("/system.slice/leak.service"));
-        // 32 MiB/s (16 MiB per 0.5 s); at the 3rd sample 224 MiB are left.
+        // 32 MiB/s (16 MiB per 0.5 s), its use sampled from the first rise
+        // (t = 0.5 s). Observed for 3 s (the minimum) at t = 3.5 s, when
+        // 144 MiB are left: 4.5 s, within twice what was observed.
         assert_eq!(x.growth_bytes_per_s, 32.0 * mib as f64);
-        assert_eq!(x.seconds_to_exhaustion, Some(7.0));
+        assert_eq!(x.observed_s, Some(3.0));
+        assert_eq!(x.used_bytes, 112 * mib);
+        assert_eq!(x.seconds_to_exhaustion, Some(4.5));
         assert!(
-            x.message
-                .starts_with("leak.service will reach its memory limit in 7 s"),
+            x.message.starts_with(
+                "leak.service will reach its memory limit in 4 s: use growing 32.0 MiB/s for 3 s"
+            ),
             "{}",
             x.message
         );
@@ -1248,12 +1524,14 @@ mod tests {
         assert_eq!(
             (
                 c.used_bytes,
+                c.use_bytes,
                 c.limit_bytes,
                 c.growth_bytes_per_s,
                 c.seconds_to_limit
             ),
             (
                 192 * mib,
+                Some(192 * mib),
                 Some(256 * mib),
                 Some(32.0 * mib as f64),
                 Some(2.0)
@@ -1272,7 +1550,7 @@ mod tests {
         let psi = |avg10: f64| {
             std::fs::write(
                 procs.join("pressure/memory"),
-                format!("some avg10={avg10:.2} avg60=0.00 avg300=0.00 total=1\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"),
+                format!("some avg10={avg10:.2} avg60=0.00 avg300=0.00 total=1\nfull avg10={avg10:.2} avg60=0.00 avg300=0.00 total=1\n"),
             )
             .unwrap();
         };
@@ -1289,7 +1567,11 @@ mod tests {
         let x = &fired[0].1[0];
         assert_eq!(x.target, WarningTarget::Psi);
         assert_eq!(x.seconds_to_exhaustion, None);
-        assert!(x.message.contains("25.0% of the time"), "{}", x.message);
+        assert!(
+            x.message.contains("at once 25.0% of the time (full avg10"),
+            "{}",
+            x.message
+        );
         // Back above after dropping: a new 30 s is needed.
         psi(30.0);
         assert!(w.sample(100.0, 0.0).is_empty());
@@ -1512,7 +1794,7 @@ mod tests {
     }
 
     /// The system-wide warning names what grows: the leaking cgroup with
-    /// its share of the system's growth.
+    /// its share of the system's growth, both use over the same span.
     #[test]
     fn system_warning_names_the_culprits() {
         let d = tempfile::tempdir().unwrap();
@@ -1529,37 +1811,348 @@ mod tests {
         );
         let mib = 1u64 << 20;
         let mut warned = Vec::new();
-        for i in 0..4u64 {
+        for i in 0..20u64 {
+            let t = 5 * i;
             // 1 GiB total; available drops 8 MiB/s, 6 of them the leak's.
-            std::fs::write(
-                procs.join("meminfo"),
-                format!(
-                    "MemTotal: 1048576 kB\nMemAvailable: {} kB\nSlab: 0 kB\nSUnreclaim: 0 kB\n\
-                     Committed_AS: 0 kB\nSwapTotal: 0 kB\nSwapFree: 0 kB\n",
-                    (1024 - 8 * i) * 1024
-                ),
-            )
-            .unwrap();
+            // The cache cgroup grows faster, in page cache only.
+            meminfo(&procs, 1024, (1024 - 8 * t) as f64);
             cg(&root, "", 0, "9223372036854771712");
-            cg(&root, "leak", 6 * mib * i, "9223372036854771712");
-            warned.extend(w.sample(i as f64, 0.0));
+            cg(&root, "leak", 6 * mib * t, "9223372036854771712");
+            stat_v1(&root, "leak", 0, 0);
+            cg(&root, "cache", 20 * mib * t, "9223372036854771712");
+            stat_v1(&root, "cache", 20 * mib * t, 0);
+            warned.extend(w.sample(t as f64, 0.0));
         }
         assert_eq!(warned.len(), 1, "{warned:?}");
         let x = &warned[0];
         assert_eq!(x.target, WarningTarget::System);
+        // At t = 45 s: 664 MiB left at 8 MiB/s is 83 s, no more than twice
+        // the 45 s observed; at t = 40 s, 88 s was more than twice 40 s.
+        assert_eq!(x.observed_s, Some(45.0));
+        assert_eq!(x.seconds_to_exhaustion, Some(83.0));
         assert_eq!(x.culprits, ["/leak +6.0 MiB/s (75%)"]);
         assert!(
-            x.message
-                .ends_with("; growing most: /leak +6.0 MiB/s (75%)"),
+            x.message.ends_with(
+                "in 83 s: use growing 8.0 MiB/s for 45 s; growing most: /leak +6.0 MiB/s (75%)"
+            ),
             "{}",
             x.message
         );
     }
 
-    /// systemd-oomd acts by default when memory pressure stays above 60%
-    /// for 30 s. On any rising pressure, spawnscope's default (some avg10
-    /// above 10% for 30 s) fires well before: here on a ramp of 1 point
-    /// per second, 50 s earlier.
+    fn v2_watch(d: &Path, cfg: MemConfig) -> MemWatch {
+        std::fs::create_dir_all(d.join("proc")).unwrap();
+        MemWatch::new(
+            cfg,
+            Some(MemTree {
+                root: d.join("cg"),
+                v2: true,
+            }),
+            d.join("proc"),
+        )
+        .with_sys_root(d.join("sys"))
+    }
+
+    /// The issue's host: 24 GiB, 23 GiB free. For a minute a build's
+    /// cgroup grows 39 MiB/s of page cache while the system's use grows
+    /// 7.5 MiB/s (a forecast of ~3100 s); then 4 GiB land in tmpfs in one
+    /// step. No warning: the cache is not use, the minute is not half of
+    /// 3100 s, and the step is not sustained growth.
+    #[test]
+    fn a_page_cache_burst_and_a_tmpfs_step_on_a_big_host_raise_no_warning() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("cg");
+        let procs = d.path().join("proc");
+        let mut w = v2_watch(d.path(), MemConfig::default());
+        let mib = 1u64 << 20;
+        let mut warned = Vec::new();
+        let mut forecasts = Vec::new();
+        for i in 0..=40u64 {
+            let t = 5 * i;
+            let burst = t.min(60);
+            let tmpfs = if t >= 100 { 4096 } else { 0 };
+            meminfo(
+                &procs,
+                24 * 1024,
+                23.0 * 1024.0 - 7.5 * burst as f64 - tmpfs as f64,
+            );
+            cg2(
+                &root,
+                "system.slice/build.service",
+                100 * mib,
+                (39 * burst + tmpfs) * mib,
+                tmpfs * mib,
+                0,
+                "max",
+            );
+            warned.extend(w.sample(t as f64, 0.0));
+            forecasts.push(w.forecast());
+        }
+        assert!(warned.is_empty(), "{warned:?}");
+        // The forecast itself was made, and said ~3100 s after the minute.
+        let at60 = &forecasts[12];
+        assert_eq!(at60.growth_bytes_per_s, Some(7.5 * mib as f64));
+        assert_eq!(at60.observed_s, Some(60.0));
+        let tte = at60.seconds_to_exhaustion.unwrap();
+        assert!((3000.0..3100.0).contains(&tte), "{tte}");
+        assert!(
+            at60.top_growth.is_empty(),
+            "cache growth is not use: {:?}",
+            at60.top_growth
+        );
+        // The tmpfs step is use: the cgroup is ranked while it shows.
+        assert!(
+            forecasts[26].top_growth[0].cgroup == "/system.slice/build.service",
+            "{:?}",
+            forecasts[26]
+        );
+    }
+
+    /// A steady leak of the system's memory on the same host is warned
+    /// once it has been observed for half its time to exhaustion.
+    #[test]
+    fn a_steady_system_leak_is_warned_once_observed_for_half_its_horizon() {
+        let d = tempfile::tempdir().unwrap();
+        let procs = d.path().join("proc");
+        let mut w = v2_watch(d.path(), MemConfig::default());
+        let mut warned = Vec::new();
+        for i in 0..=300u64 {
+            let t = 5.0 * i as f64;
+            meminfo(&procs, 24 * 1024, 23.0 * 1024.0 - 7.5 * t);
+            for x in w.sample(t, t) {
+                warned.push(x);
+            }
+        }
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        let x = &warned[0];
+        // 23552 MiB at 7.5 MiB/s from t = 0: 3140.3 s to go; at t = 1050
+        // s, 2090.3 s are left, and 1050 s is half of that or more (at
+        // 1045 s, 2095.3 s was not).
+        assert_eq!(x.time_unix, 1050.0);
+        assert_eq!(x.observed_s, Some(1050.0));
+        let tte = x.seconds_to_exhaustion.unwrap();
+        assert!((tte - 2090.3).abs() < 0.1, "{tte}");
+    }
+
+    /// Page cache and reclaimable slab growing in a cgroup are not use;
+    /// tmpfs (shmem, counted in `file`) is.
+    #[test]
+    fn file_cache_growth_in_a_cgroup_is_not_counted() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("cg");
+        let procs = d.path().join("proc");
+        let mut w = v2_watch(d.path(), MemConfig::default());
+        let mib = 1u64 << 20;
+        let gib = 1024 * mib;
+        let mut warned = Vec::new();
+        for i in 0..12u64 {
+            let g = 20 * mib * i;
+            meminfo(&procs, 24 * 1024, 20.0 * 1024.0);
+            // A 1 GiB limit each: the cache would reach it in under 50 s.
+            cg2(
+                &root,
+                "cache.service",
+                50 * mib,
+                g,
+                0,
+                g / 4,
+                &gib.to_string(),
+            );
+            cg2(&root, "tmpfs.service", 50 * mib, g, g, 0, &gib.to_string());
+            warned.extend(w.sample(i as f64, 0.0));
+        }
+        let f = w.forecast();
+        let grown: Vec<(&str, f64, u64)> = f
+            .top_growth
+            .iter()
+            .map(|c| (c.cgroup.as_str(), c.growth_bytes_per_s, c.use_bytes))
+            .collect();
+        assert_eq!(grown, [("/tmpfs.service", 20.0 * mib as f64, 270 * mib)]);
+        assert_eq!(f.top_growth[0].used_bytes, 270 * mib);
+        let cache = w
+            .kill_forecast(Some("/cache.service"))
+            .unwrap()
+            .cgroup
+            .unwrap();
+        assert_eq!(cache.use_bytes, Some(50 * mib), "{cache:?}");
+        assert_eq!(cache.growth_bytes_per_s, Some(0.0));
+        assert_eq!(cache.seconds_to_limit, None);
+        assert!(
+            warned
+                .iter()
+                .all(|x| x.cgroup.as_deref() != Some("/cache.service")),
+            "{warned:?}"
+        );
+    }
+
+    /// Shares compare the same quantity over the same span: cgroups'
+    /// growths add up to the system's, never beyond; when the system's
+    /// use grows less than a cgroup's (other memory was freed), the text
+    /// says so instead of a share above 100%.
+    #[test]
+    fn shares_of_the_same_quantity_stay_within_the_whole() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("cg");
+        let procs = d.path().join("proc");
+        let mut w = v2_watch(d.path(), MemConfig::default());
+        let mib = 1u64 << 20;
+        for i in 0..10u64 {
+            // The system's use: 10 MiB/s, 6 of them a's and 4 b's; c
+            // grows 30 MiB/s of page cache.
+            meminfo(&procs, 4096, 4000.0 - 10.0 * i as f64);
+            cg2(&root, "a.service", 6 * mib * i, 0, 0, 0, "max");
+            cg2(&root, "b.service", 4 * mib * i, 0, 0, 0, "max");
+            cg2(&root, "c.service", mib, 30 * mib * i, 0, 0, "max");
+            w.sample(i as f64, 0.0);
+        }
+        let f = w.forecast();
+        let shares: Vec<(&str, Option<f64>)> = f
+            .top_growth
+            .iter()
+            .map(|c| (c.cgroup.as_str(), c.share_of_system_growth))
+            .collect();
+        assert_eq!(
+            shares,
+            [("/a.service", Some(0.6)), ("/b.service", Some(0.4))]
+        );
+        assert_eq!(
+            w.culprits(),
+            ["a.service +6.0 MiB/s (60%)", "b.service +4.0 MiB/s (40%)"]
+        );
+        // b now frees what a takes, and more: the system grows 2 MiB/s.
+        for i in 10..30u64 {
+            let j = i - 10;
+            meminfo(&procs, 4096, 3910.0 - 2.0 * j as f64);
+            cg2(&root, "a.service", 6 * mib * i, 0, 0, 0, "max");
+            cg2(
+                &root,
+                "b.service",
+                36 * mib - 4 * mib * j.min(9),
+                0,
+                0,
+                0,
+                "max",
+            );
+            w.sample(i as f64, 0.0);
+        }
+        let c = w.culprits();
+        assert_eq!(
+            c,
+            ["a.service +6.0 MiB/s (more than the system's +2.0 MiB/s: other memory was freed)"]
+        );
+    }
+
+    /// Reclaimable slab caches (sysfs reclaim_account 1) are not named as
+    /// growing; others are.
+    #[test]
+    fn reclaimable_slab_caches_are_not_culprits() {
+        let d = tempfile::tempdir().unwrap();
+        let procs = d.path().join("proc");
+        let mut w = v2_watch(d.path(), MemConfig::default());
+        for (name, r) in [("dentry", "1"), ("kmalloc-64", "0")] {
+            let dir = d.path().join("sys/kernel/slab").join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("reclaim_account"), format!("{r}\n")).unwrap();
+        }
+        for i in 0..3 * SLAB_EVERY as u64 {
+            // Both grow by 1,000 objects per pass.
+            std::fs::write(
+                procs.join("slabinfo"),
+                format!(
+                    "slabinfo - version: 2.1\n# name <active_objs> ...\n\
+                     dentry {n} {n} 192 21 1 : tunables 0 0 0 : slabdata 1 1 0\n\
+                     kmalloc-64 {n} {n} 64 64 1 : tunables 0 0 0 : slabdata 8 8 0\n",
+                    n = 10_000 + 1_000 * i
+                ),
+            )
+            .unwrap();
+            w.sample(i as f64, 0.0);
+        }
+        let names: Vec<String> = w
+            .forecast()
+            .slab_growth
+            .into_iter()
+            .map(|s| s.cache)
+            .collect();
+        assert_eq!(names, ["kmalloc-64"]);
+    }
+
+    /// `some` pressure alone (one task waiting while others run) raises
+    /// nothing however long it lasts; `full` pressure does.
+    #[test]
+    fn pressure_without_full_stalls_raises_no_warning() {
+        let d = tempfile::tempdir().unwrap();
+        let procs = d.path().to_path_buf();
+        std::fs::create_dir_all(procs.join("pressure")).unwrap();
+        let psi = |some: f64, full: f64| {
+            std::fs::write(
+                procs.join("pressure/memory"),
+                format!(
+                    "some avg10={some:.2} avg60=0.00 avg300=0.00 total=1\n\
+                     full avg10={full:.2} avg60=0.00 avg300=0.00 total=1\n"
+                ),
+            )
+            .unwrap();
+        };
+        let mut w = MemWatch::new(MemConfig::default(), None, procs.clone());
+        for t in 0..120 {
+            psi(60.0, 5.0);
+            assert!(w.sample(f64::from(t), 0.0).is_empty(), "t = {t}");
+        }
+        let mut fired = Vec::new();
+        for t in 120..160 {
+            psi(60.0, 15.0);
+            if !w.sample(f64::from(t), 0.0).is_empty() {
+                fired.push(t);
+            }
+        }
+        assert_eq!(fired, [150], "full above 10% from t = 120, for 30 s");
+    }
+
+    #[test]
+    fn sustained_growth_and_the_observation_rule() {
+        let steady: Vec<(f64, f64)> = (0..10).map(|i| (i as f64, 10.0 * i as f64)).collect();
+        assert!(sustained(&steady, 10.0));
+        // A step in the middle, which the Theil–Sen slope shows as growth:
+        // the later half is flat.
+        let step: Vec<(f64, f64)> = (0..10)
+            .map(|i| (i as f64, if i < 5 { 0.0 } else { 100.0 }))
+            .collect();
+        let g = theil_sen(&step).unwrap();
+        assert!(g > 0.0, "{g}");
+        assert!(!sustained(&step, g));
+        // Slowing to a third of the trend in the later half.
+        let slowing: Vec<(f64, f64)> = (0..10)
+            .map(|i| {
+                let i = i as f64;
+                (
+                    i,
+                    if i < 5.0 {
+                        30.0 * i
+                    } else {
+                        150.0 + 10.0 * (i - 5.0)
+                    },
+                )
+            })
+            .collect();
+        assert!(!sustained(&slowing, 30.0));
+        assert!(!sustained(&[], 1.0));
+        assert!(!sustained(&[(0.0, 1.0)], 1.0));
+        let cfg = MemConfig::default();
+        assert!(observed_long_enough(10.0, 5.0, &cfg));
+        assert!(!observed_long_enough(10.1, 5.0, &cfg), "more than 2x");
+        assert!(!observed_long_enough(1.0, 2.9, &cfg), "under 3 s");
+        assert!(observed_long_enough(0.0, 3.0, &cfg));
+        assert_eq!(
+            trough(&[(0.0, 5.0), (1.0, 2.0), (2.0, 2.0), (3.0, 9.0)]),
+            (2.0, 2.0)
+        );
+    }
+
+    /// systemd-oomd acts by default when memory pressure (`full avg10`)
+    /// stays above 60% for 30 s. On any rising pressure, spawnscope's
+    /// default (full avg10 above 10% for 30 s) fires well before: here on
+    /// a ramp of 1 point per second, 50 s earlier.
     #[test]
     fn pressure_warning_precedes_systemd_oomd_defaults() {
         let d = tempfile::tempdir().unwrap();
@@ -1609,17 +2202,23 @@ mod tests {
             d.path().join("proc"),
         );
         cg(&root, "", 0, "9223372036854771712");
-        cg(&root, "a", 100, "1000");
+        // Within a quarter of its limit: its use is sampled every pass.
+        cg(&root, "a", 900, "1000");
+        stat_v1(&root, "a", 0, 0);
         w.sample(0.0, 0.0);
         assert_eq!(w.cgroups["/a"].limit, Some(1000));
-        cg(&root, "a", 100, "2000");
+        cg(&root, "a", 900, "2000");
         for i in 1..SLAB_EVERY {
             w.sample(i as f64, 0.0);
             assert_eq!(w.cgroups["/a"].limit, Some(1000), "pass {i}");
         }
         w.sample(SLAB_EVERY as f64, 0.0);
         assert_eq!(w.cgroups["/a"].limit, Some(2000));
-        assert_eq!(w.cgroups["/a"].points.len(), SLAB_EVERY + 1);
+        assert_eq!(
+            w.cgroups["/a"].points.len(),
+            SLAB_EVERY + 1,
+            "no longer near its limit, a sampled series stays dense"
+        );
         let old = w.cgroups["/a"].ino;
         // Made again while the first is still open: another inode for sure.
         std::fs::rename(root.join("a"), root.join("gone")).unwrap();
@@ -1627,7 +2226,10 @@ mod tests {
         assert_ne!(std::fs::metadata(root.join("a")).unwrap().ino(), old);
         w.sample(20.0, 0.0);
         let a = &w.cgroups["/a"];
-        assert_eq!((a.limit, a.points.len(), a.last), (Some(3000), 1, 5));
+        assert_eq!(
+            (a.limit, a.points.len(), a.last, a.use_last),
+            (Some(3000), 0, 5, None)
+        );
     }
 
     #[test]

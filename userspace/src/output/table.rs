@@ -71,8 +71,12 @@ fn memory_line(m: &crate::mempress::MemForecast) -> String {
     );
     match (m.growth_bytes_per_s, m.seconds_to_exhaustion) {
         (Some(g), Some(t)) => s.push_str(&format!(
-            ", growing {}/s, exhausted in {}",
+            ", growing {}/s{}, exhausted in {}",
             mib(g),
+            // How far the forecast reaches beyond what was seen.
+            m.observed_s
+                .map(|o| format!(" for {o:.0} s"))
+                .unwrap_or_default(),
             humantime::format_duration(std::time::Duration::from_secs(t as u64))
         )),
         (Some(g), None) => s.push_str(&format!(", trend {}/s", mib(g))),
@@ -494,13 +498,16 @@ mod tests {
                 total_bytes: 4 << 30,
                 growth_bytes_per_s: Some(1048576.0),
                 seconds_to_exhaustion: Some(3072.0),
+                observed_s: Some(90.0),
                 meminfo: None,
                 top_growth: vec![crate::mempress::CgroupTrend {
                     cgroup: "/system.slice/leak.service".into(),
                     unit: Some("leak.service".into()),
                     used_bytes: 1,
+                    use_bytes: 1,
                     limit_bytes: None,
                     growth_bytes_per_s: 1048576.0,
+                    observed_s: Some(90.0),
                     seconds_to_limit: None,
                     share_of_system_growth: Some(1.0),
                     breakdown: None,
@@ -553,6 +560,7 @@ mod tests {
                     time_unix: 0.0,
                     seconds_to_exhaustion: Some(7.0),
                     growth_bytes_per_s: 1.0,
+                    observed_s: Some(3.0),
                     used_bytes: 1,
                     limit_bytes: Some(2),
                     pids: vec![42],
@@ -573,6 +581,7 @@ mod tests {
                     total_bytes: 0,
                     growth_bytes_per_s: None,
                     seconds_to_exhaustion: None,
+                    observed_s: None,
                     meminfo: None,
                     top_growth: vec![],
                     slab_growth: vec![],
@@ -642,7 +651,7 @@ mod tests {
         assert!(text.contains("memory warning: /leak will reach its memory limit in 7 s"));
         assert!(
             text.contains(
-                "memory: 1024.0 MiB of 4096.0 MiB used, growing 1.0 MiB/s, exhausted in 51m 12s; \
+                "memory: 1024.0 MiB of 4096.0 MiB used, growing 1.0 MiB/s for 90 s, exhausted in 51m 12s; \
                  top growth leak.service (+1.0 MiB/s)"
             ),
             "{text}"
