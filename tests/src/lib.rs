@@ -507,6 +507,23 @@ pub fn loaded_spawnscope_programs() -> std::collections::BTreeSet<u32> {
         .collect()
 }
 
+/// Ids of the BPF programs process `pid` holds (by a program's or a link's
+/// descriptor): its own, whatever else is loaded on the host meanwhile.
+pub fn programs_held_by(pid: i32) -> std::collections::BTreeSet<u32> {
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return Default::default();
+    };
+    fds.flatten()
+        .filter_map(|e| fs::read_to_string(e.path()).ok())
+        .flat_map(|info| {
+            info.lines()
+                .filter_map(|l| l.strip_prefix("prog_id:"))
+                .filter_map(|id| id.trim().parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
 /// Runs `n` short commands in the calling process's own cgroup.
 pub fn spawn_true(n: usize) {
     for _ in 0..n {

@@ -260,19 +260,24 @@ pub struct SystemdContainer {
     exit: Option<std::process::ExitStatus>,
     /// Held for the container's life (released after it is stopped).
     _one_at_a_time: MutexGuard<'static, ()>,
+    /// The same, across the test binaries running at the same time.
+    _one_on_the_host: Lock,
     /// When this container's turn came (the rootfs build and boot
     /// included): the test's own time, without its wait for the lock.
     turn: Instant,
 }
 
-/// One container at a time per test binary. A scenario test runs once per
-/// suite, and libtest runs a binary's tests on parallel threads; the probe
+/// One container at a time per test binary, and (by [`CONTAINER_LOCK`]) on
+/// the host. A scenario test runs once per suite, and libtest runs a
+/// binary's tests on parallel threads, xtask several binaries at once; the probe
 /// (trace's or the sentinel's) sees every container on the host, so a
 /// second container's units would land in the first test's findings, the
 /// sentinel's drill-down could be spent on the wrong loop, and two booted
 /// systemds on these 2 CPUs would stretch the restart timings the tests
 /// measure.
 static ONE_CONTAINER: Mutex<()> = Mutex::new(());
+/// The file whose lock a booted container holds.
+const CONTAINER_LOCK: &str = "/var/cache/spawnscope-tests/container.lock";
 
 /// The sentinel's unit as shipped.
 pub const SENTINEL_UNIT_FILE: &str = concat!(
@@ -331,6 +336,11 @@ impl SystemdContainer {
         let one_at_a_time = ONE_CONTAINER
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let lock = Path::new(CONTAINER_LOCK);
+        if let Some(dir) = lock.parent() {
+            fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        }
+        let one_on_the_host = Lock::take(lock);
         let turn = Instant::now();
         let (root, rootfs_build_time) = rootfs(suite);
         let cgroup = TestCgroup::new(&format!("sd-{tag}"));
@@ -376,6 +386,7 @@ impl SystemdContainer {
             _logdir: logdir,
             exit: None,
             _one_at_a_time: one_at_a_time,
+            _one_on_the_host: one_on_the_host,
             turn,
         };
         c.leader = c.wait_for_init();

@@ -3,17 +3,20 @@
 
 use std::time::{Duration, Instant};
 
-use spawnscope_tests::{Tracer, loaded_spawnscope_programs, require_root, spawn_true, summary};
+use spawnscope_tests::{
+    Tracer, loaded_spawnscope_programs, programs_held_by, require_root, spawn_true, summary,
+};
 
 #[test]
 fn sigterm_prints_summary_and_detaches() {
     if !require_root("signals_detach") {
         return;
     }
-    let before = loaded_spawnscope_programs();
     let tracer = Tracer::start(&["--interval", "10m"]);
+    // Its own, by its descriptors: another tracer may load and unload the
+    // same programs meanwhile.
     let ours: Vec<u32> = loaded_spawnscope_programs()
-        .difference(&before)
+        .intersection(&programs_held_by(tracer.pid()))
         .copied()
         .collect();
     assert_eq!(

@@ -5,6 +5,7 @@ mod bench_overhead;
 mod bench_postmortem;
 mod bench_sentinel;
 mod dist;
+mod lanes;
 mod noisy;
 mod setup;
 mod test;

@@ -3,13 +3,7 @@
 //! record each skip as a file (see `skip` in the tests crate); this counts
 //! them, names them, and fails the run on any skip unless `--allow-skips`.
 
-use std::{
-    collections::BTreeSet,
-    io::{BufRead, BufReader, Write},
-    path::Path,
-    process::Stdio,
-    time::Instant,
-};
+use std::{collections::BTreeSet, path::Path, time::Instant};
 
 use crate::{
     noisy,
@@ -131,31 +125,6 @@ fn skip_test(line: &str) -> Option<&str> {
     rest.split_once(": ").map(|(t, _)| t)
 }
 
-/// Runs `cargo test` on the host crates with skips recorded in
-/// `skip_dir`, echoing its output and tallying libtest's results.
-fn cargo_test(skip_dir: &Path) -> Result<(bool, Tally), Fail> {
-    let mut child = cmd("cargo")
-        .arg("test")
-        .args(crate::HOST_CRATES)
-        .args(["--no-fail-fast"])
-        .env("SPAWNSCOPE_SKIP_DIR", skip_dir)
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| Fail(format!("cannot run cargo test: {e}")))?;
-    let mut tally = Tally::default();
-    let out = child.stdout.take().expect("piped");
-    let mut echo = std::io::stdout().lock();
-    for line in BufReader::new(out).lines() {
-        let line = line.map_err(|e| Fail(format!("reading cargo test's output: {e}")))?;
-        tally.line(&line);
-        let _ = writeln!(echo, "{line}");
-    }
-    let status = child
-        .wait()
-        .map_err(|e| Fail(format!("waiting for cargo test: {e}")))?;
-    Ok((status.success(), tally))
-}
-
 pub fn run(opts: &Options) -> Result<(), Fail> {
     let t0 = Instant::now();
     if opts.noisy {
@@ -214,7 +183,7 @@ pub fn run(opts: &Options) -> Result<(), Fail> {
         None
     };
     step("test: unit, CLI and privileged integration tests");
-    let (ok, tally) = cargo_test(&skip_dir)?;
+    let (ok, tally) = crate::lanes::run_tests(&skip_dir)?;
     let noise = neighbours.map(|n| {
         step("noisy: stopping the neighbours");
         n.stop()
