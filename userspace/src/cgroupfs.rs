@@ -79,7 +79,13 @@ fn unescape_octal(s: &str) -> Vec<u8> {
 /// Every cgroup (v1 or v2) mount listed in a mountinfo file.
 pub fn cgroup_mounts(mountinfo: &Path) -> Result<Vec<CgroupMount>, CgroupError> {
     let text = fs::read(mountinfo).map_err(io(mountinfo))?;
-    let text = String::from_utf8_lossy(&text);
+    parse_mountinfo(&text, mountinfo)
+}
+
+/// Every cgroup (v1 or v2) mount in `text`, the contents of the mountinfo
+/// file at `mountinfo` (which errors name).
+pub fn parse_mountinfo(text: &[u8], mountinfo: &Path) -> Result<Vec<CgroupMount>, CgroupError> {
+    let text = String::from_utf8_lossy(text);
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -128,12 +134,16 @@ pub fn find_cgroup2(mountinfo: &Path) -> Result<Option<CgroupMount>, CgroupError
 /// /proc/<pid>/cgroup file.
 pub fn own_cgroup_v2(proc_cgroup: &Path) -> Result<String, CgroupError> {
     let text = fs::read_to_string(proc_cgroup).map_err(io(proc_cgroup))?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("0::"))
+    v2_membership(&text)
         .map(str::to_string)
         .ok_or_else(|| CgroupError::NoV2Membership {
             path: proc_cgroup.to_path_buf(),
         })
+}
+
+/// The cgroup2 path (`0::/path`) in the text of a /proc/<pid>/cgroup file.
+pub fn v2_membership(proc_cgroup: &str) -> Option<&str> {
+    proc_cgroup.lines().find_map(|l| l.strip_prefix("0::"))
 }
 
 /// What is known about one cgroup id.

@@ -141,10 +141,7 @@ impl Oom {
         self.uid = uid;
         self.comm = comm.strip_suffix(b"\n").unwrap_or(&comm).to_vec();
         self.victim_from = VictimFrom::Proc;
-        cgroup
-            .lines()
-            .find_map(|l| l.strip_prefix("0::"))
-            .map(str::to_string)
+        crate::cgroupfs::v2_membership(&cgroup).map(str::to_string)
     }
 }
 

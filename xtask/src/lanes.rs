@@ -225,10 +225,7 @@ pub fn run_tests(skip_dir: &Path) -> Result<(bool, Tally), Fail> {
                 }
                 Ok(None) => i += 1,
                 Err(e) => {
-                    return Err(Fail(format!(
-                        "waiting for {}: {e}",
-                        running[i].job_name
-                    )));
+                    return Err(Fail(format!("waiting for {}: {e}", running[i].job_name)));
                 }
             }
         }

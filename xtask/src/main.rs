@@ -1,10 +1,11 @@
-//! Project chores: `cargo xtask setup|build|run|test|dist|bench`.
+//! Project chores: `cargo xtask setup|build|run|test|fuzz|dist|bench`.
 
 mod bench;
 mod bench_overhead;
 mod bench_postmortem;
 mod bench_sentinel;
 mod dist;
+mod fuzz;
 mod lanes;
 mod noisy;
 mod setup;
@@ -29,7 +30,8 @@ commands:
                   the same, also built from a copy of the tree at another
                   path; fails unless every artifact is byte-identical
   run -- ARGS     setup, build, then run `spawnscope ARGS` as root
-  test            setup plus what only the tests need, dist, lint (fmt, clippy incl. the probe), then every test,
+  test            setup plus what only the tests need, lint (fmt, clippy incl.
+                  the probe), a 20 s smoke of each fuzz target, dist, then every test,
                   ending with 'N passed, M failed, K skipped, L ignored' and
                   each skip's reason; privileged tests need root, and a
                   skipped test fails the run (under CI=true, the test itself
@@ -38,6 +40,11 @@ commands:
                   the same, but skips (counted and named) do not fail it
   test --noisy    the tests while the host also runs a CPU hog, a crash loop
                   and a rootfs install loop (root)
+  fuzz [--seconds N] [TARGET]
+                  setup plus cargo-fuzz, then the libFuzzer targets of every
+                  parser of outside input, N s each (default 60), or only
+                  TARGET; per target exec/s, coverage, corpus, crashes
+                  (`cargo xtask fuzz --help` lists the targets)
   bench           every benchmark below but memory, in one run (root; about
                   12 minutes); writes BENCHMARKS.md. It installs bpftrace,
                   forkstat, auditd, bpftool and stress-ng if missing
@@ -75,6 +82,7 @@ fn main() -> ExitCode {
             dist::Options::parse(&args[1..]).and_then(|o| setup::run().and_then(|()| dist::run(&o)))
         }
         Some("test") => test::Options::parse(&args[1..]).and_then(|o| test::run(&o)),
+        Some("fuzz") => fuzz::Options::parse(&args[1..]).and_then(|o| fuzz::run(&o)),
         Some("bench") => setup::run()
             .and_then(|()| setup::test_deps())
             .and_then(|()| match args.get(1).map(String::as_str) {

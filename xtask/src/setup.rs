@@ -13,6 +13,9 @@ use crate::util::{Fail, cmd, is_root, output, run_with_retries, step};
 pub const NIGHTLY: &str = include_str!("../../probe/nightly-toolchain").trim_ascii();
 /// Pinned for reproducible builds; bump deliberately.
 const BPF_LINKER_VERSION: &str = "0.13.0";
+/// Builds and runs the fuzz targets (`cargo xtask fuzz`, and the test
+/// suite's smoke of them); pinned like bpf-linker.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 /// Debian packages the tests use beyond the build itself: util-linux for
 /// setpriv and nsenter; debootstrap and systemd-container (systemd-nspawn)
 /// for the real systemd the scenario tests boot; stress-ng for the
@@ -72,6 +75,33 @@ pub fn test_deps() -> Result<(), Fail> {
     // The quiet corpus builds a Debian rootfs, offline, from these.
     if is_root() {
         crate::noisy::ensure_tarball()?;
+    }
+    ensure_cargo_fuzz()
+}
+
+/// cargo-fuzz, which the fuzz targets are built and run with (the tests
+/// smoke them; `cargo xtask fuzz` runs them). Not part of [`run`]: an
+/// operator building spawnscope does not need it.
+pub fn ensure_cargo_fuzz() -> Result<(), Fail> {
+    if installed_by_cargo("cargo-fuzz", CARGO_FUZZ_VERSION, None) {
+        return Ok(());
+    }
+    step(&format!("installing cargo-fuzz {CARGO_FUZZ_VERSION}"));
+    run_with_retries(
+        cmd("cargo").args([
+            "install",
+            "cargo-fuzz",
+            "--locked",
+            "--force",
+            "--version",
+            CARGO_FUZZ_VERSION,
+        ]),
+        3,
+    )?;
+    if !installed_by_cargo("cargo-fuzz", CARGO_FUZZ_VERSION, None) {
+        return Err(Fail(
+            "cargo-fuzz installed but not recorded by cargo; check ~/.cargo/.crates2.json".into(),
+        ));
     }
     Ok(())
 }
@@ -273,21 +303,32 @@ fn cargo_home() -> PathBuf {
 
 /// True when cargo's install record shows bpf-linker built for `llvm-<major>`.
 fn bpf_linker_matches(major: u32) -> bool {
+    installed_by_cargo(
+        "bpf-linker",
+        BPF_LINKER_VERSION,
+        Some(&format!("llvm-{major}")),
+    )
+}
+
+/// True when cargo's install record shows `krate` at `version` (built
+/// with `feature`, if given) and its binary of the same name is there.
+fn installed_by_cargo(krate: &str, version: &str, feature: Option<&str>) -> bool {
     let Ok(text) = std::fs::read_to_string(cargo_home().join(".crates2.json")) else {
         return false;
     };
     let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
         return false;
     };
-    let want = format!("llvm-{major}");
     v["installs"].as_object().is_some_and(|m| {
         m.iter().any(|(k, i)| {
-            k.starts_with(&format!("bpf-linker {BPF_LINKER_VERSION} "))
-                && i["features"]
-                    .as_array()
-                    .is_some_and(|f| f.iter().any(|x| x == want.as_str()))
+            k.starts_with(&format!("{krate} {version} "))
+                && feature.is_none_or(|want| {
+                    i["features"]
+                        .as_array()
+                        .is_some_and(|f| f.iter().any(|x| x == want))
+                })
         })
-    }) && cargo_home().join("bin/bpf-linker").exists()
+    }) && cargo_home().join("bin").join(krate).exists()
 }
 
 fn ensure_bpf_linker(major: u32) -> Result<(), Fail> {

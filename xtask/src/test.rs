@@ -125,6 +125,54 @@ fn skip_test(line: &str) -> Option<&str> {
     rest.split_once(": ").map(|(t, _)| t)
 }
 
+/// Seconds each fuzz target runs in the suite: enough to prove that it
+/// builds, loads its seeds and runs; finding bugs takes the longer runs
+/// of `cargo xtask fuzz`.
+const FUZZ_SMOKE_S: u64 = 20;
+
+/// Builds every fuzz target and runs each for [`FUZZ_SMOKE_S`], all at
+/// once. A target that does not
+/// build fails the run here; one that crashes is a failed test in the
+/// tally. Without cargo-fuzz the smoke is a skip, and under CI=true a
+/// failure.
+fn fuzz_smoke(skip_dir: &Path) -> Result<Vec<crate::fuzz::Outcome>, Fail> {
+    step("fuzz: smoke of every target");
+    if !crate::fuzz::have_cargo_fuzz() {
+        let why = "cargo-fuzz is not installed (cargo xtask test installs it; did that fail?)";
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            return Err(Fail(format!("fuzz smoke: {why}")));
+        }
+        std::fs::create_dir_all(skip_dir)
+            .and_then(|()| {
+                std::fs::write(
+                    skip_dir.join("xtask-fuzz"),
+                    format!("xtask::fuzz_smoke: {why}\n"),
+                )
+            })
+            .map_err(|e| Fail(format!("{}: {e}", skip_dir.display())))?;
+        step(&format!("fuzz: skipped: {why}"));
+        return Ok(Vec::new());
+    }
+    let t0 = Instant::now();
+    crate::fuzz::build()?;
+    // All at once: the smoke proves that each target builds, loads its
+    // seeds and runs without a crash, which a share of a CPU does as well
+    // as a whole one, in a sixth of the time.
+    let out = crate::fuzz::run_targets(
+        &crate::fuzz::TARGETS,
+        FUZZ_SMOKE_S,
+        crate::fuzz::TARGETS.len(),
+    )?;
+    for p in out.iter().filter_map(crate::fuzz::Outcome::problem) {
+        step(&p);
+    }
+    step(&format!(
+        "fuzz: smoke done ({:.0} s)",
+        t0.elapsed().as_secs_f64()
+    ));
+    Ok(out)
+}
+
 pub fn run(opts: &Options) -> Result<(), Fail> {
     let t0 = Instant::now();
     if opts.noisy {
@@ -134,6 +182,8 @@ pub fn run(opts: &Options) -> Result<(), Fail> {
     crate::setup::test_deps()?;
     step("lint: cargo fmt --check");
     run_checked(cmd("cargo").args(["fmt", "--all", "--check"]))?;
+    // The fuzz crate is a workspace of its own, which --all does not reach.
+    run_checked(cmd("cargo").args(["fmt", "--check", "--manifest-path", "fuzz/Cargo.toml"]))?;
     step("lint: clippy (host crates)");
     crate::cargo_host("clippy", &["--all-targets", "--", "-D", "warnings"])?;
     step("lint: clippy (probe, bpfel-unknown-none)");
@@ -158,6 +208,13 @@ pub fn run(opts: &Options) -> Result<(), Fail> {
                 workspace_root().join("target/probe-clippy"),
             ),
     )?;
+    let skip_dir = workspace_root().join("target/test-skips");
+    match std::fs::remove_dir_all(&skip_dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Fail(format!("{}: {e}", skip_dir.display()))),
+    }
+    let fuzzed = fuzz_smoke(&skip_dir)?;
     // The release artifacts are what the dist tests prove on real systems;
     // rebuilding them proves that they are reproducible.
     crate::dist::run(&crate::dist::Options {
@@ -170,12 +227,6 @@ pub fn run(opts: &Options) -> Result<(), Fail> {
     // this tree, not a stale copy.
     step("build: spawnscope (debug) and test helpers");
     crate::cargo_host("build", &["--bins"])?;
-    let skip_dir = workspace_root().join("target/test-skips");
-    match std::fs::remove_dir_all(&skip_dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Fail(format!("{}: {e}", skip_dir.display()))),
-    }
     let neighbours = if opts.noisy {
         step("noisy: starting a CPU hog, a crash loop and a rootfs install loop");
         Some(noisy::Neighbours::start()?)
@@ -183,7 +234,16 @@ pub fn run(opts: &Options) -> Result<(), Fail> {
         None
     };
     step("test: unit, CLI and privileged integration tests");
-    let (ok, tally) = crate::lanes::run_tests(&skip_dir)?;
+    let (ok, mut tally) = crate::lanes::run_tests(&skip_dir)?;
+    for o in &fuzzed {
+        match o.problem() {
+            None => tally.passed += 1,
+            Some(p) => {
+                tally.failed += 1;
+                tally.failures.push(format!("fuzz::{} ({p})", o.target));
+            }
+        }
+    }
     let noise = neighbours.map(|n| {
         step("noisy: stopping the neighbours");
         n.stop()

@@ -34,7 +34,11 @@ use hyper::{
     service::service_fn,
 };
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::{net::TcpListener, task::AbortHandle};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::TcpListener,
+    task::AbortHandle,
+};
 
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -147,12 +151,20 @@ pub async fn serve_on_with(listener: TcpListener, body: Shared, limits: Limits) 
     }
 }
 
-async fn connection(
-    stream: tokio::net::TcpStream,
-    body: Shared,
-    asked: Arc<AtomicBool>,
-    limits: Limits,
-) {
+/// Answers the client at the other end of `io` as every accepted
+/// connection is answered: its request head read under `limits`, one
+/// response from `body`, then closed.
+pub async fn serve_connection<I>(io: I, body: Shared, limits: Limits)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    connection(io, body, Arc::new(AtomicBool::new(false)), limits).await
+}
+
+async fn connection<I>(io: I, body: Shared, asked: Arc<AtomicBool>, limits: Limits)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = service_fn(move |req: Request<Incoming>| {
         asked.store(true, Ordering::Relaxed);
         let resp = respond(&req, &body);
@@ -163,7 +175,7 @@ async fn connection(
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_buf)
         .keep_alive(false)
-        .serve_connection(TokioIo::new(stream), service);
+        .serve_connection(TokioIo::new(io), service);
     // A timeout or a protocol error ends this connection only; dropping it
     // closes the socket.
     let _ = tokio::time::timeout(limits.deadline, conn).await;

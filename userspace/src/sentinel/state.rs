@@ -360,16 +360,9 @@ pub fn load(path: &Path, now_unix: f64) -> Result<Loaded, StateError> {
             });
         }
     };
-    let why = match serde_json::from_slice::<serde_json::Value>(&bytes) {
-        Err(e) => format!("not valid JSON ({e})"),
-        Ok(v) => match v["version"].as_u64() {
-            Some(n) if n == u64::from(STATE_VERSION) => match serde_json::from_value(v) {
-                Ok(s) => return Ok(Loaded::Restored(s)),
-                Err(e) => format!("not a version-{STATE_VERSION} state ({e})"),
-            },
-            Some(n) => format!("version {n}, this spawnscope reads version {STATE_VERSION}"),
-            None => "no version".to_string(),
-        },
+    let why = match parse(&bytes) {
+        Ok(s) => return Ok(Loaded::Restored(s)),
+        Err(why) => why,
     };
     let moved_to = aside_name(path, now_unix);
     fs::rename(path, &moved_to).map_err(|source| StateError::Write {
@@ -381,6 +374,21 @@ pub fn load(path: &Path, now_unix: f64) -> Result<Loaded, StateError> {
         moved_to,
         why,
     })
+}
+
+/// A state file's contents as a state, or in one line why they are none.
+pub fn parse(bytes: &[u8]) -> Result<State, String> {
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Err(e) => Err(format!("not valid JSON ({e})")),
+        Ok(v) => match v["version"].as_u64() {
+            Some(n) if n == u64::from(STATE_VERSION) => serde_json::from_value(v)
+                .map_err(|e| format!("not a version-{STATE_VERSION} state ({e})")),
+            Some(n) => Err(format!(
+                "version {n}, this spawnscope reads version {STATE_VERSION}"
+            )),
+            None => Err("no version".to_string()),
+        },
+    }
 }
 
 fn aside_name(path: &Path, now_unix: f64) -> PathBuf {

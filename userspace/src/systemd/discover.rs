@@ -46,7 +46,7 @@ pub fn is_namespace_init(status: &str) -> bool {
 /// The container a `/proc/PID/cgroup` text places the process in, by its
 /// cgroup2 line (`0::/path`), as [`crate::unit::parse`] names it.
 pub fn container_name(cgroup: &str) -> Option<String> {
-    let path = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let path = crate::cgroupfs::v2_membership(cgroup)?;
     crate::unit::parse(path.as_bytes())
         .container
         .map(|c| c.label())
