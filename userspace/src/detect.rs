@@ -1171,6 +1171,13 @@ mod tests {
             self.events.push(exit);
         }
 
+        /// Runs the detector up to `end`: nothing is reported, nor found.
+        fn assert_quiet(&mut self, end: u64) {
+            let (changes, findings, _) = self.detect(end);
+            assert!(changes.is_empty(), "{changes:?}");
+            assert!(findings.is_empty(), "{findings:?}");
+        }
+
         /// Runs the detector over the events in time order; returns the
         /// changes, with the index of the start that caused each.
         fn detect(&mut self, end: u64) -> (Vec<Change>, Vec<Finding>, Detector) {
@@ -1589,9 +1596,7 @@ mod tests {
                 Outcome::Code(0),
             );
         }
-        let (changes, findings, _) = fx.detect(100 * S);
-        assert!(changes.is_empty(), "{changes:?}");
-        assert!(findings.is_empty(), "{findings:?}");
+        fx.assert_quiet(100 * S);
     }
 
     #[test]
@@ -1794,9 +1799,7 @@ mod tests {
             );
         }
         fx.exit_of(700, 92 * S);
-        let (changes, findings, _) = fx.detect(120 * S);
-        assert!(changes.is_empty(), "{changes:?}");
-        assert!(findings.is_empty(), "{findings:?}");
+        fx.assert_quiet(120 * S);
     }
 
     /// `until pgrep -x app; do sleep 1; done` for 40 s: a script waiting.
@@ -1828,9 +1831,7 @@ mod tests {
                 Outcome::Code(0),
             );
         }
-        let (changes, findings, _) = fx.detect(200 * S);
-        assert!(changes.is_empty(), "{changes:?}");
-        assert!(findings.is_empty(), "{findings:?}");
+        fx.assert_quiet(200 * S);
     }
 
     /// The same in-place restarts, still going after a minute with their

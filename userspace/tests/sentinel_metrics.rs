@@ -161,11 +161,12 @@ fn unit_labels_are_the_top_n_plus_other_and_nothing_is_lost() {
         text.contains("unit=\"weird\\\"name\\\\with\\nnewline.service\""),
         "escaped label"
     );
-    // The loop is a gauge even though its unit's counters went to other.
+    // The loop is a gauge even though its unit's counters went to other;
+    // seen for 40 s, it is medium.
     assert_eq!(
         samples(&text, "spawnscope_finding"),
         [
-            "spawnscope_finding{unit=\"serial-getty@ttyS0.service\",kind=\"respawn_loop\",severity=\"high\"} 1"
+            "spawnscope_finding{unit=\"serial-getty@ttyS0.service\",kind=\"respawn_loop\",severity=\"medium\"} 1"
         ]
     );
     assert_eq!(

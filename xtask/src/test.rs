@@ -214,7 +214,6 @@ pub fn run(opts: &Options) -> Result<(), Fail> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(Fail(format!("{}: {e}", skip_dir.display()))),
     }
-    let fuzzed = fuzz_smoke(&skip_dir)?;
     // The release artifacts are what the dist tests prove on real systems;
     // rebuilding them proves that they are reproducible.
     crate::dist::run(&crate::dist::Options {
@@ -233,8 +232,25 @@ pub fn run(opts: &Options) -> Result<(), Fail> {
     } else {
         None
     };
-    step("test: unit, CLI and privileged integration tests");
-    let (ok, mut tally) = crate::lanes::run_tests(&skip_dir)?;
+    step("test: unit, CLI and privileged integration tests, and the fuzz smoke beside them");
+    // The fuzz targets' build (AddressSanitizer, every dependency) is the
+    // longest single step left, and the tests mostly wait: it runs beside
+    // them at a lower priority, on the CPU time they leave.
+    let fuzz = {
+        let skip_dir = skip_dir.clone();
+        std::thread::spawn(move || {
+            // SAFETY: setpriority on the calling thread (who 0 with
+            // PRIO_PROCESS is the caller's thread id on Linux); the
+            // processes it starts inherit the value.
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+            fuzz_smoke(&skip_dir)
+        })
+    };
+    let tests = crate::lanes::run_tests(&skip_dir);
+    let fuzzed = fuzz
+        .join()
+        .map_err(|_| Fail("the fuzz smoke's thread panicked".into()))??;
+    let (ok, mut tally) = tests?;
     for o in &fuzzed {
         match o.problem() {
             None => tally.passed += 1,
