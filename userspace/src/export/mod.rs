@@ -141,11 +141,10 @@ fn container_label(c: &Value) -> Option<String> {
     s("name")
         .or_else(|| {
             s("id").map(|id| {
-                format!(
-                    "{}:{}",
-                    s("runtime").unwrap_or_default(),
-                    &id[..id.len().min(12)]
-                )
+                // The short id `docker ps` shows: 12 characters, cut at a
+                // character (the recording is not ours to trust).
+                let short = id.char_indices().nth(12).map_or(&id[..], |(i, _)| &id[..i]);
+                format!("{}:{short}", s("runtime").unwrap_or_default())
             })
         })
         .or_else(|| s("pod_uid").map(|p| format!("pod:{p}")))
@@ -475,6 +474,30 @@ mod tests {
         let t = root.totals.expect("the summary row");
         assert_eq!((t.forks, t.execs), (43, 43));
         assert_eq!((t.exit_clean, t.exit_failed), (40, 6));
+    }
+
+    /// A container id of multibyte characters (a recording is any JSON):
+    /// its short form is 12 characters, cut between characters.
+    #[test]
+    fn a_container_id_with_multibyte_characters_is_cut_at_a_character() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("multibyte.jsonl");
+        let id = format!("a{}", "\u{e9}".repeat(20));
+        std::fs::write(
+            &p,
+            format!(
+                "{{\"type\":\"header\",\"format\":\"spawnscope-record\",\"version\":1}}\n\
+                 {{\"type\":\"exit\",\"ts_ns\":1,\"pid\":5,\"unit\":\"a.service\",\
+                 \"container\":{{\"runtime\":\"docker\",\"id\":\"{id}\"}},\"comm\":\"x\",\"code\":1}}\n"
+            ),
+        )
+        .unwrap();
+        let data = Data::from_recording(&p).unwrap();
+        let labels: Vec<&String> = data.units.keys().collect();
+        assert_eq!(
+            labels,
+            [&format!("a.service @docker:a{}", "\u{e9}".repeat(11))]
+        );
     }
 
     #[test]

@@ -283,6 +283,34 @@ mod tests {
         assert!(e.starts_with(&format!("cannot listen on {addr}: ")), "{e}");
     }
 
+    /// Any byte stream is served as an accepted socket is: one request,
+    /// one response, then closed.
+    #[test]
+    fn a_connection_over_any_stream_is_answered_and_closed() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let ask = |req: &'static [u8]| {
+            rt.block_on(async {
+                let (mut client, server) = tokio::io::duplex(1 << 16);
+                let body: Shared = Arc::new(Mutex::new("a 1\n".into()));
+                let serve = tokio::spawn(serve_connection(server, body, LIMITS));
+                client.write_all(req).await.unwrap();
+                let mut out = Vec::new();
+                client.read_to_end(&mut out).await.unwrap();
+                serve.await.unwrap();
+                String::from_utf8(out).unwrap()
+            })
+        };
+        let r = ask(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
+        assert!(r.ends_with("\r\n\r\na 1\n"), "{r}");
+        let r = ask(b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(r.starts_with("HTTP/1.1 404 Not Found\r\n"), "{r}");
+    }
+
     #[test]
     fn an_overlong_head_is_refused() {
         let addr = spawn_with(Arc::new(Mutex::new("a 1\n".into())), LIMITS);
