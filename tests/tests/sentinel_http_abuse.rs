@@ -1,7 +1,8 @@
 //! `/metrics` under abuse: 200 idle connections held open (re-opened as
 //! the sentinel closes them) and a client trickling an endless header
-//! line, a byte at a time. Meanwhile a normal scrape is answered within
-//! 1 s, every time, and the released sentinel's resident set stays within
+//! line, a byte at a time. Meanwhile a normal scrape is answered, every
+//! time, well before the 5 s a client queued behind them would wait (the
+//! header timeout), and the released sentinel's resident set stays within
 //! its 10 MiB footprint.
 
 use std::{
@@ -104,8 +105,14 @@ fn vm_rss_kib(pid: i32) -> u64 {
         .expect("VmRSS in /proc/PID/status")
 }
 
+/// A scrape stuck behind the abusers would wait for the server's 5 s
+/// header timeout; one answered takes milliseconds, or about a second on a
+/// host whose CPUs other work keeps busy (the suite runs two test binaries
+/// and a build at once). The bound tells the two apart with room for that.
+const ANSWER_WITHIN: Duration = Duration::from_secs(4);
+
 /// Runs the sentinel at `bin` under the abuse: every scrape answers 200
-/// within 1 s; it is still serving and polling afterwards, and exits
+/// within [`ANSWER_WITHIN`]; it is still serving and polling afterwards, and exits
 /// cleanly. Returns its largest resident set seen meanwhile, in KiB.
 fn under_abuse(bin: &Path) -> u64 {
     let dir = tempfile::tempdir().unwrap();
@@ -132,10 +139,7 @@ fn under_abuse(bin: &Path) -> u64 {
         let took = t.elapsed();
         assert_eq!(status, 200, "scrape {i}: {body}");
         assert!(body.contains("spawnscope_polls_total "), "scrape {i}");
-        assert!(
-            took < Duration::from_secs(1),
-            "scrape {i} took {took:?} under abuse"
-        );
+        assert!(took < ANSWER_WITHIN, "scrape {i} took {took:?} under abuse");
         slowest = slowest.max(took);
         rss_max_kib = rss_max_kib.max(vm_rss_kib(s.pid()));
         std::thread::sleep(Duration::from_secs(1));
@@ -176,7 +180,7 @@ fn under_abuse(bin: &Path) -> u64 {
     rss_max_kib
 }
 
-/// The binary under test: every scrape answered within 1 s however many
+/// The binary under test: every scrape answered in time however many
 /// clients hold connections or trickle headers. (Its resident set is not
 /// judged here: a debug build's moves with what else the host runs; the
 /// release's is, below. The cap on connections is proven in the server's
