@@ -256,7 +256,8 @@ impl Track {
         self.starts.saturating_sub(1)
     }
 
-    /// How long it has been seen restarting.
+    /// How long it has been seen restarting (0 for starts out of time
+    /// order, as a hostile recording may have them).
     fn seen_for_ns(&self) -> u64 {
         self.last_start.saturating_sub(self.first_start)
     }
@@ -894,7 +895,7 @@ impl Detector {
             "{who}: {} {what} {} times in {} (every {}, p99 {}), {} in {:.0}% after {} — ≈{} restarts/day",
             k.executable,
             t.restarts(),
-            span(t.last_start - t.first_start),
+            span(t.seen_for_ns()),
             ms(p50_ms),
             ms(interval.as_ref().map_or(0.0, |d| d.p99)),
             dom.describe(),
@@ -1856,6 +1857,36 @@ mod tests {
         assert_eq!(d[0].restarts, 60, "reported at the restart a minute in");
         assert_eq!(d[0].severity, Severity::Medium);
         assert_eq!(findings[0].restarts, 99);
+    }
+
+    /// A recording is input spawnscope does not control: starts out of
+    /// time order (the fuzzer's find) give a finding, not a panic on the
+    /// span between the first and the latest start.
+    #[test]
+    fn starts_out_of_time_order_do_not_panic() {
+        let mut fx = Fx::new();
+        for i in 0..5u64 {
+            fx.run(
+                Some("a.service"),
+                "/a",
+                &["/a"],
+                1,
+                (10 - i) * S,
+                MS,
+                Outcome::Code(1),
+            );
+        }
+        // Fed as written, not sorted.
+        let mut d = Detector::new(Config::default(), 0, 0.0);
+        let changes: Vec<Change> = fx.events.iter().filter_map(|e| d.event(e)).collect();
+        let f = d.findings(20 * S);
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(f.len(), 1);
+        assert!(
+            f[0].message.contains("restarted 4 times in 0.0s"),
+            "{}",
+            f[0].message
+        );
     }
 
     #[test]
