@@ -801,7 +801,8 @@ impl Detector {
             "{who}: {} {what} {} times in {} (every {}, p99 {}), {} in {:.0}% after {} — ≈{} restarts/day",
             k.executable,
             t.restarts(),
-            span(t.last_start - t.first_start),
+            // Starts out of order (a recording is any file) span nothing.
+            span(t.last_start.saturating_sub(t.first_start)),
             ms(p50_ms),
             ms(interval.as_ref().map_or(0.0, |d| d.p99)),
             dom.describe(),
