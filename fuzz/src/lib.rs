@@ -7,8 +7,8 @@ use std::{
 };
 
 /// This process's scratch directory under $TMPDIR, made on first use.
-/// `cargo xtask fuzz` points TMPDIR into the build directory and removes
-/// it after each run.
+/// `cargo xtask fuzz` points TMPDIR to a directory of its own (on tmpfs
+/// where there is one) and removes it after each run.
 pub fn scratch() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {

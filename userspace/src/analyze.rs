@@ -188,6 +188,31 @@ mod tests {
         assert_eq!(f.first_seen_unix, 1001.0);
     }
 
+    /// A recording whose starts go back in time, newest first (a
+    /// recording is any file): the loop is still found, over no span.
+    #[test]
+    fn starts_out_of_order_are_a_loop_over_no_span() {
+        let d = tempfile::tempdir().unwrap();
+        let mut pairs: Vec<String> = loop_lines(6)
+            .lines()
+            .collect::<Vec<_>>()
+            .chunks(2)
+            .map(|c| c.join("\n"))
+            .collect();
+        pairs.reverse();
+        let p = write(d.path(), "r", &format!("{HEADER}\n{}\n", pairs.join("\n")));
+        let a = analyze(&p, false).unwrap();
+        assert_eq!(a.findings.len(), 1);
+        let f = &a.findings[0];
+        assert_eq!(f.restarts, 5);
+        assert!(
+            f.message
+                .starts_with("x.service: /usr/bin/x restarted 5 times in 0.0s "),
+            "{}",
+            f.message
+        );
+    }
+
     #[test]
     fn corrupt_and_truncated_lines_name_their_line_or_are_skipped() {
         let d = tempfile::tempdir().unwrap();

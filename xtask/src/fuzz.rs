@@ -323,7 +323,17 @@ fn run_one(target: &str, seconds: u64) -> Result<Outcome, Fail> {
     let dir = workspace_root().join("target/fuzz").join(target);
     let corpus = dir.join("corpus");
     let artifacts = dir.join("artifacts");
-    let tmp = dir.join("tmp");
+    // On tmpfs where there is one: the targets that read a path rewrite a
+    // file per input, and ext4 writes a truncated file's data back when
+    // it is closed, which made those targets up to 8 times slower.
+    let tmp = if Path::new("/dev/shm").is_dir() {
+        PathBuf::from(format!(
+            "/dev/shm/spawnscope-fuzz-{target}-{}",
+            std::process::id()
+        ))
+    } else {
+        dir.join("tmp")
+    };
     for d in [&corpus, &tmp] {
         fresh_dir(d)?;
     }
