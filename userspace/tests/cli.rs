@@ -255,6 +255,21 @@ fn analyze_reads_a_recording_and_reports_errors_in_one_line() {
     assert_eq!(v["skipped_lines"], serde_json::json!([2]));
 }
 
+/// `analyze --json` of a recording in tests/fixtures: its path and report.
+fn analyze_fixture(name: &str) -> (std::path::PathBuf, serde_json::Value) {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let out = spawnscope()
+        .args(["analyze", "--json"])
+        .arg(&file)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    (file, serde_json::from_slice(&out.stdout).unwrap())
+}
+
 /// A real recording (this machine, `trace --record` while a shell restarted
 /// `sh -c 'exit 3'` every 2 s for 70 s, after 30 healthy `/bin/true` runs):
 /// the detector finds the one loop, in place and going on for over a
@@ -262,17 +277,7 @@ fn analyze_reads_a_recording_and_reports_errors_in_one_line() {
 /// stored in the same file.
 #[test]
 fn recorded_fixture_gives_the_live_findings() {
-    let file = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/host-loop-minute.jsonl"
-    );
-    let out = spawnscope()
-        .args(["analyze", "--json", file])
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    let a: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (file, a) = analyze_fixture("host-loop-minute.jsonl");
     let findings = a["findings"].as_array().unwrap();
     assert_eq!(findings.len(), 1, "{a}");
     let f = &findings[0];
@@ -281,7 +286,7 @@ fn recorded_fixture_gives_the_live_findings() {
     assert_eq!(f["restarts"], 35);
     assert_eq!(f["severity"], "medium");
     assert_eq!(f["dominant"]["code"], 3);
-    let text = std::fs::read_to_string(file).unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
     let summary: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(summary["type"], "summary");
     assert_eq!(a["findings"], summary["findings"], "offline == live");
@@ -292,17 +297,7 @@ fn recorded_fixture_gives_the_live_findings() {
 /// docs/detection.md it is a burst, and no loop.
 #[test]
 fn a_recorded_burst_of_a_second_is_no_loop() {
-    let file = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/host-loop.jsonl"
-    );
-    let out = spawnscope()
-        .args(["analyze", "--json", file])
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    let a: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (_, a) = analyze_fixture("host-loop.jsonl");
     assert_eq!(a["events"], 89, "{a}");
     assert_eq!(a["findings"], serde_json::json!([]), "{a}");
 }
