@@ -6,7 +6,7 @@
 //! fork + exec `/bin/true` + wait) with one and two workers per CPU. Then
 //! spawn-workload's fastest setting again, in a fresh cgroup, under counter
 //! mode (`trace --no-detect`: counters only, nothing streamed) and under
-//! event mode (`trace --record FILE`, default 8 MiB ring). The
+//! event mode (`trace --record FILE`, default ring size). The
 //! counts must be exact: that part is asserted, not only printed.
 
 use std::{
@@ -173,10 +173,11 @@ fn lossless_capacity() {
          Counter mode: `trace --no-detect`, which streams nothing; its counts for the cgroup \
          must equal the workload's (asserted: forks, execs, exits, clean exits). Event mode: \
          `trace --record FILE` (every exec and exit record written to a file as JSON lines), \
-         default ring buffer (8 MiB); its counts must be exact too, and every record is either \
-         delivered or counted as dropped.\n\n\
+         default ring buffer ({} MiB); its counts must be exact too, and every record is \
+         either delivered or counted as dropped.\n\n\
          | load | untraced | counter mode | exact | event mode | records delivered | dropped | drop rate |\n\
-         |---|---|---|---|---|---|---|---|"
+         |---|---|---|---|---|---|---|---|",
+        spawnscope_common::DEFAULT_EVENT_BUFFER_BYTES >> 20
     )
     .unwrap();
     let mut max_rate = 0.0f64;

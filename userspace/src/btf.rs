@@ -4,7 +4,7 @@
 //! aya parses BTF too, but keeps the lookups we need crate-private; this
 //! reader is small, has no unsafe, and is tested on blobs built in memory.
 
-use std::{collections::HashMap, path::Path};
+use std::path::Path;
 
 use thiserror::Error;
 
@@ -37,31 +37,6 @@ pub enum BtfError {
     Bitfield { strukt: String, field: String },
 }
 
-#[derive(Debug, Clone)]
-struct Member {
-    name_off: u32,
-    type_id: u32,
-    /// Bit offset, and bitfield size (0 = not a bitfield).
-    bit_offset: u32,
-    bitfield_size: u32,
-}
-
-#[derive(Debug, Clone)]
-struct Type {
-    kind: u32,
-    name_off: u32,
-    /// `size` for sized kinds, `type` for reference kinds.
-    size_or_type: u32,
-    members: Vec<Member>,
-    /// ENUM: (name offset, value).
-    enumerators: Vec<(u32, i64)>,
-    /// FUNC_PROTO: parameter types.
-    params: Vec<u32>,
-    /// FUNC_PROTO parameter count; ARRAY element type and count.
-    vlen: u32,
-    array: Option<(u32, u32)>,
-}
-
 pub mod kind {
     pub const INT: u32 = 1;
     pub const PTR: u32 = 2;
@@ -91,16 +66,67 @@ pub struct Field {
     pub size: u32,
 }
 
+/// The kernel's BTF, indexed rather than parsed: one offset per type, and
+/// each type decoded when a lookup reaches it. A kernel's BTF holds some
+/// 100,000 types of which the layout needs a few dozen; decoding them all
+/// into owned structures cost several times the blob's own size at start.
 pub struct Btf {
-    /// Index 0 is `void`.
-    types: Vec<Type>,
-    strings: Vec<u8>,
-    by_name: HashMap<(u32, String), u32>,
+    data: Vec<u8>,
+    /// The type and string sections, as byte ranges of `data`.
+    types: std::ops::Range<usize>,
+    strings: std::ops::Range<usize>,
+    /// Offset of type `id` in the type section at index `id`; index 0,
+    /// `void`, has none.
+    offsets: Vec<u32>,
+}
+
+/// One type's header, decoded on demand.
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    kind: u32,
+    name_off: u32,
+    /// `size` for sized kinds, `type` for reference kinds.
+    size_or_type: u32,
+    vlen: u32,
+    kind_flag: bool,
+    /// Where the kind's extra data starts, in the type section.
+    extra: usize,
+}
+
+/// A struct or union member.
+#[derive(Debug, Clone, Copy)]
+struct Member {
+    name_off: u32,
+    type_id: u32,
+    /// Bit offset, and bitfield size (0 = not a bitfield).
+    bit_offset: u32,
+    bitfield_size: u32,
 }
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    b.get(at..at + 4)
+    b.get(at..at.checked_add(4)?)
         .map(|s| u32::from_le_bytes(s.try_into().unwrap_or([0; 4])))
+}
+
+/// The length of a kind's extra data after its 12-byte header, or None
+/// for a kind this reader does not know.
+fn extra_len(k: u32, vlen: usize) -> Option<usize> {
+    Some(match k {
+        kind::INT | kind::VAR | kind::DECL_TAG => 4,
+        kind::ARRAY => 12,
+        kind::STRUCT | kind::UNION | kind::DATASEC | kind::ENUM64 => 12 * vlen,
+        kind::ENUM | kind::FUNC_PROTO => 8 * vlen,
+        kind::PTR
+        | kind::FWD
+        | kind::TYPEDEF
+        | kind::VOLATILE
+        | kind::CONST
+        | kind::RESTRICT
+        | kind::FUNC
+        | kind::FLOAT
+        | kind::TYPE_TAG => 0,
+        _ => return None,
+    })
 }
 
 impl Btf {
@@ -109,11 +135,18 @@ impl Btf {
             path: path.display().to_string(),
             source,
         })?;
-        Self::parse(&data, &path.display().to_string())
+        Self::from_vec(data, &path.display().to_string())
     }
 
-    /// Parses a little-endian BTF blob; `what` names it in errors.
+    /// Indexes a little-endian BTF blob; `what` names it in errors.
     pub fn parse(data: &[u8], what: &str) -> Result<Self, BtfError> {
+        Self::from_vec(data.to_vec(), what)
+    }
+
+    /// As [`Btf::parse`], keeping `data` instead of copying it. Every type
+    /// is walked once, so a truncated or unknown type fails here, not in a
+    /// later lookup.
+    pub fn from_vec(data: Vec<u8>, what: &str) -> Result<Self, BtfError> {
         let bad = || BtfError::Malformed {
             what: what.to_string(),
         };
@@ -123,150 +156,148 @@ impl Btf {
         if u16::from_le_bytes([data[0], data[1]]) != MAGIC {
             return Err(BtfError::BadMagic(what.to_string()));
         }
-        let hdr_len = u32_at(data, 4).ok_or_else(bad)? as usize;
-        let type_off = u32_at(data, 8).ok_or_else(bad)? as usize;
-        let type_len = u32_at(data, 12).ok_or_else(bad)? as usize;
-        let str_off = u32_at(data, 16).ok_or_else(bad)? as usize;
-        let str_len = u32_at(data, 20).ok_or_else(bad)? as usize;
+        let hdr_len = u32_at(&data, 4).ok_or_else(bad)? as usize;
+        let type_off = u32_at(&data, 8).ok_or_else(bad)? as usize;
+        let type_len = u32_at(&data, 12).ok_or_else(bad)? as usize;
+        let str_off = u32_at(&data, 16).ok_or_else(bad)? as usize;
+        let str_len = u32_at(&data, 20).ok_or_else(bad)? as usize;
         let section = |off: usize, len: usize| {
-            hdr_len
-                .checked_add(off)
-                .and_then(|s| s.checked_add(len).map(|e| (s, e)))
-                .and_then(|(s, e)| data.get(s..e))
+            let start = hdr_len.checked_add(off)?;
+            let end = start.checked_add(len)?;
+            (end <= data.len()).then_some(start..end)
         };
-        let tsec = section(type_off, type_len).ok_or_else(bad)?;
-        let strings = section(str_off, str_len).ok_or_else(bad)?.to_vec();
+        let types = section(type_off, type_len).ok_or_else(bad)?;
+        let strings = section(str_off, str_len).ok_or_else(bad)?;
+        if u32::try_from(types.len()).is_err() {
+            return Err(bad());
+        }
 
-        let mut types = vec![Type {
-            kind: 0,
-            name_off: 0,
-            size_or_type: 0,
-            members: Vec::new(),
-            enumerators: Vec::new(),
-            params: Vec::new(),
-            vlen: 0,
-            array: None,
-        }];
+        let tsec = &data[types.clone()];
+        // Types are at least 12 bytes, and the kernel's average about 30:
+        // a guess that avoids most of the regrowth.
+        let mut offsets = Vec::with_capacity(tsec.len() / 24 + 1);
+        offsets.push(0);
         let mut at = 0usize;
         while at < tsec.len() {
-            let name_off = u32_at(tsec, at).ok_or_else(bad)?;
             let info = u32_at(tsec, at + 4).ok_or_else(bad)?;
-            let size_or_type = u32_at(tsec, at + 8).ok_or_else(bad)?;
-            at += 12;
-            let vlen = info & 0xffff;
-            let k = (info >> 24) & 0x1f;
-            let kind_flag = info >> 31 == 1;
-            let mut t = Type {
-                kind: k,
-                name_off,
-                size_or_type,
-                members: Vec::new(),
-                enumerators: Vec::new(),
-                params: Vec::new(),
-                vlen,
-                array: None,
-            };
-            let extra = match k {
-                kind::INT | kind::VAR | kind::DECL_TAG => 4,
-                kind::ARRAY => {
-                    let elem = u32_at(tsec, at).ok_or_else(bad)?;
-                    let n = u32_at(tsec, at + 8).ok_or_else(bad)?;
-                    t.array = Some((elem, n));
-                    12
-                }
-                kind::STRUCT | kind::UNION => {
-                    for i in 0..vlen as usize {
-                        let m = at + i * 12;
-                        let raw = u32_at(tsec, m + 8).ok_or_else(bad)?;
-                        let (bit_offset, bitfield_size) = if kind_flag {
-                            (raw & 0x00ff_ffff, raw >> 24)
-                        } else {
-                            (raw, 0)
-                        };
-                        t.members.push(Member {
-                            name_off: u32_at(tsec, m).ok_or_else(bad)?,
-                            type_id: u32_at(tsec, m + 4).ok_or_else(bad)?,
-                            bit_offset,
-                            bitfield_size,
-                        });
-                    }
-                    12 * vlen as usize
-                }
-                kind::ENUM => {
-                    for i in 0..vlen as usize {
-                        let m = at + i * 8;
-                        let name = u32_at(tsec, m).ok_or_else(bad)?;
-                        let val = u32_at(tsec, m + 4).ok_or_else(bad)? as i32 as i64;
-                        t.enumerators.push((name, val));
-                    }
-                    8 * vlen as usize
-                }
-                kind::FUNC_PROTO => {
-                    for i in 0..vlen as usize {
-                        t.params.push(u32_at(tsec, at + i * 8 + 4).ok_or_else(bad)?);
-                    }
-                    8 * vlen as usize
-                }
-                kind::DATASEC | kind::ENUM64 => 12 * vlen as usize,
-                kind::PTR
-                | kind::FWD
-                | kind::TYPEDEF
-                | kind::VOLATILE
-                | kind::CONST
-                | kind::RESTRICT
-                | kind::FUNC
-                | kind::FLOAT
-                | kind::TYPE_TAG => 0,
-                _ => return Err(bad()),
-            };
-            at += extra;
+            u32_at(tsec, at + 8).ok_or_else(bad)?;
+            let vlen = (info & 0xffff) as usize;
+            let extra = extra_len((info >> 24) & 0x1f, vlen).ok_or_else(bad)?;
+            offsets.push(at as u32);
+            at += 12 + extra;
             if at > tsec.len() {
                 return Err(bad());
             }
-            types.push(t);
         }
-
-        let mut btf = Self {
+        offsets.shrink_to_fit();
+        Ok(Self {
+            data,
             types,
             strings,
-            by_name: HashMap::new(),
-        };
-        for id in 1..btf.types.len() {
-            let t = &btf.types[id];
-            // A forward declaration or an empty duplicate must not shadow the
-            // real definition, so the first complete one wins.
-            if t.name_off == 0 || (t.kind == kind::STRUCT && t.members.is_empty()) {
-                continue;
-            }
-            let key = (t.kind, btf.name(t.name_off).to_string());
-            btf.by_name.entry(key).or_insert(id as u32);
+            offsets,
+        })
+    }
+
+    fn tsec(&self) -> &[u8] {
+        &self.data[self.types.clone()]
+    }
+
+    /// Whether the string at `off` is exactly `name`, without decoding it.
+    fn name_is(&self, off: u32, name: &str) -> bool {
+        let s = &self.data[self.strings.clone()];
+        let n = name.as_bytes();
+        let start = off as usize;
+        s.get(start..start + n.len()) == Some(n) && s.get(start + n.len()) == Some(&0)
+    }
+
+    fn ty(&self, id: u32) -> Option<Head> {
+        if id == 0 {
+            return Some(Head {
+                kind: 0,
+                name_off: 0,
+                size_or_type: 0,
+                vlen: 0,
+                kind_flag: false,
+                extra: 0,
+            });
         }
-        Ok(btf)
+        let at = *self.offsets.get(id as usize)? as usize;
+        let t = self.tsec();
+        let info = u32_at(t, at + 4)?;
+        Some(Head {
+            kind: (info >> 24) & 0x1f,
+            name_off: u32_at(t, at)?,
+            size_or_type: u32_at(t, at + 8)?,
+            vlen: info & 0xffff,
+            kind_flag: info >> 31 == 1,
+            extra: at + 12,
+        })
     }
 
-    fn name(&self, off: u32) -> &str {
-        let s = self.strings.get(off as usize..).unwrap_or(&[]);
-        let end = s.iter().position(|&b| b == 0).unwrap_or(s.len());
-        std::str::from_utf8(&s[..end]).unwrap_or("")
+    fn members(&self, h: Head) -> impl Iterator<Item = Member> + '_ {
+        let n = if h.kind == kind::STRUCT || h.kind == kind::UNION {
+            h.vlen as usize
+        } else {
+            0
+        };
+        let t = self.tsec();
+        (0..n).filter_map(move |i| {
+            let m = h.extra + i * 12;
+            let raw = u32_at(t, m + 8)?;
+            let (bit_offset, bitfield_size) = if h.kind_flag {
+                (raw & 0x00ff_ffff, raw >> 24)
+            } else {
+                (raw, 0)
+            };
+            Some(Member {
+                name_off: u32_at(t, m)?,
+                type_id: u32_at(t, m + 4)?,
+                bit_offset,
+                bitfield_size,
+            })
+        })
     }
 
-    fn ty(&self, id: u32) -> Option<&Type> {
-        self.types.get(id as usize)
+    /// FUNC_PROTO parameter `i`'s type.
+    fn param(&self, h: Head, i: usize) -> Option<u32> {
+        if h.kind != kind::FUNC_PROTO || i >= h.vlen as usize {
+            return None;
+        }
+        u32_at(self.tsec(), h.extra + i * 8 + 4)
     }
 
     /// The value of an enumerator (`memory_cgrp_id`), whichever enum it
     /// belongs to.
     pub fn enum_value(&self, enumerator: &str) -> Option<i64> {
-        self.types
-            .iter()
-            .filter(|t| t.kind == kind::ENUM)
-            .flat_map(|t| t.enumerators.iter())
-            .find(|(n, _)| self.name(*n) == enumerator)
-            .map(|(_, v)| *v)
+        let t = self.tsec();
+        (1..self.offsets.len() as u32)
+            .filter_map(|id| self.ty(id))
+            .filter(|h| h.kind == kind::ENUM)
+            .find_map(|h| {
+                (0..h.vlen as usize).find_map(|i| {
+                    let m = h.extra + i * 8;
+                    let name = u32_at(t, m)?;
+                    self.name_is(name, enumerator)
+                        .then(|| u32_at(t, m + 4).map(|v| v as i32 as i64))?
+                })
+            })
     }
 
+    /// The first type of kind `k` named `name`. A forward declaration or
+    /// an empty duplicate must not shadow the real definition, so an empty
+    /// struct is passed over.
     pub fn type_id(&self, k: u32, name: &str) -> Option<u32> {
-        self.by_name.get(&(k, name.to_string())).copied()
+        if name.is_empty() {
+            return None;
+        }
+        (1..self.offsets.len() as u32).find(|&id| {
+            self.ty(id).is_some_and(|h| {
+                h.kind == k
+                    && h.name_off != 0
+                    && !(h.kind == kind::STRUCT && h.vlen == 0)
+                    && self.name_is(h.name_off, name)
+            })
+        })
     }
 
     /// Follows typedefs and qualifiers to the underlying type.
@@ -285,6 +316,13 @@ impl Btf {
 
     /// Size in bytes of a type, following typedefs and arrays.
     pub fn size_of(&self, id: u32) -> Option<u32> {
+        self.size_at(id, 0)
+    }
+
+    fn size_at(&self, id: u32, depth: usize) -> Option<u32> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
         let id = self.resolve(id)?;
         let t = self.ty(id)?;
         match t.kind {
@@ -293,8 +331,9 @@ impl Btf {
             }
             kind::PTR => Some(8),
             kind::ARRAY => {
-                let (elem, n) = t.array?;
-                self.size_of(elem)?.checked_mul(n)
+                let elem = u32_at(self.tsec(), t.extra)?;
+                let n = u32_at(self.tsec(), t.extra + 8)?;
+                self.size_at(elem, depth + 1)?.checked_mul(n)
             }
             _ => None,
         }
@@ -339,13 +378,13 @@ impl Btf {
         if t.kind != kind::STRUCT && t.kind != kind::UNION {
             return None;
         }
-        for m in &t.members {
-            if m.name_off != 0 && self.name(m.name_off) == field {
-                return Some((base + m.bit_offset, m.bitfield_size, m.type_id));
-            }
+        if let Some(m) = self
+            .members(t)
+            .find(|m| m.name_off != 0 && self.name_is(m.name_off, field))
+        {
+            return Some((base + m.bit_offset, m.bitfield_size, m.type_id));
         }
-        t.members
-            .iter()
+        self.members(t)
             .filter(|m| m.name_off == 0)
             .find_map(|m| self.find_member(m.type_id, field, base + m.bit_offset, depth + 1))
     }
@@ -373,7 +412,7 @@ impl Btf {
             .ty(ptr.size_or_type)
             .filter(|t| t.kind == kind::FUNC_PROTO)
             .ok_or_else(missing)?;
-        let arg = *proto.params.get(index + 1).ok_or_else(missing)?;
+        let arg = self.param(proto, index + 1).ok_or_else(missing)?;
         let t = self
             .resolve(arg)
             .and_then(|id| self.ty(id))
@@ -398,6 +437,61 @@ impl Btf {
             return Err(missing());
         }
         Ok(proto.vlen - 1)
+    }
+
+    /// A BTF blob just big enough for aya to find the attach points of
+    /// `tp_btf` programs: each `btf_trace_<tracepoint>` typedef at the id
+    /// it has here, every id before the last of them a nameless `void *`.
+    ///
+    /// aya looks a program's attach id up by name in a parsed [`aya::Btf`];
+    /// the kernel checks that id against its own BTF. Parsing the whole
+    /// kernel BTF with aya for six ids cost tens of MiB at start, and the
+    /// typedefs come early in it (ids of some 10,000 in a kernel's 100,000
+    /// types), so the stub is a fraction of the size.
+    pub fn attach_stub(&self, tracepoints: &[&str]) -> Result<Vec<u8>, BtfError> {
+        let mut at = Vec::new();
+        for tp in tracepoints {
+            let name = format!("btf_trace_{tp}");
+            let id = self
+                .type_id(kind::TYPEDEF, &name)
+                .ok_or_else(|| BtfError::NoTracepoint(tp.to_string()))?;
+            at.push((id, name));
+        }
+        at.sort();
+        let last = at.last().map_or(0, |(id, _)| *id);
+        let mut strings = vec![0u8];
+        let mut types = Vec::with_capacity(12 * last as usize);
+        let mut next = at.iter().peekable();
+        for id in 1..=last {
+            let (name_off, k) = match next.next_if(|(i, _)| *i == id) {
+                Some((_, name)) => {
+                    let off = strings.len() as u32;
+                    strings.extend_from_slice(name.as_bytes());
+                    strings.push(0);
+                    (off, kind::TYPEDEF)
+                }
+                None => (0, kind::PTR),
+            };
+            // A typedef of void, or a pointer to void: nothing aya follows.
+            for v in [name_off, k << 24, 0] {
+                types.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        let mut out = Vec::with_capacity(24 + types.len() + strings.len());
+        out.extend_from_slice(&MAGIC.to_le_bytes());
+        out.extend_from_slice(&[1, 0]);
+        for v in [
+            24u32,
+            0,
+            types.len() as u32,
+            types.len() as u32,
+            strings.len() as u32,
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&types);
+        out.extend_from_slice(&strings);
+        Ok(out)
     }
 }
 
@@ -631,6 +725,50 @@ mod tests {
             e.contains("tracepoint sched_process_fork is missing"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_attach_stub_puts_each_typedef_at_its_kernel_id_for_aya() {
+        let mut b = BtfBuilder::new();
+        let int = b.int("int", 4);
+        for _ in 0..50 {
+            b.ptr(int);
+        }
+        let void_ptr = b.ptr(0);
+        let proto = b.func_proto(&[void_ptr, int]);
+        let pproto = b.ptr(proto);
+        let exec = b.typedef("btf_trace_sched_process_exec", pproto);
+        b.int("long", 8);
+        let fork = b.typedef("btf_trace_sched_process_fork", pproto);
+        b.composite(kind::STRUCT, "after", 4, &[("x", int, 0, 0)]);
+        let btf = Btf::parse(&b.finish(), "k").unwrap();
+
+        let stub = btf
+            .attach_stub(&["sched_process_fork", "sched_process_exec"])
+            .unwrap();
+        // Ids up to the last typedef, 12 bytes each, and their two names
+        // (28 bytes and a NUL each) after the empty string.
+        assert_eq!(stub.len(), 24 + 12 * fork as usize + 1 + 2 * 29);
+        let aya = aya::Btf::parse(&stub, aya::Endianness::default()).unwrap();
+        for (name, id) in [
+            ("btf_trace_sched_process_exec", exec),
+            ("btf_trace_sched_process_fork", fork),
+        ] {
+            assert_eq!(
+                aya.id_by_type_name_kind(name, aya_obj::btf::BtfKind::Typedef)
+                    .unwrap(),
+                id,
+                "{name}"
+            );
+        }
+        // Ours reads it too: the same ids.
+        let ours = Btf::parse(&stub, "stub").unwrap();
+        assert_eq!(
+            ours.type_id(kind::TYPEDEF, "btf_trace_sched_process_exec"),
+            Some(exec)
+        );
+        let e = btf.attach_stub(&["mark_victim"]).unwrap_err().to_string();
+        assert!(e.contains("tracepoint mark_victim is missing"), "{e}");
     }
 
     #[test]

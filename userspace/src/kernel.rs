@@ -1,6 +1,7 @@
 //! Loading, attaching and reading the probe.
 
 use std::{
+    collections::HashMap,
     io::Write,
     os::fd::{AsFd, BorrowedFd},
     path::{Path, PathBuf},
@@ -352,8 +353,12 @@ impl Probe {
         if !Path::new(&opts.btf_path).exists() {
             return Err(KernelError::NoBtf(opts.btf_path.clone()));
         }
-        // One read serves both parsers: ours for field offsets, aya's for
-        // the attach ids it resolves when loading the programs.
+        // aya's loader parses the whole of /sys/kernel/btf/vmlinux when it
+        // is made (some 18 MiB at its peak for a 5.5 MB BTF), for CO-RE
+        // relocations, which the probe has none of. Made first and told to
+        // drop it at once, that peak is not stacked on ours.
+        let mut loader = EbpfLoader::new();
+        loader.btf(None);
         let what = opts.btf_path.display().to_string();
         let data = std::fs::read(&opts.btf_path).map_err(|source| {
             KernelError::Btf(BtfError::Read {
@@ -361,19 +366,33 @@ impl Probe {
                 source,
             })
         })?;
-        let btf = Btf::parse(&data, &what)?;
+        let btf = Btf::from_vec(data, &what)?;
         let (kl, exit_flavour) = layout::from_btf(&btf)?;
         let oom_flavour = layout::oom_flavour(&btf)?;
         if opts.cgroup_removals {
             btf.tracepoint_arg_count(layout::RMDIR_TRACEPOINT)?;
         }
-        raise_memlock();
-
-        let aya_btf = aya::Btf::parse(&data, aya::Endianness::default()).map_err(|e| {
+        // What aya needs to attach the programs: the tracepoints' typedef
+        // ids, in a small blob of its own format, not the kernel's BTF.
+        let tracepoints: Vec<&str> = layout::TRACEPOINTS
+            .iter()
+            .copied()
+            .chain(opts.cgroup_removals.then_some(layout::RMDIR_TRACEPOINT))
+            .collect();
+        let attach_ids: HashMap<&str, u32> = tracepoints
+            .iter()
+            .filter_map(|tp| Some((*tp, features::tp_btf_attach_id(&btf, tp)?)))
+            .collect();
+        let stub = btf.attach_stub(&tracepoints)?;
+        drop(btf);
+        let aya_btf = aya::Btf::parse(&stub, aya::Endianness::default()).map_err(|e| {
             KernelError::Btf(BtfError::Malformed {
                 what: format!("{what}: {e}"),
             })
         })?;
+        drop(stub);
+        raise_memlock();
+
         let event_config = EventConfig {
             enabled: opts.events.is_some() as u32,
             forks: opts.events.is_some_and(|e| e.forks) as u32,
@@ -395,9 +414,7 @@ impl Probe {
             },
         };
         let log_enabled = u32::from(opts.probe_log != ProbeLog::Off);
-        let mut loader = EbpfLoader::new();
         loader
-            .btf(Some(&aya_btf))
             .override_global(KERNEL_LAYOUT_SYMBOL, &kl, true)
             .override_global(EVENT_CONFIG_SYMBOL, &event_config, true)
             .override_global(LOG_ENABLED_SYMBOL, &log_enabled, true)
@@ -460,7 +477,7 @@ impl Probe {
                 .ok_or(KernelError::Missing(name))?
                 .try_into()
                 .map_err(|e| program_error(name, e))?;
-            let attach_id = features::tp_btf_attach_id(&btf, tp);
+            let attach_id = attach_ids.get(tp).copied();
             p.load(tp, &aya_btf)
                 .map_err(|e| program_failure(name, e, attach_id))?;
             let link = p

@@ -324,12 +324,12 @@ fn preamble(minutes: f64) -> String {
     format!(
         "# Benchmarks\n\n\
          Written by `cargo xtask bench` (root; it installs bpftrace, forkstat, auditd, bpftool \
-         and stress-ng if they are missing). Every figure in sections 1–7 comes from one run \
+         and stress-ng if they are missing). Every figure in sections 1–8 comes from one run \
          of that command: {}, commit {}{}, {minutes:.1} minutes. Figures are medians with \
          (min … max) and the number of runs; overheads are ratios against an untraced \
          baseline measured in the same run, interleaved. Each section also runs alone, \
          printing its part: `cargo xtask bench overhead` (sections 1 and 2), `bench \
-         capacity`, `bench sentinel`, `bench detect`, `bench postmortem`, `bench systemd`.\n\n\
+         capacity`, `bench sentinel`, `bench detect`, `bench postmortem`, `bench systemd`, `bench startup`.\n\n\
          Machine: {cpu}, {cpus} CPUs, {mem_gib:.0} GiB, kernel {}, release builds.\n",
         date.trim(),
         commit.trim(),
@@ -342,7 +342,7 @@ fn preamble(minutes: f64) -> String {
     )
 }
 
-/// `cargo xtask bench`: sections 1–7, printed as they finish and written
+/// `cargo xtask bench`: sections 1–8, printed as they finish and written
 /// to BENCHMARKS.md (keeping the part below [`KEPT`]).
 pub fn all() -> Result<(), Fail> {
     require_root("", "loads BPF programs and boots a container")?;
@@ -367,6 +367,9 @@ pub fn all() -> Result<(), Fail> {
         &crate::dist::build_static_host_bin()?,
     )?);
     show(systemd()?);
+    show(crate::bench_startup::startup(
+        &crate::dist::build_static_host_bin()?,
+    )?);
     let path = workspace_root().join("BENCHMARKS.md");
     let kept = std::fs::read_to_string(&path)
         .ok()

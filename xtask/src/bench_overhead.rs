@@ -54,7 +54,7 @@ struct Mode {
 }
 
 /// bpftrace's per-cgroup count of the three tracepoints spawnscope uses.
-const BPFTRACE_COUNT: &str = "tracepoint:sched:sched_process_fork { @forks[cgroup] = count(); }\n\
+pub(crate) const BPFTRACE_COUNT: &str = "tracepoint:sched:sched_process_fork { @forks[cgroup] = count(); }\n\
     tracepoint:sched:sched_process_exec { @execs[cgroup] = count(); }\n\
     tracepoint:sched:sched_process_exit { @exits[cgroup] = count(); }\n";
 
@@ -399,10 +399,10 @@ fn start(bin: &Path, mode: &Mode, dir: &Path, config: &Path) -> Result<Tracer, F
 
 /// bpftrace finds tracepoints through tracefs; mounted for the bench if
 /// it is not, and unmounted afterwards.
-struct Tracefs(bool);
+pub(crate) struct Tracefs(bool);
 
 impl Tracefs {
-    fn ensure() -> Result<Self, Fail> {
+    pub(crate) fn ensure() -> Result<Self, Fail> {
         if Path::new("/sys/kernel/tracing/events").exists() {
             return Ok(Self(false));
         }

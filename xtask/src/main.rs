@@ -4,6 +4,7 @@ mod bench;
 mod bench_overhead;
 mod bench_postmortem;
 mod bench_sentinel;
+mod bench_startup;
 mod dist;
 mod fuzz;
 mod lanes;
@@ -70,7 +71,10 @@ commands:
   bench systemd   one reading of systemd's state over D-Bus (connect, list,
                   every service's properties) in a container running 500
                   more services, 10 runs per way of fetching the properties
-                  (about 1 minute; printed only)";
+                  (about 1 minute; printed only)
+  bench startup   8. peak RSS of trace, the sentinel and bpftrace (the same
+                  tracepoints per cgroup), 5 starts each, and spawnscope's
+                  time from exec to ready (about 1 minute)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -103,6 +107,9 @@ fn main() -> ExitCode {
                 Some("memory") => bench::memory(),
                 Some("postmortem") => bench::build_release_bins()
                     .and_then(|t| bench_postmortem::postmortem(&t, &dist::build_static_host_bin()?))
+                    .map(|s| bench::print(&[s])),
+                Some("startup") => dist::build_static_host_bin()
+                    .and_then(|bin| bench_startup::startup(&bin))
                     .map(|s| bench::print(&[s])),
                 Some("systemd") => bench::build_release_bins()
                     .and_then(|_| bench::systemd())
