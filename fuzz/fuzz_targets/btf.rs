@@ -1,7 +1,8 @@
 //! Kernel BTF (`--btf FILE`, /sys/kernel/btf/vmlinux), read as loading
 //! the probe reads it: spawnscope's parser, the kernel layout and the
-//! tracepoint checks `doctor` makes, then, for a blob those accept, aya's
-//! parser, which resolves the programs' attach points.
+//! tracepoint checks `doctor` makes, then, for a blob those accept, the
+//! stub of attach points made for aya, which aya must parse and find each
+//! typedef in at the id spawnscope found it at.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -20,9 +21,22 @@ fuzz_target!(|data: &[u8]| {
         let _ = btf.tracepoint_arg_count(tp);
     }
     let _ = layout::oom_flavour(&btf);
-    match layout::from_btf(&btf) {
-        Ok(_) => {
-            let _ = aya::Btf::parse(data, aya::Endianness::default());
+    if let Err(e) = layout::from_btf(&btf) {
+        return assert_one_line(&e.to_string());
+    }
+    match btf.attach_stub(&layout::TRACEPOINTS) {
+        Ok(stub) => {
+            let aya = aya::Btf::parse(&stub, aya::Endianness::default())
+                .expect("aya parses the attach stub");
+            for tp in layout::TRACEPOINTS {
+                let name = format!("btf_trace_{tp}");
+                assert_eq!(
+                    aya.id_by_type_name_kind(&name, aya_obj::btf::BtfKind::Typedef)
+                        .ok(),
+                    btf.type_id(spawnscope::btf::kind::TYPEDEF, &name),
+                    "{name}"
+                );
+            }
         }
         Err(e) => assert_one_line(&e.to_string()),
     }
