@@ -71,7 +71,7 @@ pub struct Field {
 /// 100,000 types of which the layout needs a few dozen; decoding them all
 /// into owned structures cost several times the blob's own size at start.
 pub struct Btf {
-    data: Vec<u8>,
+    data: Blob,
     /// The type and string sections, as byte ranges of `data`.
     types: std::ops::Range<usize>,
     strings: std::ops::Range<usize>,
@@ -129,13 +129,89 @@ fn extra_len(k: u32, vlen: usize) -> Option<usize> {
     })
 }
 
+/// The blob's bytes: read into memory, or the kernel's own BTF mapped.
+enum Blob {
+    Read(Vec<u8>),
+    /// A private read-only mapping of `len` bytes at `ptr`, unmapped on
+    /// drop. Its pages leave the resident set with it, where a freed read
+    /// buffer of this size is often kept by the allocator.
+    Mapped {
+        ptr: *const u8,
+        len: usize,
+    },
+}
+
+// SAFETY: the mapping is private, read-only and owned by the Blob alone,
+// so sharing or moving it across threads is as safe as for a Vec<u8>.
+unsafe impl Send for Blob {}
+// SAFETY: as above: nothing writes through it.
+unsafe impl Sync for Blob {}
+
+impl std::ops::Deref for Blob {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Read(v) => v,
+            // SAFETY: `ptr` is a live mapping of `len` readable bytes until
+            // drop, and the kernel's BTF file never changes size.
+            Self::Mapped { ptr, len } => unsafe { std::slice::from_raw_parts(*ptr, *len) },
+        }
+    }
+}
+
+impl Drop for Blob {
+    fn drop(&mut self) {
+        if let Self::Mapped { ptr, len } = *self {
+            // SAFETY: unmapping our own mapping, which nothing borrows any
+            // more (the Blob is being dropped).
+            unsafe { libc::munmap(ptr as *mut libc::c_void, len) };
+        }
+    }
+}
+
+/// Maps a file of the kernel's BTF directory (`/sys/kernel/btf/`, Linux
+/// 6.16 and later allow it); None where that fails, and for any other
+/// file, which could change size while mapped.
+fn map_kernel_btf(path: &Path) -> Option<Blob> {
+    use std::os::fd::AsRawFd;
+    if !path.starts_with("/sys/kernel/btf") {
+        return None;
+    }
+    let file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len() as usize;
+    if len == 0 {
+        return None;
+    }
+    // SAFETY: a new private read-only mapping of an open file; the kernel
+    // picks the address, and the result is checked before use.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    (ptr != libc::MAP_FAILED).then_some(Blob::Mapped {
+        ptr: ptr as *const u8,
+        len,
+    })
+}
+
 impl Btf {
+    /// Reads (or, for the kernel's own, maps) a BTF file.
     pub fn from_file(path: &Path) -> Result<Self, BtfError> {
-        let data = std::fs::read(path).map_err(|source| BtfError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::from_vec(data, &path.display().to_string())
+        let what = path.display().to_string();
+        let data = match map_kernel_btf(path) {
+            Some(mapped) => mapped,
+            None => Blob::Read(std::fs::read(path).map_err(|source| BtfError::Read {
+                path: what.clone(),
+                source,
+            })?),
+        };
+        Self::index(data, &what)
     }
 
     /// Indexes a little-endian BTF blob; `what` names it in errors.
@@ -147,6 +223,10 @@ impl Btf {
     /// is walked once, so a truncated or unknown type fails here, not in a
     /// later lookup.
     pub fn from_vec(data: Vec<u8>, what: &str) -> Result<Self, BtfError> {
+        Self::index(Blob::Read(data), what)
+    }
+
+    fn index(data: Blob, what: &str) -> Result<Self, BtfError> {
         let bad = || BtfError::Malformed {
             what: what.to_string(),
         };
@@ -769,6 +849,46 @@ mod tests {
         );
         let e = btf.attach_stub(&["mark_victim"]).unwrap_err().to_string();
         assert!(e.contains("tracepoint mark_victim is missing"), "{e}");
+    }
+
+    #[test]
+    fn the_kernels_btf_mapped_reads_as_it_does_read() {
+        let path = Path::new(VMLINUX_BTF);
+        if !path.exists() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{VMLINUX_BTF} is missing under CI"
+            );
+            eprintln!("SKIPPED: {VMLINUX_BTF} is missing");
+            return;
+        }
+        let mapped = Btf::from_file(path).unwrap();
+        // Linux 6.16 made the file mappable; before, it is read.
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        let mut v = release
+            .split(|c: char| !c.is_ascii_digit())
+            .map(|n| n.parse::<u32>().unwrap_or(0));
+        let (major, minor) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
+        if (major, minor) >= (6, 16) {
+            assert!(
+                matches!(mapped.data, Blob::Mapped { .. }),
+                "Linux {release}: the kernel's BTF was read, not mapped"
+            );
+        }
+        let read = Btf::from_vec(std::fs::read(path).unwrap(), "read").unwrap();
+        assert_eq!(mapped.offsets, read.offsets);
+        for tp in ["sched_process_exec", "sched_process_exit", "cgroup_mkdir"] {
+            let name = format!("btf_trace_{tp}");
+            assert_eq!(
+                mapped.type_id(kind::TYPEDEF, &name),
+                read.type_id(kind::TYPEDEF, &name)
+            );
+            assert!(mapped.type_id(kind::TYPEDEF, &name).is_some(), "{name}");
+        }
+        assert_eq!(
+            mapped.field("task_struct", "tgid").unwrap(),
+            read.field("task_struct", "tgid").unwrap()
+        );
     }
 
     #[test]

@@ -360,13 +360,7 @@ impl Probe {
         let mut loader = EbpfLoader::new();
         loader.btf(None);
         let what = opts.btf_path.display().to_string();
-        let data = std::fs::read(&opts.btf_path).map_err(|source| {
-            KernelError::Btf(BtfError::Read {
-                path: what.clone(),
-                source,
-            })
-        })?;
-        let btf = Btf::from_vec(data, &what)?;
+        let btf = Btf::from_file(&opts.btf_path)?;
         let (kl, exit_flavour) = layout::from_btf(&btf)?;
         let oom_flavour = layout::oom_flavour(&btf)?;
         if opts.cgroup_removals {
