@@ -6,6 +6,8 @@
 
 use std::path::Path;
 
+use crate::journal::Map;
+
 use thiserror::Error;
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -130,50 +132,27 @@ fn extra_len(k: u32, vlen: usize) -> Option<usize> {
 }
 
 /// The blob's bytes: read into memory, or the kernel's own BTF mapped.
+/// A mapping's pages leave the resident set with it, where a freed read
+/// buffer of this size is often kept by the allocator.
 enum Blob {
     Read(Vec<u8>),
-    /// A private read-only mapping of `len` bytes at `ptr`, unmapped on
-    /// drop. Its pages leave the resident set with it, where a freed read
-    /// buffer of this size is often kept by the allocator.
-    Mapped {
-        ptr: *const u8,
-        len: usize,
-    },
+    Mapped(Map),
 }
-
-// SAFETY: the mapping is private, read-only and owned by the Blob alone,
-// so sharing or moving it across threads is as safe as for a Vec<u8>.
-unsafe impl Send for Blob {}
-// SAFETY: as above: nothing writes through it.
-unsafe impl Sync for Blob {}
 
 impl std::ops::Deref for Blob {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         match self {
             Self::Read(v) => v,
-            // SAFETY: `ptr` is a live mapping of `len` readable bytes until
-            // drop, and the kernel's BTF file never changes size.
-            Self::Mapped { ptr, len } => unsafe { std::slice::from_raw_parts(*ptr, *len) },
-        }
-    }
-}
-
-impl Drop for Blob {
-    fn drop(&mut self) {
-        if let Self::Mapped { ptr, len } = *self {
-            // SAFETY: unmapping our own mapping, which nothing borrows any
-            // more (the Blob is being dropped).
-            unsafe { libc::munmap(ptr as *mut libc::c_void, len) };
+            Self::Mapped(m) => m.bytes(),
         }
     }
 }
 
 /// Maps a file of the kernel's BTF directory (`/sys/kernel/btf/`, Linux
 /// 6.16 and later allow it); None where that fails, and for any other
-/// file, which could change size while mapped.
+/// file, which could shrink while mapped.
 fn map_kernel_btf(path: &Path) -> Option<Blob> {
-    use std::os::fd::AsRawFd;
     if !path.starts_with("/sys/kernel/btf") {
         return None;
     }
@@ -182,22 +161,7 @@ fn map_kernel_btf(path: &Path) -> Option<Blob> {
     if len == 0 {
         return None;
     }
-    // SAFETY: a new private read-only mapping of an open file; the kernel
-    // picks the address, and the result is checked before use.
-    let ptr = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ,
-            libc::MAP_PRIVATE,
-            file.as_raw_fd(),
-            0,
-        )
-    };
-    (ptr != libc::MAP_FAILED).then_some(Blob::Mapped {
-        ptr: ptr as *const u8,
-        len,
-    })
+    Map::new(&file, len).ok().map(Blob::Mapped)
 }
 
 impl Btf {

@@ -82,14 +82,15 @@ pub enum ObjectError {
     OutOfOrder,
 }
 
-/// A read-only mapping of a whole file, as long as it was when opened.
+/// A read-only mapping of a whole file, as long as it was when opened: a
+/// journal file, or the kernel's BTF.
 pub struct Map {
     ptr: *mut libc::c_void,
     len: usize,
 }
 
 impl Map {
-    fn new(file: &File, len: usize) -> io::Result<Map> {
+    pub fn new(file: &File, len: usize) -> io::Result<Map> {
         if len == 0 {
             return Ok(Map {
                 ptr: std::ptr::null_mut(),
@@ -119,7 +120,8 @@ impl Map {
         if self.len == 0 {
             return &[];
         }
-        // SAFETY: `ptr` maps `len` readable bytes until drop. journald may
+        // SAFETY: `ptr` maps `len` readable bytes until drop. The kernel's
+        // BTF never changes. journald may
         // append to the file while we read it (the active system.journal):
         // appending never rewrites bytes we look at except header fields
         // and the tails of entry arrays, which we read as plain integers
