@@ -354,7 +354,7 @@ impl Probe {
             return Err(KernelError::NoBtf(opts.btf_path.clone()));
         }
         // aya's loader parses the whole of /sys/kernel/btf/vmlinux when it
-        // is made (some 18 MiB at its peak for a 5.5 MB BTF), for CO-RE
+        // is made (about 18 MiB at its peak for a 5.5 MB BTF), for CO-RE
         // relocations, which the probe has none of. Made first and told to
         // drop it at once, that peak is not stacked on ours.
         let mut loader = EbpfLoader::new();
