@@ -765,27 +765,38 @@ impl Targets<'_> {
             TARGET_EVENT_EXEC_NS / 1000.0,
             verdict(event_exec <= TARGET_EVENT_EXEC_NS),
         );
+        // Signed differences read as "more" or "less": bpftrace's update is
+        // not spawnscope's, and in a noisy run either can come out dearer.
+        let beyond = |ns: f64| {
+            if ns >= 0.0 {
+                format!("{ns:.0} ns more")
+            } else {
+                format!("{:.0} ns less", -ns)
+            }
+        };
         out.push_str(&format!(
             "\nWhat the figures are made of, measured in this run. A program that returns at once \
              costs {floor:.0} ns per spawn here over the three tracepoints (the floor: the \
              statistics' own clock reads and the first cache misses of a program that runs once \
              per process). One per-cgroup map update, as bpftrace counts (a cgroup-id helper \
              call and a per-CPU hash update), adds {update:.0} ns per spawn above that floor, \
-             {update_exit:.0} ns of it at exit. Counter mode does one such update per program, \
-             so the floor and one update per program come to {bpftrace:.0} ns per spawn before \
-             spawnscope does anything of its own; it spends {:.0} ns beyond that: fork follows \
-             the child's cgroup four pointers deep (under CLONE_INTO_CGROUP it is not the \
-             parent's), and exit reads the exit status (the task's signal struct and the \
-             leader's exit code), the leader's start time and the clock for the lifetime \
-             histogram, which shares the counters' map value (one lookup per exit). Exit: \
-             {exit:.0} ns = floor {floor_exit:.0} + one update {update_exit:.0} + {:.0} for the \
-             status, the start time, the clock and the drill-down check. Event mode's exec: \
-             {event_exec:.0} ns = counter mode's exec {counter_exec:.0} + {:.0} for the {}-byte \
-             record (reserved in the ring buffer, filled with the clock, ids, both comms, the \
-             file name and the argument vector, each copied by a helper call); the exit record \
-             is {} bytes.",
-            counter - bpftrace,
-            exit - floor_exit - update_exit,
+             {update_exit:.0} ns of it at exit: the floor and one update per program come to \
+             {bpftrace:.0} ns per spawn, {:.1} times the {TARGET_SPAWN_NS:.0} ns target, before \
+             anything else. Counter mode, which also does one per-cgroup update per program, \
+             spends {} than that: fork follows the child's cgroup four pointers deep (under \
+             CLONE_INTO_CGROUP it is not the parent's), and exit reads the exit status (the \
+             task's signal struct and the leader's exit code), the leader's start time and the \
+             clock for the lifetime histogram, which shares the counters' map value (one lookup \
+             per exit). Its exit program, {exit:.0} ns, is the floor ({floor_exit:.0}) and \
+             bpftrace's update at exit ({update_exit:.0}) and {} for the status, the start \
+             time, the clock and the drill-down check. Event mode's exec: {event_exec:.0} ns, \
+             counter mode's exec ({counter_exec:.0}) and {:.0} ns for the {}-byte record \
+             (reserved in the ring buffer, filled with the clock, ids, both comms, the file \
+             name and the argument vector; the last two copied by helper calls); the exit \
+             record is {} bytes.",
+            bpftrace / TARGET_SPAWN_NS,
+            beyond(counter - bpftrace),
+            beyond(exit - floor_exit - update_exit),
             event_exec - counter_exec,
             std::mem::size_of::<spawnscope_common::ExecEvent>(),
             std::mem::size_of::<spawnscope_common::ExitEvent>(),
