@@ -241,7 +241,6 @@ pub const LOG_ENABLED_SYMBOL: &str = "LOG_ENABLED";
 /// aya-log's ring buffer, created by aya-log-ebpf in the probe.
 pub const LOG_MAP: &str = "AYA_LOGS";
 pub const EVENT_DROPS_MAP: &str = "EVENT_DROPS";
-pub const LIFETIMES_MAP: &str = "LIFETIMES";
 pub const EVENT_CONFIG_SYMBOL: &str = "EVENT_CONFIG";
 
 /// Default size of the per-event ring buffer when a mode streams events.
@@ -470,6 +469,23 @@ pub struct ForkEvent {
     pub comm: [u8; COMM_LEN],
 }
 
+/// The value of [`COUNTERS_MAP`]: one cgroup's counters and lifetime
+/// histogram on one CPU, in one map entry so that a process exit, which
+/// updates both, does one map lookup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CgroupStats {
+    pub counters: Counters,
+    pub lifetimes: Lifetimes,
+}
+
+impl CgroupStats {
+    pub const ZERO: Self = Self {
+        counters: Counters::ZERO,
+        lifetimes: Lifetimes::ZERO,
+    };
+}
+
 /// Log2 buckets of process lifetimes in ns: bucket `i` counts lifetimes in
 /// [2^i, 2^(i+1)) (bucket 0 also holds 0).
 pub const LIFETIME_BUCKETS: usize = 64;
@@ -549,7 +565,8 @@ pub mod stat {
     /// cgroup creations whose record found the ring buffer full (or whose
     /// path could not be read). Userspace falls back to walking the tree.
     pub const NAMES_LOST: u32 = 3;
-    /// Process exits whose cgroup found no room in the lifetimes map.
+    /// Process exits whose cgroup found no room in the counters map: their
+    /// class is counted in the overflow map, their lifetime nowhere.
     pub const LIFETIMES_FULL: u32 = 4;
     pub const COUNT: u32 = 5;
 }
@@ -637,11 +654,14 @@ mod pod {
 
     // SAFETY: an array of u64.
     unsafe impl aya::Pod for super::Lifetimes {}
+    // SAFETY: repr(C), the two above (u64 only): no padding.
+    unsafe impl aya::Pod for super::CgroupStats {}
     // SAFETY: four u32.
     unsafe impl aya::Pod for super::EventConfig {}
 }
 
 const _: () = assert!(core::mem::size_of::<Counters>() == 8 * 8);
+const _: () = assert!(core::mem::size_of::<CgroupStats>() == 8 * 8 + 8 * LIFETIME_BUCKETS);
 const _: () = assert!(core::mem::size_of::<KernelLayout>() == 34 * 4);
 const _: () = assert!(core::mem::size_of::<CgroupMkdir>() == 24 + CGROUP_PATH_MAX);
 const _: () = assert!(core::mem::size_of::<DrillPath>() == 8 + DRILL_PATH_MAX);

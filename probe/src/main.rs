@@ -22,7 +22,7 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 use spawnscope_common::{
-    ARGS_MAX, ARGS_TRUNCATED, ARGS_UNREADABLE, CGROUP_PATH_MAX, CgroupMkdir, Counters,
+    ARGS_MAX, ARGS_TRUNCATED, ARGS_UNREADABLE, CGROUP_PATH_MAX, CgroupMkdir, CgroupStats, Counters,
     DEFAULT_MAX_CGROUPS, DRILL_MAX_IDS, DRILL_PATH_MAX, DRILL_SLOTS, DrillPath, EventConfig,
     ExecEvent, ExitClass, ExitEvent, FILENAME_MAX, FILENAME_TRUNCATED, ForkEvent, KernelLayout,
     LAYOUT_MAGIC, Lifetimes, MEMCG_LIMIT_SLACK_PAGES, MEMCG_MAX_DEPTH, MKDIR_EVENTS_BYTES,
@@ -91,8 +91,10 @@ const BPF_F_NO_PREALLOC: u32 = 1;
 /// BPF_NOEXIST
 const NOEXIST: u64 = 1;
 
+/// Per cgroup: its counters and its process lifetime histogram (kept in
+/// every mode), in one value so that an exit does one lookup.
 #[map(name = "COUNTERS")]
-static COUNTERS: PerCpuHashMap<u64, Counters> =
+static COUNTERS: PerCpuHashMap<u64, CgroupStats> =
     PerCpuHashMap::with_max_entries(DEFAULT_MAX_CGROUPS, BPF_F_NO_PREALLOC);
 
 /// Events whose cgroup did not fit in COUNTERS, still counted by class.
@@ -131,15 +133,10 @@ static DRILL_ACTIVE: Array<u32> = Array::with_max_entries(1, 0);
 #[map(name = "DRILL_IDS")]
 static DRILL_IDS: HashMap<u64, u32> = HashMap::with_max_entries(DRILL_MAX_IDS, 0);
 
-/// Process lifetime histograms per cgroup, kept in every mode.
-#[map(name = "LIFETIMES")]
-static LIFETIMES: PerCpuHashMap<u64, Lifetimes> =
-    PerCpuHashMap::with_max_entries(DEFAULT_MAX_CGROUPS, BPF_F_NO_PREALLOC);
-
-/// One all-zero histogram: a new LIFETIMES entry is inserted from here,
-/// since 512 bytes do not fit on the BPF stack.
-#[map(name = "LIFETIMES_ZERO")]
-static LIFETIMES_ZERO: Array<Lifetimes> = Array::with_max_entries(1, 0);
+/// One all-zero [`CgroupStats`]: a new COUNTERS entry is inserted from
+/// here, since its 576 bytes do not fit on the BPF stack.
+#[map(name = "COUNTERS_ZERO")]
+static COUNTERS_ZERO: Array<CgroupStats> = Array::with_max_entries(1, 0);
 
 #[inline(always)]
 fn layout_field(f: &u32) -> u32 {
@@ -248,24 +245,33 @@ fn load<T: Plain>(base: u64, off: u32) -> T {
 }
 
 /// Applies `f` to this CPU's counters for `cgid`, creating the entry on
-/// first sight. A full map routes the event to OVERFLOW, so nothing is lost.
+/// first sight, and returns the cgroup's lifetime histogram on this CPU. A
+/// full map routes the event to OVERFLOW, so no count is lost (the
+/// histogram is then None).
 #[inline(always)]
-fn with_counters(cgid: u64, f: impl Fn(&mut Counters)) {
+fn with_counters(cgid: u64, f: impl Fn(&mut Counters)) -> Option<*mut Lifetimes> {
     let mut p = COUNTERS.get_ptr_mut(cgid);
     if p.is_none() {
         // EEXIST from a racing CPU is fine: the lookup below then succeeds.
-        let _ = COUNTERS.insert(cgid, Counters::ZERO, NOEXIST);
+        if let Some(zero) = COUNTERS_ZERO.get(0) {
+            let _ = COUNTERS.insert(cgid, zero, NOEXIST);
+        }
         p = COUNTERS.get_ptr_mut(cgid);
     }
     match p {
-        // SAFETY: per-CPU value of this CPU, see bump_stat.
-        Some(c) => f(unsafe { &mut *c }),
+        Some(s) => {
+            // SAFETY: per-CPU value of this CPU, see bump_stat.
+            f(unsafe { &mut (*s).counters });
+            // SAFETY: as above; a field of the same value.
+            Some(unsafe { addr_of_mut!((*s).lifetimes) })
+        }
         None => {
             bump_stat(stat::MAP_FULL);
             if let Some(o) = OVERFLOW.get_ptr_mut(0) {
                 // SAFETY: as above.
                 f(unsafe { &mut *o });
             }
+            None
         }
     }
 }
@@ -461,10 +467,20 @@ fn leader_of(task: u64) -> u64 {
 
 #[inline(always)]
 fn parent_tgid(task: u64) -> u32 {
-    let parent: Option<u64> = read(task, off!(task_real_parent));
-    parent
-        .and_then(|p| read::<u32>(p, off!(task_tgid)))
-        .unwrap_or(0)
+    load(load(task, off!(task_real_parent)), off!(task_tgid))
+}
+
+/// A task's `comm` by two plain loads (see [`load`]) instead of a helper
+/// call; `task` must be typed by BTF, as for [`load`].
+#[inline(always)]
+fn load_comm(task: u64) -> [u8; 16] {
+    let off = off!(task_comm);
+    let lo: u64 = load(task, off);
+    let hi: u64 = load(task, off + 8);
+    let mut c = [0u8; 16];
+    c[..8].copy_from_slice(&lo.to_le_bytes());
+    c[8..].copy_from_slice(&hi.to_le_bytes());
+    c
 }
 
 #[inline(always)]
@@ -515,20 +531,21 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
     } else {
         pid != tgid
     };
-    with_counters(cgid, |c| if thread { c.threads += 1 } else { c.forks += 1 });
+    let _ = with_counters(cgid, |c| if thread { c.threads += 1 } else { c.forks += 1 });
     if !thread && events_on() && fork_events_on() {
         let parent: u64 = ctx.arg(0);
         match EVENTS.reserve::<ForkEvent>(0) {
             Some(mut e) => {
                 e.write(ForkEvent {
                     kind: kind::FORK,
-                    parent_pid: read(parent, off!(task_pid)).unwrap_or(0),
-                    parent_tgid: read(parent, off!(task_tgid)).unwrap_or(0),
+                    parent_pid: load(parent, off!(task_pid)),
+                    parent_tgid: load(parent, off!(task_tgid)),
                     child_pid: pid as u32,
                     ts_ns: now_ns(),
-                    child_start_ns: read(child, off!(task_start_time)).unwrap_or(0),
+                    child_start_ns: load(child, off!(task_start_time)),
                     cgroup_id: cgid,
-                    comm: comm(),
+                    // The forking task is the current one.
+                    comm: load_comm(parent),
                 });
                 e.submit(event_submit_flags());
             }
@@ -543,7 +560,7 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
 #[btf_tracepoint(function = "sched_process_exec")]
 pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
     let cgid = current_cgroup();
-    with_counters(cgid, |c| c.execs += 1);
+    let _ = with_counters(cgid, |c| c.execs += 1);
     if layout_ready() && streams(cgid) {
         emit_exec(&ctx, cgid);
     }
@@ -564,18 +581,19 @@ fn emit_exec(ctx: &BtfTracePointContext, cgid: u64) {
     // memory is written through raw pointers only.
     unsafe {
         addr_of_mut!((*rec).kind).write(kind::EXEC);
-        addr_of_mut!((*rec).pid).write(read(task, off!(task_pid)).unwrap_or(0));
-        addr_of_mut!((*rec).tgid).write(read(task, off!(task_tgid)).unwrap_or(0));
-        addr_of_mut!((*rec).ppid).write(parent_tgid(task));
+        addr_of_mut!((*rec).pid).write(load(task, off!(task_pid)));
+        addr_of_mut!((*rec).tgid).write(load(task, off!(task_tgid)));
+        let parent: u64 = load(task, off!(task_real_parent));
+        addr_of_mut!((*rec).ppid).write(load(parent, off!(task_tgid)));
         addr_of_mut!((*rec).uid).write(bpf_get_current_uid_gid() as u32);
         addr_of_mut!((*rec).ts_ns).write(now_ns());
         addr_of_mut!((*rec).start_ns).write(process_start(task));
         addr_of_mut!((*rec).cgroup_id).write(cgid);
-        addr_of_mut!((*rec).comm).write(comm());
-        let parent: u64 = read(task, off!(task_real_parent)).unwrap_or(0);
-        addr_of_mut!((*rec).parent_comm).write(read(parent, off!(task_comm)).unwrap_or([0; 16]));
+        // `task` is the current task: its comm is the new image's name.
+        addr_of_mut!((*rec).comm).write(load_comm(task));
+        addr_of_mut!((*rec).parent_comm).write(load_comm(parent));
 
-        let fname: u64 = read(bprm, off!(binprm_filename)).unwrap_or(0);
+        let fname: u64 = load(bprm, off!(binprm_filename));
         let n = generated::bpf_probe_read_kernel_str(
             addr_of_mut!((*rec).filename) as *mut c_void,
             FILENAME_MAX as u32,
@@ -593,9 +611,9 @@ fn emit_exec(ctx: &BtfTracePointContext, cgid: u64) {
         addr_of_mut!((*rec).filename_len).write(flen);
 
         // The new image's argument vector, NUL-separated, from its stack.
-        let mm: u64 = read(task, off!(task_mm)).unwrap_or(0);
-        let start: u64 = read(mm, off!(mm_arg_start)).unwrap_or(0);
-        let end: u64 = read(mm, off!(mm_arg_end)).unwrap_or(0);
+        let mm: u64 = load(task, off!(task_mm));
+        let start: u64 = load(mm, off!(mm_arg_start));
+        let end: u64 = load(mm, off!(mm_arg_end));
         let mut len = end.saturating_sub(start);
         if len > ARGS_MAX as u64 {
             len = ARGS_MAX as u64;
@@ -648,7 +666,7 @@ fn process_exit_code(task: u64, leader: u64) -> Option<u32> {
 fn count_exit(task: u64, group_dead: bool) {
     let cgid = current_cgroup();
     if !group_dead {
-        with_counters(cgid, |c| c.thread_exits += 1);
+        let _ = with_counters(cgid, |c| c.thread_exits += 1);
         return;
     }
     // Loaded once for both the status and the start time.
@@ -667,7 +685,7 @@ fn count_exit(task: u64, group_dead: bool) {
             ExitClass::Failed
         }
     };
-    with_counters(cgid, |c| match class {
+    let hist = with_counters(cgid, |c| match class {
         ExitClass::Clean => c.exit_clean += 1,
         ExitClass::Failed => c.exit_failed += 1,
         ExitClass::Signaled => c.exit_signaled += 1,
@@ -676,14 +694,21 @@ fn count_exit(task: u64, group_dead: bool) {
 
     let now = now_ns();
     let start: u64 = load(leader, off!(task_start_time));
-    record_lifetime(cgid, now.saturating_sub(start));
+    match hist {
+        Some(h) => {
+            let b = lifetime_bucket(now.saturating_sub(start)) & 63;
+            // SAFETY: this CPU's histogram, see with_counters; b < 64.
+            unsafe { (*h).buckets[b] += 1 };
+        }
+        None => bump_stat(stat::LIFETIMES_FULL),
+    }
     if streams(cgid) {
         match EVENTS.reserve::<ExitEvent>(0) {
             Some(mut e) => {
                 e.write(ExitEvent {
                     kind: kind::EXIT,
-                    pid: read(task, off!(task_pid)).unwrap_or(0),
-                    tgid: read(task, off!(task_tgid)).unwrap_or(0),
+                    pid: load(task, off!(task_pid)),
+                    tgid: load(task, off!(task_tgid)),
                     ppid: parent_tgid(task),
                     uid: bpf_get_current_uid_gid() as u32,
                     // An unreadable status was counted as failed above.
@@ -691,31 +716,13 @@ fn count_exit(task: u64, group_dead: bool) {
                     ts_ns: now,
                     start_ns: start,
                     cgroup_id: cgid,
-                    comm: comm(),
+                    // The exiting task is the current one.
+                    comm: load_comm(task),
                 });
                 e.submit(event_submit_flags());
             }
             None => count_drop(kind::EXIT),
         }
-    }
-}
-
-#[inline(always)]
-fn record_lifetime(cgid: u64, ns: u64) {
-    let mut p = LIFETIMES.get_ptr_mut(cgid);
-    if p.is_none() {
-        if let Some(zero) = LIFETIMES_ZERO.get(0) {
-            let _ = LIFETIMES.insert(cgid, zero, NOEXIST);
-        }
-        p = LIFETIMES.get_ptr_mut(cgid);
-    }
-    match p {
-        Some(h) => {
-            let b = lifetime_bucket(ns) & 63;
-            // SAFETY: per-CPU value of this CPU, see bump_stat; b < 64.
-            unsafe { (*h).buckets[b] += 1 };
-        }
-        None => bump_stat(stat::LIFETIMES_FULL),
     }
 }
 

@@ -14,9 +14,9 @@ use aya::{
 };
 use aya_log::EbpfLogger;
 use spawnscope_common::{
-    CGROUP_PATH_MAX, COUNTERS_MAP, CgroupMkdir, Counters, DRILL_ACTIVE_MAP, DRILL_IDS_MAP,
-    DRILL_MAP, DRILL_PATH_MAX, DRILL_SLOTS, DrillPath, EVENT_CONFIG_SYMBOL, EVENT_DROPS_MAP,
-    EVENTS_MAP, EventConfig, KERNEL_LAYOUT_SYMBOL, LIFETIMES_MAP, LOG_ENABLED_SYMBOL, LOG_MAP,
+    CGROUP_PATH_MAX, COUNTERS_MAP, CgroupMkdir, CgroupStats, Counters, DRILL_ACTIVE_MAP,
+    DRILL_IDS_MAP, DRILL_MAP, DRILL_PATH_MAX, DRILL_SLOTS, DrillPath, EVENT_CONFIG_SYMBOL,
+    EVENT_DROPS_MAP, EVENTS_MAP, EventConfig, KERNEL_LAYOUT_SYMBOL, LOG_ENABLED_SYMBOL, LOG_MAP,
     Lifetimes, MKDIR_EVENTS_BYTES, MKDIR_EVENTS_MAP, OVERFLOW_MAP, PROBE_STATS_MAP, kind, prog,
     stat,
 };
@@ -412,8 +412,7 @@ impl Probe {
             .override_global(KERNEL_LAYOUT_SYMBOL, &kl, true)
             .override_global(EVENT_CONFIG_SYMBOL, &event_config, true)
             .override_global(LOG_ENABLED_SYMBOL, &log_enabled, true)
-            .map_max_entries(COUNTERS_MAP, opts.max_cgroups)
-            .map_max_entries(LIFETIMES_MAP, opts.max_cgroups);
+            .map_max_entries(COUNTERS_MAP, opts.max_cgroups);
         if opts.probe_log == ProbeLog::Off {
             // Nothing writes to the log ring then: one page instead of
             // aya-log's 128 KiB of kernel memory.
@@ -689,40 +688,19 @@ impl Probe {
     /// probe never counted anything there.
     pub fn take(&mut self, id: u64) -> Result<Option<(Counters, Option<Lifetimes>)>, KernelError> {
         let err = |map: &'static str| move |source| KernelError::Map { map, source };
-        let mut counters: PerCpuHashMap<_, u64, Counters> = PerCpuHashMap::try_from(
+        let mut counters: PerCpuHashMap<_, u64, CgroupStats> = PerCpuHashMap::try_from(
             self.ebpf
                 .map_mut(COUNTERS_MAP)
                 .ok_or(KernelError::Missing(COUNTERS_MAP))?,
         )
         .map_err(err(COUNTERS_MAP))?;
-        let c = match counters.get(&id, 0) {
-            Ok(per_cpu) => per_cpu
-                .iter()
-                .fold(Counters::ZERO, |a, c| a.saturating_add(c)),
+        let (c, l) = match counters.get(&id, 0) {
+            Ok(per_cpu) => sum_cpus(per_cpu.iter()),
             Err(aya::maps::MapError::KeyNotFound) => return Ok(None),
             Err(e) => return Err(err(COUNTERS_MAP)(e)),
         };
         // Gone already is as good as removed.
         let _ = counters.remove(&id);
-        let mut lifetimes: PerCpuHashMap<_, u64, Lifetimes> = PerCpuHashMap::try_from(
-            self.ebpf
-                .map_mut(LIFETIMES_MAP)
-                .ok_or(KernelError::Missing(LIFETIMES_MAP))?,
-        )
-        .map_err(err(LIFETIMES_MAP))?;
-        let l = match lifetimes.get(&id, 0) {
-            Ok(per_cpu) => {
-                let mut sum = Lifetimes::ZERO;
-                for h in per_cpu.iter() {
-                    for (a, b) in sum.buckets.iter_mut().zip(h.buckets.iter()) {
-                        *a = a.saturating_add(*b);
-                    }
-                }
-                let _ = lifetimes.remove(&id);
-                Some(sum)
-            }
-            Err(_) => None,
-        };
         Ok(Some((c, l)))
     }
 
@@ -756,17 +734,18 @@ impl Probe {
         let map = |name: &'static str| self.ebpf.map(name).ok_or(KernelError::Missing(name));
         let err = |map: &'static str| move |source| KernelError::Map { map, source };
 
-        let counters: PerCpuHashMap<_, u64, Counters> =
+        let counters: PerCpuHashMap<_, u64, CgroupStats> =
             PerCpuHashMap::try_from(map(COUNTERS_MAP)?).map_err(err(COUNTERS_MAP))?;
         let mut snap = Snapshot::default();
         for entry in counters.iter() {
-            // An entry deleted between key and value lookups is not an error
-            // worth failing a trace over; nothing deletes entries today.
+            // An entry deleted between key and value lookups (a removed
+            // cgroup taken meanwhile) is not an error worth failing over.
             let Ok((id, per_cpu)) = entry else { continue };
-            let sum = per_cpu
-                .iter()
-                .fold(Counters::ZERO, |a, c| a.saturating_add(c));
+            let (sum, lifetimes) = sum_cpus(per_cpu.iter());
             snap.per_cgroup.insert(id, sum);
+            if let Some(l) = lifetimes {
+                snap.lifetimes.insert(id, l);
+            }
         }
 
         let overflow: PerCpuArray<_, Counters> =
@@ -790,19 +769,6 @@ impl Probe {
             lifetimes_full: slot(stat::LIFETIMES_FULL)?,
         };
 
-        let lifetimes: PerCpuHashMap<_, u64, Lifetimes> =
-            PerCpuHashMap::try_from(map(LIFETIMES_MAP)?).map_err(err(LIFETIMES_MAP))?;
-        for entry in lifetimes.iter() {
-            let Ok((id, per_cpu)) = entry else { continue };
-            let mut sum = Lifetimes::ZERO;
-            for h in per_cpu.iter() {
-                for (a, b) in sum.buckets.iter_mut().zip(h.buckets.iter()) {
-                    *a = a.saturating_add(*b);
-                }
-            }
-            snap.lifetimes.insert(id, sum);
-        }
-
         let drops: PerCpuArray<_, u64> =
             PerCpuArray::try_from(map(EVENT_DROPS_MAP)?).map_err(err(EVENT_DROPS_MAP))?;
         let dropped = |k: u32| -> Result<u64, KernelError> {
@@ -816,6 +782,20 @@ impl Probe {
         };
         Ok(snap)
     }
+}
+
+/// One cgroup's counters and lifetime histogram summed over the CPUs; the
+/// histogram is None while no process exit was recorded there.
+fn sum_cpus<'a>(per_cpu: impl Iterator<Item = &'a CgroupStats>) -> (Counters, Option<Lifetimes>) {
+    let mut c = Counters::ZERO;
+    let mut l = Lifetimes::ZERO;
+    for s in per_cpu {
+        c = c.saturating_add(&s.counters);
+        for (a, b) in l.buckets.iter_mut().zip(s.lifetimes.buckets.iter()) {
+            *a = a.saturating_add(*b);
+        }
+    }
+    (c, (!l.is_zero()).then_some(l))
 }
 
 #[cfg(test)]
