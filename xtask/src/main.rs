@@ -47,7 +47,7 @@ commands:
                   TARGET; per target exec/s, coverage, corpus, crashes
                   (`cargo xtask fuzz --help` lists the targets)
   bench           every benchmark below but memory, in one run (root; about
-                  12 minutes); writes BENCHMARKS.md. It installs bpftrace,
+                  18 minutes); writes BENCHMARKS.md. It installs bpftrace,
                   forkstat, auditd, bpftool and stress-ng if missing
   bench overhead  1. what sentinel, trace, trace --events, bpftrace (the same
                   tracepoints per cgroup), forkstat and auditd (an execve
