@@ -24,16 +24,17 @@ fuzz_target!(|data: &[u8]| {
     if let Err(e) = layout::from_btf(&btf) {
         return assert_one_line(&e.to_string());
     }
-    match btf.attach_stub(&layout::TRACEPOINTS) {
-        Ok(stub) => {
+    match btf.attach_ids(&layout::TRACEPOINTS) {
+        Ok(ids) => {
+            let stub = spawnscope::btf::attach_stub(&ids);
             let aya = aya::Btf::parse(&stub, aya::Endianness::default())
                 .expect("aya parses the attach stub");
-            for tp in layout::TRACEPOINTS {
+            for (tp, id) in ids {
                 let name = format!("btf_trace_{tp}");
                 assert_eq!(
                     aya.id_by_type_name_kind(&name, aya_obj::btf::BtfKind::Typedef)
                         .ok(),
-                    btf.type_id(spawnscope::btf::kind::TYPEDEF, &name),
+                    Some(id),
                     "{name}"
                 );
             }

@@ -180,16 +180,11 @@ impl Btf {
 
     /// Indexes a little-endian BTF blob; `what` names it in errors.
     pub fn parse(data: &[u8], what: &str) -> Result<Self, BtfError> {
-        Self::from_vec(data.to_vec(), what)
+        Self::index(Blob::Read(data.to_vec()), what)
     }
 
-    /// As [`Btf::parse`], keeping `data` instead of copying it. Every type
-    /// is walked once, so a truncated or unknown type fails here, not in a
-    /// later lookup.
-    pub fn from_vec(data: Vec<u8>, what: &str) -> Result<Self, BtfError> {
-        Self::index(Blob::Read(data), what)
-    }
-
+    /// Every type is walked once, so a truncated or unknown type fails
+    /// here, not in a later lookup.
     fn index(data: Blob, what: &str) -> Result<Self, BtfError> {
         let bad = || BtfError::Malformed {
             what: what.to_string(),
@@ -433,8 +428,21 @@ impl Btf {
             .find_map(|m| self.find_member(m.type_id, field, base + m.bit_offset, depth + 1))
     }
 
-    /// The number of arguments a `tp_btf` tracepoint passes, not counting
-    /// the leading `void *` context of its `btf_trace_<name>` typedef.
+    /// The id of a `tp_btf` tracepoint's `btf_trace_<name>` typedef: what
+    /// a program attaches by, and where its signature starts.
+    pub fn tracepoint_typedef(&self, tracepoint: &str) -> Result<u32, BtfError> {
+        self.type_id(kind::TYPEDEF, &format!("btf_trace_{tracepoint}"))
+            .ok_or_else(|| BtfError::NoTracepoint(tracepoint.to_string()))
+    }
+
+    /// Each tracepoint with its typedef's id ([`Btf::tracepoint_typedef`]).
+    pub fn attach_ids<'a>(&self, tracepoints: &[&'a str]) -> Result<Vec<(&'a str, u32)>, BtfError> {
+        tracepoints
+            .iter()
+            .map(|tp| Ok((*tp, self.tracepoint_typedef(tp)?)))
+            .collect()
+    }
+
     /// Whether argument `index` (0-based, after the context) of a `tp_btf`
     /// tracepoint is a pointer (`struct task_struct *`) rather than a
     /// number (`int pid`).
@@ -444,9 +452,7 @@ impl Btf {
         index: usize,
     ) -> Result<bool, BtfError> {
         let missing = || BtfError::NoTracepoint(tracepoint.to_string());
-        let td = self
-            .type_id(kind::TYPEDEF, &format!("btf_trace_{tracepoint}"))
-            .ok_or_else(missing)?;
+        let td = self.tracepoint_typedef(tracepoint)?;
         let ptr = self
             .resolve(td)
             .and_then(|id| self.ty(id))
@@ -464,11 +470,11 @@ impl Btf {
         Ok(t.kind == kind::PTR)
     }
 
+    /// The number of arguments a `tp_btf` tracepoint passes, not counting
+    /// the leading `void *` context of its `btf_trace_<name>` typedef.
     pub fn tracepoint_arg_count(&self, tracepoint: &str) -> Result<u32, BtfError> {
         let missing = || BtfError::NoTracepoint(tracepoint.to_string());
-        let td = self
-            .type_id(kind::TYPEDEF, &format!("btf_trace_{tracepoint}"))
-            .ok_or_else(missing)?;
+        let td = self.tracepoint_typedef(tracepoint)?;
         let ptr = self
             .resolve(td)
             .and_then(|id| self.ty(id))
@@ -482,65 +488,36 @@ impl Btf {
         }
         Ok(proto.vlen - 1)
     }
-
-    /// A BTF blob just big enough for aya to find the attach points of
-    /// `tp_btf` programs: each `btf_trace_<tracepoint>` typedef at the id
-    /// it has here, every id before the last of them a nameless `void *`.
-    ///
-    /// aya looks a program's attach id up by name in a parsed [`aya::Btf`];
-    /// the kernel checks that id against its own BTF. Parsing the whole
-    /// kernel BTF with aya for six ids cost tens of MiB at start, and the
-    /// typedefs come early in it (ids of some 10,000 in a kernel's 100,000
-    /// types), so the stub is a fraction of the size.
-    pub fn attach_stub(&self, tracepoints: &[&str]) -> Result<Vec<u8>, BtfError> {
-        let mut at = Vec::new();
-        for tp in tracepoints {
-            let name = format!("btf_trace_{tp}");
-            let id = self
-                .type_id(kind::TYPEDEF, &name)
-                .ok_or_else(|| BtfError::NoTracepoint(tp.to_string()))?;
-            at.push((id, name));
-        }
-        at.sort();
-        let last = at.last().map_or(0, |(id, _)| *id);
-        let mut strings = vec![0u8];
-        let mut types = Vec::with_capacity(12 * last as usize);
-        let mut next = at.iter().peekable();
-        for id in 1..=last {
-            let (name_off, k) = match next.next_if(|(i, _)| *i == id) {
-                Some((_, name)) => {
-                    let off = strings.len() as u32;
-                    strings.extend_from_slice(name.as_bytes());
-                    strings.push(0);
-                    (off, kind::TYPEDEF)
-                }
-                None => (0, kind::PTR),
-            };
-            // A typedef of void, or a pointer to void: nothing aya follows.
-            for v in [name_off, k << 24, 0] {
-                types.extend_from_slice(&v.to_le_bytes());
-            }
-        }
-        let mut out = Vec::with_capacity(24 + types.len() + strings.len());
-        out.extend_from_slice(&MAGIC.to_le_bytes());
-        out.extend_from_slice(&[1, 0]);
-        for v in [
-            24u32,
-            0,
-            types.len() as u32,
-            types.len() as u32,
-            strings.len() as u32,
-        ] {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        out.extend_from_slice(&types);
-        out.extend_from_slice(&strings);
-        Ok(out)
-    }
 }
 
-/// Builds BTF blobs in memory for tests (ours and the kernel layout's).
-#[cfg(test)]
+/// A BTF blob just big enough for aya to find the attach points of
+/// `tp_btf` programs: each `btf_trace_<tracepoint>` typedef at its id in
+/// the kernel's BTF (`ids`, from [`Btf::attach_ids`]), every id before the
+/// last of them a nameless `void *`.
+///
+/// aya looks a program's attach id up by name in a parsed [`aya::Btf`];
+/// the kernel checks that id against its own BTF. Parsing the whole
+/// kernel BTF with aya for six ids cost tens of MiB at start, and the
+/// typedefs come early in it (ids of some 10,000 in a kernel's 100,000
+/// types), so the stub is a fraction of the size.
+pub fn attach_stub(ids: &[(&str, u32)]) -> Vec<u8> {
+    let mut sorted = ids.to_vec();
+    sorted.sort_by_key(|&(_, id)| id);
+    let mut b = build::BtfBuilder::new();
+    for (tp, id) in sorted {
+        while b.next_id() < id {
+            b.ptr(0);
+        }
+        if b.next_id() == id {
+            // A typedef of void: nothing aya follows.
+            b.typedef(&format!("btf_trace_{tp}"), 0);
+        }
+    }
+    b.finish()
+}
+
+/// Builds BTF blobs in memory: the attach stub, and the tests' kernels
+/// (ours and the kernel layout's).
 pub(crate) mod build {
     use super::kind;
 
@@ -580,10 +557,16 @@ pub(crate) mod build {
             self.next_id - 1
         }
 
+        #[cfg(test)]
         pub fn int(&mut self, name: &str, size: u32) -> u32 {
             let id = self.head(name, kind::INT, 0, false, size);
             self.types.extend_from_slice(&(size * 8).to_le_bytes());
             id
+        }
+
+        /// The id the next type will have.
+        pub fn next_id(&self) -> u32 {
+            self.next_id
         }
 
         pub fn ptr(&mut self, to: u32) -> u32 {
@@ -594,11 +577,13 @@ pub(crate) mod build {
             self.head(name, kind::TYPEDEF, 0, false, to)
         }
 
+        #[cfg(test)]
         pub fn fwd(&mut self, name: &str) -> u32 {
             self.head(name, kind::FWD, 0, false, 0)
         }
 
         /// Members as (name, type, bit offset, bitfield size).
+        #[cfg(test)]
         pub fn composite(
             &mut self,
             k: u32,
@@ -619,6 +604,7 @@ pub(crate) mod build {
         }
 
         /// `elem[n]` (index type: `elem`, which the reader ignores).
+        #[cfg(test)]
         pub fn array(&mut self, elem: u32, n: u32) -> u32 {
             let id = self.head("", kind::ARRAY, 0, false, 0);
             for v in [elem, elem, n] {
@@ -628,6 +614,7 @@ pub(crate) mod build {
         }
 
         /// A 4-byte enum of (name, value).
+        #[cfg(test)]
         pub fn enumeration(&mut self, name: &str, values: &[(&str, i32)]) -> u32 {
             let id = self.head(name, kind::ENUM, values.len() as u32, false, 4);
             for &(n, v) in values {
@@ -638,6 +625,7 @@ pub(crate) mod build {
             id
         }
 
+        #[cfg(test)]
         pub fn func_proto(&mut self, params: &[u32]) -> u32 {
             let id = self.head("", kind::FUNC_PROTO, params.len() as u32, false, 0);
             for &p in params {
@@ -787,9 +775,14 @@ mod tests {
         b.composite(kind::STRUCT, "after", 4, &[("x", int, 0, 0)]);
         let btf = Btf::parse(&b.finish(), "k").unwrap();
 
-        let stub = btf
-            .attach_stub(&["sched_process_fork", "sched_process_exec"])
+        let ids = btf
+            .attach_ids(&["sched_process_fork", "sched_process_exec"])
             .unwrap();
+        assert_eq!(
+            ids,
+            [("sched_process_fork", fork), ("sched_process_exec", exec)]
+        );
+        let stub = attach_stub(&ids);
         // Ids up to the last typedef, 12 bytes each, and their two names
         // (28 bytes and a NUL each) after the empty string.
         assert_eq!(stub.len(), 24 + 12 * fork as usize + 1 + 2 * 29);
@@ -811,7 +804,7 @@ mod tests {
             ours.type_id(kind::TYPEDEF, "btf_trace_sched_process_exec"),
             Some(exec)
         );
-        let e = btf.attach_stub(&["mark_victim"]).unwrap_err().to_string();
+        let e = btf.attach_ids(&["mark_victim"]).unwrap_err().to_string();
         assert!(e.contains("tracepoint mark_victim is missing"), "{e}");
     }
 
@@ -839,7 +832,7 @@ mod tests {
                 "Linux {release}: the kernel's BTF was read, not mapped"
             );
         }
-        let read = Btf::from_vec(std::fs::read(path).unwrap(), "read").unwrap();
+        let read = Btf::parse(&std::fs::read(path).unwrap(), "read").unwrap();
         assert_eq!(mapped.offsets, read.offsets);
         for tp in ["sched_process_exec", "sched_process_exit", "cgroup_mkdir"] {
             let name = format!("btf_trace_{tp}");

@@ -397,8 +397,9 @@ pub fn examine(btf_path: &Path, mountinfo: &Path) -> Result<Report, CgroupError>
                 _ => Btf::from_file(own).map_err(|e| e.to_string())?,
             };
             let tp = layout::TRACEPOINTS[0];
-            let id = features::tp_btf_attach_id(&running, tp)
-                .ok_or_else(|| format!("{VMLINUX_BTF} has no btf_trace_{tp}"))?;
+            let id = running
+                .tracepoint_typedef(tp)
+                .map_err(|_| format!("{VMLINUX_BTF} has no btf_trace_{tp}"))?;
             features::tp_btf_supported(id).map_err(|e| e.to_string())
         },
     ));

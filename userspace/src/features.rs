@@ -3,8 +3,6 @@
 
 use std::io;
 
-use crate::btf::{Btf, kind};
-
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_TYPE_TRACING: u32 = 26;
 const BPF_TRACE_RAW_TP: u32 = 23;
@@ -39,11 +37,6 @@ struct ProgLoadAttr {
     /// kernel rejects non-zero bytes past the fields it knows (here,
     /// `core_relo_cnt` from 5.17).
     _pad: u32,
-}
-
-/// The BTF type id a `tp_btf` program for `tracepoint` attaches by.
-pub fn tp_btf_attach_id(btf: &Btf, tracepoint: &str) -> Option<u32> {
-    btf.type_id(kind::TYPEDEF, &format!("btf_trace_{tracepoint}"))
 }
 
 /// Whether the kernel loads a `tp_btf` program (`r0 = 0; exit`) attached

@@ -1,7 +1,6 @@
 //! Loading, attaching and reading the probe.
 
 use std::{
-    collections::HashMap,
     io::Write,
     os::fd::{AsFd, BorrowedFd},
     path::{Path, PathBuf},
@@ -23,7 +22,7 @@ use spawnscope_common::{
 use thiserror::Error;
 
 use crate::{
-    btf::{Btf, BtfError},
+    btf::{self, Btf, BtfError},
     caps, features,
     layout::{self, ExitFlavour, LayoutError, OomFlavour},
     report::{EventCounts, ProbeStats, Snapshot},
@@ -373,11 +372,8 @@ impl Probe {
             .copied()
             .chain(opts.cgroup_removals.then_some(layout::RMDIR_TRACEPOINT))
             .collect();
-        let attach_ids: HashMap<&str, u32> = tracepoints
-            .iter()
-            .filter_map(|tp| Some((*tp, features::tp_btf_attach_id(&btf, tp)?)))
-            .collect();
-        let stub = btf.attach_stub(&tracepoints)?;
+        let attach_ids = btf.attach_ids(&tracepoints)?;
+        let stub = btf::attach_stub(&attach_ids);
         drop(btf);
         let aya_btf = aya::Btf::parse(&stub, aya::Endianness::default()).map_err(|e| {
             KernelError::Btf(BtfError::Malformed {
@@ -470,7 +466,7 @@ impl Probe {
                 .ok_or(KernelError::Missing(name))?
                 .try_into()
                 .map_err(|e| program_error(name, e))?;
-            let attach_id = attach_ids.get(tp).copied();
+            let attach_id = attach_ids.iter().find(|(t, _)| *t == tp).map(|&(_, id)| id);
             p.load(tp, &aya_btf)
                 .map_err(|e| program_failure(name, e, attach_id))?;
             let link = p
@@ -791,9 +787,7 @@ fn sum_cpus<'a>(per_cpu: impl Iterator<Item = &'a CgroupStats>) -> (Counters, Op
     let mut l = Lifetimes::ZERO;
     for s in per_cpu {
         c = c.saturating_add(&s.counters);
-        for (a, b) in l.buckets.iter_mut().zip(s.lifetimes.buckets.iter()) {
-            *a = a.saturating_add(*b);
-        }
+        l = l.saturating_add(&s.lifetimes);
     }
     (c, (!l.is_zero()).then_some(l))
 }
