@@ -501,6 +501,16 @@ impl Lifetimes {
         buckets: [0; LIFETIME_BUCKETS],
     };
 
+    /// Both histograms, bucket by bucket (per-CPU values, or cgroups
+    /// folded into one unit).
+    pub fn saturating_add(&self, o: &Self) -> Self {
+        let mut out = *self;
+        for (a, b) in out.buckets.iter_mut().zip(o.buckets.iter()) {
+            *a = a.saturating_add(*b);
+        }
+        out
+    }
+
     /// What was added since `before`, bucket by bucket; a bucket that
     /// shrank (a cgroup id reused) counts from zero rather than wrap.
     pub fn saturating_sub(&self, before: &Self) -> Self {

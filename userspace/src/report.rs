@@ -375,9 +375,7 @@ fn group(
             lifetimes: Lifetimes::ZERO,
         });
         if let Some(h) = lifetimes.and_then(|l| l.get(&id)) {
-            for (a, b) in acc.lifetimes.buckets.iter_mut().zip(h.buckets.iter()) {
-                *a = a.saturating_add(*b);
-            }
+            acc.lifetimes = acc.lifetimes.saturating_add(h);
         }
         keep_common(&mut acc.row, &view);
         acc.total = acc.total.saturating_add(&total);

@@ -48,37 +48,43 @@ fn signal(child: &Child, sig: i32) {
     unsafe { libc::kill(child.id() as libc::pid_t, sig) };
 }
 
-/// `spawnscope trace --for 2s`, detection on (the default): peak RSS
-/// (KiB) and ms from spawn to its "tracing" line.
-fn trace(bin: &Path) -> Result<(u64, f64), Fail> {
+/// Starts spawnscope with `args` and waits for the line containing
+/// `ready` on its stderr: the child, and ms from spawn to that line.
+fn start_ready(
+    bin: &Path,
+    args: &[&std::ffi::OsStr],
+    ready: &'static str,
+    what: &str,
+) -> Result<(Child, f64), Fail> {
     let t0 = Instant::now();
     let mut child = Command::new(bin)
-        .args(["trace", "--for", "2s"])
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| Fail(format!("cannot start spawnscope trace: {e}")))?;
-    await_stderr(&mut child, "spawnscope: tracing", "spawnscope trace")?;
-    let ready = t0.elapsed().as_secs_f64() * 1e3;
-    Ok((reap(child, None, "spawnscope trace")?, ready))
+        .map_err(|e| Fail(format!("cannot start {what}: {e}")))?;
+    await_stderr(&mut child, ready, what)?;
+    Ok((child, t0.elapsed().as_secs_f64() * 1e3))
+}
+
+/// `spawnscope trace --for 2s`, detection on (the default): peak RSS
+/// (KiB) and ms from spawn to its "tracing" line.
+fn trace(bin: &Path) -> Result<(u64, f64), Fail> {
+    let what = "spawnscope trace";
+    let args = ["trace", "--for", "2s"].map(std::ffi::OsStr::new);
+    let (child, ready) = start_ready(bin, &args, "spawnscope: tracing", what)?;
+    Ok((reap(child, None, what)?, ready))
 }
 
 /// The sentinel with a scratch configuration, through its first poll
 /// (5 s): peak RSS (KiB) and ms from spawn to "sentinel started".
 fn sentinel(bin: &Path, config: &Path) -> Result<(u64, f64), Fail> {
-    let t0 = Instant::now();
-    let mut child = Command::new(bin)
-        .args(["sentinel", "--config"])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| Fail(format!("cannot start the sentinel: {e}")))?;
-    await_stderr(&mut child, "sentinel started", "the sentinel")?;
-    let ready = t0.elapsed().as_secs_f64() * 1e3;
+    let what = "the sentinel";
+    let args = ["sentinel".as_ref(), "--config".as_ref(), config.as_os_str()];
+    let (child, ready) = start_ready(bin, &args, "sentinel started", what)?;
     std::thread::sleep(Duration::from_secs(6));
     signal(&child, libc::SIGTERM);
-    Ok((reap(child, None, "the sentinel")?, ready))
+    Ok((reap(child, None, what)?, ready))
 }
 
 /// bpftrace counting per cgroup, for 3 s after it says it attaches, then
