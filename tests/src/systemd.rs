@@ -593,12 +593,18 @@ impl SystemdContainer {
     /// unit's process, before any exec. systemd's own record of a restart
     /// loop's cadence, to check spawnscope's rates and first-seen times
     /// against.
+    ///
+    /// The time is `_SOURCE_REALTIME_TIMESTAMP`, the kernel's timestamp on
+    /// PID 1's datagram, not `__REALTIME_TIMESTAMP`: that one is when
+    /// journald got round to the message, which trails by seconds while
+    /// the host writes heavily, long enough to make a start look later
+    /// than spawnscope's report of it.
     pub fn start_times(&self, unit: &str) -> Vec<f64> {
         self.run(&[
             "journalctl",
             "--no-pager",
             "--output=json",
-            "--output-fields=MESSAGE",
+            "--output-fields=MESSAGE,_SOURCE_REALTIME_TIMESTAMP",
             UNIT_STARTED,
             &format!("UNIT={unit}"),
         ])
@@ -606,10 +612,10 @@ impl SystemdContainer {
         .map(|l| {
             let v: serde_json::Value =
                 serde_json::from_str(l).unwrap_or_else(|e| panic!("journal line {l:?}: {e}"));
-            let us: u64 = v["__REALTIME_TIMESTAMP"]
+            let us: u64 = v["_SOURCE_REALTIME_TIMESTAMP"]
                 .as_str()
                 .and_then(|t| t.parse().ok())
-                .unwrap_or_else(|| panic!("no timestamp in {l}"));
+                .unwrap_or_else(|| panic!("no _SOURCE_REALTIME_TIMESTAMP in {l}"));
             us as f64 / 1e6
         })
         .collect()
