@@ -188,9 +188,10 @@ pub fn await_stderr(child: &mut Child, needle: &'static str, what: &str) -> Resu
         .map_err(|_| Fail(format!("{what} did not start within 60 s")))
 }
 
-/// Release builds of spawnscope and the test helpers (spawn-workload).
+/// Release builds of spawnscope and the test helpers (spawn-workload,
+/// bpf-limits).
 pub fn build_release_bins() -> Result<std::path::PathBuf, Fail> {
-    step("build: release spawnscope and spawn-workload");
+    step("build: release spawnscope, spawn-workload and bpf-limits");
     run_checked(cmd("cargo").args([
         "build",
         "--release",
@@ -200,6 +201,8 @@ pub fn build_release_bins() -> Result<std::path::PathBuf, Fail> {
         "spawnscope-tests",
         "--package",
         "spawnscope-workload",
+        "--package",
+        "spawnscope-limits",
         "--bins",
     ]))?;
     Ok(workspace_root().join("target/release"))

@@ -42,13 +42,16 @@ const TARGET_SPAWN_NS: f64 = 600.0;
 const TARGET_EXIT_NS: f64 = 300.0;
 const TARGET_EVENT_EXEC_NS: f64 = 1000.0;
 const TARGET_OF_BPFTRACE: f64 = 0.5;
-/// Loops under bpftrace with empty programs, for the floor.
-const FLOOR_LOOPS: usize = 3;
+/// Loops under each of the limits (section 2's floors and smallest
+/// counts), interleaved.
+const LIMIT_LOOPS: usize = 3;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
     Spawnscope(&'static [&'static str]),
     Bpftrace(&'static str),
+    /// `bpf-limits SET`: the smallest programs doing one part of counting.
+    Limits(&'static str),
     Forkstat,
     Auditd,
 }
@@ -99,6 +102,44 @@ const MODES: [Mode; 6] = [
 ];
 
 const BPFTRACE: &str = "bpftrace, 3 tracepoints counted per cgroup";
+
+/// Section 2's limits: what a program, an increment and a per-cgroup count
+/// cost here, each measured alone with the smallest programs that do it.
+/// All but bpftrace's floor are `bpf-limits` sets, attached as
+/// spawnscope's programs are (tp_btf on the same tracepoints).
+const LIMITS: [Mode; 6] = [
+    Mode {
+        name: "floor: bpftrace, empty programs",
+        kind: Kind::Bpftrace(BPFTRACE_EMPTY),
+    },
+    Mode {
+        name: "floor: tp_btf, empty programs",
+        kind: Kind::Limits("empty"),
+    },
+    Mode {
+        name: "limit: one per-CPU array increment",
+        kind: Kind::Limits("array"),
+    },
+    Mode {
+        name: "limit: per-cgroup count, per-CPU hash",
+        kind: Kind::Limits("hash"),
+    },
+    Mode {
+        name: "limit: per-cgroup count, cgroup storage",
+        kind: Kind::Limits("cgrp"),
+    },
+    Mode {
+        name: "limit: an exec record, reserved and submitted",
+        kind: Kind::Limits("record"),
+    },
+];
+/// Indices into LIMITS.
+const BPFTRACE_FLOOR: usize = 0;
+const TP_BTF_FLOOR: usize = 1;
+const ARRAY: usize = 2;
+const HASH: usize = 3;
+const CGRP: usize = 4;
+const RECORD: usize = 5;
 
 /// The CPU the loop is pinned to: the last one, away from CPU 0's
 /// interrupts; None on a one-CPU machine.
@@ -346,6 +387,22 @@ fn start(bin: &Path, mode: &Mode, dir: &Path, config: &Path) -> Result<Tracer, F
             std::thread::sleep(Duration::from_secs(1));
             Ok(t)
         }
+        Kind::Limits(set) => {
+            let limits = bin.with_file_name("bpf-limits");
+            let mut t = Tracer {
+                child: spawn(
+                    Command::new(&limits)
+                        .arg(set)
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::piped()),
+                )?,
+                audit: false,
+            };
+            // It says so once its programs are attached and have counted
+            // a spawn of its own.
+            await_stderr(&mut t.child, "bpf-limits: attached", mode.name)?;
+            Ok(t)
+        }
         Kind::Forkstat => {
             let t = Tracer {
                 child: spawn(
@@ -543,20 +600,19 @@ pub fn overhead(target: &Path) -> Result<(Section, Section), Fail> {
             }
         }
     }
-    // The floor: programs that return at once, on the same tracepoints.
-    let mut floor = Runs::default();
-    for _ in 0..FLOOR_LOOPS {
-        let loaded = programs()?;
-        let tracer = start(
-            &bin,
-            &Mode {
-                name: "bpftrace, empty programs",
-                kind: Kind::Bpftrace(BPFTRACE_EMPTY),
-            },
-            &dir,
-            &config,
-        )?;
-        measured_loop(&workload, cg, &tracer, &loaded, &mut floor)?;
+    // The limits, interleaved as the modes are.
+    let mut limits: Vec<Runs> = LIMITS.iter().map(|_| Runs::default()).collect();
+    for round in 0..LIMIT_LOOPS {
+        eprintln!(
+            "==> overhead: limits, round {}/{LIMIT_LOOPS} ({:.0} s)",
+            round + 1,
+            started.elapsed().as_secs_f64()
+        );
+        for (mode, runs) in LIMITS.iter().zip(&mut limits) {
+            let loaded = programs()?;
+            let tracer = start(&bin, mode, &dir, &config)?;
+            measured_loop(&workload, cg, &tracer, &loaded, runs)?;
+        }
     }
     drop(audit_state);
     drop(stats);
@@ -660,14 +716,23 @@ pub fn overhead(target: &Path) -> Result<(Section, Section), Fail> {
     );
 
     let mut s2 = String::new();
-    s2.push_str(
+    s2.push_str(&format!(
         "With `kernel.bpf_stats_enabled=1` for the whole of section 1 (restored afterwards), \
          the kernel's run_time_ns / run_cnt of each program of the mode, over each B loop. \
          Median (min … max) over the rounds; runs per spawn tells which programs fire per \
-         spawn. The floor row is bpftrace attaching programs that return at once to the same \
-         tracepoints: what a program run costs here before it does anything (the statistics' \
-         own clock reads, and the cache misses of a program that runs once per process).\n\n",
-    );
+         spawn. The floor and limit rows, measured after the modes in the same way ({LIMIT_LOOPS} \
+         loops each, interleaved), are the smallest programs that do one part of counting: \
+         bpftrace's programs that return at once; then `bpf-limits` (tests/limits), whose \
+         programs are attached as spawnscope's are, by tp_btf, and which checks before it is \
+         measured that each set counts a spawn of its own: programs that return at once, one \
+         increment of a per-CPU array slot (the cheapest count there is, and not per cgroup), \
+         a per-cgroup count in a per-CPU hash keyed by the cgroup-id helper (bpftrace's way, \
+         and spawnscope's map), and a per-cgroup count in the cgroup's own storage \
+         (BPF_MAP_TYPE_CGRP_STORAGE, Linux ≥ 6.2: the cgroup by two loads from the task, no \
+         hashing, one atomic add); and, at exec only, a record of the size of spawnscope's exec \
+         record, reserved in a ring buffer and submitted with only its kind written (bpf-limits \
+         drains the ring, so no reservation fails).\n\n"
+    ));
     s2.push_str("| mode | program | ns per run | runs per spawn |\n|---|---|---|---|\n");
     let mut rows: Vec<(&str, &Runs)> = MODES
         .iter()
@@ -675,7 +740,7 @@ pub fn overhead(target: &Path) -> Result<(Section, Section), Fail> {
         .filter(|(m, _)| matches!(m.kind, Kind::Spawnscope(_) | Kind::Bpftrace(_)))
         .map(|(m, r)| (m.name, r))
         .collect();
-    rows.push(("floor: bpftrace, empty programs", &floor));
+    rows.extend(LIMITS.iter().zip(&limits).map(|(m, r)| (m.name, r)));
     let mut worst: Option<(String, f64)> = None;
     for (name, r) in &rows {
         for (prog, ns, m, per) in r.prog_medians() {
@@ -692,7 +757,7 @@ pub fn overhead(target: &Path) -> Result<(Section, Section), Fail> {
         counter: &runs[counter],
         bpftrace: &runs[bpftrace],
         events: &runs[events],
-        floor: &floor,
+        limits: &limits,
     };
     s2.push_str(&t.text(worst));
     Ok((
@@ -712,7 +777,8 @@ struct Targets<'a> {
     counter: &'a Runs,
     bpftrace: &'a Runs,
     events: &'a Runs,
-    floor: &'a Runs,
+    /// In LIMITS' order.
+    limits: &'a [Runs],
 }
 
 impl Targets<'_> {
@@ -732,20 +798,25 @@ impl Targets<'_> {
     }
 
     fn text(&self, worst: Option<(String, f64)>) -> String {
-        let (counter, bpftrace, floor) = (
+        let (counter, bpftrace) = (
             Self::per_spawn(self.counter),
             Self::per_spawn(self.bpftrace),
-            Self::per_spawn(self.floor),
         );
         let p = |r: &Runs, w: &str| Self::prog(r, w);
         let exit = p(self.counter, "exit");
         let event_exec = p(self.events, "exec");
         let counter_exec = p(self.counter, "exec");
-        let (floor_exit, bpftrace_exit) = (p(self.floor, "exit"), p(self.bpftrace, "exit"));
-        // One per-cgroup map update as bpftrace does it (a cgroup-id helper
-        // call and a per-CPU hash update), above the floor.
-        let update = bpftrace - floor;
-        let update_exit = bpftrace_exit - floor_exit;
+        // Per spawn, and the exit program per run, of each limit.
+        let limit = |i: usize| (Self::per_spawn(&self.limits[i]), p(&self.limits[i], "exit"));
+        let (floor, floor_exit) = limit(TP_BTF_FLOOR);
+        let (array, array_exit) = limit(ARRAY);
+        let (hash, hash_exit) = limit(HASH);
+        let (cgrp, cgrp_exit) = limit(CGRP);
+        let bpftrace_floor = limit(BPFTRACE_FLOOR).0;
+        let floor_exec = p(&self.limits[TP_BTF_FLOOR], "exec");
+        // A bare record at exec, above the floor.
+        let record = p(&self.limits[RECORD], "exec") - floor_exec;
+        let cheapest_exec = p(&self.limits[HASH], "exec").min(p(&self.limits[CGRP], "exec"));
         let mut out = format!(
             "\nTargets, from this run's medians (per spawn: ns per run × runs per spawn, summed \
              over fork, exec and exit):\n\n\
@@ -765,8 +836,8 @@ impl Targets<'_> {
             TARGET_EVENT_EXEC_NS / 1000.0,
             verdict(event_exec <= TARGET_EVENT_EXEC_NS),
         );
-        // Signed differences read as "more" or "less": bpftrace's update is
-        // not spawnscope's, and in a noisy run either can come out dearer.
+        // Signed differences read as "more" or "less": in a noisy run
+        // either side of a comparison can come out dearer.
         let beyond = |ns: f64| {
             if ns >= 0.0 {
                 format!("{ns:.0} ns more")
@@ -775,30 +846,109 @@ impl Targets<'_> {
             }
         };
         out.push_str(&format!(
-            "\nWhat the figures are made of, measured in this run. A program that returns at once \
-             costs {floor:.0} ns per spawn here over the three tracepoints (the floor: the \
-             statistics' own clock reads and the first cache misses of a program that runs once \
-             per process). One per-cgroup map update, as bpftrace counts (a cgroup-id helper \
-             call and a per-CPU hash update), adds {update:.0} ns per spawn above that floor, \
-             {update_exit:.0} ns of it at exit: the floor and one update per program come to \
-             {bpftrace:.0} ns per spawn, {:.1} times the {TARGET_SPAWN_NS:.0} ns target, before \
-             anything else. Counter mode, which also does one per-cgroup update per program, \
-             spends {} than that: fork follows the child's cgroup four pointers deep (under \
-             CLONE_INTO_CGROUP it is not the parent's), and exit reads the exit status (the \
-             task's signal struct and the leader's exit code), the leader's start time and the \
-             clock for the lifetime histogram, which shares the counters' map value (one lookup \
-             per exit). Its exit program, {exit:.0} ns, is the floor ({floor_exit:.0}) and \
-             bpftrace's update at exit ({update_exit:.0}) and {} for the status, the start \
-             time, the clock and the drill-down check. Event mode's exec: {event_exec:.0} ns, \
-             counter mode's exec ({counter_exec:.0}) and {:.0} ns for the {}-byte record \
-             (reserved in the ring buffer, filled with the clock, ids, both comms, the file \
-             name and the argument vector; the last two copied by helper calls); the exit \
-             record is {} bytes.",
-            bpftrace / TARGET_SPAWN_NS,
-            beyond(counter - bpftrace),
-            beyond(exit - floor_exit - update_exit),
+            "\nWhat the figures are made of, from the floor and limit rows of this run (per \
+             spawn; the exit program's ns per run in brackets):\n\n\
+             - Programs that return at once: {floor:.0} ns ({floor_exit:.0}); bpftrace's, \
+             {bpftrace_floor:.0} ns. This is the statistics' own clock reads and the first cache \
+             misses of a program that runs once per process.\n\
+             - One per-CPU array increment per program: {array:.0} ns ({array_exit:.0}).\n\
+             - A per-cgroup count in a per-CPU hash: {hash:.0} ns ({hash_exit:.0}).\n\
+             - A per-cgroup count in cgroup storage: {cgrp:.0} ns ({cgrp_exit:.0}), {} than the \
+             hash.\n\
+             - bpftrace's per-cgroup count: {bpftrace:.0} ns.\n\
+             - A bare exec record, reserved and submitted: {record:.0} ns per run above the \
+             floor's exec.\n\n",
+            beyond(cgrp - hash),
+        ));
+        let cheapest = hash.min(cgrp);
+        let mut why = Vec::new();
+        if counter > TARGET_SPAWN_NS {
+            why.push(if array > TARGET_SPAWN_NS {
+                format!(
+                    "The {TARGET_SPAWN_NS:.0} ns target per spawn is below what the cheapest \
+                     count there is costs on this machine: one array increment per program, \
+                     which counts nothing per cgroup, comes to {array:.0} ns, {:.1} times the \
+                     target.",
+                    array / TARGET_SPAWN_NS
+                )
+            } else if cheapest > TARGET_SPAWN_NS {
+                format!(
+                    "One array increment per program fits the {TARGET_SPAWN_NS:.0} ns target \
+                     ({array:.0} ns), but no per-cgroup count does: the cheaper of the two costs \
+                     {cheapest:.0} ns."
+                )
+            } else {
+                format!(
+                    "A bare per-cgroup count fits the {TARGET_SPAWN_NS:.0} ns target \
+                     ({cheapest:.0} ns); counter mode's own work takes it over."
+                )
+            });
+        }
+        if exit > TARGET_EXIT_NS {
+            why.push(if array_exit > TARGET_EXIT_NS {
+                format!(
+                    "The exit target, {TARGET_EXIT_NS:.0} ns per run, is below one array \
+                     increment at exit ({array_exit:.0} ns)."
+                )
+            } else {
+                format!(
+                    "One array increment at exit fits the exit target ({array_exit:.0} ns); a \
+                     per-cgroup count at exit costs {:.0} ns.",
+                    hash_exit.min(cgrp_exit)
+                )
+            });
+        }
+        if counter > bpftrace * TARGET_OF_BPFTRACE {
+            why.push(format!(
+                "Half of bpftrace's count is {:.0} ns; the cheaper bare per-cgroup count alone is \
+                 {:.0} % of bpftrace's.",
+                bpftrace * TARGET_OF_BPFTRACE,
+                cheapest / bpftrace * 100.0
+            ));
+        }
+        if event_exec > TARGET_EVENT_EXEC_NS {
+            // The least an exec program that counts and streams can cost:
+            // the cheaper per-cgroup count at exec and a bare record.
+            let least = cheapest_exec + record;
+            why.push(if least > TARGET_EVENT_EXEC_NS {
+                format!(
+                    "The {:.0} µs exec target is below the cheaper per-cgroup count at exec \
+                     ({cheapest_exec:.0} ns) and a bare record ({record:.0}) together, before \
+                     any of the record's fields is filled.",
+                    TARGET_EVENT_EXEC_NS / 1000.0
+                )
+            } else {
+                format!(
+                    "The cheaper per-cgroup count at exec ({cheapest_exec:.0} ns) and a bare \
+                     record ({record:.0}) leave {:.0} ns of the {:.0} µs exec target for \
+                     filling the record, which takes {:.0} ns in event mode.",
+                    TARGET_EVENT_EXEC_NS - least,
+                    TARGET_EVENT_EXEC_NS / 1000.0,
+                    event_exec - counter_exec - record
+                )
+            });
+        }
+        if !why.is_empty() {
+            out.push_str(&why.join(" "));
+            out.push(' ');
+        }
+        out.push_str(&format!(
+            "Counter mode is the per-CPU hash count and {} per spawn: fork follows the child's \
+             cgroup four pointers deep (under CLONE_INTO_CGROUP it is not the parent's), and \
+             exit reads the exit status (the task's signal struct and the leader's exit code), the \
+             leader's start time and the clock for the lifetime histogram, which shares the \
+             counters' map value (one lookup per exit). Its exit program, {exit:.0} ns, is the \
+             hash count's exit ({hash_exit:.0}) and {} for the status, the start time, the \
+             clock and the drill-down check. Event mode's exec: {event_exec:.0} ns, counter \
+             mode's exec ({counter_exec:.0}) and {:.0} ns for the {}-byte record: {record:.0} \
+             to reserve and submit it, as the bare record costs, and {:.0} to fill it with the \
+             clock, ids, both comms, the file name and the argument vector (the last two copied \
+             by helper calls); the exit record is {} bytes.",
+            beyond(counter - hash),
+            beyond(exit - hash_exit),
             event_exec - counter_exec,
             std::mem::size_of::<spawnscope_common::ExecEvent>(),
+            event_exec - counter_exec - record,
             std::mem::size_of::<spawnscope_common::ExitEvent>(),
         ));
         if let Some((name, ns)) = worst {

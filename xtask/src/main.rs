@@ -182,9 +182,15 @@ fn run(args: &[String]) -> Result<(), Fail> {
     }
 }
 
-/// Every crate but the probe, which only builds for bpfel with nightly (it
-/// is built by userspace/build.rs and linted separately).
-const HOST_CRATES: [&str; 3] = ["--workspace", "--exclude", "spawnscope-probe"];
+/// Every crate but the probes, which only build for bpfel with nightly
+/// (each is built by its loader's build.rs and linted separately).
+const HOST_CRATES: [&str; 5] = [
+    "--workspace",
+    "--exclude",
+    "spawnscope-probe",
+    "--exclude",
+    "spawnscope-limits-probe",
+];
 
 fn cargo_host(subcommand: &str, extra: &[&str]) -> Result<(), Fail> {
     run_checked(cmd("cargo").arg(subcommand).args(HOST_CRATES).args(extra))

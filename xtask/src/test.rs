@@ -186,7 +186,7 @@ pub fn run(opts: &Options) -> Result<(), Fail> {
     run_checked(cmd("cargo").args(["fmt", "--check", "--manifest-path", "fuzz/Cargo.toml"]))?;
     step("lint: clippy (host crates)");
     crate::cargo_host("clippy", &["--all-targets", "--", "-D", "warnings"])?;
-    step("lint: clippy (probe, bpfel-unknown-none)");
+    step("lint: clippy (probes, bpfel-unknown-none)");
     run_checked(
         cmd("cargo")
             .args([
@@ -194,6 +194,8 @@ pub fn run(opts: &Options) -> Result<(), Fail> {
                 "clippy",
                 "--package",
                 "spawnscope-probe",
+                "--package",
+                "spawnscope-limits-probe",
                 "--release",
                 "--target",
                 "bpfel-unknown-none",

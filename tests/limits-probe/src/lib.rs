@@ -1,0 +1,2 @@
+#![no_std]
+// Empty: exists so that `cargo check --workspace` on the host has a target.

@@ -1,0 +1,22 @@
+//! Builds the limits probe as userspace/build.rs builds spawnscope's, with
+//! the same pinned nightly.
+
+use std::path::Path;
+
+const NIGHTLY: &str = include_str!("../../probe/nightly-toolchain");
+
+fn main() -> aya_build::Result<()> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../limits-probe");
+    println!(
+        "cargo:rerun-if-changed={}",
+        dir.join("../../probe/nightly-toolchain").display()
+    );
+    aya_build::build_ebpf(
+        [aya_build::Package {
+            name: "spawnscope-limits-probe",
+            root_dir: dir.to_str().expect("workspace path is UTF-8"),
+            ..Default::default()
+        }],
+        aya_build::Toolchain::Custom(NIGHTLY.trim()),
+    )
+}
