@@ -7,10 +7,11 @@ const NIGHTLY: &str = include_str!("../../probe/nightly-toolchain");
 
 fn main() -> aya_build::Result<()> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../limits-probe");
-    println!(
-        "cargo:rerun-if-changed={}",
-        dir.join("../../probe/nightly-toolchain").display()
-    );
+    // Rebuild when the shared record types change too (the record set is
+    // as large as spawnscope's exec record).
+    for watched in ["../../common/src", "../../probe/nightly-toolchain"] {
+        println!("cargo:rerun-if-changed={}", dir.join(watched).display());
+    }
     aya_build::build_ebpf(
         [aya_build::Package {
             name: "spawnscope-limits-probe",

@@ -48,7 +48,7 @@ fn target_bin(name: &str) -> PathBuf {
         .and_then(Path::parent)
         .expect("test binary lives in target/<profile>/deps");
     let bin = profile_dir.join(name);
-    let build = "run `cargo build --workspace --exclude spawnscope-probe --bins` first (`cargo xtask test` does)";
+    let build = "run `cargo build --workspace --exclude spawnscope-probe --exclude spawnscope-limits-probe --bins` first (`cargo xtask test` does)";
     let built = fs::metadata(&bin)
         .and_then(|m| m.modified())
         .unwrap_or_else(|e| panic!("{}: {e}; {build}", bin.display()));

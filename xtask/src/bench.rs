@@ -178,14 +178,25 @@ pub fn await_stderr(child: &mut Child, needle: &'static str, what: &str) -> Resu
         .ok_or_else(|| Fail(format!("{what}: stderr not piped")))?;
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
+        let mut last = None;
         for line in BufReader::new(err).lines().map_while(Result::ok) {
             if line.contains(needle) {
-                let _ = tx.send(line);
+                let _ = tx.send(Ok(line));
+            } else {
+                last = Some(line);
             }
         }
+        // Its stderr closed, so it ended: say what it said last.
+        let _ = tx.send(Err(last));
     });
-    rx.recv_timeout(Duration::from_secs(60))
-        .map_err(|_| Fail(format!("{what} did not start within 60 s")))
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(Ok(line)) => Ok(line),
+        Ok(Err(Some(last))) => Err(Fail(format!("{what} ended before it started: {last}"))),
+        Ok(Err(None)) => Err(Fail(format!(
+            "{what} ended before it started, saying nothing"
+        ))),
+        Err(_) => Err(Fail(format!("{what} did not start within 60 s"))),
+    }
 }
 
 /// Release builds of spawnscope and the test helpers (spawn-workload,

@@ -459,6 +459,25 @@ fn start(bin: &Path, mode: &Mode, dir: &Path, config: &Path) -> Result<Tracer, F
     }
 }
 
+/// Whether this kernel can load the limit `mode` (`bpf-limits
+/// --supported`: 0 yes, 2 no); every mode but a bpf-limits set can.
+fn limit_supported(bin: &Path, mode: &Mode) -> Result<bool, Fail> {
+    let Kind::Limits(set) = mode.kind else {
+        return Ok(true);
+    };
+    let limits = bin.with_file_name("bpf-limits");
+    let st = Command::new(&limits)
+        .args(["--supported", set])
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| Fail(format!("{}: {e}", limits.display())))?;
+    match st.code() {
+        Some(0) => Ok(true),
+        Some(2) => Ok(false),
+        _ => Err(Fail(format!("bpf-limits --supported {set}: {st}"))),
+    }
+}
+
 /// bpftrace finds tracepoints through tracefs; mounted for the bench if
 /// it is not, and unmounted afterwards.
 pub(crate) struct Tracefs(bool);
@@ -532,6 +551,26 @@ fn measured_loop(
     let (c0, p0) = (cpu_ns(pid), programs()?);
     let b = spawn_loop(workload, cgroup)?;
     let (c1, p1) = (cpu_ns(pid), programs()?);
+    // A tracer that ended during the loop (bpf-limits ends when a record
+    // found its ring full) measured something else than it says.
+    // SAFETY: siginfo_t is plain data, valid all zero.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid on our own child with WNOWAIT, which leaves it to be
+    // reaped by Tracer's drop; `info` is a valid siginfo_t.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // SAFETY: si_pid is set when waitid reports a child, zero otherwise.
+    if r == 0 && unsafe { info.si_pid() } != 0 {
+        return Err(Fail(format!(
+            "the tracer (pid {pid}) ended during its measured loop"
+        )));
+    }
     runs.tracer_us
         .push(c1.saturating_sub(c0) as f64 / 1e3 / SPAWNS as f64);
     for (name, (ns, cnt)) in prog_deltas(loaded, &p0, &p1) {
@@ -573,7 +612,35 @@ pub fn overhead(target: &Path) -> Result<(Section, Section), Fail> {
     let (main_modes, audit_modes): (Vec<usize>, Vec<usize>) =
         (0..MODES.len()).partition(|&i| MODES[i].kind != Kind::Auditd);
     let started = Instant::now();
+    // Which limits this kernel can load (cgroup storage needs Linux 6.2).
+    let limits_supported = LIMITS
+        .iter()
+        .map(|m| limit_supported(&bin, m))
+        .collect::<Result<Vec<bool>, Fail>>()?;
+    let mut limits: Vec<Runs> = LIMITS.iter().map(|_| Runs::default()).collect();
     for phase in [&main_modes, &audit_modes] {
+        if phase == &audit_modes {
+            // The limits, interleaved as the modes are, before auditd's
+            // sticky audit contexts (see the module comment) slow every
+            // spawn after it.
+            for round in 0..LIMIT_LOOPS {
+                eprintln!(
+                    "==> overhead: limits, round {}/{LIMIT_LOOPS} ({:.0} s)",
+                    round + 1,
+                    started.elapsed().as_secs_f64()
+                );
+                for ((mode, runs), _) in LIMITS
+                    .iter()
+                    .zip(&mut limits)
+                    .zip(&limits_supported)
+                    .filter(|(_, ok)| **ok)
+                {
+                    let loaded = programs()?;
+                    let tracer = start(&bin, mode, &dir, &config)?;
+                    measured_loop(&workload, cg, &tracer, &loaded, runs)?;
+                }
+            }
+        }
         for round in 0..ROUNDS {
             eprintln!(
                 "==> overhead: round {}/{ROUNDS}{} ({:.0} s)",
@@ -600,22 +667,28 @@ pub fn overhead(target: &Path) -> Result<(Section, Section), Fail> {
             }
         }
     }
-    // The limits, interleaved as the modes are.
-    let mut limits: Vec<Runs> = LIMITS.iter().map(|_| Runs::default()).collect();
-    for round in 0..LIMIT_LOOPS {
-        eprintln!(
-            "==> overhead: limits, round {}/{LIMIT_LOOPS} ({:.0} s)",
-            round + 1,
-            started.elapsed().as_secs_f64()
-        );
-        for (mode, runs) in LIMITS.iter().zip(&mut limits) {
-            let loaded = programs()?;
-            let tracer = start(&bin, mode, &dir, &config)?;
-            measured_loop(&workload, cg, &tracer, &loaded, runs)?;
-        }
-    }
     drop(audit_state);
     drop(stats);
+    // Every figure below needs each program of each measured mode.
+    let measured = MODES
+        .iter()
+        .zip(&runs)
+        .filter(|(m, _)| matches!(m.kind, Kind::Spawnscope(_) | Kind::Bpftrace(_)))
+        .chain(
+            LIMITS
+                .iter()
+                .zip(&limits)
+                .zip(&limits_supported)
+                .filter(|(_, ok)| **ok)
+                .map(|(x, _)| x),
+        );
+    for (m, r) in measured {
+        for what in ["fork", "exec", "exit"] {
+            if !r.progs.keys().any(|k| k.contains(what)) {
+                return Err(Fail(format!("{}: no {what} program ran", m.name)));
+            }
+        }
+    }
     drop(slice);
     let _ = std::fs::remove_dir_all(&dir);
 
@@ -726,12 +799,12 @@ pub fn overhead(target: &Path) -> Result<(Section, Section), Fail> {
          programs are attached as spawnscope's are, by tp_btf, and which checks before it is \
          measured that each set counts a spawn of its own: programs that return at once, one \
          increment of a per-CPU array slot (the cheapest count there is, and not per cgroup), \
-         a per-cgroup count in a per-CPU hash keyed by the cgroup-id helper (bpftrace's way, \
-         and spawnscope's map), and a per-cgroup count in the cgroup's own storage \
+         a per-cgroup count in a per-CPU hash keyed by the cgroup-id helper (keyed as bpftrace \
+         keys its count, the map sized and flagged as spawnscope's), and a per-cgroup count in the cgroup's own storage \
          (BPF_MAP_TYPE_CGRP_STORAGE, Linux ≥ 6.2: the cgroup by two loads from the task, no \
          hashing, one atomic add); and, at exec only, a record of the size of spawnscope's exec \
          record, reserved in a ring buffer and submitted with only its kind written (bpf-limits \
-         drains the ring, so no reservation fails).\n\n"
+         drains the ring, and a reservation that failed would end it and the bench).\n\n"
     ));
     s2.push_str("| mode | program | ns per run | runs per spawn |\n|---|---|---|---|\n");
     let mut rows: Vec<(&str, &Runs)> = MODES
@@ -806,23 +879,26 @@ impl Targets<'_> {
         let exit = p(self.counter, "exit");
         let event_exec = p(self.events, "exec");
         let counter_exec = p(self.counter, "exec");
-        // Per spawn, and the exit program per run, of each limit.
-        let limit = |i: usize| (Self::per_spawn(&self.limits[i]), p(&self.limits[i], "exit"));
-        let (floor, floor_exit) = limit(TP_BTF_FLOOR);
-        let (array, array_exit) = limit(ARRAY);
-        let (hash, hash_exit) = limit(HASH);
-        let (cgrp, cgrp_exit) = limit(CGRP);
-        let bpftrace_floor = limit(BPFTRACE_FLOOR).0;
-        let floor_exec = p(&self.limits[TP_BTF_FLOOR], "exec");
+        // Each limit's figures, None where this kernel could not load it:
+        // per spawn, exec per run, exit per run.
+        let limit = |i: usize| {
+            let r = &self.limits[i];
+            (!r.progs.is_empty()).then(|| (Self::per_spawn(r), p(r, "exec"), p(r, "exit")))
+        };
+        let unloaded = (0.0, 0.0, 0.0);
+        let (floor, floor_exec, floor_exit) = limit(TP_BTF_FLOOR).unwrap_or(unloaded);
+        let (array, _, array_exit) = limit(ARRAY).unwrap_or(unloaded);
+        let (hash, hash_exec, hash_exit) = limit(HASH).unwrap_or(unloaded);
+        let cgrp = limit(CGRP);
+        let bpftrace_floor = limit(BPFTRACE_FLOOR).unwrap_or(unloaded).0;
         // A bare record at exec, above the floor.
-        let record = p(&self.limits[RECORD], "exec") - floor_exec;
-        let cheapest_exec = p(&self.limits[HASH], "exec").min(p(&self.limits[CGRP], "exec"));
+        let record = limit(RECORD).unwrap_or(unloaded).1 - floor_exec;
         let mut out = format!(
             "\nTargets, from this run's medians (per spawn: ns per run × runs per spawn, summed \
              over fork, exec and exit):\n\n\
              - Counter mode (the sentinel) ≤ {TARGET_SPAWN_NS:.0} ns per spawn: {counter:.0} ns \
              (exec, exit, fork: {:.0}, {exit:.0}, {:.0}). {}\n\
-             - Counter mode ≤ half of bpftrace's per-cgroup count: {counter:.0} ns against \
+             - Counter mode ≤ {:.0} % of bpftrace's per-cgroup count: {counter:.0} ns against \
              {bpftrace:.0} ns, {:.0} % of it. {}\n\
              - Counter mode's exit program ≤ {TARGET_EXIT_NS:.0} ns per run: {exit:.0} ns. {}\n\
              - Event mode's (`trace --events`) exec program ≤ {:.0} µs per run: {event_exec:.0} \
@@ -830,6 +906,7 @@ impl Targets<'_> {
             counter_exec,
             p(self.counter, "fork"),
             verdict(counter <= TARGET_SPAWN_NS),
+            TARGET_OF_BPFTRACE * 100.0,
             counter / bpftrace * 100.0,
             verdict(counter <= bpftrace * TARGET_OF_BPFTRACE),
             verdict(exit <= TARGET_EXIT_NS),
@@ -853,34 +930,68 @@ impl Targets<'_> {
              misses of a program that runs once per process.\n\
              - One per-CPU array increment per program: {array:.0} ns ({array_exit:.0}).\n\
              - A per-cgroup count in a per-CPU hash: {hash:.0} ns ({hash_exit:.0}).\n\
-             - A per-cgroup count in cgroup storage: {cgrp:.0} ns ({cgrp_exit:.0}), {} than the \
-             hash.\n\
+             - A per-cgroup count in cgroup storage: {}.\n\
              - bpftrace's per-cgroup count: {bpftrace:.0} ns.\n\
-             - A bare exec record, reserved and submitted: {record:.0} ns per run above the \
-             floor's exec.\n\n",
-            beyond(cgrp - hash),
+             - A bare exec record, reserved and submitted: {} than the floor's exec.\n\n",
+            match cgrp {
+                Some((c, _, c_exit)) => format!(
+                    "{c:.0} ns ({c_exit:.0}), {} than the hash",
+                    beyond(c - hash)
+                ),
+                None => "not measured: this kernel has no cgroup storage maps (Linux 6.2 and \
+                         later have)"
+                    .to_string(),
+            },
+            beyond(record),
         ));
-        let cheapest = hash.min(cgrp);
+        // The cheaper of the per-cgroup counts, and the cheapest of all
+        // the counts measured, each named.
+        let per_cgroup = match cgrp {
+            Some((c, c_exec, c_exit)) if c < hash => Count {
+                name: "cgroup storage",
+                per_spawn: c,
+                exec: c_exec,
+                exit: c_exit,
+            },
+            _ => Count {
+                name: "a per-CPU hash",
+                per_spawn: hash,
+                exec: hash_exec,
+                exit: hash_exit,
+            },
+        };
+        let (cheapest_name, cheapest) = if array <= per_cgroup.per_spawn {
+            (
+                "one array increment per program, which counts nothing per cgroup".to_string(),
+                array,
+            )
+        } else {
+            (
+                format!("a per-cgroup count in {}", per_cgroup.name),
+                per_cgroup.per_spawn,
+            )
+        };
         let mut why = Vec::new();
         if counter > TARGET_SPAWN_NS {
-            why.push(if array > TARGET_SPAWN_NS {
+            why.push(if cheapest > TARGET_SPAWN_NS {
                 format!(
                     "The {TARGET_SPAWN_NS:.0} ns target per spawn is below what the cheapest \
-                     count there is costs on this machine: one array increment per program, \
-                     which counts nothing per cgroup, comes to {array:.0} ns, {:.1} times the \
-                     target.",
-                    array / TARGET_SPAWN_NS
+                     count measured here costs on this machine: {cheapest_name}, {cheapest:.0} \
+                     ns, {:.1} times the target.",
+                    cheapest / TARGET_SPAWN_NS
                 )
-            } else if cheapest > TARGET_SPAWN_NS {
+            } else if per_cgroup.per_spawn > TARGET_SPAWN_NS {
                 format!(
                     "One array increment per program fits the {TARGET_SPAWN_NS:.0} ns target \
-                     ({array:.0} ns), but no per-cgroup count does: the cheaper of the two costs \
-                     {cheapest:.0} ns."
+                     ({array:.0} ns), but no per-cgroup count does: the cheaper, in {}, costs \
+                     {:.0} ns.",
+                    per_cgroup.name, per_cgroup.per_spawn
                 )
             } else {
                 format!(
-                    "A bare per-cgroup count fits the {TARGET_SPAWN_NS:.0} ns target \
-                     ({cheapest:.0} ns); counter mode's own work takes it over."
+                    "A bare per-cgroup count, in {}, fits the {TARGET_SPAWN_NS:.0} ns target \
+                     ({:.0} ns); counter mode's own work takes it over.",
+                    per_cgroup.name, per_cgroup.per_spawn
                 )
             });
         }
@@ -890,41 +1001,53 @@ impl Targets<'_> {
                     "The exit target, {TARGET_EXIT_NS:.0} ns per run, is below one array \
                      increment at exit ({array_exit:.0} ns)."
                 )
+            } else if per_cgroup.exit > TARGET_EXIT_NS {
+                format!(
+                    "One array increment at exit fits the exit target ({array_exit:.0} ns); \
+                     the cheaper per-cgroup count at exit, in {}, costs {:.0} ns.",
+                    per_cgroup.name, per_cgroup.exit
+                )
             } else {
                 format!(
-                    "One array increment at exit fits the exit target ({array_exit:.0} ns); a \
-                     per-cgroup count at exit costs {:.0} ns.",
-                    hash_exit.min(cgrp_exit)
+                    "A per-cgroup count at exit, in {}, fits the exit target ({:.0} ns); \
+                     counter mode's own work at exit takes it over.",
+                    per_cgroup.name, per_cgroup.exit
                 )
             });
         }
         if counter > bpftrace * TARGET_OF_BPFTRACE {
             why.push(format!(
-                "Half of bpftrace's count is {:.0} ns; the cheaper bare per-cgroup count alone is \
-                 {:.0} % of bpftrace's.",
+                "{:.0} % of bpftrace's count is {:.0} ns; the cheaper bare per-cgroup count, in \
+                 {}, is {:.0} % of bpftrace's by itself.",
+                TARGET_OF_BPFTRACE * 100.0,
                 bpftrace * TARGET_OF_BPFTRACE,
-                cheapest / bpftrace * 100.0
+                per_cgroup.name,
+                per_cgroup.per_spawn / bpftrace * 100.0
             ));
         }
+        // What filling the record takes in event mode: its exec, less
+        // counter mode's and the bare record's.
+        let fill = event_exec - counter_exec - record;
         if event_exec > TARGET_EVENT_EXEC_NS {
-            // The least an exec program that counts and streams can cost:
-            // the cheaper per-cgroup count at exec and a bare record.
-            let least = cheapest_exec + record;
+            // The least an exec program that counts and streams can cost.
+            let least = per_cgroup.exec + record.max(0.0);
             why.push(if least > TARGET_EVENT_EXEC_NS {
                 format!(
                     "The {:.0} µs exec target is below the cheaper per-cgroup count at exec \
-                     ({cheapest_exec:.0} ns) and a bare record ({record:.0}) together, before \
-                     any of the record's fields is filled.",
-                    TARGET_EVENT_EXEC_NS / 1000.0
+                     ({:.0} ns) and a bare record ({record:.0}) together, before any of the \
+                     record's fields is filled.",
+                    TARGET_EVENT_EXEC_NS / 1000.0,
+                    per_cgroup.exec
                 )
             } else {
                 format!(
-                    "The cheaper per-cgroup count at exec ({cheapest_exec:.0} ns) and a bare \
-                     record ({record:.0}) leave {:.0} ns of the {:.0} µs exec target for \
-                     filling the record, which takes {:.0} ns in event mode.",
+                    "The cheaper per-cgroup count at exec ({:.0} ns) and a bare record \
+                     ({:.0}) leave {:.0} ns of the {:.0} µs exec target for filling the \
+                     record, which takes {fill:.0} ns in event mode.",
+                    per_cgroup.exec,
+                    record.max(0.0),
                     TARGET_EVENT_EXEC_NS - least,
                     TARGET_EVENT_EXEC_NS / 1000.0,
-                    event_exec - counter_exec - record
                 )
             });
         }
@@ -935,20 +1058,21 @@ impl Targets<'_> {
         out.push_str(&format!(
             "Counter mode is the per-CPU hash count and {} per spawn: fork follows the child's \
              cgroup four pointers deep (under CLONE_INTO_CGROUP it is not the parent's), and \
-             exit reads the exit status (the task's signal struct and the leader's exit code), the \
-             leader's start time and the clock for the lifetime histogram, which shares the \
+             exit reads the exit status (the task's signal struct and the leader's exit code), \
+             the leader's start time and the clock for the lifetime histogram, which shares the \
              counters' map value (one lookup per exit). Its exit program, {exit:.0} ns, is the \
              hash count's exit ({hash_exit:.0}) and {} for the status, the start time, the \
-             clock and the drill-down check. Event mode's exec: {event_exec:.0} ns, counter \
-             mode's exec ({counter_exec:.0}) and {:.0} ns for the {}-byte record: {record:.0} \
-             to reserve and submit it, as the bare record costs, and {:.0} to fill it with the \
-             clock, ids, both comms, the file name and the argument vector (the last two copied \
-             by helper calls); the exit record is {} bytes.",
+             clock and the drill-down check. Event mode's exec, {event_exec:.0} ns, is counter \
+             mode's exec ({counter_exec:.0}) and {} for the {}-byte record: the bare record's \
+             reservation and submission ({}) and {} to fill it with the clock, ids, both \
+             comms, the file name and the argument vector (the last two copied by helper \
+             calls); the exit record is {} bytes.",
             beyond(counter - hash),
             beyond(exit - hash_exit),
-            event_exec - counter_exec,
+            beyond(event_exec - counter_exec),
             std::mem::size_of::<spawnscope_common::ExecEvent>(),
-            event_exec - counter_exec - record,
+            beyond(record),
+            beyond(fill),
             std::mem::size_of::<spawnscope_common::ExitEvent>(),
         ));
         if let Some((name, ns)) = worst {
@@ -959,6 +1083,15 @@ impl Targets<'_> {
         out.push('\n');
         out
     }
+}
+
+/// A per-cgroup count's figures, from a limit row: per spawn, and its exec
+/// and exit programs per run.
+struct Count {
+    name: &'static str,
+    per_spawn: f64,
+    exec: f64,
+    exit: f64,
 }
 
 /// A wall-clock overhead target, judged against the untraced loops' own
