@@ -168,7 +168,7 @@ fn run() -> Result<(), Failure> {
             while ring.next().is_some() {}
         }
         if let Some(slot) = slot.as_ref() {
-            let lost: u64 = sum(slot.get(&SLOT_RECORDS_LOST, 0)).map_err(String::from)?;
+            let lost: u64 = sum(slot.get(&SLOT_RECORDS_LOST, 0))?;
             if lost > 0 {
                 return Err(format!("{lost} record(s) found the ring full").into());
             }
@@ -217,8 +217,8 @@ fn load(set: Set) -> Result<Ebpf, String> {
             .map_err(|e| format!("{name}: {e}"))?;
         p.load(tp, &kernel)
             .map_err(|e| format!("loading {name}: {e}"))?;
-        // Detached when the process ends.
-        std::mem::forget(p.attach().map_err(|e| format!("attaching {name}: {e}"))?);
+        // The program keeps its link until `ebpf`, returned, is dropped.
+        p.attach().map_err(|e| format!("attaching {name}: {e}"))?;
     }
     Ok(ebpf)
 }
