@@ -1120,7 +1120,110 @@ pub fn verdict(met: bool) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::overhead_verdict;
+    use super::{LIMITS, Runs, Targets, overhead_verdict};
+
+    /// One loop's medians for fork, exec and exit, one run of each per
+    /// spawn.
+    fn runs(fork: f64, exec: f64, exit: f64) -> Runs {
+        let mut r = Runs::default();
+        for (name, ns) in [
+            ("sched_process_fork", fork),
+            ("sched_process_exec", exec),
+            ("sched_process_exit", exit),
+        ] {
+            r.progs.insert(name.into(), vec![(ns, 1.0)]);
+        }
+        r
+    }
+
+    /// This VM's figures: LIMITS' rows in order (bpftrace's floor, the
+    /// tp_btf floor, array, hash, cgroup storage, record), the last two
+    /// replaceable.
+    fn limits(cgrp: Runs, record: Runs) -> Vec<Runs> {
+        vec![
+            runs(140.0, 170.0, 200.0),
+            runs(140.0, 170.0, 200.0),
+            runs(160.0, 190.0, 340.0),
+            runs(480.0, 640.0, 685.0),
+            cgrp,
+            record,
+        ]
+    }
+
+    #[test]
+    fn each_missed_cost_target_is_explained_by_the_limit_rows() {
+        let (counter, bpftrace, events) = (
+            runs(530.0, 760.0, 1240.0),
+            runs(870.0, 1090.0, 1110.0),
+            runs(600.0, 2175.0, 1800.0),
+        );
+        let limits = limits(runs(280.0, 386.0, 438.0), runs(130.0, 720.0, 190.0));
+        assert_eq!(limits.len(), LIMITS.len());
+        let text = Targets {
+            counter: &counter,
+            bpftrace: &bpftrace,
+            events: &events,
+            limits: &limits,
+        }
+        .text(None);
+        // 160 + 190 + 340 = 690 per spawn for one array increment each.
+        assert!(text.contains("below what the cheapest count measured here costs on this machine: one array increment per program, which counts nothing per cgroup, 690 ns, 1.1 times the target"), "{text}");
+        assert!(
+            text.contains(
+                "The exit target, 300 ns per run, is below one array increment at exit (340 ns)."
+            ),
+            "{text}"
+        );
+        // cgroup storage: 1104 per spawn, the hash 1805.
+        assert!(
+            text.contains("in cgroup storage, is 36 % of bpftrace's by itself"),
+            "{text}"
+        );
+        assert!(
+            text.contains("1104 ns (438), 701 ns less than the hash"),
+            "{text}"
+        );
+        // 386 at exec and a bare record of 720 - 170 = 550: 936, so 64 ns
+        // are left of the 1 µs.
+        assert!(
+            text.contains("leave 64 ns of the 1 µs exec target"),
+            "{text}"
+        );
+        assert_eq!(text.matches("**Not met.**").count(), 4, "{text}");
+    }
+
+    #[test]
+    fn a_kernel_without_cgroup_storage_is_said_so_and_the_hash_stands_in() {
+        let (counter, bpftrace, events) = (
+            runs(530.0, 760.0, 1240.0),
+            runs(870.0, 1090.0, 1110.0),
+            runs(600.0, 900.0, 1300.0),
+        );
+        let limits = limits(Runs::default(), runs(130.0, 300.0, 190.0));
+        let text = Targets {
+            counter: &counter,
+            bpftrace: &bpftrace,
+            events: &events,
+            limits: &limits,
+        }
+        .text(None);
+        assert!(
+            text.contains(
+                "in cgroup storage: not measured: this kernel has no cgroup storage maps"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("the cheaper bare per-cgroup count, in a per-CPU hash, is 59 % of bpftrace's by itself"),
+            "{text}"
+        );
+        // 900 ns: event mode's exec target is met, and not explained.
+        assert!(!text.contains("exec target is below"), "{text}");
+        assert!(
+            text.contains("exec program ≤ 1 µs per run: 900 ns. **Met.**"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn an_overhead_inside_a_wider_spread_is_not_a_plain_met() {
