@@ -332,7 +332,7 @@ impl Drop for Tracer {
     }
 }
 
-fn wait_file(path: &Path, needle: &str, what: &str) -> Result<(), Fail> {
+pub(crate) fn wait_file(path: &Path, needle: &str, what: &str) -> Result<(), Fail> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !std::fs::read_to_string(path).is_ok_and(|t| t.contains(needle)) {
         if Instant::now() > deadline {
@@ -388,10 +388,9 @@ fn start(bin: &Path, mode: &Mode, dir: &Path, config: &Path) -> Result<Tracer, F
             Ok(t)
         }
         Kind::Limits(set) => {
-            let limits = bin.with_file_name("bpf-limits");
             let mut t = Tracer {
                 child: spawn(
-                    Command::new(&limits)
+                    Command::new(limits_bin(bin))
                         .arg(set)
                         .stdout(Stdio::null())
                         .stderr(Stdio::piped()),
@@ -459,13 +458,18 @@ fn start(bin: &Path, mode: &Mode, dir: &Path, config: &Path) -> Result<Tracer, F
     }
 }
 
+/// `bpf-limits`, built beside `bin` (see build_release_bins).
+fn limits_bin(bin: &Path) -> std::path::PathBuf {
+    bin.with_file_name("bpf-limits")
+}
+
 /// Whether this kernel can load the limit `mode` (`bpf-limits
 /// --supported`: 0 yes, 2 no); every mode but a bpf-limits set can.
 fn limit_supported(bin: &Path, mode: &Mode) -> Result<bool, Fail> {
     let Kind::Limits(set) = mode.kind else {
         return Ok(true);
     };
-    let limits = bin.with_file_name("bpf-limits");
+    let limits = limits_bin(bin);
     let st = Command::new(&limits)
         .args(["--supported", set])
         .stderr(Stdio::null())
@@ -1136,36 +1140,36 @@ mod tests {
         r
     }
 
-    /// This VM's figures: LIMITS' rows in order (bpftrace's floor, the
-    /// tp_btf floor, array, hash, cgroup storage, record), the last two
-    /// replaceable.
-    fn limits(cgrp: Runs, record: Runs) -> Vec<Runs> {
-        vec![
+    /// Section 2's reasons for this VM's figures of counter mode,
+    /// bpftrace and LIMITS' rows (bpftrace's floor, the tp_btf floor,
+    /// array, hash), with event mode's, cgroup storage's and the record's
+    /// as given.
+    fn explain(events: Runs, cgrp: Runs, record: Runs) -> String {
+        let limits = vec![
             runs(140.0, 170.0, 200.0),
             runs(140.0, 170.0, 200.0),
             runs(160.0, 190.0, 340.0),
             runs(480.0, 640.0, 685.0),
             cgrp,
             record,
-        ]
+        ];
+        assert_eq!(limits.len(), LIMITS.len());
+        Targets {
+            counter: &runs(530.0, 760.0, 1240.0),
+            bpftrace: &runs(870.0, 1090.0, 1110.0),
+            events: &events,
+            limits: &limits,
+        }
+        .text(None)
     }
 
     #[test]
     fn each_missed_cost_target_is_explained_by_the_limit_rows() {
-        let (counter, bpftrace, events) = (
-            runs(530.0, 760.0, 1240.0),
-            runs(870.0, 1090.0, 1110.0),
+        let text = explain(
             runs(600.0, 2175.0, 1800.0),
+            runs(280.0, 386.0, 438.0),
+            runs(130.0, 720.0, 190.0),
         );
-        let limits = limits(runs(280.0, 386.0, 438.0), runs(130.0, 720.0, 190.0));
-        assert_eq!(limits.len(), LIMITS.len());
-        let text = Targets {
-            counter: &counter,
-            bpftrace: &bpftrace,
-            events: &events,
-            limits: &limits,
-        }
-        .text(None);
         // 160 + 190 + 340 = 690 per spawn for one array increment each.
         assert!(text.contains("below what the cheapest count measured here costs on this machine: one array increment per program, which counts nothing per cgroup, 690 ns, 1.1 times the target"), "{text}");
         assert!(
@@ -1194,19 +1198,11 @@ mod tests {
 
     #[test]
     fn a_kernel_without_cgroup_storage_is_said_so_and_the_hash_stands_in() {
-        let (counter, bpftrace, events) = (
-            runs(530.0, 760.0, 1240.0),
-            runs(870.0, 1090.0, 1110.0),
+        let text = explain(
             runs(600.0, 900.0, 1300.0),
+            Runs::default(),
+            runs(130.0, 300.0, 190.0),
         );
-        let limits = limits(Runs::default(), runs(130.0, 300.0, 190.0));
-        let text = Targets {
-            counter: &counter,
-            bpftrace: &bpftrace,
-            events: &events,
-            limits: &limits,
-        }
-        .text(None);
         assert!(
             text.contains(
                 "in cgroup storage: not measured: this kernel has no cgroup storage maps"

@@ -14,7 +14,7 @@ use spawnscope_common::{DEFAULT_EVENT_BUFFER_BYTES, MKDIR_EVENTS_BYTES};
 
 use crate::{
     bench::{Section, await_stderr, median, minmax, require_root, sentinel_scratch},
-    bench_overhead::{BPFTRACE_COUNT, Tracefs},
+    bench_overhead::{BPFTRACE_COUNT, Tracefs, wait_file},
     util::Fail,
 };
 
@@ -98,14 +98,10 @@ fn bpftrace(dir: &Path) -> Result<u64, Fail> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| Fail(format!("cannot start bpftrace: {e}")))?;
-    let t0 = Instant::now();
-    while !std::fs::read_to_string(&out).is_ok_and(|s| s.contains("Attaching")) {
-        if t0.elapsed() > Duration::from_secs(60) {
-            signal(&child, libc::SIGKILL);
-            let _ = reap(child, Some(libc::SIGKILL), "bpftrace");
-            return Err(Fail("bpftrace did not attach within 60 s".into()));
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    if let Err(e) = wait_file(&out, "Attaching", "bpftrace") {
+        signal(&child, libc::SIGKILL);
+        let _ = reap(child, Some(libc::SIGKILL), "bpftrace");
+        return Err(e);
     }
     std::thread::sleep(Duration::from_secs(3));
     signal(&child, libc::SIGINT);
