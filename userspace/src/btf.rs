@@ -2,11 +2,13 @@
 //! signatures in the running kernel's type information.
 //!
 //! aya parses BTF too, but keeps the lookups we need crate-private; this
-//! reader is small, has no unsafe, and is tested on blobs built in memory.
+//! reader is small and has no unsafe of its own (the kernel's BTF is
+//! mapped through [`crate::mmap`]). It is tested on blobs built in memory
+//! by [`build`], which also builds the attach stub aya is given.
 
 use std::path::Path;
 
-use crate::journal::Map;
+use crate::mmap::Map;
 
 use thiserror::Error;
 
@@ -70,8 +72,8 @@ pub struct Field {
 
 /// The kernel's BTF, indexed rather than parsed: one offset per type, and
 /// each type decoded when a lookup reaches it. A kernel's BTF holds some
-/// 100,000 types of which the layout needs a few dozen; decoding them all
-/// into owned structures cost several times the blob's own size at start.
+/// 100,000 types of which the layout needs a few dozen, so owned copies of
+/// every type would cost several times the blob's own size at start.
 pub struct Btf {
     data: Blob,
     /// The type and string sections, as byte ranges of `data`.
@@ -219,7 +221,6 @@ impl Btf {
         let mut at = 0usize;
         while at < tsec.len() {
             let info = u32_at(tsec, at + 4).ok_or_else(bad)?;
-            u32_at(tsec, at + 8).ok_or_else(bad)?;
             let vlen = (info & 0xffff) as usize;
             let extra = extra_len((info >> 24) & 0x1f, vlen).ok_or_else(bad)?;
             offsets.push(at as u32);
@@ -496,8 +497,8 @@ impl Btf {
 /// last of them a nameless `void *`.
 ///
 /// aya looks a program's attach id up by name in a parsed [`aya::Btf`];
-/// the kernel checks that id against its own BTF. Parsing the whole
-/// kernel BTF with aya for six ids cost tens of MiB at start, and the
+/// the kernel checks that id against its own BTF. aya's parse of the whole
+/// kernel BTF, for a handful of ids, would cost tens of MiB at start; the
 /// typedefs come early in it (ids of some 10,000 in a kernel's 100,000
 /// types), so the stub is a fraction of the size.
 pub fn attach_stub(ids: &[(&str, u32)]) -> Vec<u8> {
@@ -821,12 +822,8 @@ mod tests {
         }
         let mapped = Btf::from_file(path).unwrap();
         // Linux 6.16 made the file mappable; before, it is read.
-        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
-        let mut v = release
-            .split(|c: char| !c.is_ascii_digit())
-            .map(|n| n.parse::<u32>().unwrap_or(0));
-        let (major, minor) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
-        if (major, minor) >= (6, 16) {
+        let release = crate::caps::kernel_release();
+        if crate::doctor::version(&release).is_some_and(|v| v >= (6, 16)) {
             assert!(
                 matches!(mapped.data, Blob::Mapped { .. }),
                 "Linux {release}: the kernel's BTF was read, not mapped"

@@ -377,7 +377,7 @@ impl Probe {
         drop(btf);
         let aya_btf = aya::Btf::parse(&stub, aya::Endianness::default()).map_err(|e| {
             KernelError::Btf(BtfError::Malformed {
-                what: format!("{what}: {e}"),
+                what: format!("the attach stub built from {what} ({e})"),
             })
         })?;
         drop(stub);

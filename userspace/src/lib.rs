@@ -18,6 +18,7 @@ pub mod layout;
 pub mod manpage;
 pub mod memory;
 pub mod mempress;
+mod mmap;
 pub mod output;
 pub mod postmortem;
 pub mod record;

@@ -1,7 +1,9 @@
 //! One journal file: its mapping, its header, its objects, and a cursor
 //! over its entries that survives damage.
 
-use std::{fs::File, io, os::fd::AsRawFd, path::PathBuf};
+use std::{fs::File, io, path::PathBuf};
+
+use crate::mmap::Map;
 
 use super::{
     MAX_VALUE,
@@ -80,86 +82,6 @@ pub enum ObjectError {
     Truncated,
     #[error("listed out of order (not after the entry before it)")]
     OutOfOrder,
-}
-
-/// A read-only mapping of a whole file, as long as it was when opened: a
-/// journal file, or the kernel's BTF.
-pub struct Map {
-    ptr: *mut libc::c_void,
-    len: usize,
-}
-
-impl Map {
-    pub fn new(file: &File, len: usize) -> io::Result<Map> {
-        if len == 0 {
-            return Ok(Map {
-                ptr: std::ptr::null_mut(),
-                len: 0,
-            });
-        }
-        // SAFETY: a fresh private read-only mapping of `len` bytes of an
-        // open descriptor; the kernel picks the address. The mapping
-        // outlives the descriptor, which may be closed afterwards.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_PRIVATE,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Map { ptr, len })
-    }
-
-    pub fn bytes(&self) -> &[u8] {
-        if self.len == 0 {
-            return &[];
-        }
-        // SAFETY: `ptr` maps `len` readable bytes until drop. The kernel's
-        // BTF never changes. journald may
-        // append to the file while we read it (the active system.journal):
-        // appending never rewrites bytes we look at except header fields
-        // and the tails of entry arrays, which we read as plain integers
-        // and validate like any other untrusted input, so a change under
-        // us yields a wrong number, never undefined control flow. The one
-        // hazard is the file shrinking below the mapped length (SIGBUS);
-        // journald never truncates a journal file, and every offset is
-        // checked against the size the file had when it was mapped.
-        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
-    }
-
-    /// Drops the pages already read from this process's resident set; they
-    /// stay in the page cache, and touching them again faults them back.
-    /// Keeps the reader's RSS bounded on journals far larger than memory.
-    pub fn release(&self) {
-        if self.len == 0 {
-            return;
-        }
-        // SAFETY: the range is exactly our own mapping. MADV_DONTNEED on a
-        // private file mapping we never wrote only discards page table
-        // entries: later reads fault the same file contents back in, so
-        // slices handed out earlier stay valid.
-        unsafe {
-            libc::madvise(self.ptr, self.len, libc::MADV_DONTNEED);
-        }
-    }
-}
-
-impl Drop for Map {
-    fn drop(&mut self) {
-        if self.len != 0 {
-            // SAFETY: unmaps exactly the mapping made in `new`; no slice of
-            // it outlives `self` (they borrow it).
-            unsafe {
-                libc::munmap(self.ptr, self.len);
-            }
-        }
-    }
 }
 
 fn le64(b: &[u8], at: usize) -> u64 {
@@ -317,7 +239,7 @@ impl JournalFile {
     }
 
     pub fn size(&self) -> u64 {
-        self.map.len as u64
+        self.map.len() as u64
     }
 
     pub fn release(&self) {

@@ -80,9 +80,6 @@
 
 mod decompress;
 mod file;
-
-// The kernel BTF reader maps its file with it too.
-pub(crate) use file::Map;
 mod hash;
 #[cfg(test)]
 mod tests;
