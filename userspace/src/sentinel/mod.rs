@@ -335,8 +335,9 @@ fn label_resolved(id: u64, r: &Resolved) -> String {
 }
 
 impl Sentinel {
-    /// Cgroup creations and removals, then event records.
-    fn drain(&mut self) -> Result<(), SentinelError> {
+    /// Cgroup creations and removals, then event records; the ids of the
+    /// removed cgroups, whose final counts are folded.
+    fn drain(&mut self) -> Result<Vec<u64>, SentinelError> {
         let tracker = &mut self.tracker;
         let unit_paths = &mut self.unit_paths;
         let mono_to_unix = self.s.mono_to_unix;
@@ -427,10 +428,10 @@ impl Sentinel {
         for (unit, detail, looped) in done {
             self.drill_done(&unit, detail, looped);
         }
-        for id in removed {
+        for &id in &removed {
             self.fold_removed(id)?;
         }
-        Ok(())
+        Ok(removed)
     }
 
     /// A removed cgroup's final counts, less what earlier polls took,
@@ -582,8 +583,17 @@ impl Sentinel {
     /// One poll: read, fold, detect, alert, render.
     fn poll(&mut self) -> Result<(), SentinelError> {
         let started = Instant::now();
-        self.drain()?;
-        let cur = self.s.probe.snapshot()?;
+        // The reading first, then the drain: every id in the reading had
+        // its mkdir record submitted before it was first counted, so the
+        // drain names them all (bar lost ones). Drained first, a unit made,
+        // run and removed between the two would be counted under its bare
+        // id, and its removal then fold nothing under its name.
+        let mut cur = self.s.probe.snapshot()?;
+        for id in self.drain()? {
+            // Folded whole, from its final counts.
+            cur.per_cgroup.remove(&id);
+            cur.lifetimes.remove(&id);
+        }
         self.s.names.refresh(cur.per_cgroup.keys());
         let now = now_unix();
 
