@@ -3,6 +3,11 @@
 //! else with 404. It binds where the configuration says (127.0.0.1:9479 by
 //! default: loopback unless told otherwise).
 //!
+//! It is served from a thread of its own ([`spawn`]), apart from the poll
+//! loop: a loop that is stuck leaves the endpoint answering, with
+//! `spawnscope_last_poll_timestamp_seconds` standing still, so a stalled
+//! sentinel is told apart from one that is gone (its scrape fails).
+//!
 //! The endpoint must keep answering a real scrape however other clients
 //! behave, in little memory; so every connection is bounded:
 //! - its request head must fit in [`Limits::max_buf`] (hyper's read
@@ -80,13 +85,48 @@ pub const LIMITS: Limits = Limits {
     max_buf: 8 << 10,
 };
 
-/// Binds `addr` for [`serve_on`]; port 0 picks one. Must be called
-/// inside the runtime that will serve it.
-pub fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
+/// Binds `addr` for [`spawn`]; port 0 picks one. A port below 1024 needs
+/// a capability, so this comes before they are dropped.
+pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, BindError> {
     let err = |source| BindError { addr, source };
     let listener = std::net::TcpListener::bind(addr).map_err(err)?;
     listener.set_nonblocking(true).map_err(err)?;
-    TcpListener::from_std(listener).map_err(err)
+    Ok(listener)
+}
+
+/// Serves `body` on `listener` under [`LIMITS`], for ever, on a new thread
+/// named "metrics" with a runtime of its own; returns once it serves. The
+/// thread holds the capabilities of the thread that makes it, so this
+/// comes after they are dropped.
+pub fn spawn(listener: std::net::TcpListener, body: Shared) -> Result<(), BindError> {
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let err = |source| BindError { addr, source };
+    let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<()>>(1);
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            let served = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .and_then(|rt| {
+                    rt.block_on(async {
+                        let listener = TcpListener::from_std(listener)?;
+                        let _ = tx.send(Ok(()));
+                        serve_on(listener, body).await;
+                        Ok(())
+                    })
+                });
+            if let Err(e) = served {
+                let _ = tx.send(Err(e));
+            }
+        })
+        .map_err(err)?;
+    match rx.recv() {
+        Ok(r) => r.map_err(err),
+        Err(_) => Err(err(io::Error::other("the metrics thread ended at start"))),
+    }
 }
 
 /// Serves `body` on `listener` under [`LIMITS`], for ever.

@@ -917,9 +917,6 @@ async fn sentinel(
         addr: cfg.listen,
         source,
     })?;
-    // On this thread's runtime: while the loop is stuck, so is /metrics,
-    // and a scrape that fails says so.
-    tokio::spawn(metrics::serve_on(listener, Arc::clone(&body)));
 
     // Loading parsed the kernel's BTF (several MiB, now freed).
     trim_heap();
@@ -936,6 +933,10 @@ async fn sentinel(
     };
     let release = caps::kernel_release();
     caps::drop_to(&caps::needed_after_load(&release)).map_err(SentinelError::Caps)?;
+    // Served from a thread of its own, made now so that it holds no
+    // capability: a stuck poll loop leaves it answering, its last poll's
+    // time standing still.
+    metrics::spawn(listener, Arc::clone(&body))?;
 
     let tracker = Tracker::new(TrackConfig::default(), state);
     // Findings open before a restart were alerted then.
