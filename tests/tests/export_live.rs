@@ -104,6 +104,7 @@ fn ctrl_c_writes_every_format_for_the_traced_units() {
         .find(|e| e["executable"] == "/bin/true")
         .unwrap();
     assert_eq!(t["histograms"][0]["count"], 20, "20 lifetimes of true: {t}");
+    assert_eq!(t["histograms"][1]["measure"], "exec_interval", "{t}");
     assert_eq!(t["histograms"][1]["count"], 19, "19 intervals: {t}");
     // The exposition with memory gauges still passes promtool.
     let prom = std::fs::read(out.join("spawnscope.prom")).unwrap();

@@ -137,7 +137,7 @@ fn shipped_unit_verifies_scores_and_runs_sandboxed(suite: Suite) {
             .copied()
             .unwrap_or_else(|| panic!("no {name} for {label} in:\n{metrics}"))
     };
-    let rate_now = metric("spawnscope_finding_restarts_per_minute");
+    let rate_now = 60.0 * metric("spawnscope_finding_restarts_per_second");
     let first = metric("spawnscope_finding_first_seen_timestamp_seconds");
     // "... N restarts since DATE (R/min)": the rate at the opening.
     let rate_opened: f64 = opened

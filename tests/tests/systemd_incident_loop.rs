@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use spawnscope_tests::{
-    Tracer, analyze_json, summary,
+    Tracer, analyze_json, spawnscope_bin, summary,
     systemd::{Suite, SystemdContainer, assert_names_no_executor, restarts_per_min},
 };
 
@@ -140,5 +140,51 @@ fn agetty_crash_loop_is_named_by_its_third_restart(suite: Suite) {
     );
     let offline = analyze_json(&file);
     assert_eq!(offline["findings"], *live, "analyze == live summary");
+
+    // Export's respawn interval is systemd's restart interval, as the
+    // sentinel's is: one per start after the first, at systemd's pace.
+    let out = dir.path().join("export");
+    let st = std::process::Command::new(spawnscope_bin())
+        .args(["export", "--format", "json", "--out"])
+        .arg(&out)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("spawnscope-histograms.json")).unwrap())
+            .unwrap();
+    let label = format!("{UNIT} @{}", ct.name);
+    let unit = v["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["unit"] == label.as_str())
+        .unwrap_or_else(|| panic!("no {label} in the export"));
+    let h = unit["histograms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["measure"] == "respawn_interval")
+        .unwrap_or_else(|| panic!("no respawn interval: {unit}"));
+    let mut gaps: Vec<f64> = started.windows(2).map(|w| w[1] - w[0]).collect();
+    gaps.sort_by(f64::total_cmp);
+    let median = gaps[gaps.len() / 2];
+    let p50 = h["p50"].as_f64().unwrap() / 1e9;
+    eprintln!(
+        "incident loop ({}): export's respawn interval p50 {p50:.2} s over {}; systemd's median {median:.2} s over {}",
+        suite.name(),
+        h["count"],
+        gaps.len()
+    );
+    assert_eq!(h["count"], gaps.len(), "one per restart: {h}");
+    assert!(
+        (p50 - median).abs() <= 0.1 * median,
+        "p50 {p50} s, systemd's median {median} s: {gaps:?}"
+    );
     ct.shutdown();
 }

@@ -63,7 +63,8 @@ pub enum Command {
     #[command(after_help = help::after_help(&help::ANALYZE))]
     Analyze(AnalyzeArgs),
     /// Write the histograms of a `trace --record` file (per unit: process
-    /// lifetime, respawn interval, exec rate) for other tools, without root.
+    /// lifetime, respawn interval, exec interval, exec rate) for other
+    /// tools, without root.
     #[command(after_help = help::after_help(&help::EXPORT))]
     Export(ExportArgs),
     /// The incident report of a systemd journal, without root or BPF:

@@ -254,7 +254,7 @@ fn help_lists_formats_and_what_is_exported() {
         "- svg:  SVG charts",
         "--out <DIR>",
         "atomically",
-        "lifetime, respawn interval, exec rate",
+        "lifetime, respawn interval, exec interval,",
         "Exit status:",
     ] {
         assert!(help.contains(needle), "help lacks {needle:?}:\n{help}");
@@ -319,7 +319,7 @@ for f in sys.argv[1:]:
         titles,
         [
             "Process lifetime by unit",
-            "Respawn interval by unit (time between execs of the same executable)",
+            "Exec interval by unit (time between execs of the same executable)",
             "Exec rate by unit",
             "Memory used (MemTotal − MemAvailable)"
         ]

@@ -437,3 +437,68 @@ fn a_lower_top_units_drops_labels_without_a_jump_in_other() {
         (4 + 5 + 6 + 7 + 1) as f64
     );
 }
+
+/// The restart rate is in base units (per second), and the build is named.
+#[test]
+fn restart_rate_is_per_second_and_the_build_is_named() {
+    let (state, findings) = fixture();
+    let text = render(&state, &findings, 50, &health(), &mut Labels::default());
+    let want = findings[0].rate_per_min / 60.0;
+    assert!(want > 0.0);
+    assert_eq!(
+        samples(&text, "spawnscope_finding_restarts_per_second"),
+        [format!(
+            "spawnscope_finding_restarts_per_second{{unit=\"serial-getty@ttyS0.service\"}} {want}"
+        )]
+    );
+    assert!(!text.contains("per_minute"));
+    assert_eq!(
+        samples(&text, "spawnscope_build_info"),
+        [format!(
+            "spawnscope_build_info{{version=\"{}\",arch=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION"),
+            std::env::consts::ARCH
+        )]
+    );
+}
+
+/// The `le` bounds of a family's buckets, in order.
+fn les(text: &str, family: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for l in samples(text, &format!("{family}_bucket")) {
+        let le = l.split("le=\"").nth(1).unwrap().split('"').next().unwrap();
+        if !out.iter().any(|x| x == le) {
+            out.push(le.to_string());
+        }
+    }
+    out
+}
+
+/// One query reads the sentinel's and export's time histograms alike: the
+/// same families with the same bounds.
+#[test]
+fn sentinel_and_export_share_the_time_buckets() {
+    let (state, findings) = fixture();
+    let sentinel = render(&state, &findings, 100, &health(), &mut Labels::default());
+    let recording =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/host-loop.jsonl");
+    let export = spawnscope::export::prom::render(
+        &spawnscope::export::Data::from_recording(&recording).unwrap(),
+    );
+    for family in [
+        "spawnscope_process_lifetime_seconds",
+        "spawnscope_respawn_interval_seconds",
+    ] {
+        let s = les(&sentinel, family);
+        assert_eq!(s.len(), 11, "{family}: {s:?}");
+        assert_eq!(s.last().map(String::as_str), Some("+Inf"));
+        // The fixture recording's units never restart: its respawn
+        // intervals are empty, so its bounds are compared on exec intervals,
+        // which are rendered by the same code.
+        let e = match les(&export, family) {
+            e if e.is_empty() => les(&export, "spawnscope_exec_interval_seconds"),
+            e => e,
+        };
+        assert_eq!(s, e, "{family}");
+    }
+}

@@ -187,7 +187,10 @@ mod tests {
             }
         }
         assert_eq!(back.len(), n, "nothing else in the log");
-        assert_eq!(n, 3, "lifetime, respawn interval and exec rate of '/'");
+        assert_eq!(
+            n, 3,
+            "lifetime, exec interval and exec rate of '/' (no unit there restarts)"
+        );
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! JSON: per unit, the exit classes and, per measure, the count,
-//! percentiles and non-empty buckets. Schema (version 1):
+//! percentiles and non-empty buckets. Schema (version 2):
 //!
 //! ```text
-//! {"type":"spawnscope-histograms","version":1,"start_unix":F,"end_unix":F,
+//! {"type":"spawnscope-histograms","version":2,"start_unix":F,"end_unix":F,
 //!  "units":[{"unit":S,
 //!            "exits":{"clean":N,"failed":N,"signaled":N,"core_dumped":N},  from exit records
 //!            "totals":{"forks":N,"execs":N,"exits":{...}} | null,            the kernel's, from the summary
-//!            "histograms":[{"measure":"lifetime"|"respawn_interval"|"exec_rate",
+//!            "histograms":[{"measure":"lifetime"|"respawn_interval"|"exec_interval"|"exec_rate",
 //!                           "unit_of_measure":S,"count":N,"min":N,"p50":N,"p90":N,
 //!                           "p99":N,"p99_9":N,"max":N,"mean":F,
 //!                           "buckets":[{"ge":N,"le":N,"count":N}]}],
@@ -187,7 +187,7 @@ fn hists(h: &BTreeMap<Measure, Histogram<u64>>) -> Vec<HistOut> {
 fn doc(data: &Data) -> Doc<'_> {
     Doc {
         kind: "spawnscope-histograms",
-        version: 1,
+        version: 2,
         start_unix: data.start_unix,
         end_unix: data.end_unix,
         units: data

@@ -5,8 +5,11 @@
 //! Per unit (the label `trace` shows: unit, else cgroup path, with
 //! ` @container`):
 //! - process lifetime, from exit records (nanoseconds);
-//! - respawn interval: the time between two execs of the same executable
-//!   in the unit (nanoseconds);
+//! - respawn interval: the time between two starts of the unit, each the
+//!   first exec in a new cgroup of the unit's own (a systemd restart
+//!   creates its cgroup anew), as the sentinel measures it (nanoseconds);
+//! - exec interval: the time between two execs of the same executable in
+//!   the unit (nanoseconds);
 //! - exec rate: one value per `trace` interval in which the unit was
 //!   active (milli-execs per second, so that rates below 1/s keep their
 //!   precision);
@@ -60,13 +63,15 @@ pub enum ExportError {
 pub enum Measure {
     LifetimeNs,
     RespawnIntervalNs,
+    ExecIntervalNs,
     ExecRateMilliPerS,
 }
 
 impl Measure {
-    pub const ALL: [Measure; 3] = [
+    pub const ALL: [Measure; 4] = [
         Measure::LifetimeNs,
         Measure::RespawnIntervalNs,
+        Measure::ExecIntervalNs,
         Measure::ExecRateMilliPerS,
     ];
 
@@ -75,6 +80,7 @@ impl Measure {
         match self {
             Measure::LifetimeNs => "lifetime",
             Measure::RespawnIntervalNs => "respawn_interval",
+            Measure::ExecIntervalNs => "exec_interval",
             Measure::ExecRateMilliPerS => "exec_rate",
         }
     }
@@ -82,7 +88,9 @@ impl Measure {
     /// Unit of measure of the recorded values.
     pub fn unit(self) -> &'static str {
         match self {
-            Measure::LifetimeNs | Measure::RespawnIntervalNs => "nanoseconds",
+            Measure::LifetimeNs | Measure::RespawnIntervalNs | Measure::ExecIntervalNs => {
+                "nanoseconds"
+            }
             Measure::ExecRateMilliPerS => "milli-execs per second",
         }
     }
@@ -95,7 +103,7 @@ impl Measure {
 #[derive(Debug, Clone)]
 pub struct UnitData {
     pub hists: BTreeMap<Measure, Histogram<u64>>,
-    /// Lifetime and respawn interval per executable (the exec'd file name;
+    /// Lifetime and exec interval per executable (the exec'd file name;
     /// a process that exited without an exec seen is under its comm in
     /// brackets).
     pub executables: BTreeMap<String, BTreeMap<Measure, Histogram<u64>>>,
@@ -176,7 +184,7 @@ fn row_label(r: &Value) -> String {
 impl Data {
     /// A start of `exe` in the unit `label` at `ts` (ns): the interval
     /// since its last start.
-    fn respawn(
+    fn exec_interval(
         &mut self,
         last_exec: &mut BTreeMap<(String, String), u64>,
         label: String,
@@ -186,8 +194,42 @@ impl Data {
         let prev = last_exec.insert((label.clone(), exe.clone()), ts);
         let u = self.unit(label);
         if let Some(p) = prev.filter(|p| ts >= *p) {
-            record(&mut u.hists, Measure::RespawnIntervalNs, ts - p);
-            record(per_exe(u, exe), Measure::RespawnIntervalNs, ts - p);
+            record(&mut u.hists, Measure::ExecIntervalNs, ts - p);
+            record(per_exe(u, exe), Measure::ExecIntervalNs, ts - p);
+        }
+    }
+
+    /// An exec record `v` at `ts` (ns) in the unit `label`: when it is the
+    /// first in a new cgroup of the unit's own, the unit started again,
+    /// and the interval since its last start is a respawn interval. Kernel
+    /// cgroup ids only grow, so a smaller id is a late record of an
+    /// earlier start; a sub-cgroup of the unit is no start of it.
+    fn unit_start(
+        &mut self,
+        starts: &mut BTreeMap<String, (u64, u64)>,
+        label: &str,
+        v: &Value,
+        ts: u64,
+    ) {
+        let own = match (v["unit"].as_str(), v["cgroup"].as_str()) {
+            (Some(unit), Some(path)) => path.rsplit('/').next() == Some(unit),
+            _ => false,
+        };
+        let Some(id) = v["cgroup_id"].as_u64().filter(|_| own) else {
+            return;
+        };
+        match starts.get(label).copied() {
+            Some((last, _)) if id <= last => {}
+            Some((_, at)) => {
+                starts.insert(label.to_string(), (id, ts));
+                if ts >= at {
+                    let u = self.unit(label.to_string());
+                    record(&mut u.hists, Measure::RespawnIntervalNs, ts - at);
+                }
+            }
+            None => {
+                starts.insert(label.to_string(), (id, ts));
+            }
         }
     }
 
@@ -234,6 +276,8 @@ impl Data {
         let mut exe_of: std::collections::HashMap<u64, String> = std::collections::HashMap::new();
         // (unit, executable) -> last exec time (ns).
         let mut last_exec: BTreeMap<(String, String), u64> = BTreeMap::new();
+        // unit -> (cgroup id, time of its first exec) of its latest start.
+        let mut starts: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         // pid -> (unit, executor path, exec time) while the process is in
         // systemd-executor: a start counts once, at its command's exec, or
         // at the executor's if it dies there (as the detector judges it).
@@ -252,7 +296,7 @@ impl Data {
                     if let Some((label, exe, ts)) =
                         v["pid"].as_u64().and_then(|p| in_executor.remove(&p))
                     {
-                        data.respawn(&mut last_exec, label, exe, ts);
+                        data.exec_interval(&mut last_exec, label, exe, ts);
                     }
                     let exe = v["pid"]
                         .as_u64()
@@ -278,6 +322,7 @@ impl Data {
                     let Some(ts) = v["ts_ns"].as_u64() else {
                         continue;
                     };
+                    data.unit_start(&mut starts, &label, &v, ts);
                     let argv: Vec<&str> = v["argv"]
                         .as_array()
                         .into_iter()
@@ -296,7 +341,7 @@ impl Data {
                         in_executor.remove(&pid);
                         exe_of.insert(pid, exe.clone());
                     }
-                    data.respawn(&mut last_exec, label, exe, ts);
+                    data.exec_interval(&mut last_exec, label, exe, ts);
                 }
                 Some("summary") => {
                     for r in v["rows"].as_array().into_iter().flatten() {
@@ -347,7 +392,7 @@ impl Data {
 /// A unit's histograms for one executable.
 fn per_exe(u: &mut UnitData, exe: String) -> &mut BTreeMap<Measure, Histogram<u64>> {
     u.executables.entry(exe).or_insert_with(|| {
-        [Measure::LifetimeNs, Measure::RespawnIntervalNs]
+        [Measure::LifetimeNs, Measure::ExecIntervalNs]
             .into_iter()
             .map(|m| (m, new_histogram()))
             .collect()
@@ -460,7 +505,10 @@ mod tests {
         assert_eq!(total_exits, 46);
         // Intervals between execs of the same file: 6 × /bin/sh, 30 ×
         // /bin/true, 1 × seq, 6 × sleep; each file's first exec starts none.
-        assert_eq!(root.hists[&Measure::RespawnIntervalNs].len(), 5 + 29 + 5);
+        assert_eq!(root.hists[&Measure::ExecIntervalNs].len(), 5 + 29 + 5);
+        // Everything ran in the root cgroup, which no unit owns: no unit
+        // started twice.
+        assert!(root.hists[&Measure::RespawnIntervalNs].is_empty());
         assert_eq!(
             root.hists[&Measure::ExecRateMilliPerS].len(),
             2,
@@ -469,7 +517,7 @@ mod tests {
         // Per executable: 30 × /bin/true, so 29 intervals, and as many
         // lifetimes as true processes exited.
         let t = &root.executables["/bin/true"];
-        assert_eq!(t[&Measure::RespawnIntervalNs].len(), 29);
+        assert_eq!(t[&Measure::ExecIntervalNs].len(), 29);
         assert_eq!(t[&Measure::LifetimeNs].len(), 30);
         let t = root.totals.expect("the summary row");
         assert_eq!((t.forks, t.execs), (43, 43));
@@ -549,24 +597,59 @@ mod tests {
         std::fs::write(&p, text).unwrap();
         let d = Data::from_recording(&p).unwrap();
         let getty = &d.units["getty.service"];
-        assert_eq!(getty.hists[&Measure::RespawnIntervalNs].len(), 2);
+        assert_eq!(getty.hists[&Measure::ExecIntervalNs].len(), 2);
         assert_eq!(
             getty.executables.keys().collect::<Vec<_>>(),
             ["/sbin/agetty"]
         );
         let a = &getty.executables["/sbin/agetty"];
-        assert_eq!(a[&Measure::RespawnIntervalNs].len(), 2);
+        assert_eq!(a[&Measure::ExecIntervalNs].len(), 2);
         assert_eq!(a[&Measure::LifetimeNs].len(), 3);
         let missing = &d.units["missing.service"];
-        assert_eq!(missing.hists[&Measure::RespawnIntervalNs].len(), 2);
+        assert_eq!(missing.hists[&Measure::ExecIntervalNs].len(), 2);
         assert_eq!(
             missing.executables.keys().collect::<Vec<_>>(),
             ["/usr/lib/systemd/systemd-executor"]
         );
         let x = &missing.executables["/usr/lib/systemd/systemd-executor"];
-        assert_eq!(x[&Measure::RespawnIntervalNs].len(), 2);
+        assert_eq!(x[&Measure::ExecIntervalNs].len(), 2);
         assert_eq!(x[&Measure::LifetimeNs].len(), 3);
         assert_eq!(missing.exits.exit_failed, 3);
+    }
+
+    /// A unit's respawn interval runs from one new cgroup of its own to the
+    /// next, as the sentinel's does: neither a sub-cgroup, nor a late
+    /// record of an earlier start, nor a second exec in the same cgroup is
+    /// a start.
+    #[test]
+    fn a_units_restarts_are_its_new_cgroups() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("restarts.jsonl");
+        let mut text =
+            String::from("{\"type\":\"header\",\"format\":\"spawnscope-record\",\"version\":1}\n");
+        let exec = |id: u64, cgroup: &str, ts: u64| {
+            format!(
+                "{{\"type\":\"exec\",\"ts_ns\":{ts},\"pid\":{ts},\"cgroup_id\":{id},\"cgroup\":\"{cgroup}\",\"unit\":\"flaky.service\",\"container\":null,\"filename\":\"/bin/false\",\"argv\":[\"false\"]}}\n"
+            )
+        };
+        const S: u64 = 1_000_000_000;
+        const OWN: &str = "/system.slice/flaky.service";
+        // Starts at 10 s, 17 s and 30 s, in cgroups 100, 104 and 109.
+        text += &exec(100, OWN, 10 * S);
+        text += &exec(100, OWN, 11 * S);
+        text += &exec(500, "/system.slice/flaky.service/helper", 12 * S);
+        text += &exec(104, OWN, 17 * S);
+        text += &exec(100, OWN, 18 * S);
+        text += &exec(109, OWN, 30 * S);
+        std::fs::write(&p, text).unwrap();
+        let d = Data::from_recording(&p).unwrap();
+        let h = &d.units["flaky.service"].hists[&Measure::RespawnIntervalNs];
+        assert_eq!(h.len(), 2);
+        assert!(h.equivalent(h.min(), 7 * S), "{}", h.min());
+        assert!(h.equivalent(h.max(), 13 * S), "{}", h.max());
+        // Execs of one file: every one of them, whatever its cgroup.
+        let e = &d.units["flaky.service"].hists[&Measure::ExecIntervalNs];
+        assert_eq!(e.len(), 5);
     }
 
     #[test]

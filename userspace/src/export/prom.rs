@@ -3,6 +3,10 @@
 //! spawns and exits by class, all labelled by unit. Bucket counts are read
 //! off the HdrHistogram at its precision (3 significant figures): a value
 //! counts below `le` when its bucket's highest equivalent value does.
+//!
+//! The time histograms share their names, meanings and `le` bounds
+//! ([`TIME_EDGES_LOG2_NS`]) with the sentinel's `/metrics`, so one query
+//! or dashboard panel reads both.
 
 use std::fmt::Write;
 
@@ -27,37 +31,69 @@ pub fn label_escape(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// The `le` bound of every time histogram spawnscope exposes, the
+/// sentinel's and export's alike, as a power of two nanoseconds: every
+/// fourth, from 2^10 (~1 µs) to 2^46 (~19.5 h). They are edges of the
+/// probe's log2 buckets, so the sentinel's kernel-side histograms are
+/// exact at each; sixteen-fold steps keep a unit's series few.
+pub const TIME_EDGES_LOG2_NS: [u32; 10] = [10, 14, 18, 22, 26, 30, 34, 38, 42, 46];
+
+/// A time bound of [`TIME_EDGES_LOG2_NS`], in seconds.
+pub fn time_edge_seconds(log2_ns: u32) -> f64 {
+    (1u64 << log2_ns) as f64 / 1e9
+}
+
+/// The version and build of this spawnscope, as the conventional
+/// `_build_info` gauge: its labels, for a `* on (instance) group_left`.
+pub fn build_info(o: &mut String) {
+    let _ = writeln!(
+        o,
+        "# HELP spawnscope_build_info The spawnscope that wrote these metrics: version and architecture."
+    );
+    let _ = writeln!(o, "# TYPE spawnscope_build_info gauge");
+    let _ = writeln!(
+        o,
+        "spawnscope_build_info{{version=\"{}\",arch=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::ARCH
+    );
+}
+
 struct Family {
     name: &'static str,
     help: &'static str,
     /// Native value per exported unit (1e9: ns to s).
     scale: f64,
     /// Upper bounds, in exported units.
-    bounds: &'static [f64],
+    bounds: Vec<f64>,
 }
 
 fn family(m: Measure) -> Family {
-    const TIME: &[f64] = &[
-        0.0001, 0.001, 0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
-    ];
+    let time = || TIME_EDGES_LOG2_NS.map(time_edge_seconds).to_vec();
     match m {
         Measure::LifetimeNs => Family {
             name: "spawnscope_process_lifetime_seconds",
             help: "Process lifetime (exec or fork to exit) per unit.",
             scale: 1e9,
-            bounds: TIME,
+            bounds: time(),
         },
         Measure::RespawnIntervalNs => Family {
             name: "spawnscope_respawn_interval_seconds",
+            help: "Time between two starts of a unit (each a new cgroup of its own: a systemd restart).",
+            scale: 1e9,
+            bounds: time(),
+        },
+        Measure::ExecIntervalNs => Family {
+            name: "spawnscope_exec_interval_seconds",
             help: "Time between two execs of the same executable in a unit.",
             scale: 1e9,
-            bounds: TIME,
+            bounds: time(),
         },
         Measure::ExecRateMilliPerS => Family {
-            name: "spawnscope_interval_exec_rate",
+            name: "spawnscope_interval_execs_per_second",
             help: "Execs per second in each trace interval in which the unit was active.",
             scale: 1e3,
-            bounds: &[0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0],
+            bounds: vec![0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0],
         },
     }
 }
@@ -77,6 +113,7 @@ fn num(x: f64) -> String {
 
 pub fn render(data: &Data) -> String {
     let mut o = String::new();
+    build_info(&mut o);
     for m in Measure::ALL {
         let f = family(m);
         let _ = writeln!(o, "# HELP {} {}", f.name, f.help);
@@ -87,7 +124,7 @@ pub fn render(data: &Data) -> String {
                 continue;
             }
             let l = label_escape(label);
-            for b in f.bounds {
+            for b in &f.bounds {
                 let _ = writeln!(
                     o,
                     "{}_bucket{{unit=\"{l}\",le=\"{}\"}} {}",
@@ -207,6 +244,39 @@ mod tests {
         let t = render(&d);
         assert!(t.contains("\nspawnscope_memory_used_bytes 150\n"), "{t}");
         assert!(t.contains("\nspawnscope_memory_total_bytes 1000\n"), "{t}");
+    }
+
+    /// The sentinel's and export's time histograms have one set of bounds.
+    #[test]
+    fn time_bounds_are_the_log2_edges() {
+        let d = Data::from_recording(&fixture()).unwrap();
+        let text = render(&d);
+        let les: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("spawnscope_process_lifetime_seconds_bucket{unit=\"/\""))
+            .map(|l| l.split("le=\"").nth(1).unwrap().split('"').next().unwrap())
+            .collect();
+        assert_eq!(
+            les,
+            [
+                "0.000001024",
+                "0.000016384",
+                "0.000262144",
+                "0.004194304",
+                "0.067108864",
+                "1.073741824",
+                "17.179869184",
+                "274.877906944",
+                "4398.046511104",
+                "70368.744177664",
+                "+Inf"
+            ]
+        );
+        assert!(text.contains(&format!(
+            "\nspawnscope_build_info{{version=\"{}\",arch=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION"),
+            std::env::consts::ARCH
+        )));
     }
 
     #[test]

@@ -118,8 +118,8 @@ pub fn charts(data: &Data) -> Vec<(&'static str, Chart)> {
             "spawnscope-interval.svg",
             distribution_chart(
                 data,
-                Measure::RespawnIntervalNs,
-                "Respawn interval by unit (time between execs of the same executable)",
+                Measure::ExecIntervalNs,
+                "Exec interval by unit (time between execs of the same executable)",
             ),
         ),
         (

@@ -6,9 +6,10 @@
 //! `unit` label, kept for the process's life (see [`Labels`]); all others
 //! are counted under `unit="other"`. Histograms are the probe's log2 buckets:
 //! `le` is a power of two nanoseconds, in seconds, every fourth bucket
-//! from ~1 µs to ~20 h, so each bound is exact (a value in bucket
-//! [2^i, 2^(i+1)) is below every `le` ≥ 2^(i+1)). `_sum` is estimated from
-//! bucket midpoints.
+//! from ~1 µs to ~20 h (export's bounds too:
+//! [`crate::export::prom::TIME_EDGES_LOG2_NS`]), so each bound is exact (a
+//! value in bucket [2^i, 2^(i+1)) is below every `le` ≥ 2^(i+1)). `_sum` is
+//! estimated from bucket midpoints.
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -18,7 +19,7 @@ use std::{
 use spawnscope_common::Counters;
 
 use crate::{
-    export::prom::label_escape,
+    export::prom::{TIME_EDGES_LOG2_NS, build_info, label_escape, time_edge_seconds},
     kernel::ProgStats,
     mempress::HiddenTrend,
     report::{EventCounts, ProbeStats},
@@ -61,9 +62,6 @@ fn family(o: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(o, "# TYPE {name} {kind}");
 }
 
-/// Every fourth log2 bucket edge, in ns: 2^10 (~1 µs) ... 2^46 (~19.5 h).
-const EDGES: std::ops::RangeInclusive<u32> = 10..=46;
-
 fn secs(ns: f64) -> String {
     let s = format!("{}", ns / 1e9);
     if s == "inf" { "+Inf".into() } else { s }
@@ -77,7 +75,7 @@ fn histogram(o: &mut String, name: &str, unit: &str, buckets: &[u64]) {
     let l = label_escape(unit);
     let mut below = 0u64;
     let mut i = 0usize;
-    for edge in EDGES.step_by(4) {
+    for edge in TIME_EDGES_LOG2_NS {
         // Bucket i holds [2^i, 2^(i+1)): all of it is below 2^edge when
         // i < edge.
         while i < buckets.len() && i < edge as usize {
@@ -87,7 +85,7 @@ fn histogram(o: &mut String, name: &str, unit: &str, buckets: &[u64]) {
         let _ = writeln!(
             o,
             "{name}_bucket{{unit=\"{l}\",le=\"{}\"}} {below}",
-            secs((1u64 << edge) as f64)
+            time_edge_seconds(edge)
         );
     }
     let _ = writeln!(o, "{name}_bucket{{unit=\"{l}\",le=\"+Inf\"}} {total}");
@@ -280,6 +278,7 @@ pub fn render(
 ) -> String {
     let mut o = String::with_capacity(16 << 10);
     let units = labels.assign(state, top_units);
+    build_info(&mut o);
 
     family(
         &mut o,
@@ -387,9 +386,9 @@ pub fn render(
             |f| f.restarts as f64,
         ),
         (
-            "spawnscope_finding_restarts_per_minute",
+            "spawnscope_finding_restarts_per_second",
             "Restart rate of an open finding's unit over the detection window.",
-            |f| f.rate_per_min,
+            |f| f.rate_per_min / 60.0,
         ),
         (
             "spawnscope_finding_first_seen_timestamp_seconds",
