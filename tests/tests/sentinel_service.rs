@@ -151,6 +151,47 @@ fn shipped_unit_verifies_scores_and_runs_sandboxed(suite: Suite) {
         suite.name(),
         &started[..started.len().min(4)]
     );
+    // Each alert is one structured entry a log pipeline can filter on, not
+    // a second copy from the stderr stream.
+    let entries: Vec<serde_json::Value> = ct
+        .run(&[
+            "journalctl",
+            "--no-pager",
+            "-o",
+            "json",
+            &format!("SPAWNSCOPE_UNIT={label}"),
+        ])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let events: Vec<&str> = entries
+        .iter()
+        .map(|e| e["SPAWNSCOPE_EVENT"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        ["finding_opened", "finding_identified"],
+        "{entries:#?}"
+    );
+    let e = &entries[0];
+    assert_eq!(e["MESSAGE"], opened.as_str(), "{e:#}");
+    assert_eq!(e["PRIORITY"], "4", "{e:#}");
+    assert_eq!(e["SYSLOG_IDENTIFIER"], "spawnscope", "{e:#}");
+    assert_eq!(e["SPAWNSCOPE_KIND"], "respawn_loop", "{e:#}");
+    assert_eq!(e["SPAWNSCOPE_SEVERITY"], "medium", "{e:#}");
+    assert_eq!(e["_SYSTEMD_UNIT"], SENTINEL, "{e:#}");
+    let detail: serde_json::Value =
+        serde_json::from_str(e["SPAWNSCOPE_DETAIL"].as_str().unwrap()).unwrap();
+    assert_eq!(detail["unit"], label.as_str(), "{detail:#}");
+    assert_eq!(detail["kind"], "respawn_loop", "{detail:#}");
+    assert_eq!(
+        journal
+            .lines()
+            .filter(|l| l.contains("finding_opened: respawn loop in flaky.service"))
+            .count(),
+        1,
+        "{journal}"
+    );
     let main_pid = ct.show("spawnscope-sentinel.service", &["MainPID"])["MainPID"].clone();
     let status = ct.run(&["cat", &format!("/proc/{main_pid}/status")]);
     for set in ["CapEff:", "CapPrm:", "CapInh:", "CapAmb:"] {

@@ -1,7 +1,9 @@
 //! The sentinel's alerts: when a finding opens,
 //! escalates or closes, and when a memory warning fires. Each goes to
 //! stderr as one line with a syslog priority prefix (`<4>`, which journald
-//! reads as the message's priority), optionally to a JSON-lines file, and
+//! reads as the message's priority), or, when stderr is the journal's
+//! stream, to the journal as a structured entry instead (see
+//! [`super::journald`]); optionally to a JSON-lines file, and
 //! optionally to a hook (see [`super::hook`]): a command run directly (no
 //! shell) with the alert as JSON on its stdin, so nothing traced ever
 //! reaches a command line.
@@ -17,7 +19,10 @@ use std::{
 
 use serde::Serialize;
 
-use super::hook::{Hook, Queued};
+use super::{
+    hook::{Hook, Queued},
+    journald::Journald,
+};
 
 /// syslog priorities, as sd-daemon(3) prefixes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -29,13 +34,67 @@ pub enum Priority {
     Info = 6,
 }
 
+impl Priority {
+    /// The priority's name, for fields that carry no severity of their own.
+    fn severity(self) -> &'static str {
+        match self {
+            Priority::Err => "err",
+            Priority::Warning => "warning",
+            Priority::Notice => "notice",
+            Priority::Info => "info",
+        }
+    }
+}
+
+/// What an alert tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertEvent {
+    FindingOpened,
+    FindingEscalated,
+    FindingClosed,
+    /// A drill-down named what an open finding runs.
+    FindingIdentified,
+    OomKill,
+    MemoryWarning,
+    MemcgOomKill,
+}
+
+impl AlertEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertEvent::FindingOpened => "finding_opened",
+            AlertEvent::FindingEscalated => "finding_escalated",
+            AlertEvent::FindingClosed => "finding_closed",
+            AlertEvent::FindingIdentified => "finding_identified",
+            AlertEvent::OomKill => "oom_kill",
+            AlertEvent::MemoryWarning => "memory_warning",
+            AlertEvent::MemcgOomKill => "memcg_oom_kill",
+        }
+    }
+
+    /// Whether the alert's key is a unit's label (else it is "memory").
+    fn about_a_unit(self) -> bool {
+        !matches!(self, AlertEvent::MemoryWarning | AlertEvent::MemcgOomKill)
+    }
+
+    /// Whether the alert's detail is a finding, with its kind and severity.
+    fn of_a_finding(self) -> bool {
+        matches!(
+            self,
+            AlertEvent::FindingOpened
+                | AlertEvent::FindingEscalated
+                | AlertEvent::FindingClosed
+                | AlertEvent::FindingIdentified
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Alert {
     #[serde(rename = "type")]
     pub kind: &'static str,
-    /// "finding_opened", "finding_escalated", "finding_closed" or
-    /// "memory_warning".
-    pub event: &'static str,
+    pub event: AlertEvent,
     pub key: String,
     pub priority: Priority,
     pub time_unix: f64,
@@ -56,6 +115,8 @@ pub enum AlertError {
 
 pub struct Alerter<W: Write> {
     log: W,
+    /// Where alerts go instead of `log`, when it is the journal's stream.
+    journal: Option<Journald>,
     jsonl: Option<(PathBuf, File)>,
     hook: Option<Hook>,
     /// Per finding key: its last alerted severity rank and whether open.
@@ -84,12 +145,20 @@ impl<W: Write> Alerter<W> {
         };
         Ok(Self {
             log,
+            journal: None,
             jsonl,
             hook,
             state: HashMap::new(),
             suppressed: 0,
             sent: 0,
         })
+    }
+
+    /// Alerts go to `journal` as structured entries, and to the log only
+    /// when an entry cannot be sent.
+    pub fn with_journal(mut self, journal: Option<Journald>) -> Self {
+        self.journal = journal;
+        self
     }
 
     /// A finding as the detector sees it now. Alerts when it opens, when
@@ -106,9 +175,9 @@ impl<W: Write> Alerter<W> {
     ) -> Option<Alert> {
         let prev = self.state.get(key).copied();
         let event = match (prev, active) {
-            (None | Some((_, false)), true) => "finding_opened",
-            (Some((rank, true)), true) if severity_rank > rank => "finding_escalated",
-            (Some((_, true)), false) => "finding_closed",
+            (None | Some((_, false)), true) => AlertEvent::FindingOpened,
+            (Some((rank, true)), true) if severity_rank > rank => AlertEvent::FindingEscalated,
+            (Some((_, true)), false) => AlertEvent::FindingClosed,
             _ => {
                 self.suppressed += 1;
                 return None;
@@ -120,7 +189,7 @@ impl<W: Write> Alerter<W> {
             event,
             key: key.to_string(),
             priority: match (event, severity_rank) {
-                ("finding_closed", _) => Priority::Notice,
+                (AlertEvent::FindingClosed, _) => Priority::Notice,
                 (_, r) if r >= 2 => Priority::Err,
                 _ => Priority::Warning,
             },
@@ -136,7 +205,7 @@ impl<W: Write> Alerter<W> {
     /// per growth episode).
     pub fn memory_warning(&mut self, time_unix: f64, message: &str, detail: serde_json::Value) {
         self.notice(
-            "memory_warning",
+            AlertEvent::MemoryWarning,
             "memory",
             Priority::Warning,
             time_unix,
@@ -164,7 +233,7 @@ impl<W: Write> Alerter<W> {
     /// an OOM kill, what a drill-down learnt about an open finding.
     pub fn notice(
         &mut self,
-        event: &'static str,
+        event: AlertEvent,
         key: &str,
         priority: Priority,
         time_unix: f64,
@@ -203,12 +272,15 @@ impl<W: Write> Alerter<W> {
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
             .collect();
-        let _ = writeln!(
-            self.log,
-            "<{}>spawnscope: {}: {msg}",
-            a.priority as u8, a.event
-        );
         let json = serde_json::to_string(a).expect("alert JSON");
+        let line = format!("spawnscope: {}: {msg}", a.event.as_str());
+        let journaled = self
+            .journal
+            .as_ref()
+            .is_some_and(|j| j.send(&journal_fields(a, &line)).is_ok());
+        if !journaled {
+            let _ = writeln!(self.log, "<{}>{line}", a.priority as u8);
+        }
         if let Some((path, f)) = &mut self.jsonl
             && let Err(e) = writeln!(f, "{json}").and_then(|()| f.flush())
         {
@@ -236,9 +308,41 @@ impl<W: Write> Alerter<W> {
     }
 }
 
+/// Largest detail carried in an entry: a datagram's size is bounded, and
+/// the JSON-lines file and hook carry every detail whole.
+const DETAIL_MAX: usize = 16 << 10;
+
+/// An alert's journal entry: the stderr line's message and priority, and
+/// fields to filter on.
+fn journal_fields(a: &Alert, message: &str) -> Vec<(&'static str, Vec<u8>)> {
+    let priority = (a.priority as u8).to_string();
+    // A finding's own kind and severity; other alerts are a kind of their
+    // own, as severe as their priority.
+    let finding = |k: &str| a.detail[k].as_str().filter(|_| a.event.of_a_finding());
+    let kind = finding("kind").unwrap_or(a.event.as_str());
+    let severity = finding("severity").unwrap_or(a.priority.severity());
+    let mut f: Vec<(&'static str, Vec<u8>)> = vec![
+        ("MESSAGE", message.as_bytes().to_vec()),
+        ("PRIORITY", priority.into_bytes()),
+        ("SYSLOG_IDENTIFIER", b"spawnscope".to_vec()),
+        ("SPAWNSCOPE_EVENT", a.event.as_str().as_bytes().to_vec()),
+        ("SPAWNSCOPE_KIND", kind.as_bytes().to_vec()),
+        ("SPAWNSCOPE_SEVERITY", severity.as_bytes().to_vec()),
+    ];
+    if a.event.about_a_unit() {
+        f.push(("SPAWNSCOPE_UNIT", a.key.as_bytes().to_vec()));
+    }
+    let detail = a.detail.to_string();
+    if detail.len() <= DETAIL_MAX {
+        f.push(("SPAWNSCOPE_DETAIL", detail.into_bytes()));
+    }
+    f
+}
+
 #[cfg(test)]
 mod tests {
     use std::{
+        collections::BTreeMap,
         sync::{Arc, Mutex},
         time::Instant,
     };
@@ -258,7 +362,7 @@ mod tests {
         let closed = a
             .finding("x.service", 2, false, 2.0, "m", detail())
             .unwrap();
-        assert_eq!(closed.event, "finding_closed");
+        assert_eq!(closed.event, AlertEvent::FindingClosed);
     }
 
     #[test]
@@ -270,14 +374,18 @@ mod tests {
             a.finding(k, rank, active, 1.0, "agetty restarted 3 times", detail())
                 .map(|x| x.event)
         };
-        assert_eq!(ev(&mut a, 1, true), Some("finding_opened"));
+        assert_eq!(ev(&mut a, 1, true), Some(AlertEvent::FindingOpened));
         assert_eq!(ev(&mut a, 1, true), None);
         assert_eq!(ev(&mut a, 1, true), None);
-        assert_eq!(ev(&mut a, 2, true), Some("finding_escalated"));
+        assert_eq!(ev(&mut a, 2, true), Some(AlertEvent::FindingEscalated));
         assert_eq!(ev(&mut a, 1, true), None, "no alert for a lower rank");
-        assert_eq!(ev(&mut a, 2, false), Some("finding_closed"));
+        assert_eq!(ev(&mut a, 2, false), Some(AlertEvent::FindingClosed));
         assert_eq!(ev(&mut a, 2, false), None);
-        assert_eq!(ev(&mut a, 1, true), Some("finding_opened"), "reopened");
+        assert_eq!(
+            ev(&mut a, 1, true),
+            Some(AlertEvent::FindingOpened),
+            "reopened"
+        );
         assert_eq!(a.suppressed, 4);
         a.summarise();
         a.summarise();
@@ -292,6 +400,81 @@ mod tests {
                 "<4>spawnscope: finding_opened: agetty restarted 3 times",
                 "<6>spawnscope: 4 repeated finding report(s) not alerted again",
             ]
+        );
+    }
+
+    /// The fields of a native journal entry without binary values.
+    fn fields(datagram: &[u8]) -> BTreeMap<String, String> {
+        std::str::from_utf8(datagram)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let (k, v) = l.split_once('=').unwrap();
+                (k.to_string(), v.to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn to_the_journal_an_alert_is_one_entry_with_its_fields_and_no_log_line() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("socket");
+        let rx = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        let mut log = Vec::new();
+        let mut a = Alerter::new(&mut log, None, None)
+            .unwrap()
+            .with_journal(Some(Journald::at(&path).unwrap()));
+        let finding = serde_json::json!({"kind": "respawn_loop", "severity": "high"});
+        a.finding(
+            "flaky.service @box",
+            2,
+            true,
+            1.0,
+            "flaky restarted",
+            finding,
+        );
+        a.memory_warning(2.0, "memory runs out", detail());
+        let mut buf = vec![0u8; 64 << 10];
+        let k = rx.recv(&mut buf).unwrap();
+        let f = fields(&buf[..k]);
+        let want = |k: &str| f.get(k).map(String::as_str);
+        assert_eq!(
+            want("MESSAGE"),
+            Some("spawnscope: finding_opened: flaky restarted")
+        );
+        assert_eq!(want("PRIORITY"), Some("3"));
+        assert_eq!(want("SYSLOG_IDENTIFIER"), Some("spawnscope"));
+        assert_eq!(want("SPAWNSCOPE_EVENT"), Some("finding_opened"));
+        assert_eq!(want("SPAWNSCOPE_UNIT"), Some("flaky.service @box"));
+        assert_eq!(want("SPAWNSCOPE_KIND"), Some("respawn_loop"));
+        assert_eq!(want("SPAWNSCOPE_SEVERITY"), Some("high"));
+        assert_eq!(
+            want("SPAWNSCOPE_DETAIL"),
+            Some(r#"{"kind":"respawn_loop","severity":"high"}"#)
+        );
+        let k = rx.recv(&mut buf).unwrap();
+        let f = fields(&buf[..k]);
+        assert_eq!(f["SPAWNSCOPE_EVENT"], "memory_warning");
+        assert_eq!(f["SPAWNSCOPE_KIND"], "memory_warning");
+        assert_eq!(f["SPAWNSCOPE_SEVERITY"], "warning");
+        assert_eq!(f["PRIORITY"], "4");
+        assert!(!f.contains_key("SPAWNSCOPE_UNIT"), "{f:?}");
+        drop(a);
+        assert!(log.is_empty(), "{}", String::from_utf8_lossy(&log));
+    }
+
+    #[test]
+    fn without_the_journal_the_alert_goes_to_the_log() {
+        let d = tempfile::tempdir().unwrap();
+        let mut log = Vec::new();
+        let mut a = Alerter::new(&mut log, None, None)
+            .unwrap()
+            .with_journal(Some(Journald::at(&d.path().join("gone")).unwrap()));
+        a.memory_warning(2.0, "memory runs out", detail());
+        drop(a);
+        assert_eq!(
+            String::from_utf8(log).unwrap(),
+            "<4>spawnscope: memory_warning: memory runs out\n"
         );
     }
 

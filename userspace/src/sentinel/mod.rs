@@ -9,6 +9,7 @@ pub mod alert;
 pub mod config;
 pub mod expo;
 pub mod hook;
+pub mod journald;
 pub mod metrics;
 pub mod notify;
 pub mod state;
@@ -27,10 +28,11 @@ use spawnscope_common::{Counters, Lifetimes};
 use tokio::time::MissedTickBehavior;
 
 use self::{
-    alert::{AlertError, Alerter, Priority},
+    alert::{AlertError, AlertEvent, Alerter, Priority},
     config::{Config, ConfigError},
     expo::Health,
     hook::Hook,
+    journald::Journald,
     notify::Notifier,
     state::{Loaded, StateError},
     track::{TrackConfig, Tracker},
@@ -136,7 +138,10 @@ fn make_alerter(cfg: &Config) -> Result<Alerter<io::Stderr>, AlertError> {
             }),
         )
     });
-    Alerter::new(io::stderr(), cfg.alerts_jsonl.as_deref(), hook)
+    Ok(
+        Alerter::new(io::stderr(), cfg.alerts_jsonl.as_deref(), hook)?
+            .with_journal(Journald::from_env()),
+    )
 }
 
 fn mem_config(cfg: &Config) -> MemConfig {
@@ -401,7 +406,7 @@ impl Sentinel {
         for k in kills {
             let msg = format!("OOM kill in {}: {}", k.unit_label, k.human);
             self.alerter.notice(
-                "oom_kill",
+                AlertEvent::OomKill,
                 &k.unit_label,
                 Priority::Err,
                 k.time_unix,
@@ -468,7 +473,7 @@ impl Sentinel {
             let gained = self.tracker.confirm(unit, detail.clone());
             if gained && let Some(f) = self.tracker.finding(unit) {
                 self.alerter.notice(
-                    "finding_identified",
+                    AlertEvent::FindingIdentified,
                     unit,
                     Priority::Info,
                     now_unix(),
@@ -682,7 +687,7 @@ impl Sentinel {
                     self.alerter.memory_warning(now, &w.message, detail);
                 }
                 MemAlert::MemcgOomKill(k) => self.alerter.notice(
-                    "memcg_oom_kill",
+                    AlertEvent::MemcgOomKill,
                     "memory",
                     Priority::Err,
                     now,
