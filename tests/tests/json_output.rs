@@ -1,5 +1,6 @@
-//! `trace --for … --json`: one valid JSON object per line, intervals then a
-//! summary, with the documented fields, and this machine's own activity.
+//! `trace --for … --json`: one valid JSON object per line, each with its
+//! schema version, intervals then a summary, with the documented fields,
+//! and this machine's own activity.
 
 use std::path::Path;
 
@@ -60,6 +61,10 @@ fn timed_json_trace_reports_own_activity() {
     let (code, lines, stderr) = tracer.finish();
     assert_eq!(code, Some(0), "{stderr}");
 
+    // Every line names the schema of its object.
+    for l in &lines {
+        assert_eq!(l["schema"], spawnscope::output::schema::SCHEMA, "{l}");
+    }
     let (before, rest) = lines.split_at(lines.len() - 1);
     // The host's own activity may add a finding or a memory warning
     // between the intervals (they are JSON lines too); nothing else.

@@ -1,4 +1,5 @@
-//! `trace --record FILE`: a versioned JSON-lines file with the unfiltered
+//! `trace --record FILE`: a versioned JSON-lines file, each line with its
+//! schema version, with the unfiltered
 //! event stream, each interval's counters and the summary, complete after
 //! Ctrl-C. Recording needs no --events on stdout.
 
@@ -46,6 +47,11 @@ fn record_file_is_versioned_complete_and_unfiltered() {
     assert_eq!(h["type"], "header");
     assert_eq!(h["format"], "spawnscope-record");
     assert_eq!(h["version"], 1);
+    // Every line names the schema of its objects.
+    let schema = spawnscope::output::schema::SCHEMA;
+    for l in &lines {
+        assert_eq!(l["schema"], schema, "{l}");
+    }
     assert!(h["monotonic_to_unix_s"].as_f64().unwrap() > 1.0e9);
     assert_eq!(lines.last().unwrap()["type"], "summary");
     assert!(lines.iter().filter(|l| l["type"] == "interval").count() >= 2);

@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::{
     cli::AnalyzeArgs,
     detect::{Config, DetEvent, Detector, Finding},
+    output::schema::Schema,
     record::{self, ReadError, Reader},
 };
 
@@ -34,6 +35,7 @@ pub enum AnalyzeError {
 pub struct Analysis {
     #[serde(rename = "type")]
     pub kind: &'static str,
+    pub schema: Schema,
     pub file: String,
     pub version: u32,
     /// exec and exit records fed to the detector.
@@ -53,6 +55,7 @@ pub fn analyze(path: &Path, lenient: bool) -> Result<Analysis, AnalyzeError> {
     );
     let mut a = Analysis {
         kind: "analysis",
+        schema: Schema,
         file: path.display().to_string(),
         version: record::VERSION,
         events: 0,

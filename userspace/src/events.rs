@@ -12,6 +12,7 @@ use spawnscope_common::{
 use crate::{
     cgroupfs::Resolved,
     detect::{DetEvent, EventKind},
+    output::schema::Schema,
     report::{Filter, glob_match},
 };
 
@@ -461,6 +462,7 @@ impl Place {
 struct JsonProcess<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
+    schema: Schema,
     time_unix: f64,
     ts_ns: u64,
     pid: u32,
@@ -506,6 +508,7 @@ struct JsonExit<'a> {
 struct JsonFork<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
+    schema: Schema,
     time_unix: f64,
     ts_ns: u64,
     parent_pid: u32,
@@ -584,6 +587,7 @@ pub fn det_event(e: &Event, place: &Place) -> Option<DetEvent> {
 struct JsonOom<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
+    schema: Schema,
     time_unix: f64,
     ts_ns: u64,
     pid: u32,
@@ -633,6 +637,7 @@ pub fn to_json(e: &Event, place: &Place, time_unix: f64) -> String {
             serde_json::to_string(&JsonExec {
                 process: JsonProcess {
                     kind: "exec",
+                    schema: Schema,
                     time_unix,
                     ts_ns: x.ts_ns,
                     pid: x.pid,
@@ -665,6 +670,7 @@ pub fn to_json(e: &Event, place: &Place, time_unix: f64) -> String {
             serde_json::to_string(&JsonExit {
                 process: JsonProcess {
                     kind: "exit",
+                    schema: Schema,
                     time_unix,
                     ts_ns: x.ts_ns,
                     pid: x.pid,
@@ -684,6 +690,7 @@ pub fn to_json(e: &Event, place: &Place, time_unix: f64) -> String {
             let (comm, comm_hex) = lossless(&x.comm);
             serde_json::to_string(&JsonOom {
                 kind: "oom_kill",
+                schema: Schema,
                 time_unix,
                 ts_ns: x.ts_ns,
                 pid: x.pid,
@@ -713,6 +720,7 @@ pub fn to_json(e: &Event, place: &Place, time_unix: f64) -> String {
             let (comm, comm_hex) = lossless(&x.comm);
             serde_json::to_string(&JsonFork {
                 kind: "fork",
+                schema: Schema,
                 time_unix,
                 ts_ns: x.ts_ns,
                 parent_pid: x.parent_pid,

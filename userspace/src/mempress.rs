@@ -18,6 +18,7 @@ use serde::Serialize;
 use crate::{
     cgroupfs::CgroupMount,
     memory::{self, parse_limit, parse_u64, theil_sen, time_to_exhaustion},
+    output::schema::Schema,
     unit::{self, Owner},
 };
 
@@ -173,6 +174,7 @@ pub fn journal_usage(root: &Path) -> Option<(u64, u64)> {
 pub struct MemWarning {
     #[serde(rename = "type")]
     pub kind: &'static str,
+    pub schema: Schema,
     pub target: WarningTarget,
     /// Path in the memory hierarchy; null for the system.
     pub cgroup: Option<String>,
@@ -204,6 +206,7 @@ pub struct MemWarning {
 pub struct MemcgOomKill {
     #[serde(rename = "type")]
     pub kind: &'static str,
+    pub schema: Schema,
     pub time_unix: f64,
     /// Path in the memory hierarchy.
     pub cgroup: String,
@@ -833,6 +836,7 @@ impl MemWatch {
             let unit = unit::parse(rel.as_bytes()).unit;
             self.memcg_oom_kills.push(MemcgOomKill {
                 kind: "memcg_oom_kill",
+                schema: Schema,
                 time_unix: now_unix,
                 cgroup: rel.clone(),
                 message: format!(
@@ -898,6 +902,7 @@ impl MemWatch {
                 let name = owner.unit.clone().unwrap_or_else(|| rel.clone());
                 out.push(MemWarning {
                     kind: "memory_warning",
+                    schema: Schema,
                     target: WarningTarget::Cgroup,
                     cgroup: Some(rel.clone()),
                     unit: owner.unit,
@@ -921,6 +926,7 @@ impl MemWatch {
         if let Some((tte, slope, observed)) = check(&mut self.system) {
             out.push(MemWarning {
                 kind: "memory_warning",
+                schema: Schema,
                 target: WarningTarget::System,
                 cgroup: None,
                 unit: None,
@@ -992,6 +998,7 @@ impl MemWatch {
                     self.psi_warned = true;
                     out.push(MemWarning {
                         kind: "memory_warning",
+                        schema: Schema,
                         target: WarningTarget::Psi,
                         cgroup: None,
                         unit: None,

@@ -16,6 +16,8 @@ use std::{
 
 use serde::Serialize;
 
+use crate::output::schema::Schema;
+
 pub const FORMAT: &str = "spawnscope-record";
 pub const VERSION: u32 = 1;
 
@@ -36,6 +38,7 @@ pub struct Recorder {
 struct Header<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
+    schema: Schema,
     format: &'static str,
     version: u32,
     spawnscope: &'static str,
@@ -70,6 +73,7 @@ impl Recorder {
         let uts = uname();
         let h = Header {
             kind: "header",
+            schema: Schema,
             format: FORMAT,
             version: VERSION,
             spawnscope: env!("CARGO_PKG_VERSION"),

@@ -24,7 +24,7 @@ use crate::{
     output::{
         Reporter,
         json::Json,
-        schema::{EventAccounting, IntervalReport, MemorySummary, Summary},
+        schema::{EventAccounting, IntervalReport, MemorySummary, Schema, Summary},
         table::Table,
     },
     record::{RecordError, Recorder},
@@ -126,11 +126,13 @@ impl EventSink {
         let line = if self.json {
             #[derive(Serialize)]
             struct Line<'a> {
+                schema: Schema,
                 change: &'static str,
                 #[serde(flatten)]
                 finding: &'a Finding,
             }
             serde_json::to_string(&Line {
+                schema: Schema,
                 change: what,
                 finding: &f,
             })
@@ -159,11 +161,13 @@ impl EventSink {
         let line = if self.json {
             #[derive(Serialize)]
             struct Line<'a> {
+                schema: Schema,
                 change: &'static str,
                 #[serde(flatten)]
                 finding: &'a Prior,
             }
             serde_json::to_string(&Line {
+                schema: Schema,
                 change: "detected",
                 finding: p,
             })
@@ -185,6 +189,7 @@ impl EventSink {
     ) -> Result<(), TraceError> {
         let st = Status {
             kind: "status",
+            schema: Schema,
             time_unix: rep.time_unix,
             elapsed_s: rep.elapsed_s,
             delivered,
@@ -319,6 +324,7 @@ fn drain(
 struct Status {
     #[serde(rename = "type")]
     kind: &'static str,
+    schema: Schema,
     time_unix: f64,
     elapsed_s: f64,
     delivered: EventCounts,
@@ -512,6 +518,7 @@ async fn trace(args: &TraceArgs) -> Result<(), TraceError> {
                 let secs = (at - prev_at).as_secs_f64();
                 let rep = IntervalReport {
                     kind: "interval",
+                    schema: Schema,
                     time_unix: now_unix(),
                     elapsed_s: (at - started).as_secs_f64(),
                     interval_s: secs,
@@ -590,6 +597,7 @@ async fn trace(args: &TraceArgs) -> Result<(), TraceError> {
     let mem = &s.mem;
     let summary = Summary {
         kind: "summary",
+        schema: Schema,
         time_unix: now_unix(),
         duration_s: started.elapsed().as_secs_f64(),
         by: args.by,
@@ -670,7 +678,7 @@ fn tell_priors(
     for p in &priors {
         sink.prior(p)?;
         if let Some(r) = recorder.as_deref_mut() {
-            r.value(&serde_json::json!({"type": "prior", "finding": p}))
+            r.value(&serde_json::json!({"type": "prior", "schema": Schema, "finding": p}))
                 .map_err(TraceError::Record)?;
         }
     }

@@ -278,6 +278,7 @@ fn analyze_fixture(name: &str) -> (std::path::PathBuf, serde_json::Value) {
 #[test]
 fn recorded_fixture_gives_the_live_findings() {
     let (file, a) = analyze_fixture("host-loop-minute.jsonl");
+    assert_eq!(a["schema"], spawnscope::output::schema::SCHEMA, "{a}");
     let findings = a["findings"].as_array().unwrap();
     assert_eq!(findings.len(), 1, "{a}");
     let f = &findings[0];

@@ -1,15 +1,32 @@
 //! The JSON documents `trace` writes (`--json`, `--record`) and `analyze`
 //! reads back: one interval line per tick and one summary at the end.
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use spawnscope_common::Counters;
 
 use crate::report::{By, EventCounts, Filter, ProbeStats, Row};
+
+/// The version of the JSON objects spawnscope writes: every `--json` line,
+/// every line of a recording, the sentinel's alerts and `analyze --json`,
+/// each as its `schema` field. It is raised when a field changes meaning
+/// or goes away; a new field leaves it as it is.
+pub const SCHEMA: u32 = 1;
+
+/// The `schema` field of every object written: serialized as [`SCHEMA`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Schema;
+
+impl Serialize for Schema {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u32(SCHEMA)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct IntervalReport {
     #[serde(rename = "type")]
     pub kind: &'static str,
+    pub schema: Schema,
     pub time_unix: f64,
     pub elapsed_s: f64,
     pub interval_s: f64,
@@ -27,6 +44,7 @@ pub struct IntervalReport {
 pub struct Summary {
     #[serde(rename = "type")]
     pub kind: &'static str,
+    pub schema: Schema,
     pub time_unix: f64,
     pub duration_s: f64,
     pub by: By,

@@ -395,6 +395,7 @@ impl<W: Write> Reporter for Table<W> {
 mod tests {
     use super::*;
     use crate::cgroupfs::Resolved;
+    use crate::output::schema::Schema;
     use crate::report::{Filter, ProbeStats, summary_rows};
     use crate::unit;
     use spawnscope_common::Counters;
@@ -486,6 +487,7 @@ mod tests {
         let mut t = Table::new(&mut buf, 10, By::Unit);
         t.interval(&IntervalReport {
             kind: "interval",
+            schema: Schema,
             time_unix: 0.0,
             elapsed_s: 1.0,
             interval_s: 1.0,
@@ -519,6 +521,7 @@ mod tests {
         .unwrap();
         t.summary(&Summary {
             kind: "summary",
+            schema: Schema,
             time_unix: 0.0,
             duration_s: 1.0,
             by: By::Unit,
@@ -554,6 +557,7 @@ mod tests {
                 cgroups: 3,
                 warnings: vec![crate::mempress::MemWarning {
                     kind: "memory_warning",
+                    schema: Schema,
                     target: crate::mempress::WarningTarget::Cgroup,
                     cgroup: Some("/leak".into()),
                     unit: None,
@@ -569,6 +573,7 @@ mod tests {
                 }],
                 memcg_oom_kills: vec![crate::mempress::MemcgOomKill {
                     kind: "memcg_oom_kill",
+                    schema: Schema,
                     time_unix: 0.0,
                     cgroup: "/leak".into(),
                     unit: None,

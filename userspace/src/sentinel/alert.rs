@@ -19,6 +19,8 @@ use std::{
 
 use serde::Serialize;
 
+use crate::output::schema::Schema;
+
 use super::{
     hook::{Hook, Queued},
     journald::Journald,
@@ -94,6 +96,7 @@ impl AlertEvent {
 pub struct Alert {
     #[serde(rename = "type")]
     pub kind: &'static str,
+    pub schema: Schema,
     pub event: AlertEvent,
     pub key: String,
     pub priority: Priority,
@@ -186,6 +189,7 @@ impl<W: Write> Alerter<W> {
         self.state.insert(key.to_string(), (severity_rank, active));
         let alert = Alert {
             kind: "alert",
+            schema: Schema,
             event,
             key: key.to_string(),
             priority: match (event, severity_rank) {
@@ -242,6 +246,7 @@ impl<W: Write> Alerter<W> {
     ) {
         let alert = Alert {
             kind: "alert",
+            schema: Schema,
             event,
             key: key.to_string(),
             priority,
@@ -348,6 +353,7 @@ mod tests {
     };
 
     use super::{super::hook::HOOK_TIMEOUT, *};
+    use crate::output::schema::SCHEMA;
 
     fn detail() -> serde_json::Value {
         serde_json::json!({"unit": "serial-getty@ttyS0.service"})
@@ -521,6 +527,7 @@ mod tests {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
         assert_eq!(lines.len(), 2);
+        assert!(lines.iter().all(|l| l["schema"] == SCHEMA), "{lines:?}");
         assert_eq!(lines[0]["message"], evil, "kept exactly, as data");
         assert_eq!(lines[0]["detail"]["argv"][0], evil);
         let text = String::from_utf8(log).unwrap();
@@ -534,7 +541,7 @@ mod tests {
         let hook_log = hook_log.lock().unwrap().clone();
         assert_eq!(hook_log.len(), 2, "{hook_log:?}");
         assert!(
-            hook_log[1].starts_with("<6>spawnscope: hook /usr/bin/tee stdout: {\"type\":\"alert\",\"event\":\"memory_warning\""),
+            hook_log[1].starts_with("<6>spawnscope: hook /usr/bin/tee stdout: {\"type\":\"alert\",\"schema\":1,\"event\":\"memory_warning\""),
             "{hook_log:?}"
         );
         // A failing hook is reported and the alert still goes out.
