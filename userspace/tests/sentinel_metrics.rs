@@ -502,3 +502,44 @@ fn sentinel_and_export_share_the_time_buckets() {
         assert_eq!(s, e, "{family}");
     }
 }
+
+/// Findings are labelled by unit whatever its rank, so they are bounded
+/// apart: at most `top_units` of them are shown, the most restarted first,
+/// and spawnscope_findings_open counts them all.
+#[test]
+fn findings_shown_are_bounded_by_top_units_and_all_are_counted() {
+    let mut t = Tracker::new(TrackConfig::default(), State::fresh(T0));
+    for (u, n) in [("a.service", 5u64), ("b.service", 7), ("c.service", 6)] {
+        for i in 0..n {
+            t.creation(u, i * 10_000_000_000, T0 + (i * 10) as f64);
+            t.interval(
+                T0 + (i * 10) as f64 + 1.0,
+                [(
+                    u.to_string(),
+                    Counters {
+                        execs: 1,
+                        exit_failed: 1,
+                        ..Counters::ZERO
+                    },
+                    None,
+                )],
+            );
+        }
+    }
+    let findings = t.findings();
+    assert_eq!(findings.len(), 3, "{findings:?}");
+    let text = render(&t.state, &findings, 2, &health(), &mut Labels::default());
+    let shown: Vec<&str> = samples(&text, "spawnscope_finding_restarts")
+        .into_iter()
+        .map(|l| l.split('"').nth(1).unwrap())
+        .collect();
+    assert_eq!(shown, ["b.service", "c.service"], "{text}");
+    assert_eq!(samples(&text, "spawnscope_finding").len(), 2);
+    assert_eq!(
+        samples(&text, "spawnscope_findings_open"),
+        [
+            "spawnscope_findings_open{kind=\"respawn_loop\"} 3",
+            "spawnscope_findings_open{kind=\"failing_periodic_job\"} 0"
+        ]
+    );
+}

@@ -21,11 +21,14 @@ const CARGO_FUZZ_VERSION: &str = "0.13.2";
 /// for the real systemd the scenario tests boot; stress-ng for the
 /// no-false-alarm scenario; qemu-system-x86, qemu-system-arm and
 /// busybox-static for the VM tests (x86_64 and aarch64); prometheus for
-/// `promtool check metrics` on the exposition; file, which the release
-/// tests ask whether a binary is static; systemd-journal-remote, which
-/// writes the postmortem tests' journal files from an export stream.
+/// `promtool check metrics` on the exposition and, with
+/// prometheus-alertmanager, for the fleet test's real servers; file, which
+/// the release tests ask whether a binary is static;
+/// systemd-journal-remote, which writes the postmortem tests' journal files
+/// from an export stream.
 const TEST_PACKAGES: &[&str] = &[
     "prometheus",
+    "prometheus-alertmanager",
     "util-linux",
     "debootstrap",
     "systemd-container",

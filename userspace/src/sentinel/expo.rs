@@ -19,6 +19,7 @@ use std::{
 use spawnscope_common::Counters;
 
 use crate::{
+    detect::FindingKind,
     export::prom::{TIME_EDGES_LOG2_NS, build_info, label_escape, time_edge_seconds},
     kernel::ProgStats,
     mempress::HiddenTrend,
@@ -39,6 +40,8 @@ pub struct Health {
     pub probe: ProbeStats,
     /// The last poll's duration.
     pub poll_seconds: f64,
+    /// The configured time between polls.
+    pub poll_interval_seconds: f64,
     /// When the last poll completed (unix time): a stalled poll loop
     /// shows as this standing still while the endpoint still answers.
     pub last_poll_unix: f64,
@@ -279,6 +282,19 @@ pub fn render(
     let mut o = String::with_capacity(16 << 10);
     let units = labels.assign(state, top_units);
     build_info(&mut o);
+    // Findings are labelled by their unit whatever its rank, so their
+    // series are bounded apart: the `top_units` most severe (then most
+    // restarted) are shown; spawnscope_findings_open counts them all.
+    let all_findings = findings;
+    let mut shown: Vec<&UnitFinding> = findings.iter().collect();
+    shown.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(b.restarts.cmp(&a.restarts))
+            .then_with(|| a.unit.cmp(&b.unit))
+    });
+    shown.truncate(top_units);
+    let findings = shown;
 
     family(
         &mut o,
@@ -368,7 +384,7 @@ pub fn render(
         "gauge",
         "1 for each open finding (a respawn loop or a failing periodic job), by severity.",
     );
-    for f in findings {
+    for f in &findings {
         let kind = serde_json::to_value(f.kind).unwrap_or_default();
         let sev = serde_json::to_value(f.severity).unwrap_or_default();
         let _ = writeln!(
@@ -398,7 +414,7 @@ pub fn render(
     ];
     for (name, help, value) in per_finding {
         family(&mut o, name, "gauge", help);
-        for f in findings {
+        for f in &findings {
             let _ = writeln!(
                 o,
                 "{name}{{unit=\"{}\"}} {}",
@@ -406,6 +422,21 @@ pub fn render(
                 value(f)
             );
         }
+    }
+    family(
+        &mut o,
+        "spawnscope_findings_open",
+        "gauge",
+        "Open findings by kind, each one whether or not it is among the top_units shown with spawnscope_finding.",
+    );
+    for kind in [FindingKind::RespawnLoop, FindingKind::FailingPeriodicJob] {
+        let n = all_findings.iter().filter(|f| f.kind == kind).count();
+        let name = serde_json::to_value(kind).unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "spawnscope_findings_open{{kind=\"{}\"}} {n}",
+            name.as_str().unwrap_or("")
+        );
     }
     family(
         &mut o,
@@ -553,6 +584,17 @@ pub fn render(
         "How long the last poll (read, fold, detect, render) took.",
     );
     let _ = writeln!(o, "spawnscope_poll_duration_seconds {}", h.poll_seconds);
+    family(
+        &mut o,
+        "spawnscope_poll_interval_seconds",
+        "gauge",
+        "The configured time between polls: how stale spawnscope_last_poll_timestamp_seconds may normally be.",
+    );
+    let _ = writeln!(
+        o,
+        "spawnscope_poll_interval_seconds {}",
+        h.poll_interval_seconds
+    );
     family(
         &mut o,
         "spawnscope_last_poll_timestamp_seconds",

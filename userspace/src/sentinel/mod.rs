@@ -711,6 +711,7 @@ impl Sentinel {
             (f.total_bytes > 0).then_some((f.used_bytes, f.total_bytes));
         self.health.hidden = f.hidden;
         self.health.poll_seconds = started.elapsed().as_secs_f64();
+        self.health.poll_interval_seconds = self.cfg.interval.as_secs_f64();
         self.health.last_poll_unix = now_unix();
         let text = expo::render(
             &self.tracker.state,
