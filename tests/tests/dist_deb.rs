@@ -75,6 +75,7 @@ fn deb_installs_runs_fails_once_and_purges() {
         "/lib/systemd/system/spawnscope-sentinel.service",
         "/etc/spawnscope/sentinel.toml",
         "/usr/share/spawnscope/spawnscope.rules.yml",
+        "/usr/share/spawnscope/spawnscope.dashboard.json",
         "/usr/share/man/man1/spawnscope-sentinel.1.gz",
         "/usr/share/bash-completion/completions/spawnscope",
     ] {

@@ -543,3 +543,102 @@ fn findings_shown_are_bounded_by_top_units_and_all_are_counted() {
         ]
     );
 }
+
+/// The shipped Grafana dashboard: every panel queries Prometheus, only the
+/// variables it declares (and Grafana's own) occur, and every metric it
+/// names is one the sentinel serves. (The end-to-end test sends each
+/// query to a real Prometheus scraping real sentinels.)
+#[test]
+fn the_dashboard_queries_only_served_metrics_and_declared_variables() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist/spawnscope.dashboard.json");
+    let d: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let (state, findings) = fixture();
+    let text = render(&state, &findings, 50, &health(), &mut Labels::default());
+    let served: BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    let vars: Vec<&str> = d["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(vars, ["instance"]);
+    let panels = d["panels"].as_array().unwrap();
+    let titles: Vec<&str> = panels
+        .iter()
+        .map(|p| p["title"].as_str().unwrap())
+        .collect();
+    for want in [
+        "Spawn rate by unit",
+        "Open findings",
+        "Restarts",
+        "Process lifetime",
+        "Respawn interval",
+        "Memory forecast",
+        "Memory warnings and OOM kills",
+        "Sentinel health",
+    ] {
+        assert!(titles.contains(&want), "no {want} panel: {titles:?}");
+    }
+    for p in panels {
+        let targets = p["targets"].as_array().unwrap();
+        assert!(!targets.is_empty(), "{}", p["title"]);
+        assert_eq!(p["datasource"]["uid"], "${DS_PROMETHEUS}");
+        for t in targets {
+            let expr = t["expr"].as_str().unwrap();
+            for v in expr.split('$').skip(1) {
+                let v: String = v
+                    .trim_start_matches('{')
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                assert!(
+                    v == "instance" || v == "__rate_interval",
+                    "undeclared ${v} in {expr}"
+                );
+            }
+            let names = metric_names(expr);
+            assert!(!names.is_empty(), "{expr}");
+            for n in names {
+                let family = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| n.strip_suffix(s))
+                    .filter(|f| served.contains(f))
+                    .unwrap_or(&n);
+                assert!(
+                    served.contains(family) || family == "up",
+                    "{n} in {expr} is not served"
+                );
+            }
+        }
+    }
+}
+
+/// The metric names in a PromQL expression: `spawnscope_…` words, and `up`
+/// where it selects series.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let b = expr.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+        if word(b[i]) && (i == 0 || !word(b[i - 1])) {
+            let start = i;
+            while i < b.len() && word(b[i]) {
+                i += 1;
+            }
+            let w = &expr[start..i];
+            if w.starts_with("spawnscope_") || (w == "up" && b.get(i) == Some(&b'{')) {
+                out.push(w.to_string());
+            }
+        } else {
+            i += 1;
+        }
+    }
+    out
+}

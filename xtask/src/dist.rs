@@ -649,6 +649,7 @@ struct Shipped {
     unit: String,
     config: Vec<u8>,
     rules: Vec<u8>,
+    dashboard: Vec<u8>,
     install: Vec<u8>,
     license_mit: Vec<u8>,
     license_apache: Vec<u8>,
@@ -662,6 +663,7 @@ impl Shipped {
             unit,
             config: read(&root.join("dist/sentinel.toml"))?,
             rules: read(&root.join("dist/spawnscope.rules.yml"))?,
+            dashboard: read(&root.join("dist/spawnscope.dashboard.json"))?,
             install: read(&root.join("dist/INSTALL"))?,
             license_mit: read(&root.join("LICENSE-MIT"))?,
             license_apache: read(&root.join("LICENSE-APACHE"))?,
@@ -784,6 +786,10 @@ fn tarball(top: &str, bin: &[u8], s: &Shipped, g: &Generated, epoch: u64) -> Res
     );
     put("sentinel.toml".into(), file(0o644, &s.config));
     put("spawnscope.rules.yml".into(), file(0o644, &s.rules));
+    put(
+        "spawnscope.dashboard.json".into(),
+        file(0o644, &s.dashboard),
+    );
     put("INSTALL".into(), file(0o644, &s.install));
     put("LICENSE-MIT".into(), file(0o644, &s.license_mit));
     put("LICENSE-APACHE".into(), file(0o644, &s.license_apache));
@@ -876,6 +882,10 @@ fn deb(
     put(
         "usr/share/spawnscope/spawnscope.rules.yml",
         file(0o644, &s.rules),
+    );
+    put(
+        "usr/share/spawnscope/spawnscope.dashboard.json",
+        file(0o644, &s.dashboard),
     );
     put(
         "usr/share/doc/spawnscope/copyright",
