@@ -1076,7 +1076,7 @@ Type=simple\nRestart=always\nRestartSec=100ms\nUtmpIdentifier=%I\n";
 
 /// The unit's agetty command line (Debian's serial-getty@.service), without
 /// its tty: agetty stops at "not enough arguments".
-const FAST_GETTY: &str = "[Unit]\nDescription=Serial Getty without a tty\nStartLimitIntervalSec=0\n\
+pub const FAST_GETTY: &str = "[Unit]\nDescription=Serial Getty without a tty\nStartLimitIntervalSec=0\n\
 [Service]\nExecStart=-/sbin/agetty -o '-p -- \\\\u' --keep-baud 115200,57600,38400,9600\n\
 Type=simple\nRestart=always\nRestartSec=100ms\n";
 

@@ -16,6 +16,7 @@ use spawnscope::cgroupfs;
 
 pub mod dist;
 pub mod journal;
+pub mod prom;
 pub mod sentinel;
 mod skip;
 pub mod systemd;

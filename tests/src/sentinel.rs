@@ -272,3 +272,43 @@ pub fn unit_value(m: &BTreeMap<String, f64>, metric: &str, unit: &str, extra: &s
     };
     m.get(&key).copied().unwrap_or(0.0)
 }
+
+/// A sentinel's poll loop, stopped: its main thread (whose tid is the
+/// process's pid, and which runs the loop) is held in a ptrace stop, the
+/// stop SIGSTOP makes but for that one thread, so `/metrics`, on a thread
+/// of its own, goes on answering. Let go when dropped.
+pub struct LoopStopped(i32);
+
+impl Sentinel {
+    /// Stops this sentinel's poll loop until the result is dropped.
+    pub fn stop_poll_loop(&self) -> LoopStopped {
+        let tid = self.pid();
+        // SAFETY: plain ptrace requests on a child of this process, with no
+        // pointer arguments; the stop is collected with waitpid.
+        unsafe {
+            assert_eq!(
+                libc::ptrace(libc::PTRACE_SEIZE, tid, 0, 0),
+                0,
+                "PTRACE_SEIZE: {}",
+                std::io::Error::last_os_error()
+            );
+            assert_eq!(
+                libc::ptrace(libc::PTRACE_INTERRUPT, tid, 0, 0),
+                0,
+                "PTRACE_INTERRUPT: {}",
+                std::io::Error::last_os_error()
+            );
+            let mut status = 0;
+            assert_eq!(libc::waitpid(tid, &mut status, libc::__WALL), tid);
+            assert!(libc::WIFSTOPPED(status), "status {status:#x}");
+        }
+        LoopStopped(tid)
+    }
+}
+
+impl Drop for LoopStopped {
+    fn drop(&mut self) {
+        // SAFETY: as in stop_poll_loop; detaching lets the thread run on.
+        unsafe { libc::ptrace(libc::PTRACE_DETACH, self.0, 0, 0) };
+    }
+}

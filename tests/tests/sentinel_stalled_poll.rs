@@ -12,41 +12,6 @@ use spawnscope_tests::{
     sentinel::{Sentinel, config},
 };
 
-/// The poll loop's thread: the process's main thread, whose tid is its pid.
-struct Stopped(i32);
-
-impl Stopped {
-    fn stop(tid: i32) -> Self {
-        // SAFETY: plain ptrace requests on a child of this process, with no
-        // pointer arguments; the stop is collected with waitpid.
-        unsafe {
-            assert_eq!(
-                libc::ptrace(libc::PTRACE_SEIZE, tid, 0, 0),
-                0,
-                "PTRACE_SEIZE: {}",
-                std::io::Error::last_os_error()
-            );
-            assert_eq!(
-                libc::ptrace(libc::PTRACE_INTERRUPT, tid, 0, 0),
-                0,
-                "PTRACE_INTERRUPT: {}",
-                std::io::Error::last_os_error()
-            );
-            let mut status = 0;
-            assert_eq!(libc::waitpid(tid, &mut status, libc::__WALL), tid);
-            assert!(libc::WIFSTOPPED(status), "status {status:#x}");
-        }
-        Self(tid)
-    }
-}
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        // SAFETY: as above; detaching lets the thread run on.
-        unsafe { libc::ptrace(libc::PTRACE_DETACH, self.0, 0, 0) };
-    }
-}
-
 #[test]
 fn a_stuck_poll_loop_leaves_metrics_answering_with_its_last_poll_time() {
     if !require_root("sentinel_stalled_poll") {
@@ -68,7 +33,7 @@ fn a_stuck_poll_loop_leaves_metrics_answering_with_its_last_poll_time() {
         .collect();
     assert!(threads.iter().any(|t| t == "metrics"), "{threads:?}");
 
-    let stopped = Stopped::stop(s.pid());
+    let stopped = s.stop_poll_loop();
     let polls = s.scrape_value("spawnscope_polls_total");
     let last = s.scrape_value("spawnscope_last_poll_timestamp_seconds");
     // Six poll intervals (500 ms each) pass with the loop stopped.
