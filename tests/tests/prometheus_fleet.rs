@@ -1,5 +1,5 @@
 //! The fleet, end to end, with the servers users run: Debian's Prometheus
-//! scrapes five sentinels standing for five hosts (distinct `instance`
+//! scrapes six sentinels standing for six hosts (distinct `instance`
 //! labels) and evaluates the shipped rules as they are; Debian's
 //! Alertmanager routes what fires to a webhook receiver the test runs.
 //!
@@ -7,10 +7,11 @@
 //!   a real agetty crash-loops there. `SpawnscopeRespawnLoop` fires for
 //!   host-a and that unit, reaches the webhook, and resolves once the loop
 //!   is stopped.
-//! - host-d is stopped (its scrape fails): `SpawnscopeDown` fires for it
-//!   alone. host-e's poll loop is stalled (its thread held in a ptrace
-//!   stop, the stop SIGSTOP makes, for that thread; the endpoint answers
-//!   on): `SpawnscopeNotPolling` fires for it alone.
+//! - host-d is stopped, and host-f stopped as a whole with SIGSTOP: each
+//!   scrape fails (refused, or timed out), and `SpawnscopeDown` fires for
+//!   those two alone. host-e's poll loop is stalled (its thread held in a
+//!   ptrace stop, the stop SIGSTOP makes, for that one thread; the endpoint
+//!   answers on): `SpawnscopeNotPolling` fires for it alone.
 //! - Every panel query of the shipped Grafana dashboard parses and returns
 //!   data from this Prometheus.
 //! - 10,000 transient units come and go and one unit's cgroup is made
@@ -94,7 +95,7 @@ fn prometheus_and_alertmanager_alert_on_a_fleet_of_sentinels() {
     ct.run(&["systemctl", "start", SENTINEL]);
     let host_a = ct.sentinel_serving(SENTINEL);
 
-    let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let dirs: Vec<tempfile::TempDir> = (0..5).map(|_| tempfile::tempdir().unwrap()).collect();
     let top = [("host-a", 50u64), ("host-b", 5), ("host-c", 20)];
     let start = |i: usize, top_units: u64| {
         let d = dirs[i].path();
@@ -104,6 +105,7 @@ fn prometheus_and_alertmanager_alert_on_a_fleet_of_sentinels() {
     let c = start(1, 20);
     let d = start(2, 20);
     let e = start(3, 20);
+    let f = start(4, 20);
 
     let work = tempfile::tempdir().unwrap();
     let hook = Webhook::start();
@@ -125,22 +127,23 @@ fn prometheus_and_alertmanager_alert_on_a_fleet_of_sentinels() {
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
              rule_files: ['{RULES}']\n\
              alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{}']\n\
-             scrape_configs:\n  - job_name: spawnscope\n    static_configs:\n{}{}{}{}{}",
+             scrape_configs:\n  - job_name: spawnscope\n    static_configs:\n{}{}{}{}{}{}",
             am.addr,
             target(host_a, "host-a"),
             target(b.addr, "host-b"),
             target(c.addr, "host-c"),
             target(d.addr, "host-d"),
             target(e.addr, "host-e"),
+            target(f.addr, "host-f"),
         ),
     );
     let p = prometheus.addr;
     let deadline = Instant::now() + Duration::from_secs(60);
     while prom::query(p, "sum(up{job=\"spawnscope\"})")
         .first()
-        .is_none_or(|s| s["value"][1] != "5")
+        .is_none_or(|s| s["value"][1] != "6")
     {
-        assert!(Instant::now() < deadline, "five targets never all up");
+        assert!(Instant::now() < deadline, "six targets never all up");
         std::thread::sleep(Duration::from_millis(200));
     }
 
@@ -150,6 +153,7 @@ fn prometheus_and_alertmanager_alert_on_a_fleet_of_sentinels() {
     let (code, stderr) = d.wait();
     assert_eq!(code, Some(0), "{stderr}");
     let stalled = e.stop_poll_loop();
+    f.signal(libc::SIGSTOP);
 
     // A real agetty, crash-looping in host-a.
     ct.install_unit(GETTY, FAST_GETTY);
@@ -217,6 +221,17 @@ fn prometheus_and_alertmanager_alert_on_a_fleet_of_sentinels() {
     // Two more scrapes of every churned unit's last counts.
     std::thread::sleep(Duration::from_secs(3));
     let after = series("");
+    // The churn was counted, not merely survived: host-a, with labels to
+    // spare, has the re-created unit's restarts.
+    let respawned = prom::query(
+        p,
+        "spawnscope_unit_restarts_total{instance=\"host-a\",unit=\"respawn.service\"}",
+    );
+    assert_eq!(
+        respawned.first().map(|s| s["value"][1].as_str().unwrap()),
+        Some("2999"),
+        "{respawned:?}"
+    );
     let hidden = series(",__name__=~\"spawnscope_hidden_.*\"");
     let bpf = series(",__name__=~\"spawnscope_bpf_run.*\"");
     let managers = by_instance(&prom::query(
@@ -258,6 +273,11 @@ fn prometheus_and_alertmanager_alert_on_a_fleet_of_sentinels() {
         "firing",
         &[("alertname", "SpawnscopeDown"), ("instance", "host-d")],
     );
+    let (sigstopped, _) = hook.wait_for(
+        Duration::from_secs(240),
+        "firing",
+        &[("alertname", "SpawnscopeDown"), ("instance", "host-f")],
+    );
     let (not_polling, a) = hook.wait_for(
         Duration::from_secs(240),
         "firing",
@@ -275,11 +295,12 @@ fn prometheus_and_alertmanager_alert_on_a_fleet_of_sentinels() {
     );
     for n in hook.all() {
         for (name, own) in [
-            ("SpawnscopeDown", "host-d"),
-            ("SpawnscopeNotPolling", "host-e"),
+            ("SpawnscopeDown", ["host-d", "host-f"]),
+            ("SpawnscopeNotPolling", ["host-e", "host-e"]),
         ] {
             for x in n.alerts("firing", &[("alertname", name)]) {
-                assert_eq!(x["labels"]["instance"], own, "{x}");
+                let i = x["labels"]["instance"].as_str().unwrap_or("");
+                assert!(own.contains(&i), "{x}");
             }
         }
     }
@@ -287,14 +308,16 @@ fn prometheus_and_alertmanager_alert_on_a_fleet_of_sentinels() {
     eprintln!(
         "fleet: loop started -> firing at the webhook {:.1} s (rule: no for); stopped after \
          {restarts} restarts -> resolved {:.1} s (the finding closes after 60 s without a \
-         restart); host-d stopped -> SpawnscopeDown {:.1} s (for: 2m); host-e's loop stalled -> \
-         SpawnscopeNotPolling {:.1} s (stale past 60 + 3 x 0.5 s, for: 1m); {queries} dashboard \
-         queries answered",
+         restart); host-d stopped -> SpawnscopeDown {:.1} s (for: 2m); host-f SIGSTOPped -> \
+         SpawnscopeDown {:.1} s; host-e's loop stalled -> SpawnscopeNotPolling {:.1} s (stale \
+         past 60 + 3 x 0.5 s, for: 1m); {queries} dashboard queries answered",
         (fired - t_loop).as_secs_f64(),
         (resolved - t_stop).as_secs_f64(),
         (down - t_stale).as_secs_f64(),
+        (sigstopped - t_stale).as_secs_f64(),
         (not_polling - t_stale).as_secs_f64(),
     );
-    drop((b, c, e));
+    f.signal(libc::SIGCONT);
+    drop((b, c, e, f));
     ct.shutdown();
 }
