@@ -279,30 +279,55 @@ pub fn unit_value(m: &BTreeMap<String, f64>, metric: &str, unit: &str, extra: &s
 /// of its own, goes on answering. Let go when dropped.
 pub struct LoopStopped(i32);
 
+/// Whether a GET of /metrics at `addr` is answered 200 within 2 s.
+fn answers(addr: SocketAddr) -> bool {
+    let Ok(mut c) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+        return false;
+    };
+    let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+    if c.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    c.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && head.ends_with(b" 200")
+}
+
 impl Sentinel {
-    /// Stops this sentinel's poll loop until the result is dropped.
+    /// Stops this sentinel's poll loop until the result is dropped. A stop
+    /// that lands while the loop holds a lock the endpoint needs (the page
+    /// being swapped, a heap trim) is let go and made again, so the stop
+    /// stands for a loop stuck on its own.
     pub fn stop_poll_loop(&self) -> LoopStopped {
         let tid = self.pid();
-        // SAFETY: plain ptrace requests on a child of this process, with no
-        // pointer arguments; the stop is collected with waitpid.
-        unsafe {
-            assert_eq!(
-                libc::ptrace(libc::PTRACE_SEIZE, tid, 0, 0),
-                0,
-                "PTRACE_SEIZE: {}",
-                std::io::Error::last_os_error()
-            );
-            assert_eq!(
-                libc::ptrace(libc::PTRACE_INTERRUPT, tid, 0, 0),
-                0,
-                "PTRACE_INTERRUPT: {}",
-                std::io::Error::last_os_error()
-            );
-            let mut status = 0;
-            assert_eq!(libc::waitpid(tid, &mut status, libc::__WALL), tid);
-            assert!(libc::WIFSTOPPED(status), "status {status:#x}");
+        for _ in 0..20 {
+            // SAFETY: plain ptrace requests on a child of this process,
+            // with no pointer arguments; the stop is collected with
+            // waitpid.
+            unsafe {
+                assert_eq!(
+                    libc::ptrace(libc::PTRACE_SEIZE, tid, 0, 0),
+                    0,
+                    "PTRACE_SEIZE: {}",
+                    std::io::Error::last_os_error()
+                );
+                assert_eq!(
+                    libc::ptrace(libc::PTRACE_INTERRUPT, tid, 0, 0),
+                    0,
+                    "PTRACE_INTERRUPT: {}",
+                    std::io::Error::last_os_error()
+                );
+                let mut status = 0;
+                assert_eq!(libc::waitpid(tid, &mut status, libc::__WALL), tid);
+                assert!(libc::WIFSTOPPED(status), "status {status:#x}");
+            }
+            let stopped = LoopStopped(tid);
+            if answers(self.addr) {
+                return stopped;
+            }
+            drop(stopped);
+            std::thread::sleep(Duration::from_millis(50));
         }
-        LoopStopped(tid)
+        panic!("/metrics never answered with the poll loop stopped");
     }
 }
 

@@ -112,6 +112,7 @@ pub struct Report {
 
 #[derive(Serialize)]
 struct JsonReport<'a> {
+    schema: crate::output::schema::Schema,
     ok: bool,
     checks: &'a [Check],
     kernel: &'a str,
@@ -162,6 +163,7 @@ impl Report {
 
     pub fn json(&self) -> String {
         let r = JsonReport {
+            schema: crate::output::schema::Schema,
             ok: self.verdict() == Verdict::Ready,
             checks: &self.checks,
             kernel: &self.kernel,

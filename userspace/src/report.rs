@@ -173,7 +173,7 @@ pub struct Row {
     /// Summary only: process lifetimes, log2 buckets with any count.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lifetimes: Option<Vec<LifetimeBucket>>,
-    /// Summary only, when events were streamed: respawn intervals (time
+    /// Summary only, when events were streamed: exec intervals (time
     /// between two execs of the same executable in this group), log2
     /// buckets with any count.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -449,7 +449,7 @@ pub fn summary_rows(
     summary_rows_with(cur, by, filter, resolve, None)
 }
 
-/// [`summary_rows`] with respawn intervals per group, where events gave
+/// [`summary_rows`] with exec intervals per group, where events gave
 /// them.
 pub fn summary_rows_with(
     cur: &Snapshot,

@@ -591,6 +591,7 @@ fn doctor_passes_here_as_root() {
         .clone();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["schema"], spawnscope::output::schema::SCHEMA, "{v}");
     assert!(!v["kernel"].as_str().unwrap().is_empty());
     let checks = v["checks"].as_array().unwrap();
     for name in [

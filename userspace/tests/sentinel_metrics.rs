@@ -475,15 +475,31 @@ fn les(text: &str, family: &str) -> Vec<String> {
 }
 
 /// One query reads the sentinel's and export's time histograms alike: the
-/// same families with the same bounds.
+/// same families with the same bounds, export's from a recording whose
+/// unit starts three times in new cgroups and whose processes exit.
 #[test]
 fn sentinel_and_export_share_the_time_buckets() {
     let (state, findings) = fixture();
     let sentinel = render(&state, &findings, 100, &health(), &mut Labels::default());
-    let recording =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/host-loop.jsonl");
+    let dir = tempfile::tempdir().unwrap();
+    let recording = dir.path().join("restarts.jsonl");
+    let mut text =
+        String::from("{\"type\":\"header\",\"format\":\"spawnscope-record\",\"version\":1}\n");
+    for (i, id) in [100u64, 104, 109].into_iter().enumerate() {
+        let ts = (10 + 7 * i as u64) * 1_000_000_000;
+        text += &format!(
+            "{{\"type\":\"exec\",\"ts_ns\":{ts},\"pid\":{id},\"cgroup_id\":{id},\"cgroup\":\"/system.slice/flaky.service\",\"unit\":\"flaky.service\",\"container\":null,\"filename\":\"/bin/false\",\"argv\":[\"false\"]}}\n\
+             {{\"type\":\"exit\",\"ts_ns\":{},\"pid\":{id},\"unit\":\"flaky.service\",\"container\":null,\"comm\":\"false\",\"code\":1,\"lifetime_ns\":5000000}}\n",
+            ts + 5_000_000
+        );
+    }
+    std::fs::write(&recording, text).unwrap();
     let export = spawnscope::export::prom::render(
         &spawnscope::export::Data::from_recording(&recording).unwrap(),
+    );
+    assert!(
+        export.contains("spawnscope_respawn_interval_seconds_count{unit=\"flaky.service\"} 2\n"),
+        "{export}"
     );
     for family in [
         "spawnscope_process_lifetime_seconds",
@@ -492,28 +508,28 @@ fn sentinel_and_export_share_the_time_buckets() {
         let s = les(&sentinel, family);
         assert_eq!(s.len(), 11, "{family}: {s:?}");
         assert_eq!(s.last().map(String::as_str), Some("+Inf"));
-        // The fixture recording's units never restart: its respawn
-        // intervals are empty, so its bounds are compared on exec intervals,
-        // which are rendered by the same code.
-        let e = match les(&export, family) {
-            e if e.is_empty() => les(&export, "spawnscope_exec_interval_seconds"),
-            e => e,
-        };
-        assert_eq!(s, e, "{family}");
+        assert_eq!(s, les(&export, family), "{family}");
     }
 }
 
 /// Findings are labelled by unit whatever its rank, so they are bounded
-/// apart: at most `top_units` of them are shown, the most restarted first,
-/// and spawnscope_findings_open counts them all.
+/// apart: at most `top_units` of them are shown, the first seen first (an
+/// order that holds while they are open, however they escalate), and
+/// spawnscope_findings_open counts them all.
 #[test]
 fn findings_shown_are_bounded_by_top_units_and_all_are_counted() {
     let mut t = Tracker::new(TrackConfig::default(), State::fresh(T0));
-    for (u, n) in [("a.service", 5u64), ("b.service", 7), ("c.service", 6)] {
+    // b is first seen, then c, then a, which restarts the most.
+    for (u, n, offset) in [
+        ("a.service", 9u64, 3u64),
+        ("b.service", 5, 1),
+        ("c.service", 6, 2),
+    ] {
         for i in 0..n {
-            t.creation(u, i * 10_000_000_000, T0 + (i * 10) as f64);
+            let at = i * 10 + offset;
+            t.creation(u, at * 1_000_000_000, T0 + at as f64);
             t.interval(
-                T0 + (i * 10) as f64 + 1.0,
+                T0 + at as f64 + 1.0,
                 [(
                     u.to_string(),
                     Counters {

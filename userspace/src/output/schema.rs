@@ -6,9 +6,9 @@ use spawnscope_common::Counters;
 
 use crate::report::{By, EventCounts, Filter, ProbeStats, Row};
 
-/// The version of the JSON objects spawnscope writes: every `--json` line,
-/// every line of a recording, the sentinel's alerts and `analyze --json`,
-/// each as its `schema` field. It is raised when a field changes meaning
+/// The version of the JSON objects spawnscope writes: every `--json` line
+/// (`trace`, `analyze`, `postmortem`, `doctor`), every line of a recording
+/// and the sentinel's alerts, each as its `schema` field. It is raised when a field changes meaning
 /// or goes away; a new field leaves it as it is.
 pub const SCHEMA: u32 = 1;
 

@@ -382,6 +382,7 @@ pub struct RestartSeries {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    pub schema: crate::output::schema::Schema,
     pub generated_unix: Option<f64>,
     pub source: SourceInfo,
     pub range: RangeReport,
@@ -1538,6 +1539,7 @@ impl Analyzer {
 
         let timeline = timeline(&boots, &loops, &memory_pressure, &oom_kills);
         Report {
+            schema: crate::output::schema::Schema,
             generated_unix: self.now_unix,
             source,
             range: RangeReport {

@@ -1159,6 +1159,7 @@ fn json_has_the_documented_fields() {
     let mut g = Gen::default();
     let r = run(&gap_journal(&mut g));
     let j: serde_json::Value = serde_json::from_str(&r.to_json()).expect("valid JSON");
+    assert_eq!(j["schema"], crate::output::schema::SCHEMA);
     for k in [
         "source",
         "range",

@@ -283,14 +283,15 @@ pub fn render(
     let units = labels.assign(state, top_units);
     build_info(&mut o);
     // Findings are labelled by their unit whatever its rank, so their
-    // series are bounded apart: the `top_units` most severe (then most
-    // restarted) are shown; spawnscope_findings_open counts them all.
+    // series are bounded apart: the `top_units` first seen are shown, an
+    // order a finding keeps while it is open, so a shown finding's alert
+    // never resolves while its loop goes on; spawnscope_findings_open
+    // counts them all, for the rule that says some are not shown.
     let all_findings = findings;
     let mut shown: Vec<&UnitFinding> = findings.iter().collect();
     shown.sort_by(|a, b| {
-        b.severity
-            .cmp(&a.severity)
-            .then(b.restarts.cmp(&a.restarts))
+        a.first_seen_unix
+            .total_cmp(&b.first_seen_unix)
             .then_with(|| a.unit.cmp(&b.unit))
     });
     shown.truncate(top_units);
@@ -367,7 +368,7 @@ pub fn render(
         &mut o,
         "spawnscope_respawn_interval_seconds",
         "histogram",
-        "Time between two creations of a unit's cgroup (systemd restarts), log2 buckets.",
+        "Time between two starts of a unit (each a new cgroup of its own: a systemd restart).",
     );
     for (u, s) in &units {
         histogram(

@@ -939,10 +939,6 @@ async fn sentinel(
     };
     let release = caps::kernel_release();
     caps::drop_to(&caps::needed_after_load(&release)).map_err(SentinelError::Caps)?;
-    // Served from a thread of its own, made now so that it holds no
-    // capability: a stuck poll loop leaves it answering, its last poll's
-    // time standing still.
-    metrics::spawn(listener, Arc::clone(&body))?;
 
     let tracker = Tracker::new(TrackConfig::default(), state);
     // Findings open before a restart were alerted then.
@@ -956,7 +952,7 @@ async fn sentinel(
         s,
         tracker,
         alerter,
-        body,
+        body: Arc::clone(&body),
         prev: Snapshot::default(),
         folded: Vec::new(),
         unit_ids: HashMap::new(),
@@ -983,8 +979,14 @@ async fn sentinel(
         lp.tracker.seed(now_unix(), known.mono_ns, known.seeds());
     }
     // The first poll fills /metrics before anyone is told it is there:
-    // scripts and tests wait for this line, systemd for READY=1.
+    // scripts and tests wait for this line, systemd for READY=1. Until
+    // then, scrapes wait in the listen backlog rather than read an empty
+    // page. The page is served from a thread of its own, made after the
+    // capabilities are dropped so that it holds no more than the loop: a
+    // stuck poll loop leaves it answering, its last poll's time standing
+    // still.
     lp.poll()?;
+    metrics::spawn(listener, body)?;
     log(Priority::Info, &started);
     notifier.ready(&started);
 
