@@ -1,8 +1,13 @@
 //! On a host with only cgroup v1 mounted there is no cgroup2 tree to name
 //! ids from. spawnscope still counts, says plainly what it cannot
-//! attribute, and invents no unit names.
+//! attribute, and invents no unit names: the test's own cgroup, made before
+//! the trace, stays a bare id, and a cgroup is named only by the kernel's
+//! record of its creation (here, those other tests make meanwhile).
 
-use spawnscope_tests::{Tracer, require_root, spawn_true, summary};
+use std::path::Path;
+
+use spawnscope::cgroupfs;
+use spawnscope_tests::{Tracer, require_root, row_with_id, spawn_true, summary};
 
 #[test]
 fn v1_only_host_counts_without_inventing_names() {
@@ -39,13 +44,34 @@ fn v1_only_host_counts_without_inventing_names() {
     let s = summary(&lines);
     assert_eq!(s["attribution_warning"], warning);
     assert!(s["totals"]["execs"].as_u64().unwrap() >= 10, "{s}");
+    // The test's own cgroup, in this host's real cgroup2 tree.
+    let own = cgroupfs::own_cgroup_v2(Path::new(cgroupfs::SELF_CGROUP)).unwrap();
+    let mount = cgroupfs::find_cgroup2(Path::new(cgroupfs::MOUNTINFO))
+        .unwrap()
+        .unwrap();
+    let own_id = std::os::unix::fs::MetadataExt::ino(
+        &std::fs::metadata(mount.mount_point.join(own.trim_start_matches('/'))).unwrap(),
+    );
+    let mine = row_with_id(s, own_id);
+    assert_eq!(mine["group"], format!("cgroup-id:{own_id}"), "{mine}");
+    assert_eq!(mine["unit"], serde_json::Value::Null, "{mine}");
+    assert_eq!(mine["container"], serde_json::Value::Null, "{mine}");
+    assert_eq!(
+        mine["cgroups"][0]["path"],
+        serde_json::Value::Null,
+        "{mine}"
+    );
+    assert!(mine["total"]["execs"].as_u64().unwrap() >= 10, "{mine}");
+    // Any other row is a bare id too, or has the path the kernel gave
+    // when it made the cgroup: never a name without it.
     for row in s["rows"].as_array().unwrap() {
-        assert_eq!(row["unit"], serde_json::Value::Null, "{row}");
-        assert_eq!(row["container"], serde_json::Value::Null, "{row}");
-        assert_eq!(row["cgroups"][0]["path"], serde_json::Value::Null, "{row}");
-        assert!(
-            row["group"].as_str().unwrap().starts_with("cgroup-id:"),
-            "{row}"
-        );
+        let bare = row["group"].as_str().unwrap().starts_with("cgroup-id:");
+        let path = &row["cgroups"][0]["path"];
+        if bare {
+            assert_eq!(row["unit"], serde_json::Value::Null, "{row}");
+            assert_eq!(*path, serde_json::Value::Null, "{row}");
+        } else {
+            assert!(path.is_string(), "named without a path: {row}");
+        }
     }
 }

@@ -534,6 +534,7 @@ mod tests {
         assert_eq!(
             v,
             serde_json::json!({
+                "schema": crate::output::schema::SCHEMA,
                 "ok": false,
                 "kernel": "6.1.0-9-amd64",
                 "checks": [
