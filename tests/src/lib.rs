@@ -120,6 +120,19 @@ pub struct TestCgroup {
     pub id: u64,
 }
 
+/// This process's cgroup in the host's cgroup2 tree: its path from the
+/// root, as /proc/self/cgroup gives it, and its id.
+pub fn own_cgroup() -> (String, u64) {
+    let mount = cgroupfs::find_cgroup2(Path::new(cgroupfs::MOUNTINFO))
+        .expect("read mountinfo")
+        .expect("this test needs a cgroup2 mount");
+    let own = cgroupfs::own_cgroup_v2(Path::new(cgroupfs::SELF_CGROUP)).expect("own cgroup");
+    let id = fs::metadata(mount.mount_point.join(own.trim_start_matches('/')))
+        .expect("own cgroup's directory")
+        .ino();
+    (own, id)
+}
+
 impl TestCgroup {
     pub fn new(tag: &str) -> Self {
         Self::named(tag, "")

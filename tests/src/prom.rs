@@ -104,9 +104,12 @@ impl Server {
 
 /// Prometheus with `config` (YAML), its TSDB and log in `dir`.
 pub fn prometheus(dir: &Path, config: &str) -> Server {
-    let file = dir.join("prometheus.yml");
-    std::fs::write(&file, config).unwrap();
-    check("promtool", &["check", "config", file.to_str().unwrap()]);
+    let file = write_checked(
+        dir,
+        "prometheus.yml",
+        config,
+        &["promtool", "check", "config"],
+    );
     Server::start_on_free_port(
         PROMETHEUS,
         |addr| {
@@ -126,9 +129,7 @@ pub fn prometheus(dir: &Path, config: &str) -> Server {
 /// Alertmanager with `config` (YAML), its storage and log in `dir`, as a
 /// cluster of one.
 pub fn alertmanager(dir: &Path, config: &str) -> Server {
-    let file = dir.join("alertmanager.yml");
-    std::fs::write(&file, config).unwrap();
-    check("amtool", &["check-config", file.to_str().unwrap()]);
+    let file = write_checked(dir, "alertmanager.yml", config, &["amtool", "check-config"]);
     Server::start_on_free_port(
         ALERTMANAGER,
         |addr| {
@@ -143,18 +144,24 @@ pub fn alertmanager(dir: &Path, config: &str) -> Server {
     )
 }
 
-/// Runs a config checker; panics with what it said when it fails.
-fn check(program: &str, args: &[&str]) {
-    let out = Command::new(program)
-        .args(args)
+/// Writes `config` to `dir`/`name` and runs `checker` on it; panics with
+/// what the checker said when it refuses the file.
+fn write_checked(dir: &Path, name: &str, config: &str, checker: &[&str]) -> std::path::PathBuf {
+    let file = dir.join(name);
+    std::fs::write(&file, config).unwrap();
+    let out = Command::new(checker[0])
+        .args(&checker[1..])
+        .arg(&file)
         .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
+        .unwrap_or_else(|e| panic!("{}: {e}", checker[0]));
     assert!(
         out.status.success(),
-        "{program} {args:?}: {}{}",
+        "{checker:?} {}: {}{}",
+        file.display(),
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    file
 }
 
 /// Percent-encodes a query parameter's value (RFC 3986 unreserved kept).

@@ -2,11 +2,10 @@
 //! schema version, intervals then a summary, with the documented fields,
 //! and this machine's own activity.
 
-use std::path::Path;
-
 use serde_json::Value;
-use spawnscope::cgroupfs;
-use spawnscope_tests::{RunningKernel, Tracer, require_root, row_with_id, spawn_true, summary};
+use spawnscope_tests::{
+    RunningKernel, Tracer, own_cgroup, require_root, row_with_id, spawn_true, summary,
+};
 
 const COUNTER_FIELDS: [&str; 9] = [
     "forks",
@@ -48,13 +47,7 @@ fn timed_json_trace_reports_own_activity() {
     let Some(kernel) = RunningKernel::get("json_output") else {
         return;
     };
-    let own = cgroupfs::own_cgroup_v2(Path::new(cgroupfs::SELF_CGROUP)).unwrap();
-    let mount = cgroupfs::find_cgroup2(Path::new(cgroupfs::MOUNTINFO))
-        .unwrap()
-        .unwrap();
-    let own_id = std::os::unix::fs::MetadataExt::ino(
-        &std::fs::metadata(mount.mount_point.join(own.trim_start_matches('/'))).unwrap(),
-    );
+    let (own, own_id) = own_cgroup();
 
     let tracer = Tracer::start(&["--for", "2s", "--interval", "500ms"]);
     spawn_true(20);

@@ -4,10 +4,7 @@
 //! the trace, stays a bare id, and a cgroup is named only by the kernel's
 //! record of its creation (here, those other tests make meanwhile).
 
-use std::path::Path;
-
-use spawnscope::cgroupfs;
-use spawnscope_tests::{Tracer, require_root, row_with_id, spawn_true, summary};
+use spawnscope_tests::{Tracer, own_cgroup, require_root, row_with_id, spawn_true, summary};
 
 #[test]
 fn v1_only_host_counts_without_inventing_names() {
@@ -45,13 +42,7 @@ fn v1_only_host_counts_without_inventing_names() {
     assert_eq!(s["attribution_warning"], warning);
     assert!(s["totals"]["execs"].as_u64().unwrap() >= 10, "{s}");
     // The test's own cgroup, in this host's real cgroup2 tree.
-    let own = cgroupfs::own_cgroup_v2(Path::new(cgroupfs::SELF_CGROUP)).unwrap();
-    let mount = cgroupfs::find_cgroup2(Path::new(cgroupfs::MOUNTINFO))
-        .unwrap()
-        .unwrap();
-    let own_id = std::os::unix::fs::MetadataExt::ino(
-        &std::fs::metadata(mount.mount_point.join(own.trim_start_matches('/'))).unwrap(),
-    );
+    let (_, own_id) = own_cgroup();
     let mine = row_with_id(s, own_id);
     assert_eq!(mine["group"], format!("cgroup-id:{own_id}"), "{mine}");
     assert_eq!(mine["unit"], serde_json::Value::Null, "{mine}");

@@ -43,6 +43,11 @@ pub fn time_edge_seconds(log2_ns: u32) -> f64 {
     (1u64 << log2_ns) as f64 / 1e9
 }
 
+/// What `spawnscope_respawn_interval_seconds` measures, in the sentinel's
+/// exposition and export's alike.
+pub const RESPAWN_INTERVAL_HELP: &str =
+    "Time between two starts of a unit (each a new cgroup of its own: a systemd restart).";
+
 /// The version and build of this spawnscope, as the conventional
 /// `_build_info` gauge: its labels, for a `* on (instance) group_left`.
 pub fn build_info(o: &mut String) {
@@ -79,7 +84,7 @@ fn family(m: Measure) -> Family {
         },
         Measure::RespawnIntervalNs => Family {
             name: "spawnscope_respawn_interval_seconds",
-            help: "Time between two starts of a unit (each a new cgroup of its own: a systemd restart).",
+            help: RESPAWN_INTERVAL_HELP,
             scale: 1e9,
             bounds: time(),
         },

@@ -20,7 +20,9 @@ use spawnscope_common::Counters;
 
 use crate::{
     detect::FindingKind,
-    export::prom::{TIME_EDGES_LOG2_NS, build_info, label_escape, time_edge_seconds},
+    export::prom::{
+        RESPAWN_INTERVAL_HELP, TIME_EDGES_LOG2_NS, build_info, label_escape, time_edge_seconds,
+    },
     kernel::ProgStats,
     mempress::HiddenTrend,
     report::{EventCounts, ProbeStats},
@@ -368,7 +370,7 @@ pub fn render(
         &mut o,
         "spawnscope_respawn_interval_seconds",
         "histogram",
-        "Time between two starts of a unit (each a new cgroup of its own: a systemd restart).",
+        RESPAWN_INTERVAL_HELP,
     );
     for (u, s) in &units {
         histogram(
